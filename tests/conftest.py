@@ -1,0 +1,33 @@
+"""Shared pytest set-up: CPU, PyNative by default, deterministic seeds, repo on sys.path."""
+import os
+import random
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+import mindspore as ms  # noqa: E402
+
+ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_restore_mode():
+    """Every test starts seeded and in PyNative; a test that switches to GRAPH_MODE is undone."""
+    random.seed(0)
+    np.random.seed(0)
+    ms.set_seed(0)
+    yield
+    if ms.get_context("mode") != ms.PYNATIVE_MODE:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+@pytest.fixture
+def graph_mode():
+    """Run the test body in GRAPH_MODE (restored afterwards by the autouse fixture)."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    yield
