@@ -1,0 +1,328 @@
+"""ADE20K as an MSAdapter map-style dataset, and a seeded, multi-worker loader factory.
+
+Samples are numpy arrays (the framework conversion happens in the training/evaluation code):
+``image float32 (3, H, W)`` normalised with mean 0.5 / std 0.5 and ``mask int32 (H, W)`` with -1 = ignore.
+
+Randomness: the augmentation of sample ``index`` in epoch ``epoch`` uses its own ``random.Random`` seeded from
+``(seed, epoch, index)``, so results do not depend on the number of workers or on which worker loads the sample,
+and every (epoch, sample) pair gets a distinct stream. :func:`make_loader` advances the epoch on each pass
+(sending ``(epoch, index)`` keys) and gives each worker process distinct ``random``/``numpy`` seeds for any other
+library randomness.
+"""
+import os
+import random
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from msadapter.pytorch.utils.data import DataLoader, Dataset, Sampler
+
+from .layout import dataset_dir, list_pairs
+from .transforms import (DEFAULT_MEAN, DEFAULT_STD, image_to_array, mask_to_array, train_sync_transform,
+                         val_sync_transform)
+
+MODES = ("train", "val", "testval")
+
+
+def _sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 32-bit seed for one (seed, epoch, index) triple."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
+def _open_image(path: str, mode: str) -> Image.Image:
+    """Open and fully decode an image, naming the file in any error."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"ADE20K file missing: {path}")
+    try:
+        with Image.open(path) as handle:
+            handle.load()
+            return handle.convert(mode) if mode else handle.copy()
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise OSError(f"cannot read {path}: {error}") from error
+
+
+class ADE20KSegmentation(Dataset):
+    """ADE20K scene parsing (150 classes) with PyTorch-Encoding's modes.
+
+    Modes: ``train`` (random flip / rescale of the long side in [0.5, 2] x base size / pad / random crop),
+    ``val`` (short side to the crop size, centre crop), ``testval`` (full image, original mask). Masks are shifted
+    by -1 so unlabelled pixels become -1 (ignored by the loss and metrics).
+
+    Args:
+        root: data root holding ``ADEChallengeData2016/`` (or that folder itself).
+        split: ``"train"`` or ``"val"``.
+        mode: ``"train"``, ``"val"`` or ``"testval"``; default ``"train"`` for the train split, else ``"val"``.
+        base_size: base size of the train rescale (520 in lang-seg).
+        crop_size: output side in train/val modes (480 in lang-seg).
+        seed: augmentation seed.
+        mean: normalisation mean per channel (0..1 scale).
+        std: normalisation std per channel.
+
+    Raises:
+        FileNotFoundError: if the split's image folder is missing or empty (message names the folder).
+    """
+
+    NUM_CLASS = 150
+
+    def __init__(self, root: str, split: str = "train", mode: Optional[str] = None, base_size: int = 520,
+                 crop_size: int = 480, seed: int = 0, mean: Sequence[float] = DEFAULT_MEAN,
+                 std: Sequence[float] = DEFAULT_STD):
+        super().__init__()
+        self.root = dataset_dir(root)
+        self.split = split
+        self.mode = mode if mode is not None else ("train" if split == "train" else "val")
+        if self.mode not in MODES:
+            raise ValueError(f"ADE20KSegmentation: unknown mode {self.mode!r}; expected one of {MODES}")
+        self.base_size = base_size
+        self.crop_size = crop_size
+        self.seed = seed
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.epoch = 0
+        pairs, _, _ = list_pairs(root, split)
+        if not pairs:
+            raise FileNotFoundError(f"no image/mask pairs found for split {split!r} under {self.root}")
+        self.images = [image for image, _ in pairs]
+        self.masks = [mask for _, mask in pairs]
+
+    @property
+    def num_class(self) -> int:
+        """Number of classes (150)."""
+        return self.NUM_CLASS
+
+    def set_epoch(self, epoch: int):
+        """Select the augmentation stream of an epoch (``make_loader`` calls this on every pass).
+
+        Args:
+            epoch: epoch number (any int).
+        """
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load_pair(self, index: int):
+        """Read image ``index`` (RGB) and its mask, checking they have the same size.
+
+        Args:
+            index: sample index.
+
+        Returns:
+            ``(image, mask)`` PIL images.
+
+        Raises:
+            FileNotFoundError / OSError: naming the missing or unreadable file.
+            ValueError: naming both files when their sizes differ.
+        """
+        image = _open_image(self.images[index], "RGB")
+        mask = _open_image(self.masks[index], None)
+        if mask.mode not in ("L", "P", "I", "I;16"):
+            raise ValueError(f"{self.masks[index]}: mask must be single-channel, got PIL mode {mask.mode}")
+        if image.size != mask.size:
+            raise ValueError(f"size mismatch: {self.images[index]} is {image.size[0]}x{image.size[1]} but "
+                             f"{self.masks[index]} is {mask.size[0]}x{mask.size[1]} (WxH)")
+        return image, mask
+
+    def __getitem__(self, key):
+        """One sample.
+
+        Args:
+            key: sample index, or ``(epoch, index)`` as sent by :func:`make_loader`'s sampler (the epoch must
+                travel with the index because msadapter keeps its worker processes, and their copy of the
+                dataset, alive across epochs).
+
+        Returns:
+            ``(image float32 (3, H, W), mask int32 (H, W))``; H = W = crop_size in train/val modes, the original
+            size in testval.
+        """
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        image, mask = self.load_pair(index)
+        if self.mode == "train":
+            rng = random.Random(_sample_seed(self.seed, epoch, index))
+            image, mask = train_sync_transform(image, mask, self.base_size, self.crop_size, rng)
+        elif self.mode == "val":
+            image, mask = val_sync_transform(image, mask, self.crop_size)
+        return image_to_array(image, self.mean, self.std), mask_to_array(mask)
+
+
+class SeededShuffleSampler(Sampler):
+    """A random permutation per epoch drawn from ``(seed, epoch)``: reproducible and different every epoch.
+
+    Args:
+        length: number of samples.
+        seed: shuffle seed.
+    """
+
+    def __init__(self, length: int, seed: int = 0):
+        super().__init__(None)
+        self.length = length
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int):
+        """Select the permutation of an epoch.
+
+        Args:
+            epoch: epoch number.
+        """
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
+        return iter(order.tolist())
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class EpochTaggedSampler(Sampler):
+    """Wraps a sampler (or ``range(length)``) and yields ``(epoch, index)`` so workers know the epoch.
+
+    Args:
+        base: sampler of indices, or None for ``0 .. length - 1`` in order.
+        length: dataset length (used when ``base`` is None).
+    """
+
+    def __init__(self, base, length: int):
+        super().__init__(None)
+        self.base = base
+        self.length = length
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int):
+        """Tag the next pass with ``epoch`` (forwarded to the wrapped sampler when it has ``set_epoch``).
+
+        Args:
+            epoch: epoch number.
+        """
+        self.epoch = int(epoch)
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def __iter__(self):
+        indices = range(self.length) if self.base is None else self.base
+        return ((self.epoch, int(index)) for index in indices)
+
+    def __len__(self) -> int:
+        return self.length if self.base is None else len(self.base)
+
+
+class _OpaqueBatch:
+    """Carries a collated batch through msadapter's worker queue by pickling.
+
+    msadapter's queue writes bare numpy arrays into a ring of shared-memory segments whose position counter is
+    updated without a lock and hands out views without copying, so a batch can be overwritten by a later one;
+    an object it does not recognise is pickled instead, which is always safe.
+    """
+
+    def __init__(self, value):
+        self.value = value
+
+
+def numpy_collate(samples):
+    """Stack a list of ``(image, mask)`` numpy samples.
+
+    Args:
+        samples: list of ``(image (3, H, W), mask (H, W))``.
+
+    Returns:
+        ``(images (B, 3, H, W) float32, masks (B, H, W) int32)`` when all sizes agree, else two lists (testval
+        images of different sizes).
+    """
+    images, masks = zip(*samples)
+    if len({image.shape for image in images}) == 1 and len({mask.shape for mask in masks}) == 1:
+        return np.stack(images), np.stack(masks)
+    return list(images), list(masks)
+
+
+class _OpaqueCollate:
+    """Applies a collate function and wraps its result in :class:`_OpaqueBatch`."""
+
+    def __init__(self, collate_fn):
+        self.collate_fn = collate_fn
+
+    def __call__(self, samples):
+        return _OpaqueBatch(self.collate_fn(samples))
+
+
+class _WorkerSeeder:
+    """worker_init_fn giving each worker process distinct ``random``/``numpy`` seeds."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def __call__(self, worker_id: int):
+        worker_seed = _sample_seed(self.seed, 0, 1_000_000 + worker_id)
+        random.seed(worker_seed)
+        np.random.seed(worker_seed)
+
+
+class SeededLoader:
+    """Iterable over batches that advances the epoch on each pass.
+
+    Attributes:
+        loader: the underlying ``msadapter.pytorch.utils.data.DataLoader`` (its workers are forked when it is
+            built and live as long as it does).
+        sampler: the :class:`EpochTaggedSampler` feeding it.
+        epoch: the epoch the next pass will use.
+    """
+
+    def __init__(self, loader: DataLoader, sampler: EpochTaggedSampler, start_epoch: int = 0):
+        self.loader = loader
+        self.sampler = sampler
+        self.epoch = start_epoch
+
+    def set_epoch(self, epoch: int):
+        """Make the next pass use ``epoch`` (e.g. when resuming training).
+
+        Args:
+            epoch: epoch number.
+        """
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        # The sampler runs in this process, so the epoch reaches the workers through the indices it sends.
+        self.sampler.set_epoch(self.epoch)
+        self.epoch += 1
+        for batch in self.loader:
+            yield batch.value if isinstance(batch, _OpaqueBatch) else batch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+def make_loader(dataset, batch_size: int, shuffle: bool, workers: int = 0, seed: int = 0, drop_last: bool = False,
+                sampler=None, collate_fn=numpy_collate, prefetch_factor: int = 2) -> SeededLoader:
+    """A reproducible batch iterator over a map-style dataset, working with ``workers > 0``.
+
+    Workers use the ``fork`` start method (msadapter forces ``spawn``, under which workers die). msadapter keeps
+    workers alive for the loader's lifetime, so the epoch travels with each index (``(epoch, index)`` keys, see
+    :meth:`ADE20KSegmentation.__getitem__`); a custom dataset must accept such keys. The same seed gives the same
+    batches whatever the number of workers.
+
+    Args:
+        dataset: map-style dataset (e.g. :class:`ADE20KSegmentation`).
+        batch_size: samples per batch.
+        shuffle: reshuffle every epoch with :class:`SeededShuffleSampler` (ignored when ``sampler`` is given).
+        workers: worker processes (0 = load in the main process).
+        seed: shuffle and worker seed.
+        drop_last: drop the last incomplete batch.
+        sampler: custom index sampler (e.g. distributed); ``set_epoch`` is forwarded to it when it has one.
+        collate_fn: batch builder; default :func:`numpy_collate` (numpy batches).
+        prefetch_factor: batches prefetched per worker.
+
+    Returns:
+        :class:`SeededLoader` yielding ``(images (B, 3, H, W) float32, masks (B, H, W) int32)`` numpy batches.
+    """
+    if sampler is None and shuffle:
+        sampler = SeededShuffleSampler(len(dataset), seed)
+    tagged = EpochTaggedSampler(sampler, len(dataset))
+    options = {}
+    if workers > 0:
+        options = dict(multiprocessing_context="fork", worker_init_fn=_WorkerSeeder(seed),
+                       prefetch_factor=prefetch_factor)
+        collate_fn = _OpaqueCollate(collate_fn)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=tagged, num_workers=workers,
+                        collate_fn=collate_fn, drop_last=drop_last, **options)
+    return SeededLoader(loader, tagged)
