@@ -1,0 +1,179 @@
+"""Image side of LSeg up to the four reassembled feature maps: MindCV ViT walked by hand + DPT reassembly.
+
+Layer classes first (position-embedding resizing, one reassembly level, the whole backbone), then the
+factory :func:`build_vit`.
+"""
+import functools
+
+import msadapter.pytorch.nn as tnn
+from mindcv.models.vit import VisionTransformer
+from mindspore import nn as msnn
+from mindspore import ops
+
+from .config import BackboneConfig
+
+# timm's ViT uses LayerNorm eps 1e-6 and exact (erf) GELU; MindSpore's defaults (1e-7, tanh GELU) differ
+# enough to break parity with the official network, so both are pinned here.
+VIT_LAYER_NORM_EPS = 1e-6
+TIMM_NUM_CLASSES = 1000  # the official checkpoints keep timm's ImageNet head, so we build it for strict loading
+
+
+def exact_gelu() -> msnn.Cell:
+    """Returns: a MindSpore GELU cell using erf (PyTorch ``nn.GELU()`` semantics), not the tanh approximation."""
+    return msnn.GELU(approximate=False)
+
+
+def resize_pos_embed(pos_embed, grid_h: int, grid_w: int, num_prefix_tokens: int = 1):
+    """Resize a ViT position embedding to a new token grid the way the official LSeg code does.
+
+    The prefix (cls) entries are kept; the square grid part is interpolated bilinearly with
+    align_corners=False (PyTorch's default for ``F.interpolate(mode="bilinear")``).
+
+    Args:
+        pos_embed: Tensor (1, num_prefix_tokens + G*G, C) with a square trained grid G x G.
+        grid_h, grid_w: target grid (H/p, W/p).
+        num_prefix_tokens: leading non-grid tokens (1 = cls token).
+
+    Returns:
+        Tensor (1, num_prefix_tokens + grid_h*grid_w, C).
+    """
+    prefix = pos_embed[:, :num_prefix_tokens]
+    grid = pos_embed[:, num_prefix_tokens:]
+    old = int(round((grid.shape[1]) ** 0.5))
+    channels = grid.shape[2]
+    if old == grid_h and old == grid_w:
+        return pos_embed
+    grid = ops.transpose(ops.reshape(grid, (1, old, old, channels)), (0, 3, 1, 2))
+    grid = ops.interpolate(grid, size=(grid_h, grid_w), mode="bilinear", align_corners=False)
+    grid = ops.reshape(ops.transpose(grid, (0, 2, 3, 1)), (1, grid_h * grid_w, channels))
+    return ops.concat((prefix, grid), axis=1)
+
+
+class ReassembleLevel(tnn.Module):
+    """One DPT reassembly level with the "project" readout (official ``act_postprocess{i}``).
+
+    tokens (B, 1+N, C) -> concat(patch tokens, cls broadcast) -> Linear(2C->C) -> exact GELU ->
+    map (B, C, H/p, W/p) -> 1x1 conv to ``level_width`` -> resampling (transposed conv, strided 3x3
+    conv or nothing).
+
+    Args:
+        vit_width: ViT token width C.
+        level_width: output channels of this level.
+        resample: :class:`modules.config.LevelResample`.
+    """
+
+    def __init__(self, vit_width: int, level_width: int, resample):
+        super().__init__()
+        self.readout_project = tnn.Linear(2 * vit_width, vit_width)
+        self.readout_act = exact_gelu()
+        self.to_level_width = tnn.Conv2d(vit_width, level_width, kernel_size=1, stride=1, padding=0)
+        if resample.kind == "up":
+            self.resample = tnn.ConvTranspose2d(level_width, level_width, kernel_size=resample.factor,
+                                                stride=resample.factor, padding=0, bias=True)
+        elif resample.kind == "down":
+            self.resample = tnn.Conv2d(level_width, level_width, kernel_size=3, stride=resample.factor, padding=1)
+        else:
+            self.resample = None
+
+    def forward(self, tokens, grid_h: int, grid_w: int):
+        """Args: tokens (B, 1 + grid_h*grid_w, C); grid_h, grid_w: token grid.
+
+        Returns: (B, level_width, grid_h * s, grid_w * s) with s the level's resampling factor (or 1/s).
+        """
+        patch_tokens = tokens[:, 1:]
+        readout = ops.broadcast_to(tokens[:, 0:1], patch_tokens.shape)
+        features = self.readout_act(self.readout_project(ops.concat((patch_tokens, readout), axis=-1)))
+        batch, _, width = features.shape
+        feature_map = ops.reshape(ops.transpose(features, (0, 2, 1)), (batch, width, grid_h, grid_w))
+        feature_map = self.to_level_width(feature_map)
+        if self.resample is not None:
+            feature_map = self.resample(feature_map)
+        return feature_map
+
+
+class ViTBackbone(tnn.Module):
+    """The official ``pretrained`` part: a ViT (``model``) and four reassembly levels.
+
+    Attributes:
+        model: MindCV ``VisionTransformer`` (timm parameter layout; LayerNorm ``gamma``/``beta``).
+        act_postprocess1..4: :class:`ReassembleLevel` (names kept from the official checkpoint).
+
+    Args:
+        cfg: :class:`modules.config.BackboneConfig`.
+    """
+
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.patch_size = cfg.patch_size
+        self.hooks = tuple(cfg.hooks)
+        self.model = build_vit(cfg)
+        self.act_postprocess1 = ReassembleLevel(cfg.width, cfg.level_widths[0], cfg.level_resample[0])
+        self.act_postprocess2 = ReassembleLevel(cfg.width, cfg.level_widths[1], cfg.level_resample[1])
+        self.act_postprocess3 = ReassembleLevel(cfg.width, cfg.level_widths[2], cfg.level_resample[2])
+        self.act_postprocess4 = ReassembleLevel(cfg.width, cfg.level_widths[3], cfg.level_resample[3])
+
+    def hooked_tokens(self, images):
+        """Run the ViT token path and return the outputs of the four hooked blocks.
+
+        Args:
+            images: (B, 3, H, W) float32, H and W multiples of the patch size.
+
+        Returns:
+            tuple of 4 tensors (B, 1 + (H/p)*(W/p), C).
+        """
+        vit = self.model
+        batch, _, height, width = images.shape
+        grid_h = height // self.patch_size
+        grid_w = width // self.patch_size
+        tokens = vit.patch_embed.proj(images)
+        tokens = ops.transpose(ops.reshape(tokens, (batch, tokens.shape[1], -1)), (0, 2, 1))
+        cls_tokens = ops.broadcast_to(vit.cls_token, (batch, 1, tokens.shape[2])).astype(tokens.dtype)
+        tokens = ops.concat((cls_tokens, tokens), axis=1)
+        tokens = tokens + resize_pos_embed(vit.pos_embed, grid_h, grid_w)
+        tokens = vit.pos_drop(tokens)
+        hooked = []
+        # Blocks after the last hook (and the final norm) cannot affect LSeg's output, so they are skipped.
+        for index in range(self.hooks[-1] + 1):
+            tokens = vit.blocks[index](tokens)
+            if index in self.hooks:
+                hooked.append(tokens)
+        return tuple(hooked)
+
+    def forward(self, images):
+        """Args: images (B, 3, H, W), H and W multiples of 32.
+
+        Returns: 4 feature maps (B, level_width_i, H/4, W/4), (.., H/8, W/8), (.., H/16, W/16), (.., H/32, W/32).
+        """
+        height, width = images.shape[2], images.shape[3]
+        if height % 32 or width % 32:
+            raise ValueError(f"image height and width must be multiples of 32, got {height}x{width}")
+        grid_h = height // self.patch_size
+        grid_w = width // self.patch_size
+        tokens_1, tokens_2, tokens_3, tokens_4 = self.hooked_tokens(images)
+        return (self.act_postprocess1(tokens_1, grid_h, grid_w),
+                self.act_postprocess2(tokens_2, grid_h, grid_w),
+                self.act_postprocess3(tokens_3, grid_h, grid_w),
+                self.act_postprocess4(tokens_4, grid_h, grid_w))
+
+
+def build_vit(cfg: BackboneConfig) -> VisionTransformer:
+    """Build the MindCV ViT matching timm's ``VisionTransformer`` for ``cfg`` (exact GELU, LayerNorm eps 1e-6).
+
+    Args:
+        cfg: :class:`modules.config.BackboneConfig`.
+
+    Returns:
+        mindcv ``VisionTransformer`` with ``depth`` blocks, cls token, pos_embed (1, 1+G*G, C) and a
+        1000-class head (unused by LSeg; kept so timm/official checkpoints load strictly).
+    """
+    return VisionTransformer(
+        image_size=cfg.image_size, patch_size=cfg.patch_size, in_channels=3, embed_dim=cfg.width,
+        depth=cfg.depth, num_heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True,
+        act_layer=exact_gelu,
+        norm_layer=functools.partial(msnn.LayerNorm, epsilon=VIT_LAYER_NORM_EPS),
+        num_classes=TIMM_NUM_CLASSES,
+    )
+
+
+__all__ = ["ViTBackbone", "ReassembleLevel", "resize_pos_embed", "build_vit", "exact_gelu"]

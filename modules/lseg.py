@@ -1,0 +1,275 @@
+"""LSegNet: the language-driven semantic segmentation network (ViT + DPT fusion + CLIP text tower).
+
+Parameter layout follows the official checkpoint's top level: ``pretrained`` (ViT + reassembly),
+``scratch`` (fusion, ``head1``, optional ``head_block``) and ``clip_pretrained`` (frozen CLIP text tower),
+so one MindSpore checkpoint holds everything.
+
+Text-feature cache: the encoded label list lives in the non-trainable Parameter ``text_features_cache``
+(graph-friendly: GRAPH_MODE training reads it like any weight). It is recomputed in Python whenever the
+label list changes (:meth:`LSegNet.set_labels`), whenever weights are loaded through :mod:`modules.weights`
+(explicit invalidation), and, as a last line of defence, whenever a fingerprint of the text-encoder
+parameters differs from the one the cache was computed with (checked on every top-level call).
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import mindspore as ms
+import msadapter.pytorch.nn as tnn
+import numpy as np
+from mindspore import Parameter, Tensor, ops
+
+from .backbone import ViTBackbone
+from .config import BackboneConfig, get_backbone_config
+from .fusion import FeatureFusionBlock
+from .head import ACTIVATIONS, ARCH_OPTIONS, LOGIT_SCALE, SpatialRegularizationBlock, \
+    apply_spatial_regularization, l2_normalize, pixel_text_logits
+
+TEXT_CACHE_NAME = "text_features_cache"
+_PER_CALL_CACHE_SIZE = 8  # label sets kept for zero-shot per-call labels
+
+
+def default_labels() -> List[str]:
+    """Returns: the 150 ADE20K class names (official ``get_labels`` rule, via ``encoding_custom.labels``)."""
+    from encoding_custom.labels import ade20k_labels
+    return ade20k_labels()
+
+
+class Scratch(tnn.Module):
+    """The official ``scratch`` part: per-level 3x3 convs to ``features``, four fusion blocks and the heads.
+
+    Args:
+        level_widths: channels of the four reassembled levels.
+        features: fusion width.
+        out_dim: pixel-embedding width (``head1`` output).
+        arch_option: 0 (no spatial regularization), 1 (bottleneck block) or 2 (depthwise block).
+        activation: activation of the spatial regularization block.
+    """
+
+    def __init__(self, level_widths: Sequence[int], features: int, out_dim: int, arch_option: int,
+                 activation: str):
+        super().__init__()
+        self.layer1_rn = tnn.Conv2d(level_widths[0], features, kernel_size=3, stride=1, padding=1, bias=False)
+        self.layer2_rn = tnn.Conv2d(level_widths[1], features, kernel_size=3, stride=1, padding=1, bias=False)
+        self.layer3_rn = tnn.Conv2d(level_widths[2], features, kernel_size=3, stride=1, padding=1, bias=False)
+        self.layer4_rn = tnn.Conv2d(level_widths[3], features, kernel_size=3, stride=1, padding=1, bias=False)
+        self.refinenet1 = FeatureFusionBlock(features)
+        self.refinenet2 = FeatureFusionBlock(features)
+        self.refinenet3 = FeatureFusionBlock(features)
+        self.refinenet4 = FeatureFusionBlock(features)
+        self.head1 = tnn.Conv2d(features, out_dim, kernel_size=1)
+        self.head_block = SpatialRegularizationBlock(arch_option, activation) if arch_option in (1, 2) else None
+
+    def forward(self, level_1, level_2, level_3, level_4):
+        """Args: the four reassembled maps at strides 4, 8, 16, 32.
+
+        Returns: raw pixel embeddings (B, out_dim, H/2, W/2).
+        """
+        path_4 = self.refinenet4(self.layer4_rn(level_4))
+        path_3 = self.refinenet3(path_4, self.layer3_rn(level_3))
+        path_2 = self.refinenet2(path_3, self.layer2_rn(level_2))
+        path_1 = self.refinenet1(path_2, self.layer1_rn(level_1))
+        return self.head1(path_1)
+
+
+class LSegNet(tnn.Module):
+    """LSeg network: ``net(images) -> logits (B, N_labels, H, W)`` for the current label list.
+
+    Args:
+        backbone: key of :data:`modules.BACKBONES` or a :class:`BackboneConfig`.
+        labels: label names; default the 150 ADE20K names.
+        arch_option: 0 none, 1 bottleneck, 2 depthwise spatial regularization block.
+        block_depth: repetitions of that block (the last without activation).
+        activation: "lrelu", "tanh" or "relu".
+        text_config: key of ``clip_ms.TEXT_CONFIGS`` or a ``clip_ms.TextConfig``; its ``embed_dim`` must equal
+            the backbone's ``out_dim``.
+        text_encoder: optional prebuilt text-encoder Cell (``token_ids (N, L) int32 -> (N, D)``); built from
+            ``text_config`` when None.
+        tokenizer: optional ``list[str] -> np.ndarray int32 (N, L)``; default ``clip_ms.tokenize``.
+    """
+
+    def __init__(self, backbone="clip_vitl16_384", labels: Optional[Sequence[str]] = None, arch_option: int = 0,
+                 block_depth: int = 0, activation: str = "lrelu", text_config="ViT-B/32", text_encoder=None,
+                 tokenizer=None):
+        super().__init__()
+        cfg: BackboneConfig = get_backbone_config(backbone)
+        if arch_option not in ARCH_OPTIONS:
+            raise ValueError(f"arch_option must be one of {ARCH_OPTIONS}, got {arch_option!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        if block_depth < 0:
+            raise ValueError(f"block_depth must be >= 0, got {block_depth}")
+        self.cfg = cfg
+        self.arch_option = arch_option
+        self.block_depth = block_depth
+        self.activation_name = activation
+        self.logit_scale = LOGIT_SCALE
+        if text_encoder is None:
+            import clip_ms
+            if isinstance(text_config, str):
+                if text_config not in clip_ms.TEXT_CONFIGS:
+                    raise KeyError(f"unknown text_config {text_config!r}; known: {sorted(clip_ms.TEXT_CONFIGS)}")
+                text_config = clip_ms.TEXT_CONFIGS[text_config]
+            if text_config.embed_dim != cfg.out_dim:
+                raise ValueError(f"text_config embed_dim {text_config.embed_dim} != backbone {cfg.name!r} out_dim "
+                                 f"{cfg.out_dim}")
+            text_encoder = clip_ms.CLIPTextEncoder(text_config)
+        if tokenizer is None:
+            import clip_ms
+            tokenizer = clip_ms.tokenize
+        self.text_config_name = getattr(text_config, "name", text_config if isinstance(text_config, str) else None)
+        self._tokenizer = tokenizer
+
+        self.pretrained = ViTBackbone(cfg)
+        self.scratch = Scratch(cfg.level_widths, cfg.features, cfg.out_dim, arch_option, activation)
+        self.clip_pretrained = text_encoder
+        for param in self.clip_pretrained.get_parameters():
+            param.requires_grad = False
+
+        self.labels: List[str] = []
+        self._text_cache_key = None
+        self._per_call_cache: Dict[Tuple, Tensor] = {}
+        self.text_features_cache = Parameter(Tensor(np.zeros((1, cfg.out_dim), np.float32)),
+                                             name=TEXT_CACHE_NAME, requires_grad=False)
+        self.set_labels(default_labels() if labels is None else labels)
+
+    # ------------------------------------------------------------------ text side
+    def _text_fingerprint(self) -> Tuple:
+        """Returns: a cheap digest of every text-encoder parameter (changes when any weight changes)."""
+        digest = []
+        for param in self.clip_pretrained.get_parameters():
+            values = param.asnumpy()
+            digest.append((param.name, values.shape, float(values.sum(dtype=np.float64)),
+                           float(np.abs(values).sum(dtype=np.float64))))
+        return tuple(digest)
+
+    def encode_text(self, labels: Sequence[str]) -> Tensor:
+        """Encode labels with the frozen text tower (no gradient).
+
+        Args:
+            labels: N label strings.
+
+        Returns:
+            Tensor (N, out_dim) float32, raw (not normalised) text features.
+        """
+        if len(labels) == 0:
+            raise ValueError("label list is empty")
+        token_ids = Tensor(np.asarray(self._tokenizer(list(labels)), dtype=np.int32))
+        return ops.stop_gradient(self.clip_pretrained(token_ids)).astype(ms.float32)
+
+    def set_labels(self, labels: Sequence[str]) -> None:
+        """Make ``labels`` the default label list and (re)compute the cached text features.
+
+        Args:
+            labels: non-empty list of label strings.
+        """
+        labels = [str(label) for label in labels]
+        features = self.encode_text(labels)
+        self.labels = labels
+        self._store_text_cache(features, (tuple(labels), self._text_fingerprint()))
+
+    def _store_text_cache(self, features: Tensor, key) -> None:
+        self.text_features_cache.set_data(Tensor(features.asnumpy()), slice_shape=True)
+        self._text_cache_key = key
+
+    def invalidate_text_cache(self) -> None:
+        """Recompute the cached text features now (call after changing text-encoder weights by hand)."""
+        self._per_call_cache.clear()
+        self.set_labels(self.labels)
+
+    def refresh_text_cache(self) -> bool:
+        """Recompute the cache if the text-encoder weights changed since it was computed.
+
+        Returns: True if it was recomputed.
+        """
+        if self._text_cache_key != (tuple(self.labels), self._text_fingerprint()):
+            self.invalidate_text_cache()
+            return True
+        return False
+
+    def text_features_for(self, labels: Optional[Sequence[str]] = None) -> Tensor:
+        """Text features for ``labels`` (default: the current label list), served from a cache that is checked
+        against the text-encoder fingerprint.
+
+        Args:
+            labels: None or a list of label strings.
+
+        Returns:
+            Tensor (N, out_dim) float32.
+        """
+        self.refresh_text_cache()
+        if labels is None or list(labels) == self.labels:
+            return self.text_features_cache
+        key = tuple(str(label) for label in labels)
+        if key not in self._per_call_cache:
+            if len(self._per_call_cache) >= _PER_CALL_CACHE_SIZE:
+                self._per_call_cache.pop(next(iter(self._per_call_cache)))
+            self._per_call_cache[key] = self.encode_text(key)
+        return self._per_call_cache[key]
+
+    # ------------------------------------------------------------------ image side
+    def __call__(self, images, labels=None):
+        """``net(images, labels=None)``: logits for ``labels`` (default: current label list).
+
+        Checks the text cache in Python before running ``forward`` (PyNative or a compiled graph).
+
+        Args:
+            images: (B, 3, H, W) float32, H and W multiples of 32.
+            labels: None, or a list of label strings for this call only (zero-shot).
+
+        Returns:
+            logits (B, N_labels, H, W) float32.
+        """
+        if isinstance(labels, (list, tuple)):
+            return super().__call__(images, self.text_features_for(labels))
+        if labels is None:
+            self.refresh_text_cache()
+            return super().__call__(images)
+        # A Tensor of text features (B, D): passed straight through (used by composed cells).
+        return super().__call__(images, labels)
+
+    def raw_pixel_embeddings(self, images):
+        """Args: images (B, 3, H, W). Returns: un-normalised ``head1`` output (B, out_dim, H/2, W/2)."""
+        return self.scratch(*self.pretrained(images))
+
+    def pixel_embeddings(self, images):
+        """Per-pixel embeddings without logits (lang-seg issue #33).
+
+        Args:
+            images: (B, 3, H, W) float32, H and W multiples of 32.
+
+        Returns:
+            (B, out_dim, H/2, W/2) float32, L2-normalised along the channel axis (512 for the CLIP backbones);
+            dot them with L2-normalised text features to get cosine similarities.
+        """
+        return l2_normalize(self.raw_pixel_embeddings(images), axis=1)
+
+    def forward(self, images, text_features=None):
+        """Compute logits.
+
+        Args:
+            images: (B, 3, H, W).
+            text_features: None (use ``text_features_cache``) or (N, out_dim) raw text features.
+
+        Returns:
+            logits (B, N, H, W).
+        """
+        if text_features is None:
+            text_features = self.text_features_cache
+        logits = pixel_text_logits(self.raw_pixel_embeddings(images), text_features, self.logit_scale)
+        if self.scratch.head_block is not None:
+            logits = apply_spatial_regularization(self.scratch.head_block, logits, self.block_depth)
+        return ops.interpolate(logits, scale_factor=None, size=(logits.shape[2] * 2, logits.shape[3] * 2),
+                               mode="bilinear", align_corners=True)
+
+    # ------------------------------------------------------------------ optimisation groups
+    def backbone_params(self) -> List[Parameter]:
+        """Returns: trainable parameters of ``pretrained`` (ViT + reassembly): official base-LR group."""
+        return [p for p in self.pretrained.get_parameters() if p.requires_grad]
+
+    def head_params(self) -> List[Parameter]:
+        """Returns: trainable parameters of ``scratch`` (fusion + heads): official 10x-LR group."""
+        return [p for p in self.scratch.get_parameters() if p.requires_grad]
+
+    def build_options(self) -> Dict:
+        """Returns: the options that determine the parameter layout (stored in our checkpoints)."""
+        return {"backbone": self.cfg.name, "arch_option": self.arch_option, "block_depth": self.block_depth,
+                "activation": self.activation_name}
