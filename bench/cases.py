@@ -1,0 +1,534 @@
+"""The benchmark cases (issue 7) and their quick / full configurations.
+
+A *variant* is the unit that runs in one fresh process: e.g. ``forward/graph/cached`` is case ``forward`` in
+GRAPH_MODE with the text-embedding cache. Each variant's function receives a :class:`CaseContext` and returns a
+dict with at least ``timing`` (see :func:`bench.timing.measure`); everything else it returns is reported under
+``metrics``. Imports of the code under test happen inside the functions, so a missing package only fails the
+variants that need it.
+
+Cases:
+    matmul   reference: float32 matmul throughput of MindSpore on this machine (the practical peak for GFLOP/s).
+    forward  1. LSegNet eval forward (ViT-L/16, 480x480, 150 ADE20K labels): text encoded in the call vs cached.
+    train    2. one training step (forward, backward, Momentum update), batch 1, text cached vs encoded in the step.
+    data     3. training-crop throughput from a synthetic ADE20K-layout set with ADE20K-like image sizes.
+    eval     4. multi-scale + flip evaluation of one 512x683 image, and single scale.
+    text     5. tokenising and encoding the 150 ADE20K labels.
+"""
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from bench.timing import measure
+
+
+@dataclasses.dataclass
+class CaseContext:
+    """What a variant function gets.
+
+    Args:
+        variant: the variant's full name, e.g. ``"forward/graph/cached"``.
+        quick: True for the tiny smoke configuration.
+        device_target: MindSpore device target ("CPU", "GPU", "Ascend").
+        mode: "pynative", "graph" or None (variant does not use a MindSpore mode).
+        warmup: untimed calls before timing.
+        repeats: timed calls.
+        params: the variant's configuration for this run (quick or full).
+        workdir: a private temporary directory, removed after the variant.
+    """
+
+    variant: str
+    quick: bool
+    device_target: str
+    mode: Optional[str]
+    warmup: int
+    repeats: int
+    params: Dict[str, object]
+    workdir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One benchmark variant.
+
+    Args:
+        name: "case/..." unique name used on the command line.
+        case: case key (first component of the name).
+        title: one-line description for the table.
+        func: ``func(CaseContext) -> dict`` doing the measurement.
+        mode: "pynative", "graph" or None.
+        full: parameters of the full run (may hold ``warmup``/``repeats``/``timeout_s``).
+        quick: parameters of the ``--quick`` run (same keys).
+    """
+
+    name: str
+    case: str
+    title: str
+    func: Callable[[CaseContext], Dict[str, object]]
+    mode: Optional[str]
+    full: Dict[str, object]
+    quick: Dict[str, object]
+
+    def params(self, quick: bool) -> Dict[str, object]:
+        """Args: quick (bool). Returns: a copy of the quick or full parameter dict."""
+        return dict(self.quick if quick else self.full)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _sync(value) -> None:
+    """Block until a MindSpore/msadapter tensor (or a tuple of them) is computed."""
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            _sync(item)
+    elif hasattr(value, "asnumpy"):
+        value.asnumpy()
+
+
+def _images(batch: int, height: int, width: int, seed: int = 0):
+    import mindspore as ms
+
+    rng = np.random.RandomState(seed)
+    return ms.Tensor(rng.uniform(-1, 1, size=(batch, 3, height, width)).astype(np.float32))
+
+
+def _labels(n_labels: int) -> List[str]:
+    from encoding_custom.labels import ade20k_labels
+
+    names = list(ade20k_labels())
+    if n_labels > len(names):
+        raise ValueError(f"n_labels={n_labels} but encoding_custom.labels.ade20k_labels() has {len(names)} names")
+    return names[:n_labels]
+
+
+def _build_net(params: Dict[str, object]):
+    """Build an eval-mode LSegNet with random weights and the label list of ``params``."""
+    from modules import LSegNet
+
+    labels = _labels(int(params["n_labels"]))
+    start = time.perf_counter()
+    net = LSegNet(backbone=params["backbone"], labels=labels, text_config=params["text_config"])
+    if not getattr(net, "labels", None):
+        net.set_labels(labels)
+    build_s = time.perf_counter() - start
+    return net, labels, build_s
+
+
+def _param_count(net) -> Dict[str, int]:
+    total = trainable = 0
+    for param in net.get_parameters():
+        size = int(np.prod(param.shape)) if param.shape else 1
+        total += size
+        trainable += size if param.requires_grad else 0
+    return {"params_total": total, "params_trainable": trainable}
+
+
+def flop_config_from_params(params: Dict[str, object], with_text: bool):
+    """The :class:`bench.flops.LSegFlopConfig` of a forward variant, read from ``modules.BACKBONES`` and
+    ``clip_ms.TEXT_CONFIGS`` so that the count follows the code being measured.
+
+    Args:
+        params: a forward variant's parameters (backbone, text_config, image_hw, n_labels).
+        with_text: count the text encoder (text encoded in the call) or not (cached).
+
+    Returns:
+        LSegFlopConfig.
+    """
+    from bench.flops import LSegFlopConfig, TextFlopConfig
+    from modules import BACKBONES
+
+    cfg = BACKBONES[params["backbone"]]
+    text = None
+    if with_text:
+        import clip_ms
+
+        tcfg = clip_ms.TEXT_CONFIGS[params["text_config"]]
+        text = TextFlopConfig(width=tcfg.width, layers=tcfg.layers, context_length=tcfg.context_length,
+                              embed_dim=tcfg.embed_dim)
+    return LSegFlopConfig(image_hw=tuple(params["image_hw"]), patch_size=cfg.patch_size, vit_width=cfg.width,
+                          vit_mlp_ratio=cfg.mlp_ratio, hooks=tuple(cfg.hooks),
+                          reassemble_channels=tuple(cfg.level_widths), features=cfg.features,
+                          embed_dim=cfg.out_dim, n_labels=int(params["n_labels"]), text=text)
+
+
+# ------------------------------------------------------------------------------------------------ cases
+def case_matmul(ctx: CaseContext) -> Dict[str, object]:
+    """Reference throughput: float32 (n x n) @ (n x n) with MindSpore's MatMul (and numpy's BLAS for comparison).
+
+    Returns: timing of the MindSpore product and ``gflops_per_s`` (median), ``numpy_gflops_per_s``.
+    """
+    import mindspore as ms
+    from mindspore import ops
+
+    n = int(ctx.params["n"])
+    rng = np.random.RandomState(0)
+    a_np = rng.randn(n, n).astype(np.float32)
+    b_np = rng.randn(n, n).astype(np.float32)
+    a, b = ms.Tensor(a_np), ms.Tensor(b_np)
+    timing = measure(lambda: ops.matmul(a, b).asnumpy(), ctx.warmup, ctx.repeats)
+    numpy_timing = measure(lambda: a_np @ b_np, 1, ctx.repeats)
+    flop = 2.0 * n**3
+    return {"timing": timing, "n": n, "flop": flop,
+            "gflops_per_s": flop / timing["median_s"] / 1e9,
+            "numpy_gflops_per_s": flop / numpy_timing["median_s"] / 1e9}
+
+
+def case_forward(ctx: CaseContext) -> Dict[str, object]:
+    """Case 1: eval forward of one image; ``params["text"]`` is "in_call" (tokenise + encode the labels in every
+    call, as the official forward does) or "cached" (the network's text-embedding cache).
+
+    Returns: timing, build time, parameter counts, analytic FLOP and achieved GFLOP/s, output shape.
+    """
+    from bench.flops import lseg_forward_flops
+
+    params = ctx.params
+    net, labels, build_s = _build_net(params)
+    net.set_train(False)
+    height, width = params["image_hw"]
+    images = _images(int(params.get("batch", 1)), height, width)
+    text_in_call = params["text"] == "in_call"
+
+    shapes = []
+
+    def run_once():
+        # The official forward tokenises and encodes the labels on every call; the cached path reuses them.
+        logits = net(images, net.encode_text(labels)) if text_in_call else net(images)
+        logits.asnumpy()
+        shapes.append(list(logits.shape))
+
+    timing = measure(run_once, ctx.warmup, ctx.repeats)
+    flops = lseg_forward_flops(flop_config_from_params(params, with_text=text_in_call))
+    result = {"timing": timing, "build_s": build_s, "flop": flops["total"], "flop_by_stage": flops,
+              "gflops_per_s": flops["total"] / timing["median_s"] / 1e9}
+    result.update(_param_count(net))
+    result["output_shape"] = shapes[-1]
+    return result
+
+
+def _train_step_cell(net, labels: List[str], text_in_step: bool, lr: float):
+    """A TrainOneStepCell(forward + SegmentationLoss, Momentum) over the trainable parameters of ``net``.
+
+    With ``text_in_step`` the labels' token ids are an input of the step and the frozen text encoder runs inside it
+    (what the official training step does); otherwise the network's cached text features are used.
+    """
+    import mindspore as ms
+    from mindspore import nn, ops
+
+    from encoding_custom.losses import SegmentationLoss
+
+    loss_fn = SegmentationLoss(ignore_index=-1)
+
+    class CachedTextLoss(nn.Cell):
+        def __init__(self):
+            super().__init__(auto_prefix=False)
+            self.net = net
+            self.loss_fn = loss_fn
+
+        def construct(self, images, target):
+            return self.loss_fn(self.net.forward(images), target)
+
+    class TextInStepLoss(nn.Cell):
+        def __init__(self):
+            super().__init__(auto_prefix=False)
+            self.net = net
+            self.loss_fn = loss_fn
+
+        def construct(self, images, target, token_ids):
+            text_features = ops.stop_gradient(self.net.clip_pretrained(token_ids))
+            return self.loss_fn(self.net.forward(images, text_features), target)
+
+    with_loss = TextInStepLoss() if text_in_step else CachedTextLoss()
+    trainable = [p for p in net.trainable_params() if p.requires_grad]
+    optimizer = nn.Momentum(trainable, learning_rate=lr, momentum=0.9, weight_decay=1e-4)
+    step = nn.TrainOneStepCell(with_loss, optimizer)
+    step.set_train(True)
+    token_ids = None
+    if text_in_step:
+        import clip_ms
+
+        token_ids = ms.Tensor(np.asarray(clip_ms.tokenize(labels), dtype=np.int32))
+    return step, token_ids, len(trainable)
+
+
+def case_train(ctx: CaseContext) -> Dict[str, object]:
+    """Case 2: one training step (forward, backward, Momentum update) at batch ``params["batch"]``.
+
+    Returns: timing (per step), build time, parameter counts, the losses seen (they must be finite).
+    """
+    import mindspore as ms
+
+    params = ctx.params
+    net, labels, build_s = _build_net(params)
+    net.set_train(True)
+    height, width = params["image_hw"]
+    batch = int(params.get("batch", 1))
+    images = _images(batch, height, width)
+    rng = np.random.RandomState(1)
+    target = ms.Tensor(rng.randint(-1, len(labels), size=(batch, height, width)).astype(np.int32))
+    step, token_ids, n_trainable = _train_step_cell(net, labels, params["text"] == "in_step", lr=1e-4)
+    losses: List[float] = []
+
+    def run_once():
+        loss = step(images, target, token_ids) if token_ids is not None else step(images, target)
+        losses.append(float(loss.asnumpy()))
+
+    timing = measure(run_once, ctx.warmup, ctx.repeats)
+    if not all(np.isfinite(losses)):
+        raise FloatingPointError(f"{ctx.variant}: non-finite training loss {losses}")
+    result = {"timing": timing, "build_s": build_s, "losses": losses, "trainable_tensors": n_trainable,
+              "images_per_s": batch / timing["median_s"]}
+    result.update(_param_count(net))
+    return result
+
+
+def case_data(ctx: CaseContext) -> Dict[str, object]:
+    """Case 3: images/s of augmented training crops through the msadapter DataLoader, one full pass per repetition
+    (a fresh iterator each time, so worker start-up is included as in a real epoch).
+
+    Returns: timing (per pass), ``images_per_s`` (median), the set's generation time and image sizes.
+    """
+    from msadapter.pytorch.utils.data import DataLoader
+
+    from encoding_custom.datasets import ADE20KSegmentation
+    from encoding_custom.synthetic import write_synthetic_ade20k
+
+    params = ctx.params
+    n_images = int(params["n_images"])
+    root = os.path.join(ctx.workdir, "ade")
+    start = time.perf_counter()
+    write_synthetic_ade20k(root, n_train=n_images, n_val=0, seed=0, size=tuple(params["image_size_range"]))
+    generate_s = time.perf_counter() - start
+    dataset = ADE20KSegmentation(root, split="train", mode="train", base_size=int(params["base_size"]),
+                                 crop_size=int(params["crop_size"]), seed=0)
+    workers = int(params["workers"])
+    loader_kwargs = {"batch_size": int(params["batch"]), "shuffle": True, "drop_last": False,
+                     "num_workers": workers}
+    if workers > 0:
+        loader_kwargs["multiprocessing_context"] = "fork"  # msadapter's forced spawn kills the workers
+    loader = DataLoader(dataset, **loader_kwargs)
+    seen = []
+
+    def run_once():
+        count = 0
+        for images, masks in loader:
+            _sync(images)
+            count += int(images.shape[0])
+        seen.append(count)
+
+    timing = measure(run_once, ctx.warmup, ctx.repeats)
+    if any(count != len(dataset) for count in seen):
+        raise RuntimeError(f"{ctx.variant}: a pass yielded {seen} images, dataset has {len(dataset)}")
+    return {"timing": timing, "images_per_pass": len(dataset), "generate_s": generate_s,
+            "images_per_s": len(dataset) / timing["median_s"]}
+
+
+def case_eval(ctx: CaseContext) -> Dict[str, object]:
+    """Case 4: evaluation of one image of ``params["image_hw"]`` with the official multi-scale + flip evaluator, or
+    single scale without flip.
+
+    Returns: timing (per image), build time, the number of network forwards per image.
+    """
+    from encoding_custom.evaluator import MultiScaleEvaluator
+
+    params = ctx.params
+    net, labels, build_s = _build_net(params)
+    net.set_train(False)
+    height, width = params["image_hw"]
+    image = _images(1, height, width)
+    forwards = [0]
+
+    def forward_fn(images):
+        forwards[0] += 1
+        return net(images)
+
+    evaluator = MultiScaleEvaluator(forward_fn, n_classes=len(labels), base_size=int(params["base_size"]),
+                                    crop_size=int(params["crop_size"]), scales=list(params["scales"]),
+                                    flip=bool(params["flip"]))
+    outputs = []
+
+    def run_once():
+        forwards[0] = 0
+        logits = evaluator(image)
+        _sync(logits)
+        outputs.append(tuple(logits.shape))
+
+    timing = measure(run_once, ctx.warmup, ctx.repeats)
+    return {"timing": timing, "build_s": build_s, "forwards_per_image": forwards[0], "output_shape": outputs[-1]}
+
+
+def case_text_tokenize(ctx: CaseContext) -> Dict[str, object]:
+    """Case 5a: ``clip_ms.tokenize`` of the label list. Returns: timing and the token array shape."""
+    import clip_ms
+
+    labels = _labels(int(ctx.params["n_labels"]))
+    shapes = []
+    timing = measure(lambda: shapes.append(np.asarray(clip_ms.tokenize(labels)).shape), ctx.warmup, ctx.repeats)
+    return {"timing": timing, "token_shape": list(shapes[-1])}
+
+
+def case_text_encode(ctx: CaseContext) -> Dict[str, object]:
+    """Case 5b: ``CLIPTextEncoder`` on the tokenised label list (tokenising not timed).
+
+    Returns: timing, analytic FLOP and achieved GFLOP/s, output shape.
+    """
+    import mindspore as ms
+
+    import clip_ms
+    from bench.flops import TextFlopConfig, text_encoder_flops
+
+    labels = _labels(int(ctx.params["n_labels"]))
+    tcfg = clip_ms.TEXT_CONFIGS[ctx.params["text_config"]]
+    encoder = clip_ms.CLIPTextEncoder(tcfg)
+    encoder.set_train(False)
+    token_ids = ms.Tensor(np.asarray(clip_ms.tokenize(labels), dtype=np.int32))
+    shapes = []
+
+    def run_once():
+        features = encoder(token_ids)
+        features.asnumpy()
+        shapes.append(tuple(features.shape))
+
+    timing = measure(run_once, ctx.warmup, ctx.repeats)
+    flop = text_encoder_flops(TextFlopConfig(width=tcfg.width, layers=tcfg.layers,
+                                             context_length=tcfg.context_length, embed_dim=tcfg.embed_dim),
+                              len(labels))
+    return {"timing": timing, "output_shape": list(shapes[-1]), "flop": flop,
+            "gflops_per_s": flop / timing["median_s"] / 1e9}
+
+
+def case_selftest(ctx: CaseContext) -> Dict[str, object]:
+    """Harness self-test (not part of a normal run): holds ``params["alloc_mib"]`` MiB resident and sleeps
+    ``params["sleep_s"]`` per repetition, or fails on purpose with ``params["fail"]``.
+
+    Returns: timing.
+    """
+    if ctx.params.get("fail"):
+        raise RuntimeError("selftest failure requested")
+    block = np.ones(int(ctx.params.get("alloc_mib", 0)) * 2**18, dtype=np.float32)  # touched pages count in RSS
+    timing = measure(lambda: time.sleep(float(ctx.params.get("sleep_s", 0.01))), ctx.warmup, ctx.repeats)
+    return {"timing": timing, "allocated_mib": block.nbytes / 2**20}
+
+
+# ------------------------------------------------------------------------------------------------ registry
+_VITL = {"backbone": "clip_vitl16_384", "text_config": "ViT-B/32", "n_labels": 150}
+_TINY = {"backbone": "tiny_vit16", "text_config": "tiny", "n_labels": 150}
+
+
+def _variants() -> List[Variant]:
+    out: List[Variant] = [
+        Variant("matmul/pynative", "matmul", "float32 matmul n x n (practical peak)", case_matmul, "pynative",
+                full={"n": 2048, "warmup": 2, "repeats": 5, "timeout_s": 120},
+                quick={"n": 512, "warmup": 1, "repeats": 3, "timeout_s": 60}),
+    ]
+    for mode in ("pynative", "graph"):
+        for text in ("in_call", "cached"):
+            out.append(Variant(
+                f"forward/{mode}/{'text_in_call' if text == 'in_call' else 'cached'}", "forward",
+                f"eval forward, text {'encoded in the call' if text == 'in_call' else 'cached'}", case_forward, mode,
+                full=dict(_VITL, image_hw=(480, 480), text=text, warmup=1, repeats=3, timeout_s=600),
+                quick=dict(_TINY, image_hw=(64, 64), text=text, warmup=1, repeats=2, timeout_s=90)))
+    for mode in ("graph", "pynative"):
+        for text in ("cached", "in_step"):
+            out.append(Variant(
+                f"train/{mode}/{'cached' if text == 'cached' else 'text_in_step'}", "train",
+                f"train step batch 1, text {'cached' if text == 'cached' else 'encoded in the step'}", case_train, mode,
+                full=dict(_VITL, image_hw=(480, 480), batch=1, text=text, warmup=1, repeats=2, timeout_s=900),
+                quick=dict(_TINY, image_hw=(64, 64), batch=1, text=text, warmup=1, repeats=2, timeout_s=120)))
+    for workers in (0, 2):
+        out.append(Variant(
+            f"data/workers{workers}", "data", f"train crops through DataLoader, {workers} workers", case_data, None,
+            full={"n_images": 24, "image_size_range": (512, 683), "base_size": 520, "crop_size": 480, "batch": 1,
+                  "workers": workers, "warmup": 1, "repeats": 3, "timeout_s": 300},
+            quick={"n_images": 6, "image_size_range": (96, 128), "base_size": 80, "crop_size": 64, "batch": 1,
+                   "workers": workers, "warmup": 0, "repeats": 1, "timeout_s": 90}))
+    for name, scales, flip in (("multiscale_flip", (0.5, 0.75, 1.0, 1.25, 1.5, 1.75), True),
+                               ("single_scale", (1.0,), False)):
+        out.append(Variant(
+            f"eval/pynative/{name}", "eval", f"evaluate one image, {'6 scales + flip' if flip else 'single scale'}",
+            case_eval, "pynative",
+            full=dict(_VITL, image_hw=(512, 683), base_size=520, crop_size=480, scales=scales, flip=flip,
+                      warmup=0 if flip else 1, repeats=1 if flip else 2, timeout_s=900),
+            quick=dict(_TINY, image_hw=(64, 86), base_size=72, crop_size=64, scales=scales, flip=flip,
+                       warmup=0, repeats=1, timeout_s=90)))
+    out.append(Variant("text/tokenize", "text", "tokenize the 150 labels", case_text_tokenize, None,
+                       full={"n_labels": 150, "warmup": 1, "repeats": 10, "timeout_s": 120},
+                       quick={"n_labels": 150, "warmup": 1, "repeats": 3, "timeout_s": 60}))
+    for mode in ("pynative", "graph"):
+        out.append(Variant(f"text/{mode}/encode", "text", "encode the 150 tokenised labels", case_text_encode, mode,
+                           full={"n_labels": 150, "text_config": "ViT-B/32", "warmup": 1, "repeats": 3,
+                                 "timeout_s": 300},
+                           quick={"n_labels": 150, "text_config": "tiny", "warmup": 1, "repeats": 2,
+                                  "timeout_s": 60}))
+    return out
+
+
+VARIANTS: Dict[str, Variant] = {v.name: v for v in _variants()}
+
+# Used by the harness tests only; never selected by default.
+SELFTEST_VARIANTS: Dict[str, Variant] = {
+    v.name: v for v in (
+        Variant("selftest/ok", "selftest", "harness self-test", case_selftest, None,
+                full={"alloc_mib": 64, "sleep_s": 0.01, "warmup": 1, "repeats": 3, "timeout_s": 60},
+                quick={"alloc_mib": 64, "sleep_s": 0.01, "warmup": 1, "repeats": 3, "timeout_s": 60}),
+        Variant("selftest/fail", "selftest", "harness self-test (fails)", case_selftest, None,
+                full={"fail": True, "timeout_s": 60}, quick={"fail": True, "timeout_s": 60}),
+        Variant("selftest/hang", "selftest", "harness self-test (times out)", case_selftest, None,
+                full={"sleep_s": 600, "warmup": 0, "repeats": 1, "timeout_s": 2},
+                quick={"sleep_s": 600, "warmup": 0, "repeats": 1, "timeout_s": 2}),
+    )
+}
+
+
+def get_variant(name: str) -> Variant:
+    """Args: name (str). Returns: the Variant. Raises: KeyError naming the known variants."""
+    if name in VARIANTS:
+        return VARIANTS[name]
+    if name in SELFTEST_VARIANTS:
+        return SELFTEST_VARIANTS[name]
+    raise KeyError(f"unknown bench variant {name!r}; known: {', '.join(VARIANTS)}")
+
+
+def select_variants(patterns: Optional[List[str]]) -> List[Variant]:
+    """Variants matching any of ``patterns``, in registry order.
+
+    A pattern selects a variant when it equals its name or case, is a ``/``-prefix of the name (``forward/graph``),
+    or matches it as a shell glob (``*/cached``). Self-test variants are only selected by exact name.
+
+    Args:
+        patterns: list of patterns, or None/empty for every (non-self-test) variant.
+
+    Returns:
+        list of Variant.
+
+    Raises:
+        ValueError: if a pattern selects nothing (the message lists the known names).
+    """
+    import fnmatch
+
+    if not patterns:
+        return list(VARIANTS.values())
+    chosen: List[Variant] = []
+    for pattern in patterns:
+        hits = [v for v in VARIANTS.values()
+                if pattern in (v.name, v.case) or v.name.startswith(pattern.rstrip("/") + "/")
+                or fnmatch.fnmatchcase(v.name, pattern)]
+        if pattern in SELFTEST_VARIANTS:
+            hits.append(SELFTEST_VARIANTS[pattern])
+        if not hits:
+            raise ValueError(f"--cases {pattern!r} matches no variant; known: {', '.join(VARIANTS)}")
+        chosen.extend(v for v in hits if v not in chosen)
+    order = list(VARIANTS.values()) + list(SELFTEST_VARIANTS.values())
+    return sorted(chosen, key=order.index)
+
+
+def make_workdir() -> str:
+    """Returns: a fresh private temporary directory for one variant."""
+    return tempfile.mkdtemp(prefix="lseg-bench-")
+
+
+def remove_workdir(path: str) -> None:
+    """Args: path: a directory from :func:`make_workdir`, removed with everything in it."""
+    shutil.rmtree(path, ignore_errors=True)

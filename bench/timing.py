@@ -1,0 +1,74 @@
+"""Warm-up + repetition timing and the summary statistics reported for every case."""
+import math
+import statistics
+import time
+from typing import Callable, Dict, List, Sequence
+
+
+def summarize(samples_s: Sequence[float]) -> Dict[str, float]:
+    """Summary statistics of repeated timings.
+
+    Args:
+        samples_s: wall-clock durations in seconds, one per repetition (at least one).
+
+    Returns:
+        dict with ``n``, ``median_s``, ``min_s``, ``max_s``, ``q1_s``, ``q3_s`` (quartiles by linear interpolation,
+        so the inter-quartile range is ``q3_s - q1_s``), ``mean_s`` and ``stdev_s`` (0 for a single sample).
+
+    Raises:
+        ValueError: if ``samples_s`` is empty.
+    """
+    values = sorted(float(v) for v in samples_s)
+    if not values:
+        raise ValueError("summarize() needs at least one timing sample, got none")
+    return {
+        "n": len(values),
+        "median_s": statistics.median(values),
+        "min_s": values[0],
+        "max_s": values[-1],
+        "q1_s": _quantile(values, 0.25),
+        "q3_s": _quantile(values, 0.75),
+        "mean_s": statistics.fmean(values),
+        "stdev_s": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+
+
+def _quantile(sorted_values: List[float], q: float) -> float:
+    """Quantile ``q`` in [0, 1] of already sorted values, linear interpolation between closest ranks."""
+    pos = (len(sorted_values) - 1) * q
+    lo = math.floor(pos)
+    hi = math.ceil(pos)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def measure(run_once: Callable[[], object], warmup: int, repeats: int) -> Dict[str, object]:
+    """Time ``run_once`` after ``warmup`` untimed calls.
+
+    ``run_once`` must block until its work is finished (e.g. call ``.asnumpy()`` on its outputs): MindSpore may
+    return before a kernel completes, and an unsynchronised timing would measure only the dispatch.
+
+    Args:
+        run_once: the work to time, called ``warmup + repeats`` times with no arguments.
+        warmup: untimed calls first (graph compilation, allocator and cache warm-up); each is still timed separately
+            and reported as ``warmup_s`` because the first call's cost (GRAPH_MODE compile) is itself informative.
+        repeats: timed calls (>= 1).
+
+    Returns:
+        :func:`summarize` of the timed calls plus ``samples_s`` (list of floats) and ``warmup_s`` (list of floats).
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    warmup_times = []
+    for _ in range(max(0, warmup)):
+        start = time.perf_counter()
+        run_once()
+        warmup_times.append(time.perf_counter() - start)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_once()
+        samples.append(time.perf_counter() - start)
+    result: Dict[str, object] = dict(summarize(samples))
+    result["samples_s"] = samples
+    result["warmup_s"] = warmup_times
+    return result
