@@ -1,0 +1,19 @@
+"""Training engine: poly LR schedule, atomic checkpoints, the training loop, curves.
+
+Takes an already built network (it never imports ``modules``). Public API:
+
+- :class:`PolyLR`, :func:`poly_lr` — the official poly decay as a MindSpore ``LearningRateSchedule``.
+- :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`read_checkpoint`, :class:`CheckpointManager`.
+- :class:`Trainer`, :class:`TrainConfig`, :class:`NonFiniteLossError`, :func:`build_optimizer`.
+- :func:`refresh_parameters` — works around stale graph-mode parameter read-back of msadapter modules.
+- :func:`get_rank`, :func:`get_world_size`, :func:`is_main_process`, :func:`epoch_indices`.
+- :func:`plot_curves`.
+"""
+from .checkpoint import (CheckpointError, CheckpointManager, load_checkpoint, read_checkpoint,  # noqa: F401
+                         save_checkpoint)
+from .data import BatchLoader, epoch_indices  # noqa: F401
+from .distributed import get_rank, get_world_size, is_main_process  # noqa: F401
+from .lr import PolyLR, poly_lr  # noqa: F401
+from .params import refresh_parameters  # noqa: F401
+from .plotting import plot_curves  # noqa: F401
+from .trainer import NonFiniteLossError, TrainConfig, Trainer, build_optimizer  # noqa: F401

@@ -1,0 +1,421 @@
+"""The training loop: WithLossCell + TrainOneStepCell (loss-scale variant under AMP) + Momentum with the official
+parameter groups, gradient accumulation, poly lr, per-epoch validation, checkpoints, JSONL logs and curves.
+
+Only rank 0 writes files and shows progress; the data order is sharded by rank (see :mod:`.data`), so the loop
+has no single-device assumption beyond validation, which every rank runs on the full val set (same figures).
+"""
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import mindspore as ms
+from mindspore import nn, ops
+
+from .checkpoint import CheckpointManager, load_checkpoint
+from .data import BatchLoader
+from .distributed import get_world_size, is_main_process
+from .lr import PolyLR
+from .params import refresh_parameters
+from .plotting import plot_curves
+
+# Skipped (overflowing) loss-scale steps in a row after which an AMP run is declared diverged.
+MAX_CONSECUTIVE_OVERFLOWS = 50
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped because the loss became NaN/Inf; the message names epoch, batch and optimizer step."""
+
+
+@dataclass
+class TrainConfig:
+    """What the loop needs besides the network and data.
+
+    Attributes:
+        lr: backbone learning rate, already scaled (``options.effective_lr``); groups multiply it.
+        max_epochs: epochs to train (poly decay reaches 0 at this epoch).
+        batch_size: images per micro-batch on this device.
+        momentum, weight_decay: SGD (``nn.Momentum``) settings.
+        accumulate_grad_batches: micro-batches per optimizer step (gradients averaged).
+        amp_level: "O0" (float32) or O1/O2/O3 (mixed precision with dynamic loss scaling).
+        exp_dir: experiment folder (checkpoints, metrics.jsonl, steps.jsonl, curves.png).
+        keep_last: epoch checkpoints kept besides best/last.
+        seed: data order seed.
+        workers: data loading processes.
+        max_train_images / max_val_images: use only the first N images (quick runs).
+        val_batch_size: images per validation forward.
+        progress: show tqdm bars (rank 0 only).
+        options: JSON-serialisable run options stored in every checkpoint.
+    """
+
+    lr: float
+    max_epochs: int
+    batch_size: int
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    accumulate_grad_batches: int = 1
+    amp_level: str = "O0"
+    exp_dir: str = "checkpoints/exp"
+    keep_last: int = 3
+    seed: int = 0
+    workers: int = 0
+    max_train_images: Optional[int] = None
+    max_val_images: Optional[int] = None
+    val_batch_size: int = 1
+    progress: bool = True
+    options: Dict = field(default_factory=dict)
+
+
+def build_optimizer(param_groups: Sequence[Tuple[List[ms.Parameter], float]], lr: float, steps_per_epoch: int,
+                    max_epochs: int, momentum: float, weight_decay: float) -> Tuple[nn.Momentum, List[PolyLR]]:
+    """``nn.Momentum`` with one poly-decayed lr per parameter group.
+
+    Args:
+        param_groups: ``[(parameters, lr multiplier), ...]``, e.g. ``[(backbone, 1.0), (head, 10.0)]``; frozen
+            parameters (``requires_grad=False``) are dropped, empty groups skipped.
+        lr: base learning rate of multiplier 1.
+        steps_per_epoch, max_epochs: see :class:`PolyLR`.
+        momentum, weight_decay: SGD settings (weight decay on every parameter, as torch.optim.SGD does).
+
+    Returns:
+        ``(optimizer, schedules)`` with one :class:`PolyLR` per non-empty group, in group order.
+    """
+    groups, schedules, seen = [], [], set()
+    for params, multiplier in param_groups:
+        trainable = []
+        for p in params:
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            trainable.append(p)
+        if not trainable:
+            continue
+        schedule = PolyLR(lr * multiplier, steps_per_epoch, max_epochs)
+        groups.append({"params": trainable, "lr": schedule})
+        schedules.append(schedule)
+    if not groups:
+        raise ValueError("build_optimizer: no trainable parameter in any group")
+    optimizer = nn.Momentum(groups, learning_rate=PolyLR(lr, steps_per_epoch, max_epochs), momentum=momentum,
+                            weight_decay=weight_decay)
+    return optimizer, schedules
+
+
+class _AccumulateGrads(nn.Cell):
+    """Forward + backward of one micro-batch; adds ``grads / k`` into accumulation buffers. Returns the loss."""
+
+    def __init__(self, net_with_loss: nn.Cell, weights, buffers, accumulate: int):
+        super().__init__(auto_prefix=False)
+        self.net_with_loss = net_with_loss
+        self.weights = weights
+        self.buffers = buffers
+        self.scale = 1.0 / accumulate
+        # One forward per micro-batch (value_and_grad): a separate loss forward would update batch-norm running
+        # statistics twice in PyNative but once in graph mode (measured), making the two modes disagree.
+        self.value_and_grad = ops.value_and_grad(net_with_loss, grad_position=None, weights=weights)
+        self.hyper_map = ops.HyperMap()
+
+    def construct(self, images, masks):
+        loss, grads = self.value_and_grad(images, masks)
+        self.hyper_map(ops.partial(_add_scaled, self.scale), self.buffers, grads)
+        return loss
+
+
+def _add_scaled(scale, buffer, grad):
+    return ops.assign_add(buffer, grad * scale)
+
+
+class _ApplyAccumulated(nn.Cell):
+    """One optimizer step with the accumulated gradients, then zero the buffers."""
+
+    def __init__(self, optimizer: nn.Optimizer, buffers):
+        super().__init__(auto_prefix=False)
+        self.optimizer = optimizer
+        self.buffers = buffers
+        self.hyper_map = ops.HyperMap()
+        self.grad_reducer = ops.identity
+        if ms.get_auto_parallel_context("parallel_mode") in (ms.ParallelMode.DATA_PARALLEL,
+                                                             ms.ParallelMode.HYBRID_PARALLEL):
+            self.grad_reducer = nn.DistributedGradReducer(optimizer.parameters)
+
+    def construct(self):
+        grads = self.grad_reducer(self.buffers)
+        grads = self.hyper_map(ops.partial(ops.mul, 1.0), grads)  # a copy: the buffers are zeroed below
+        done = self.optimizer(grads)
+        self.hyper_map(_zero, self.buffers)
+        return done
+
+
+def _zero(buffer):
+    return ops.assign(buffer, ops.zeros_like(buffer))
+
+
+class Trainer:
+    """Trains a built network.
+
+    Args:
+        network: the model (msadapter Module or Cell), ``network(images) → logits (B, C, H, W)``. Its Parameters
+            are re-created once (:func:`refresh_parameters`) so graph-mode updates are visible to checkpoints.
+        loss_fn: Cell ``(logits, masks int32 (B,H,W)) → scalar``.
+        train_set: map-style dataset ``→ (image (3,H,W), mask (H,W))``.
+        config: :class:`TrainConfig`.
+        param_groups: ``[(parameters, lr multiplier)]``; default all trainable parameters at 1×.
+            For LSeg: ``[(net.backbone_params(), 1.0), (net.head_params(), 10.0)]``.
+        val_set: optional dataset for per-epoch pixAcc/mIoU.
+        nclass: number of classes for the metric (required with ``val_set``).
+        step_hook: optional ``f(trainer, epoch, batch_index, global_step)`` called after every micro-batch
+            (tests use it to interrupt a run mid-epoch).
+        sampler: optional ``f(epoch) → indices`` for the training data (custom sharding).
+
+    Attributes after :meth:`fit`: ``history`` (per-epoch records), ``step_log`` (per optimizer step records).
+    """
+
+    def __init__(self, network, loss_fn: nn.Cell, train_set, config: TrainConfig,
+                 param_groups: Optional[Sequence[Tuple[List[ms.Parameter], float]]] = None, val_set=None,
+                 nclass: Optional[int] = None, step_hook: Optional[Callable] = None,
+                 sampler: Optional[Callable[[int], Sequence[int]]] = None):
+        if val_set is not None and nclass is None:
+            raise ValueError("Trainer: nclass is required when val_set is given")
+        if config.accumulate_grad_batches > 1 and config.amp_level != "O0":
+            raise ValueError("Trainer: accumulate_grad_batches > 1 is only supported with amp_level O0 (got %s)"
+                             % config.amp_level)
+        self.config = config
+        self.network = network
+        self.loss_fn = loss_fn
+        self.val_set = val_set
+        self.nclass = nclass
+        self.step_hook = step_hook
+        self.main = is_main_process()
+        self.exp_dir = config.exp_dir
+
+        mapping = refresh_parameters(network)
+        if param_groups is None:
+            param_groups = [(list(network.trainable_params()), 1.0)]
+        else:
+            param_groups = [([mapping.get(id(p), p) for p in params], mult) for params, mult in param_groups]
+
+        self.loader = BatchLoader(train_set, config.batch_size, seed=config.seed, shuffle=True,
+                                  workers=config.workers, drop_last=True, max_items=config.max_train_images,
+                                  sampler=sampler)
+        n_micro = self.loader.num_batches(0)
+        self.steps_per_epoch = n_micro // config.accumulate_grad_batches
+        if self.steps_per_epoch < 1:
+            raise ValueError(
+                "Trainer: %d training images give %d batches of %d on this device, fewer than "
+                "accumulate_grad_batches=%d; lower --batch_size/--accumulate_grad_batches or add data"
+                % (self.loader.n_items, n_micro, config.batch_size, config.accumulate_grad_batches))
+        self.optimizer, self.schedules = build_optimizer(param_groups, config.lr, self.steps_per_epoch,
+                                                         config.max_epochs, config.momentum, config.weight_decay)
+        if config.amp_level != "O0":
+            ms.amp.auto_mixed_precision(network, config.amp_level)
+        self.net_with_loss = nn.WithLossCell(network, loss_fn)
+        self.uses_loss_scale = config.amp_level != "O0"
+        if config.accumulate_grad_batches > 1:
+            buffers = self.optimizer.parameters.clone(prefix="accumulated_grads", init="zeros")
+            self._accumulate = _AccumulateGrads(self.net_with_loss, self.optimizer.parameters, buffers,
+                                                config.accumulate_grad_batches)
+            self._apply = _ApplyAccumulated(self.optimizer, buffers)
+            self._accumulate.set_train()
+            self._apply.set_train()
+            self.train_step = None
+        elif self.uses_loss_scale:
+            scale = nn.DynamicLossScaleUpdateCell(loss_scale_value=2.0 ** 16, scale_factor=2, scale_window=1000)
+            self.train_step = nn.TrainOneStepWithLossScaleCell(self.net_with_loss, self.optimizer,
+                                                               scale_sense=scale)
+            self.train_step.set_train()
+        else:
+            self.train_step = nn.TrainOneStepCell(self.net_with_loss, self.optimizer)
+            self.train_step.set_train()
+
+        self.checkpoints = CheckpointManager(self.exp_dir, config.keep_last)
+        self.start_epoch = 0
+        self.global_step = 0
+        self.best_miou = -1.0
+        self.history: List[Dict] = []
+        self.step_log: List[Dict] = []
+
+    # ----------------------------------------------------------------- resume
+    def resume(self, path: str) -> Dict:
+        """Load network + optimizer state from ``path`` and continue after its epoch.
+
+        Returns:
+            the checkpoint's meta dict. Raises ``CheckpointError`` if it does not match.
+        """
+        meta = load_checkpoint(path, self.network, self.optimizer, strict=True)
+        self.start_epoch = int(meta["epoch"])
+        self.global_step = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
+        expected = self.start_epoch * self.steps_per_epoch
+        if self.global_step != expected:
+            raise ValueError(
+                "resume %s: optimizer step %d != %d epochs x %d steps per epoch; was the batch size, "
+                "accumulation or data changed?" % (path, self.global_step, self.start_epoch, self.steps_per_epoch))
+        self.best_miou = float(meta["metrics"].get("best_mIoU", -1.0))
+        if self.main:
+            self._truncate_logs(self.start_epoch)
+            self.history = self._read_jsonl("metrics.jsonl")
+        return meta
+
+    # ---------------------------------------------------------------- logging
+    def _path(self, name: str) -> str:
+        return os.path.join(self.exp_dir, name)
+
+    def _read_jsonl(self, name: str) -> List[Dict]:
+        path = self._path(name)
+        if not os.path.isfile(path):
+            return []
+        with open(path) as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+
+    def _truncate_logs(self, start_epoch: int) -> None:
+        """Drop log lines of epochs at/after ``start_epoch`` (written by an interrupted run)."""
+        # metrics.jsonl counts completed epochs (1-based); steps.jsonl holds the 0-based epoch of each step.
+        keep = {"metrics.jsonl": lambda r: "event" not in r and r.get("epoch", 0) <= start_epoch,
+                "steps.jsonl": lambda r: r.get("epoch", 0) < start_epoch}
+        for name, wanted in keep.items():
+            kept = [r for r in self._read_jsonl(name) if wanted(r)]
+            with open(self._path(name), "w") as handle:
+                for record in kept:
+                    handle.write(json.dumps(record) + "\n")
+
+    def _append(self, name: str, record: Dict) -> None:
+        if not self.main:
+            return
+        os.makedirs(self.exp_dir, exist_ok=True)
+        with open(self._path(name), "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    # ------------------------------------------------------------------ steps
+    def _micro_step(self, images, masks, apply: bool) -> Tuple[float, bool]:
+        """Run one micro-batch; returns ``(loss, optimizer stepped)``."""
+        images, masks = ms.Tensor(images), ms.Tensor(masks)
+        if self.train_step is None:
+            loss = self._accumulate(images, masks)
+            if apply:
+                self._apply()
+            return float(loss.asnumpy()), apply
+        out = self.train_step(images, masks)
+        if self.uses_loss_scale:
+            loss, overflow, _ = out
+            return float(loss.asnumpy()), not bool(overflow.asnumpy())
+        return float(out.asnumpy()), True
+
+    def current_lrs(self) -> List[float]:
+        """The lr of every parameter group for the next optimizer step (formula of :class:`PolyLR`)."""
+        return [s.value(self.global_step) for s in self.schedules]
+
+    # ------------------------------------------------------------- validation
+    def validate(self) -> Dict[str, float]:
+        """pixAcc and mIoU of the current network on ``val_set`` (PyTorch-Encoding definitions).
+
+        Returns:
+            ``{"pixAcc": float, "mIoU": float}``, or ``{}`` without a val set.
+        """
+        if self.val_set is None:
+            return {}
+        from ..metrics import SegmentationMetric
+
+        metric = SegmentationMetric(self.nclass)
+        loader = BatchLoader(self.val_set, self.config.val_batch_size, shuffle=False, drop_last=False,
+                             max_items=self.config.max_val_images, workers=self.config.workers)
+        self.network.set_train(False)
+        try:
+            for images, masks in loader.iterate(0):
+                logits = self.network(ms.Tensor(images))
+                pred = np.argmax(_to_numpy(logits), axis=1)
+                metric.update(pred, masks)
+        finally:
+            self.network.set_train(True)
+        pix_acc, miou = metric.get()
+        return {"pixAcc": float(pix_acc), "mIoU": float(miou)}
+
+    # -------------------------------------------------------------------- fit
+    def fit(self) -> List[Dict]:
+        """Train from ``start_epoch`` to ``max_epochs``.
+
+        Returns:
+            the per-epoch records (also in ``<exp_dir>/metrics.jsonl``).
+
+        Raises:
+            NonFiniteLossError: NaN/Inf loss; the last good checkpoint stays, a ``stopped`` record is logged.
+        """
+        from tqdm import tqdm
+
+        cfg = self.config
+        accumulate = cfg.accumulate_grad_batches
+        n_micro = self.steps_per_epoch * accumulate
+        if self.main:
+            os.makedirs(self.exp_dir, exist_ok=True)
+        overflow_run = 0
+        for epoch in range(self.start_epoch, cfg.max_epochs):
+            started = time.time()
+            losses = []
+            bar = tqdm(total=n_micro, desc="epoch %d/%d" % (epoch + 1, cfg.max_epochs), leave=True,
+                       disable=not (cfg.progress and self.main), dynamic_ncols=True)
+            for index, (images, masks) in enumerate(self.loader.iterate(epoch)):
+                if index >= n_micro:
+                    break  # micro-batches beyond the last full accumulation group are not used
+                lrs = self.current_lrs()
+                apply = (index + 1) % accumulate == 0
+                loss, stepped = self._micro_step(images, masks, apply)
+                if not math.isfinite(loss):
+                    if self.uses_loss_scale and not stepped and overflow_run < MAX_CONSECUTIVE_OVERFLOWS:
+                        overflow_run += 1  # the loss-scale cell skipped this update and lowers the scale
+                        bar.update(1)
+                        continue
+                    self._stop(epoch, index, loss)
+                overflow_run = 0
+                losses.append(loss)
+                if apply and stepped:
+                    record = {"epoch": epoch, "batch": index, "global_step": self.global_step, "loss": loss,
+                              "lrs": lrs}
+                    self.step_log.append(record)
+                    self._append("steps.jsonl", record)
+                    self.global_step += 1
+                bar.set_postfix(loss="%.4f" % loss, lr="%.3g" % lrs[0])
+                bar.update(1)
+                if self.step_hook is not None:
+                    self.step_hook(self, epoch, index, self.global_step)
+            bar.close()
+            self._check_step_counter()
+            metrics = self.validate()
+            record = {"epoch": epoch + 1, "global_step": self.global_step,
+                      "train_loss": float(np.mean(losses)) if losses else None,
+                      "lrs": [s.value(self.global_step - 1) for s in self.schedules],
+                      "time_s": round(time.time() - started, 2), "world_size": get_world_size()}
+            record.update(metrics)
+            is_best = "mIoU" in metrics and metrics["mIoU"] > self.best_miou
+            if is_best:
+                self.best_miou = metrics["mIoU"]
+            record["best_mIoU"] = self.best_miou
+            self.history.append(record)
+            self._append("metrics.jsonl", record)
+            if self.main:
+                self.checkpoints.save(self.network, self.optimizer, epoch + 1, cfg.options, record, is_best)
+                plot_curves(self.history, self._path("curves.png"))
+                if cfg.progress:
+                    shown = ", ".join("%s %.4f" % (k, record[k]) for k in ("train_loss", "pixAcc", "mIoU")
+                                      if record.get(k) is not None)
+                    print("epoch %d/%d: %s -> %s" % (epoch + 1, cfg.max_epochs, shown,
+                                                     self.checkpoints.epoch_path(epoch + 1)), flush=True)
+        return self.history
+
+    def _check_step_counter(self) -> None:
+        stored = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
+        if stored != self.global_step:
+            raise RuntimeError("optimizer global_step reads %d but %d optimizer steps ran: parameter updates are "
+                               "not visible outside the training graph" % (stored, self.global_step))
+
+    def _stop(self, epoch: int, index: int, loss: float) -> None:
+        last = self.checkpoints.last_path if os.path.isfile(self.checkpoints.last_path) else "none yet"
+        message = ("non-finite loss %r at epoch %d, batch %d (optimizer step %d); training stopped. "
+                   "Last good checkpoint: %s" % (loss, epoch + 1, index, self.global_step, last))
+        self._append("metrics.jsonl", {"epoch": epoch + 1, "event": "stopped", "reason": message})
+        raise NonFiniteLossError(message)
+
+
+def _to_numpy(tensor) -> np.ndarray:
+    if hasattr(tensor, "asnumpy"):
+        return tensor.asnumpy()
+    return np.asarray(tensor)
