@@ -1,0 +1,221 @@
+"""Multi-scale, flipped, sliding-window evaluation as in lang-seg's test (PyTorch-Encoding ``MultiEvalModule``).
+
+For each scale ``s`` the image is resized (bilinear, ``align_corners=True``) so its LONG side is
+``ceil(base_size * s)`` and its short side ``int(short * long_new / long + 0.5)``. Then:
+
+* long side <= crop: pad right/bottom to ``crop x crop`` with the normalised value of black
+  (``-mean / std`` per channel), run the model (plus its horizontally flipped twin), keep the unpadded part;
+* otherwise pad to at least the crop size, slide ``crop x crop`` windows with stride ``int(crop * 2/3)`` from
+  the top-left (the last window may stick out and is padded like above), sum window logits and divide by the
+  number of windows covering each pixel.
+
+Each scale's logits are resized back to the original size (bilinear, ``align_corners=True``) and **summed** over
+scales; a flip adds the un-flipped logits of the flipped image (also a sum, as in the official code).
+Interpolation is done in numpy so the evaluator works with any model that maps images to logits.
+"""
+import math
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from .transforms import DEFAULT_MEAN, DEFAULT_STD
+
+DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+def _to_numpy(array) -> np.ndarray:
+    """numpy array from numpy, a MindSpore/msadapter tensor, or anything ``np.asarray`` takes."""
+    if isinstance(array, np.ndarray):
+        return array
+    if hasattr(array, "asnumpy"):
+        return array.asnumpy()
+    if hasattr(array, "numpy"):
+        return array.numpy()
+    return np.asarray(array)
+
+
+def _interpolation_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """(out_size, in_size) weights of 1-D linear interpolation with ``align_corners=True``."""
+    matrix = np.zeros((out_size, in_size), dtype=np.float32)
+    if in_size == 1 or out_size == 1:
+        matrix[:, 0] = 1.0
+        return matrix
+    positions = np.arange(out_size, dtype=np.float64) * (in_size - 1) / (out_size - 1)
+    low = np.clip(np.floor(positions).astype(np.int64), 0, in_size - 1)
+    high = np.minimum(low + 1, in_size - 1)
+    frac = (positions - low).astype(np.float32)
+    rows = np.arange(out_size)
+    np.add.at(matrix, (rows, low), 1.0 - frac)
+    np.add.at(matrix, (rows, high), frac)
+    return matrix
+
+
+def resize_bilinear(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize with ``align_corners=True`` (torch ``F.interpolate`` semantics), separable in numpy.
+
+    Args:
+        array: float (B, C, H, W).
+        height: output height.
+        width: output width.
+
+    Returns:
+        float32 (B, C, height, width).
+    """
+    array = np.asarray(array, dtype=np.float32)
+    _, _, in_h, in_w = array.shape
+    if (in_h, in_w) == (height, width):
+        return array.copy()
+    rows = _interpolation_matrix(height, in_h)
+    cols = _interpolation_matrix(width, in_w)
+    return np.matmul(np.matmul(rows, array), cols.T)
+
+
+def pad_to_crop(image: np.ndarray, crop_size: int, pad_values: np.ndarray) -> np.ndarray:
+    """Pad right/bottom so both sides are at least ``crop_size``.
+
+    Args:
+        image: float (B, 3, H, W) normalised image.
+        crop_size: minimum side.
+        pad_values: (3,) per-channel fill (the normalised value of black).
+
+    Returns:
+        float32 (B, 3, max(H, crop), max(W, crop)).
+    """
+    batch, channels, height, width = image.shape
+    out_h, out_w = max(height, crop_size), max(width, crop_size)
+    if (out_h, out_w) == (height, width):
+        return image
+    padded = np.empty((batch, channels, out_h, out_w), dtype=np.float32)
+    padded[:] = np.asarray(pad_values, np.float32).reshape(1, channels, 1, 1)
+    padded[:, :, :height, :width] = image
+    return padded
+
+
+class MultiScaleEvaluator:
+    """Official multi-scale + flip + sliding-window inference over any ``images → logits`` callable.
+
+    Args:
+        forward_fn: callable taking a float32 numpy array (B, 3, h, w) of normalised images and returning logits
+            (B, C, h, w) as numpy or a MindSpore/msadapter tensor (see :func:`network_forward` to wrap a network).
+        nclass: number of output channels C (the label list's length); None = take it from the first output.
+        scales: scales of ``base_size`` for the long side.
+        flip: also run the horizontally flipped image.
+        base_size: long side at scale 1.0 (520 in lang-seg).
+        crop_size: model input side (480 in lang-seg).
+        mean: normalisation mean used for the images (for the padding value).
+        std: normalisation std used for the images.
+        multi_scale: False = single scale 1.0 without flip (overrides ``scales`` and ``flip``).
+        stride_rate: window stride as a fraction of the crop (2/3 officially).
+    """
+
+    def __init__(self, forward_fn: Callable, nclass: Optional[int] = None, scales: Sequence[float] = DEFAULT_SCALES,
+                 flip: bool = True, base_size: int = 520, crop_size: int = 480,
+                 mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD, multi_scale: bool = True,
+                 stride_rate: float = 2.0 / 3.0):
+        self.forward_fn = forward_fn
+        self.nclass = nclass
+        self.scales = tuple(scales) if multi_scale else (1.0,)
+        self.flip = flip if multi_scale else False
+        self.base_size = base_size
+        self.crop_size = crop_size
+        self.pad_values = -np.asarray(mean, np.float64) / np.asarray(std, np.float64)
+        self.stride = int(crop_size * stride_rate)
+        if self.stride <= 0:
+            raise ValueError(f"MultiScaleEvaluator: stride_rate {stride_rate} gives a stride of {self.stride} for "
+                             f"crop_size {crop_size}")
+
+    def _infer(self, image: np.ndarray) -> np.ndarray:
+        """Logits of one padded input, plus those of its flip (flipped back) when enabled."""
+        logits = self._forward(image)
+        if self.flip:
+            logits = logits + self._forward(image[:, :, :, ::-1].copy())[:, :, :, ::-1]
+        return logits
+
+    def _forward(self, image: np.ndarray) -> np.ndarray:
+        logits = _to_numpy(self.forward_fn(np.ascontiguousarray(image, dtype=np.float32))).astype(np.float32)
+        if self.nclass is None:
+            self.nclass = logits.shape[1]
+        expected = (image.shape[0], self.nclass, image.shape[2], image.shape[3])
+        if logits.shape != expected:
+            raise ValueError(f"MultiScaleEvaluator: forward_fn returned logits of shape {logits.shape} for an "
+                             f"input of shape {image.shape}; expected {expected} (nclass = number of labels)")
+        return logits
+
+    def _sliding(self, image: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Window-averaged logits of a resized image larger than the crop; (B, C, height, width)."""
+        crop = self.crop_size
+        padded = pad_to_crop(image, crop, self.pad_values)
+        _, _, padded_h, padded_w = padded.shape
+        rows = int(math.ceil(1.0 * (padded_h - crop) / self.stride)) + 1
+        cols = int(math.ceil(1.0 * (padded_w - crop) / self.stride)) + 1
+        total = None
+        count = np.zeros((1, 1, padded_h, padded_w), dtype=np.float32)
+        for row in range(rows):
+            for col in range(cols):
+                h0, w0 = row * self.stride, col * self.stride
+                h1, w1 = min(h0 + crop, padded_h), min(w0 + crop, padded_w)
+                window = pad_to_crop(padded[:, :, h0:h1, w0:w1], crop, self.pad_values)
+                logits = self._infer(window)
+                if total is None:
+                    total = np.zeros((image.shape[0], logits.shape[1], padded_h, padded_w), dtype=np.float32)
+                total[:, :, h0:h1, w0:w1] += logits[:, :, :h1 - h0, :w1 - w0]
+                count[:, :, h0:h1, w0:w1] += 1
+        return (total / count)[:, :, :height, :width]
+
+    def __call__(self, images) -> np.ndarray:
+        """Evaluate a batch of same-sized images.
+
+        Args:
+            images: float (B, 3, H, W) normalised images (numpy or tensor), any H, W.
+
+        Returns:
+            float32 numpy (B, C, H, W) logits summed over scales and flips; ``argmax(axis=1)`` gives labels.
+        """
+        images = _to_numpy(images).astype(np.float32)
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"MultiScaleEvaluator: expected images (B, 3, H, W), got shape {images.shape}")
+        _, _, height, width = images.shape
+        scores = None
+        for scale in self.scales:
+            long_size = int(math.ceil(self.base_size * scale))
+            if height > width:
+                out_h, out_w = long_size, int(1.0 * width * long_size / height + 0.5)
+            else:
+                out_w, out_h = long_size, int(1.0 * height * long_size / width + 0.5)
+            resized = resize_bilinear(images, out_h, out_w)
+            if long_size <= self.crop_size:
+                logits = self._infer(pad_to_crop(resized, self.crop_size, self.pad_values))[:, :, :out_h, :out_w]
+            else:
+                logits = self._sliding(resized, out_h, out_w)
+            logits = resize_bilinear(logits, height, width)
+            scores = logits if scores is None else scores + logits
+        return scores
+
+    def predict(self, images) -> np.ndarray:
+        """Class labels: argmax of :meth:`__call__` over classes.
+
+        Args:
+            images: float (B, 3, H, W) normalised images.
+
+        Returns:
+            int64 numpy (B, H, W).
+        """
+        return self(images).argmax(axis=1)
+
+
+def network_forward(network) -> Callable[[np.ndarray], np.ndarray]:
+    """Wrap an msadapter / MindSpore network as a ``forward_fn`` (numpy in, numpy out, no gradients kept).
+
+    Args:
+        network: callable on a tensor (B, 3, h, w) returning logits (B, C, h, w); put it in eval mode first.
+
+    Returns:
+        function numpy float32 (B, 3, h, w) → numpy float32 (B, C, h, w).
+    """
+    import msadapter.pytorch as torch  # local import: the rest of this module needs no framework
+
+    def forward(images: np.ndarray) -> np.ndarray:
+        output = network(torch.tensor(images))
+        return _to_numpy(output.detach() if hasattr(output, "detach") else output)
+
+    return forward

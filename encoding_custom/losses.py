@@ -1,0 +1,41 @@
+"""Per-pixel cross-entropy with an ignore label, as a MindSpore Cell (usable in ``nn.WithLossCell``, both modes)."""
+import mindspore as ms
+from mindspore import nn, ops
+
+
+class SegmentationLoss(nn.Cell):
+    """Mean cross-entropy over the pixels whose target is not ``ignore_index``.
+
+    This is what lang-seg trains with (PyTorch-Encoding's ``SegmentationLosses`` without SE/aux terms, i.e.
+    ``torch.nn.CrossEntropyLoss(ignore_index=-1)``). When every pixel is ignored the loss is 0 (torch gives NaN)
+    so that one unlabelled crop cannot poison a run.
+
+    Args:
+        ignore_index: target value to skip (-1: ADE20K's unlabelled pixels after the -1 shift, and padding).
+
+    Inputs:
+        logits: float (B, C, H, W) unnormalised class scores.
+        target: int (B, H, W) class indices in ``[0, C)`` or ``ignore_index``.
+
+    Outputs:
+        float32 scalar.
+    """
+
+    def __init__(self, ignore_index: int = -1):
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.log_softmax = nn.LogSoftmax(axis=1)
+
+    def construct(self, logits, target):
+        target = ops.cast(target, ms.int32)
+        logits = ops.cast(logits, ms.float32)
+        valid = ops.not_equal(target, self.ignore_index)
+        # Ignored pixels look up class 0; their term is multiplied by 0 below.
+        safe_target = ops.select(valid, target, ops.zeros_like(target))
+        log_probs = self.log_softmax(logits)
+        picked = ops.gather_elements(log_probs, 1, ops.expand_dims(safe_target, 1))
+        picked = ops.squeeze(picked, 1)
+        weights = ops.cast(valid, ms.float32)
+        total = -ops.reduce_sum(picked * weights)
+        count = ops.maximum(ops.reduce_sum(weights), ops.ones((), ms.float32))
+        return total / count
