@@ -33,6 +33,17 @@ def default_labels() -> List[str]:
     return ade20k_labels()
 
 
+def _text_config_key(text_config) -> Optional[str]:
+    """Args: text_config: a TEXT_CONFIGS key or TextConfig. Returns: its TEXT_CONFIGS key, or None if custom."""
+    if isinstance(text_config, str):
+        return text_config
+    import clip_ms
+    for key, cfg in clip_ms.TEXT_CONFIGS.items():
+        if cfg == text_config:
+            return key
+    return None
+
+
 class Scratch(tnn.Module):
     """The official ``scratch`` part: per-level 3x3 convs to ``features``, four fusion blocks and the heads.
 
@@ -102,6 +113,7 @@ class LSegNet(tnn.Module):
         self.block_depth = block_depth
         self.activation_name = activation
         self.logit_scale = LOGIT_SCALE
+        injected_encoder = text_encoder
         if text_encoder is None:
             import clip_ms
             if isinstance(text_config, str):
@@ -115,7 +127,7 @@ class LSegNet(tnn.Module):
         if tokenizer is None:
             import clip_ms
             tokenizer = clip_ms.tokenize
-        self.text_config_name = getattr(text_config, "name", text_config if isinstance(text_config, str) else None)
+        self.text_config_name = _text_config_key(text_config) if injected_encoder is None else None
         self._tokenizer = tokenizer
 
         self.pretrained = ViTBackbone(cfg)
@@ -272,4 +284,4 @@ class LSegNet(tnn.Module):
     def build_options(self) -> Dict:
         """Returns: the options that determine the parameter layout (stored in our checkpoints)."""
         return {"backbone": self.cfg.name, "arch_option": self.arch_option, "block_depth": self.block_depth,
-                "activation": self.activation_name}
+                "activation": self.activation_name, "text_config": self.text_config_name}

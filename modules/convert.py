@@ -1,0 +1,46 @@
+"""Command line: official lang-seg checkpoint -> our MindSpore checkpoint (no torch needed).
+
+    python -m modules.convert demo_e200.ckpt lseg_vitl16.ckpt
+    python -m modules.convert SRC DST --backbone clip_vitb32_384 --arch-option 0
+
+Options missing from the checkpoint's ``hyper_parameters`` are inferred from its weights; flags override both.
+Exit status 1 with the list of missing / unexpected / shape-mismatched names when the checkpoint does not fit.
+"""
+import argparse
+import sys
+
+from .config import BACKBONES
+from .weights import WeightsError, convert_official_checkpoint
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns: the argument parser of ``python -m modules.convert``."""
+    parser = argparse.ArgumentParser(prog="python -m modules.convert",
+                                     description="Convert an official lang-seg .ckpt into an LSegNet MindSpore .ckpt")
+    parser.add_argument("src", help="official PyTorch-Lightning checkpoint (or a bare state_dict file)")
+    parser.add_argument("dst", help="MindSpore checkpoint to write")
+    parser.add_argument("--backbone", choices=sorted(BACKBONES), default=None)
+    parser.add_argument("--arch-option", type=int, choices=(0, 1, 2), default=None)
+    parser.add_argument("--block-depth", type=int, default=None)
+    parser.add_argument("--activation", choices=("lrelu", "tanh", "relu"), default=None)
+    parser.add_argument("--text-config", default=None, help="clip_ms.TEXT_CONFIGS key (default: inferred)")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Args: argv: argument list (default sys.argv[1:]). Returns: process exit status (0 ok, 1 failure)."""
+    args = build_parser().parse_args(argv)
+    try:
+        net = convert_official_checkpoint(args.src, args.dst, backbone=args.backbone, arch_option=args.arch_option,
+                                          block_depth=args.block_depth, activation=args.activation,
+                                          text_config=args.text_config, labels=["other"])
+    except WeightsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    count = sum(int(p.size) for p in net.get_parameters() if p.name != "text_features_cache")
+    print(f"wrote {args.dst}: {net.build_options()} ({count} parameters)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,452 @@
+"""Weight I/O for LSegNet, torch-free: official lang-seg checkpoints, our MindSpore checkpoints, ViT init.
+
+* :func:`official_state_to_lseg` maps an official Lightning ``state_dict`` onto LSegNet names, strictly.
+* :func:`convert_official_checkpoint` = read official ``.ckpt`` -> build the matching LSegNet -> write our ``.ckpt``.
+* :func:`save_lseg_checkpoint` / :func:`load_lseg_checkpoint` / :func:`build_lseg_from_checkpoint`: our format
+  (a MindSpore checkpoint plus a JSON string entry ``lseg_build_options``; loading into a network built with other
+  options fails with the differing options named).
+* :func:`init_backbone_from_pretrained`: initialise the ViT from timm ``.pth`` / ``.npz`` (timm-named or the
+  original JAX/big_vision layout) or a MindCV ``.ckpt``, resizing the position embedding when needed.
+
+Every load path calls ``net.invalidate_text_cache()`` so cached text features are never stale.
+"""
+import json
+import os
+import re
+from collections import OrderedDict
+from typing import Dict, Iterable, List, Optional, Tuple
+
+import mindspore as ms
+import numpy as np
+from mindspore import Parameter, Tensor
+
+OPTIONS_KEY = "lseg_build_options"
+FORMAT_VERSION = 1
+TEXT_CACHE_NAME = "text_features_cache"
+
+# Official (PyTorch nn.Sequential index) names of the reassembly parts -> ours.
+_OFFICIAL_RENAMES: List[Tuple[re.Pattern, str]] = [
+    (re.compile(r"^pretrained\.act_postprocess(\d)\.0\.project\.0\."), r"pretrained.act_postprocess\1.readout_project."),
+    (re.compile(r"^pretrained\.act_postprocess(\d)\.3\."), r"pretrained.act_postprocess\1.to_level_width."),
+    (re.compile(r"^pretrained\.act_postprocess(\d)\.4\."), r"pretrained.act_postprocess\1.resample."),
+    (re.compile(r"^scratch\.head_block\.depthwise\.depthwise\."), "scratch.head_block.label_conv.conv."),
+]
+# PyTorch parameter suffix -> MindSpore suffix for LayerNorm (gamma/beta) and Embedding (embedding_table).
+_TORCH_TO_MS_SUFFIX = {"weight": ("gamma", "embedding_table"), "bias": ("beta",)}
+# Entries of the official state_dict that have no counterpart by design.
+_OFFICIAL_IGNORED = (re.compile(r"\.num_batches_tracked$"), re.compile(r"^clip_pretrained\.visual\."),
+                     re.compile(r"^clip_pretrained\.logit_scale$"))
+
+
+class WeightsError(ValueError):
+    """A checkpoint does not fit the network (the message names the file and the offending entries)."""
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def expected_parameters(net) -> "OrderedDict[str, Tuple[int, ...]]":
+    """Args: net: an LSegNet (or any Cell). Returns: OrderedDict name -> shape of every parameter except the text cache."""
+    return OrderedDict((p.name, tuple(p.shape)) for p in net.get_parameters() if p.name != TEXT_CACHE_NAME)
+
+
+def _list_block(title: str, names: Iterable[str], limit: int = 25) -> str:
+    names = list(names)
+    if not names:
+        return ""
+    shown = "\n    ".join(names[:limit])
+    more = f"\n    ... and {len(names) - limit} more" if len(names) > limit else ""
+    return f"\n  {title} ({len(names)}):\n    {shown}{more}"
+
+
+def match_strictly(source: Dict[str, np.ndarray], expected: Dict[str, Tuple[int, ...]], where: str,
+                   ignore_unexpected=()) -> "OrderedDict[str, np.ndarray]":
+    """Check that ``source`` provides exactly the ``expected`` names and shapes; cast floats to float32.
+
+    Args:
+        source: name -> array (already in our naming).
+        expected: name -> shape of the target network.
+        where: file name / description for the error message.
+        ignore_unexpected: regex patterns of source names that may be dropped silently.
+
+    Returns:
+        OrderedDict name -> float32 array in ``expected`` order.
+
+    Raises:
+        WeightsError: listing missing, unexpected and shape-mismatched names.
+    """
+    missing = [name for name in expected if name not in source]
+    unexpected = [name for name in source if name not in expected
+                  and not any(re.search(pattern, name) for pattern in ignore_unexpected)]
+    mismatched = [f"{name}: checkpoint {tuple(np.shape(source[name]))} vs network {expected[name]}"
+                  for name in expected if name in source and tuple(np.shape(source[name])) != expected[name]]
+    if missing or unexpected or mismatched:
+        raise WeightsError(f"{where}: checkpoint does not match the network"
+                           + _list_block("missing", missing) + _list_block("unexpected", unexpected)
+                           + _list_block("shape mismatch", mismatched))
+    out = OrderedDict()
+    for name in expected:
+        value = np.asarray(source[name])
+        if not np.issubdtype(value.dtype, np.floating):
+            raise WeightsError(f"{where}: {name} has dtype {value.dtype}, expected a floating-point tensor")
+        out[name] = value.astype(np.float32)
+    return out
+
+
+def _assign(net, arrays: Dict[str, np.ndarray]) -> None:
+    params = {p.name: p for p in net.get_parameters()}
+    for name, value in arrays.items():
+        params[name].set_data(Tensor(value, dtype=params[name].dtype))
+
+
+def _atomic_save(path: str, params: List[dict], options: Dict) -> None:
+    """Write a MindSpore checkpoint atomically (temp file in the same folder, then rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    # save_checkpoint appends ".ckpt" to names lacking it, so the temporary name must end with it.
+    temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp.ckpt")
+    try:
+        ms.save_checkpoint(params, temp, append_dict={OPTIONS_KEY: json.dumps(options, sort_keys=True)})
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.remove(temp)
+
+
+# ---------------------------------------------------------------------------------------------- official
+def strip_lightning_prefix(state: Dict[str, np.ndarray]) -> "OrderedDict[str, np.ndarray]":
+    """Args: state: official ``state_dict`` (keys ``net.*`` in Lightning checkpoints, or bare).
+
+    Returns: OrderedDict with the leading ``net.`` removed where present.
+    """
+    return OrderedDict((name[4:] if name.startswith("net.") else name, value) for name, value in state.items())
+
+
+def official_state_to_lseg(state: Dict[str, np.ndarray], expected: Dict[str, Tuple[int, ...]],
+                           where: str = "<official state_dict>") -> "OrderedDict[str, np.ndarray]":
+    """Map an official lang-seg ``state_dict`` onto LSegNet parameter names, strictly.
+
+    Drops by design: BN ``num_batches_tracked``, CLIP's image tower ``clip_pretrained.visual.*`` and CLIP's
+    ``logit_scale``. Renames the reassembly Sequential indices and torch LayerNorm/Embedding suffixes.
+
+    Args:
+        state: official names (with or without ``net.``) -> arrays (float16/float32).
+        expected: :func:`expected_parameters` of the target LSegNet.
+        where: description for errors.
+
+    Returns:
+        OrderedDict our name -> float32 array.
+
+    Raises:
+        WeightsError: missing / unexpected / shape-mismatched entries.
+    """
+    mapped = OrderedDict()
+    for name, value in strip_lightning_prefix(state).items():
+        if any(pattern.search(name) for pattern in _OFFICIAL_IGNORED):
+            continue
+        ours = name
+        for pattern, replacement in _OFFICIAL_RENAMES:
+            ours = pattern.sub(replacement, ours)
+        if ours not in expected:
+            stem, _, suffix = ours.rpartition(".")
+            for candidate in _TORCH_TO_MS_SUFFIX.get(suffix, ()):
+                if f"{stem}.{candidate}" in expected:
+                    ours = f"{stem}.{candidate}"
+                    break
+        if ours in mapped:
+            raise WeightsError(f"{where}: two checkpoint entries map to {ours}")
+        mapped[ours] = value
+    return match_strictly(mapped, expected, where)
+
+
+def infer_official_options(checkpoint, state: Dict[str, np.ndarray]) -> Dict:
+    """Build options of an official checkpoint: Lightning ``hyper_parameters`` when present, else the weights.
+
+    Args:
+        checkpoint: the loaded checkpoint object.
+        state: its state_dict (names with or without ``net.``).
+
+    Returns:
+        dict with ``backbone``, ``arch_option``, ``block_depth``, ``activation`` (values that could not be
+        determined are absent).
+    """
+    options = {}
+    hyper = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if isinstance(hyper, dict):
+        for key in ("backbone", "arch_option", "block_depth", "activation"):
+            if key in hyper:
+                options[key] = hyper[key]
+    names = strip_lightning_prefix(state)
+    if "arch_option" not in options and not any(name.startswith("scratch.head_block.") for name in names):
+        options["arch_option"] = 0
+    if "backbone" not in options:
+        patch = names.get("pretrained.model.patch_embed.proj.weight")
+        if patch is not None:
+            from .config import BACKBONES
+            width, _, kernel, _ = np.shape(patch)
+            for cfg in BACKBONES.values():
+                if cfg.width == width and cfg.patch_size == kernel:
+                    options["backbone"] = cfg.name
+                    break
+    return options
+
+
+def infer_text_config_name(state: Dict[str, np.ndarray], where: str) -> str:
+    """Find the ``clip_ms.TEXT_CONFIGS`` entry whose shapes match the checkpoint's CLIP text tower.
+
+    Args:
+        state: official state_dict.
+        where: file name for errors.
+
+    Returns:
+        the config key (e.g. ``"ViT-B/32"``).
+
+    Raises:
+        WeightsError: no text tower or no matching config.
+    """
+    import clip_ms
+    names = strip_lightning_prefix(state)
+    try:
+        width = np.shape(names["clip_pretrained.ln_final.weight"])[0]
+        vocab = np.shape(names["clip_pretrained.token_embedding.weight"])[0]
+        context = np.shape(names["clip_pretrained.positional_embedding"])[0]
+        embed_dim = np.shape(names["clip_pretrained.text_projection"])[1]
+    except KeyError as error:
+        raise WeightsError(f"{where}: no CLIP text tower ({error.args[0]} missing)") from None
+    layers = len({m.group(1) for n in names for m in [re.match(r"clip_pretrained\.transformer\.resblocks\.(\d+)\.", n)]
+                  if m})
+    for key, cfg in clip_ms.TEXT_CONFIGS.items():
+        if (cfg.width, cfg.vocab_size, cfg.context_length, cfg.embed_dim, cfg.layers) == \
+                (width, vocab, context, embed_dim, layers):
+            return key
+    raise WeightsError(f"{where}: CLIP text tower width {width}, vocab {vocab}, context {context}, embed_dim "
+                       f"{embed_dim}, layers {layers} matches none of clip_ms.TEXT_CONFIGS {sorted(clip_ms.TEXT_CONFIGS)}")
+
+
+def convert_official_checkpoint(src: str, dst: str, backbone: Optional[str] = None,
+                                arch_option: Optional[int] = None, block_depth: Optional[int] = None,
+                                activation: Optional[str] = None, text_config: Optional[str] = None,
+                                labels: Optional[List[str]] = None):
+    """Convert an official lang-seg Lightning ``.ckpt`` (or a bare state_dict file) into our MindSpore ``.ckpt``.
+
+    Options not given are read from the checkpoint's ``hyper_parameters`` or inferred from its weights
+    (the official defaults ``block_depth=0``, ``activation="lrelu"`` fill the rest).
+
+    Args:
+        src: official checkpoint (torch.save zip or legacy pickle; float16 or float32).
+        dst: our checkpoint to write (atomically).
+        backbone, arch_option, block_depth, activation, text_config: overrides.
+        labels: label list of the built network (default ADE20K; does not affect the file).
+
+    Returns:
+        the LSegNet built and loaded with the converted weights.
+
+    Raises:
+        WeightsError: unreadable file or any missing/unexpected/mismatched entry.
+    """
+    from clip_ms.torch_archive import find_state_dict, load_torch_file
+    from .lseg import LSegNet
+    checkpoint = load_torch_file(src)
+    state = find_state_dict(checkpoint, path=src)
+    options = {"block_depth": 0, "activation": "lrelu"}
+    options.update(infer_official_options(checkpoint, state))
+    overrides = dict(backbone=backbone, arch_option=arch_option, block_depth=block_depth, activation=activation)
+    options.update({k: v for k, v in overrides.items() if v is not None})
+    if "backbone" not in options:
+        raise WeightsError(f"{src}: cannot tell the backbone; pass --backbone")
+    if "arch_option" not in options:
+        raise WeightsError(f"{src}: cannot tell arch_option; pass --arch-option")
+    text_config = text_config or infer_text_config_name(state, src)
+    net = LSegNet(options["backbone"], labels=labels if labels is not None else ["other"],
+                  arch_option=int(options["arch_option"]), block_depth=int(options["block_depth"]),
+                  activation=options["activation"], text_config=text_config)
+    arrays = official_state_to_lseg(state, expected_parameters(net), where=src)
+    _assign(net, arrays)
+    net.invalidate_text_cache()
+    save_lseg_checkpoint(net, dst)
+    if labels is None:
+        net.set_labels(_default_labels())
+    return net
+
+
+def _default_labels():
+    from .lseg import default_labels
+    return default_labels()
+
+
+# ---------------------------------------------------------------------------------------------- our format
+def save_lseg_checkpoint(net, path: str, extra: Optional[Dict] = None) -> None:
+    """Save every LSegNet parameter (not the text cache) plus its build options, atomically.
+
+    Args:
+        net: LSegNet.
+        path: destination ``.ckpt``.
+        extra: optional JSON-serialisable metadata stored with the options (e.g. epoch).
+    """
+    options = dict(net.build_options(), format_version=FORMAT_VERSION)
+    if extra:
+        options["extra"] = extra
+    params = [{"name": p.name, "data": Tensor(p.asnumpy())} for p in net.get_parameters() if p.name != TEXT_CACHE_NAME]
+    _atomic_save(path, params, options)
+
+
+def read_lseg_checkpoint(path: str) -> Tuple[Dict, "OrderedDict[str, np.ndarray]"]:
+    """Args: path: our ``.ckpt``.
+
+    Returns: (build options dict, OrderedDict name -> array).
+
+    Raises: WeightsError if the file is missing or not an LSegNet checkpoint.
+    """
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such checkpoint file")
+    try:
+        raw = ms.load_checkpoint(path)
+    except (ValueError, RuntimeError) as error:
+        raise WeightsError(f"{path}: not a readable MindSpore checkpoint ({error})") from None
+    if OPTIONS_KEY not in raw:
+        raise WeightsError(f"{path}: no '{OPTIONS_KEY}' entry; not an LSegNet checkpoint written by modules.weights "
+                           f"(convert official lang-seg checkpoints with `python -m modules.convert`)")
+    options = json.loads(str(raw.pop(OPTIONS_KEY)))
+    arrays = OrderedDict((name, value.asnumpy()) for name, value in raw.items() if isinstance(value, (Parameter, Tensor)))
+    return options, arrays
+
+
+def load_lseg_checkpoint(net, path: str) -> Dict:
+    """Load our checkpoint into ``net`` strictly; refuses a network built with other options.
+
+    Args:
+        net: LSegNet.
+        path: our ``.ckpt``.
+
+    Returns:
+        the stored options (including ``extra`` metadata if any).
+
+    Raises:
+        WeightsError: naming each option that differs, or the missing/unexpected/mismatched parameters.
+    """
+    options, arrays = read_lseg_checkpoint(path)
+    wanted = net.build_options()
+    differing = [f"{key}: checkpoint {options.get(key)!r} vs network {value!r}"
+                 for key, value in wanted.items() if options.get(key) != value]
+    if differing:
+        raise WeightsError(f"{path}: checkpoint was saved from a network built with other options:\n  "
+                           + "\n  ".join(differing) + "\nbuild the network with the checkpoint's options "
+                           "(modules.weights.build_lseg_from_checkpoint does this)")
+    _assign(net, match_strictly(arrays, expected_parameters(net), path))
+    net.invalidate_text_cache()
+    return options
+
+
+def build_lseg_from_checkpoint(path: str, labels: Optional[List[str]] = None):
+    """Build an LSegNet with the options stored in our checkpoint and load it.
+
+    Args:
+        path: our ``.ckpt``.
+        labels: label list (default ADE20K).
+
+    Returns:
+        the loaded LSegNet.
+    """
+    from .lseg import LSegNet
+    options, _ = read_lseg_checkpoint(path)
+    net = LSegNet(options["backbone"], labels=labels, arch_option=options["arch_option"],
+                  block_depth=options["block_depth"], activation=options["activation"],
+                  text_config=options["text_config"])
+    load_lseg_checkpoint(net, path)
+    return net
+
+
+# ---------------------------------------------------------------------------------------------- ViT init
+def _jax_vit_to_timm(npz: Dict[str, np.ndarray]) -> "OrderedDict[str, np.ndarray]":
+    """Map the original JAX/big_vision ViT ``.npz`` layout (what timm's ``_load_weights`` reads) to timm names."""
+    out = OrderedDict()
+    kernel = npz["embedding/kernel"]  # (kh, kw, in, out) -> (out, in, kh, kw)
+    out["patch_embed.proj.weight"] = kernel.transpose(3, 2, 0, 1)
+    out["patch_embed.proj.bias"] = npz["embedding/bias"]
+    out["cls_token"] = npz["cls"]
+    out["pos_embed"] = npz["Transformer/posembed_input/pos_embedding"]
+    out["norm.weight"] = npz["Transformer/encoder_norm/scale"]
+    out["norm.bias"] = npz["Transformer/encoder_norm/bias"]
+    if "head/kernel" in npz:
+        out["head.weight"] = npz["head/kernel"].T
+        out["head.bias"] = npz["head/bias"]
+    index = 0
+    while f"Transformer/encoderblock_{index}/LayerNorm_0/scale" in npz:
+        src = f"Transformer/encoderblock_{index}/"
+        dst = f"blocks.{index}."
+        attn = src + "MultiHeadDotProductAttention_1/"
+        out[dst + "norm1.weight"] = npz[src + "LayerNorm_0/scale"]
+        out[dst + "norm1.bias"] = npz[src + "LayerNorm_0/bias"]
+        out[dst + "norm2.weight"] = npz[src + "LayerNorm_2/scale"]
+        out[dst + "norm2.bias"] = npz[src + "LayerNorm_2/bias"]
+        qkv_w = [npz[attn + f"{part}/kernel"].reshape(npz[attn + f"{part}/kernel"].shape[0], -1).T
+                 for part in ("query", "key", "value")]
+        out[dst + "attn.qkv.weight"] = np.concatenate(qkv_w, axis=0)
+        out[dst + "attn.qkv.bias"] = np.concatenate([npz[attn + f"{part}/bias"].reshape(-1)
+                                                     for part in ("query", "key", "value")])
+        out_kernel = npz[attn + "out/kernel"]  # (heads, head_dim, C)
+        out[dst + "attn.proj.weight"] = out_kernel.reshape(-1, out_kernel.shape[-1]).T
+        out[dst + "attn.proj.bias"] = npz[attn + "out/bias"]
+        for fc, dense in (("fc1", "Dense_0"), ("fc2", "Dense_1")):
+            out[dst + f"mlp.{fc}.weight"] = npz[src + f"MlpBlock_3/{dense}/kernel"].T
+            out[dst + f"mlp.{fc}.bias"] = npz[src + f"MlpBlock_3/{dense}/bias"]
+        index += 1
+    return out
+
+
+def _read_vit_source(path: str) -> "OrderedDict[str, np.ndarray]":
+    """Read a ViT checkpoint into MindCV-style names without the ``pretrained.model.`` prefix."""
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such file")
+    if path.endswith(".ckpt"):
+        raw = ms.load_checkpoint(path)
+        state = OrderedDict((name, value.asnumpy()) for name, value in raw.items() if isinstance(value, Tensor))
+        for prefix in ("pretrained.model.", "network.", "model."):
+            if state and all(name.startswith(prefix) for name in state):
+                state = OrderedDict((name[len(prefix):], value) for name, value in state.items())
+        # MindCV names the classifier "head.classifier" in some releases; ours is "head".
+        return OrderedDict((name.replace("head.classifier.", "head."), value) for name, value in state.items())
+    if path.endswith(".npz"):
+        with np.load(path) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+        state = _jax_vit_to_timm(arrays) if "embedding/kernel" in arrays else OrderedDict(arrays)
+    else:
+        from clip_ms.torch_archive import find_state_dict, load_torch_file
+        state = find_state_dict(load_torch_file(path), path=path)
+    renamed = OrderedDict()
+    for name, value in state.items():
+        renamed[re.sub(r"((?:^|\.)norm\d?)\.weight$", r"\1.gamma", re.sub(r"((?:^|\.)norm\d?)\.bias$", r"\1.beta", name))] = value
+    return renamed
+
+
+def init_backbone_from_pretrained(net, path: str, skip_head: bool = True) -> List[str]:
+    """Initialise ``net.pretrained.model`` (the ViT) from ImageNet weights; reassembly/fusion stay as built.
+
+    Accepts timm ``.pth`` (e.g. ``vit_large_patch16_384``), ``.npz`` (timm-named arrays or the original JAX
+    layout) and MindCV ``.ckpt``. The position embedding is resized bilinearly when its grid differs.
+
+    Args:
+        net: LSegNet.
+        path: checkpoint file.
+        skip_head: do not require/load the ImageNet classifier (``head.*``), which LSeg never uses.
+
+    Returns:
+        the list of our parameter names that were loaded.
+
+    Raises:
+        WeightsError: missing/unexpected/mismatched ViT entries (other than the head when skipped).
+    """
+    from .backbone import resize_pos_embed
+    state = _read_vit_source(path)
+    prefix = "pretrained.model."
+    expected = OrderedDict((name[len(prefix):], shape) for name, shape in expected_parameters(net).items()
+                           if name.startswith(prefix))
+    if skip_head:
+        expected = OrderedDict((n, s) for n, s in expected.items() if not n.startswith("head."))
+        state = OrderedDict((n, v) for n, v in state.items() if not n.startswith("head."))
+    if "pos_embed" in state and "pos_embed" in expected and tuple(state["pos_embed"].shape) != expected["pos_embed"]:
+        grid = net.cfg.grid_size
+        source = Tensor(np.asarray(state["pos_embed"], np.float32))
+        state["pos_embed"] = resize_pos_embed(source, grid, grid).asnumpy()
+    ignore = (r"^fc_norm\.", r"^pre_logits\.")
+    arrays = match_strictly(state, expected, path, ignore_unexpected=ignore)
+    _assign(net, OrderedDict((prefix + name, value) for name, value in arrays.items()))
+    return [prefix + name for name in arrays]
