@@ -208,29 +208,101 @@ def case_forward(ctx: CaseContext) -> Dict[str, object]:
     return result
 
 
-def _train_step_cell(net, labels: List[str], text_in_step: bool, lr: float):
-    """A TrainOneStepCell(forward + SegmentationLoss, Momentum) over the trainable parameters of ``net``.
+def case_forward_stages(ctx: CaseContext) -> Dict[str, object]:
+    """Profile of case 1: the forward split into stages, each run on its own and synchronised, so the table says
+    where the time goes. Stages follow the official data flow through the network's public sub-modules:
+    ``tokenize``, ``text_encoder``, ``text_cache_check`` (the cache validity check every cached call pays),
+    ``vit`` (patch embedding + blocks up to the last hook), ``one_vit_block``, ``reassemble`` (4 levels),
+    ``fusion`` (layerN_rn + 4 fusion blocks), ``head1``, ``pixel_text`` (normalise + similarity) and
+    ``upsample`` (final x2 bilinear), plus ``whole_cached`` (``net(images)``) for reference.
 
-    With ``text_in_step`` the labels' token ids are an input of the step and the frozen text encoder runs inside it
+    Returns: ``stages``: name -> timing summary, and ``stage_flop`` / ``stage_gflops_per_s`` where counted.
+    """
+    import mindspore as ms
+    from mindspore import ops
+
+    import clip_ms
+    from bench.flops import lseg_forward_flops
+    from modules.head import pixel_text_logits
+
+    params = ctx.params
+    net, labels, build_s = _build_net(params)
+    net.set_train(False)
+    height, width = params["image_hw"]
+    images = _images(1, height, width)
+    backbone = net.pretrained
+    grid_h, grid_w = height // backbone.patch_size, width // backbone.patch_size
+    token_ids = ms.Tensor(np.asarray(clip_ms.tokenize(labels), dtype=np.int32))
+    hooked = backbone.hooked_tokens(images)
+    levels = (backbone.act_postprocess1(hooked[0], grid_h, grid_w), backbone.act_postprocess2(hooked[1], grid_h, grid_w),
+              backbone.act_postprocess3(hooked[2], grid_h, grid_w), backbone.act_postprocess4(hooked[3], grid_h, grid_w))
+    scratch = net.scratch
+
+    def fusion():
+        path_4 = scratch.refinenet4(scratch.layer4_rn(levels[3]))
+        path_3 = scratch.refinenet3(path_4, scratch.layer3_rn(levels[2]))
+        path_2 = scratch.refinenet2(path_3, scratch.layer2_rn(levels[1]))
+        return scratch.refinenet1(path_2, scratch.layer1_rn(levels[0]))
+
+    path_1 = fusion()
+    embeddings = scratch.head1(path_1)
+    text_features = net.text_features_cache
+    logits = pixel_text_logits(embeddings, text_features)
+    tokens = hooked[0]
+    stages = {
+        "tokenize": lambda: clip_ms.tokenize(labels),
+        "text_encoder": lambda: _sync(net.clip_pretrained(token_ids)),
+        "text_cache_check": lambda: net.refresh_text_cache(),
+        "vit": lambda: _sync(backbone.hooked_tokens(images)),
+        "one_vit_block": lambda: _sync(backbone.model.blocks[0](tokens)),
+        "reassemble": lambda: _sync([backbone.act_postprocess1(hooked[0], grid_h, grid_w),
+                                     backbone.act_postprocess2(hooked[1], grid_h, grid_w),
+                                     backbone.act_postprocess3(hooked[2], grid_h, grid_w),
+                                     backbone.act_postprocess4(hooked[3], grid_h, grid_w)]),
+        "fusion": lambda: _sync(fusion()),
+        "head1": lambda: _sync(scratch.head1(path_1)),
+        "pixel_text": lambda: _sync(pixel_text_logits(embeddings, text_features)),
+        "upsample": lambda: _sync(ops.interpolate(logits, size=(height, width), mode="bilinear",
+                                                  align_corners=True)),
+        "whole_cached": lambda: _sync(net(images)),
+    }
+    flop = lseg_forward_flops(flop_config_from_params(params, with_text=True))
+    n_blocks = max(net.cfg.hooks) + 1
+    stage_flop = {"text_encoder": flop["text_encoder"], "vit": flop["patch_embed"] + flop["vit_blocks"],
+                  "one_vit_block": flop["vit_blocks"] // n_blocks, "reassemble": flop["readout"] + flop["reassemble"],
+                  "fusion": flop["fusion"], "head1": flop["head"], "pixel_text": flop["pixel_text"],
+                  "whole_cached": flop["image_total"]}
+    results = {name: measure(fn, ctx.warmup, ctx.repeats) for name, fn in stages.items()}
+    gflops = {name: stage_flop[name] / results[name]["median_s"] / 1e9 for name in stage_flop}
+    return {"timing": results["whole_cached"], "build_s": build_s, "stages": results, "stage_flop": stage_flop,
+            "stage_gflops_per_s": gflops, "vit_blocks_run": n_blocks}
+
+
+def _train_step_cell(net, labels: List[str], text_in_step: bool, lr: float):
+    """The training step of ``encoding_custom.engine.Trainer``: refreshed parameters, ``build_optimizer`` (Momentum
+    0.9, weight decay 1e-4, poly LR; backbone at 1x and head at 10x the LR as in the official code),
+    ``WithLossCell(net, SegmentationLoss)`` and ``TrainOneStepCell``.
+
+    With ``text_in_step`` the labels' token ids are a step input and the frozen text encoder runs inside the step
     (what the official training step does); otherwise the network's cached text features are used.
+
+    Returns: (step cell, token ids or None, number of trainable tensors).
     """
     import mindspore as ms
     from mindspore import nn, ops
 
+    from encoding_custom.engine import build_optimizer, refresh_parameters
     from encoding_custom.losses import SegmentationLoss
 
+    mapping = refresh_parameters(net)
+    groups = [([mapping.get(id(p), p) for p in net.backbone_params()], 1.0),
+              ([mapping.get(id(p), p) for p in net.head_params()], 10.0)]
+    optimizer, _ = build_optimizer(groups, lr, steps_per_epoch=100, max_epochs=1, momentum=0.9, weight_decay=1e-4)
     loss_fn = SegmentationLoss(ignore_index=-1)
 
-    class CachedTextLoss(nn.Cell):
-        def __init__(self):
-            super().__init__(auto_prefix=False)
-            self.net = net
-            self.loss_fn = loss_fn
-
-        def construct(self, images, target):
-            return self.loss_fn(self.net.forward(images), target)
-
     class TextInStepLoss(nn.Cell):
+        """loss(net(images, encode(token_ids)), target): the text tower runs in every step, without gradient."""
+
         def __init__(self):
             super().__init__(auto_prefix=False)
             self.net = net
@@ -238,11 +310,9 @@ def _train_step_cell(net, labels: List[str], text_in_step: bool, lr: float):
 
         def construct(self, images, target, token_ids):
             text_features = ops.stop_gradient(self.net.clip_pretrained(token_ids))
-            return self.loss_fn(self.net.forward(images, text_features), target)
+            return self.loss_fn(self.net(images, text_features), target)
 
-    with_loss = TextInStepLoss() if text_in_step else CachedTextLoss()
-    trainable = [p for p in net.trainable_params() if p.requires_grad]
-    optimizer = nn.Momentum(trainable, learning_rate=lr, momentum=0.9, weight_decay=1e-4)
+    with_loss = TextInStepLoss() if text_in_step else nn.WithLossCell(net, loss_fn)
     step = nn.TrainOneStepCell(with_loss, optimizer)
     step.set_train(True)
     token_ids = None
@@ -250,7 +320,7 @@ def _train_step_cell(net, labels: List[str], text_in_step: bool, lr: float):
         import clip_ms
 
         token_ids = ms.Tensor(np.asarray(clip_ms.tokenize(labels), dtype=np.int32))
-    return step, token_ids, len(trainable)
+    return step, token_ids, len(optimizer.parameters)
 
 
 def case_train(ctx: CaseContext) -> Dict[str, object]:
@@ -285,13 +355,15 @@ def case_train(ctx: CaseContext) -> Dict[str, object]:
 
 
 def case_data(ctx: CaseContext) -> Dict[str, object]:
-    """Case 3: images/s of augmented training crops through the msadapter DataLoader, one full pass per repetition
-    (a fresh iterator each time, so worker start-up is included as in a real epoch).
+    """Case 3: images/s of augmented training crops, one full pass (epoch) over the set per repetition.
 
-    Returns: timing (per pass), ``images_per_s`` (median), the set's generation time and image sizes.
+    ``params["loader"]`` picks the loader: ``"engine"`` is ``encoding_custom.engine.BatchLoader``, what the
+    training loop uses (a fork pool per epoch, so every pass includes its start-up as in training); ``"msadapter"``
+    is ``encoding_custom.datasets.make_loader`` (msadapter DataLoader with fork workers kept for the loader's
+    lifetime; the warm-up pass absorbs their start-up).
+
+    Returns: timing (per pass), ``images_per_s`` (median), the set's generation time.
     """
-    from msadapter.pytorch.utils.data import DataLoader
-
     from encoding_custom.datasets import ADE20KSegmentation
     from encoding_custom.synthetic import write_synthetic_ade20k
 
@@ -303,18 +375,32 @@ def case_data(ctx: CaseContext) -> Dict[str, object]:
     generate_s = time.perf_counter() - start
     dataset = ADE20KSegmentation(root, split="train", mode="train", base_size=int(params["base_size"]),
                                  crop_size=int(params["crop_size"]), seed=0)
-    workers = int(params["workers"])
-    loader_kwargs = {"batch_size": int(params["batch"]), "shuffle": True, "drop_last": False,
-                     "num_workers": workers}
-    if workers > 0:
-        loader_kwargs["multiprocessing_context"] = "fork"  # msadapter's forced spawn kills the workers
-    loader = DataLoader(dataset, **loader_kwargs)
+    batch, workers = int(params["batch"]), int(params["workers"])
+    if params["loader"] == "engine":
+        from encoding_custom.engine import BatchLoader
+
+        engine_loader = BatchLoader(dataset, batch, seed=0, shuffle=True, workers=workers, drop_last=False)
+        epochs = iter(range(10**6))
+
+        def batches():
+            return engine_loader.iterate(next(epochs))
+    else:
+        from encoding_custom.datasets import make_loader
+
+        msadapter_loader = make_loader(dataset, batch_size=batch, shuffle=True, workers=workers, seed=0)
+
+        def batches():
+            return iter(msadapter_loader)
+    crop = int(params["crop_size"])
     seen = []
 
     def run_once():
         count = 0
-        for images, masks in loader:
+        for images, masks in batches():
             _sync(images)
+            if tuple(images.shape[1:]) != (3, crop, crop) or tuple(masks.shape[1:]) != (crop, crop):
+                raise RuntimeError(f"{ctx.variant}: loader gave images {images.shape} masks {masks.shape}, "
+                                   f"expected crops of {crop}")
             count += int(images.shape[0])
         seen.append(count)
 
@@ -326,37 +412,41 @@ def case_data(ctx: CaseContext) -> Dict[str, object]:
 
 
 def case_eval(ctx: CaseContext) -> Dict[str, object]:
-    """Case 4: evaluation of one image of ``params["image_hw"]`` with the official multi-scale + flip evaluator, or
-    single scale without flip.
+    """Case 4: evaluation of one image of ``params["image_hw"]`` with ``encoding_custom.evaluator``'s official
+    multi-scale + flip + sliding-window evaluator, or single scale without flip.
 
     Returns: timing (per image), build time, the number of network forwards per image.
     """
-    from encoding_custom.evaluator import MultiScaleEvaluator
+    from encoding_custom.evaluator import MultiScaleEvaluator, network_forward
 
     params = ctx.params
     net, labels, build_s = _build_net(params)
     net.set_train(False)
     height, width = params["image_hw"]
-    image = _images(1, height, width)
+    image = np.random.RandomState(0).uniform(-1, 1, size=(1, 3, height, width)).astype(np.float32)
+    forward = network_forward(net)
     forwards = [0]
 
-    def forward_fn(images):
+    def counting_forward(images):
         forwards[0] += 1
-        return net(images)
+        return forward(images)
 
-    evaluator = MultiScaleEvaluator(forward_fn, n_classes=len(labels), base_size=int(params["base_size"]),
-                                    crop_size=int(params["crop_size"]), scales=list(params["scales"]),
-                                    flip=bool(params["flip"]))
+    evaluator = MultiScaleEvaluator(counting_forward, nclass=len(labels), scales=tuple(params["scales"]),
+                                    flip=bool(params["flip"]), base_size=int(params["base_size"]),
+                                    crop_size=int(params["crop_size"]))
     outputs = []
 
     def run_once():
         forwards[0] = 0
-        logits = evaluator(image)
-        _sync(logits)
-        outputs.append(tuple(logits.shape))
+        outputs.append(tuple(evaluator(image).shape))
 
-    timing = measure(run_once, ctx.warmup, ctx.repeats)
-    return {"timing": timing, "build_s": build_s, "forwards_per_image": forwards[0], "output_shape": outputs[-1]}
+    if ctx.warmup:  # warm up with one plain crop-sized forward: a whole multi-scale pass would double the cost
+        crop = int(params["crop_size"])
+        for _ in range(ctx.warmup):
+            forward(np.zeros((1, 3, crop, crop), np.float32))
+    timing = measure(run_once, 0, ctx.repeats)
+    return {"timing": timing, "build_s": build_s, "forwards_per_image": forwards[0], "output_shape": outputs[-1],
+            "s_per_forward": timing["median_s"] / max(1, forwards[0])}
 
 
 def case_text_tokenize(ctx: CaseContext) -> Dict[str, object]:
@@ -430,6 +520,10 @@ def _variants() -> List[Variant]:
                 f"eval forward, text {'encoded in the call' if text == 'in_call' else 'cached'}", case_forward, mode,
                 full=dict(_VITL, image_hw=(480, 480), text=text, warmup=1, repeats=3, timeout_s=600),
                 quick=dict(_TINY, image_hw=(64, 64), text=text, warmup=1, repeats=2, timeout_s=90)))
+    out.append(Variant(
+        "forward/pynative/stages", "forward", "eval forward split into timed stages (profile)", case_forward_stages,
+        "pynative", full=dict(_VITL, image_hw=(480, 480), warmup=1, repeats=2, timeout_s=600),
+        quick=dict(_TINY, image_hw=(64, 64), warmup=1, repeats=2, timeout_s=90)))
     for mode in ("graph", "pynative"):
         for text in ("cached", "in_step"):
             out.append(Variant(
@@ -437,22 +531,25 @@ def _variants() -> List[Variant]:
                 f"train step batch 1, text {'cached' if text == 'cached' else 'encoded in the step'}", case_train, mode,
                 full=dict(_VITL, image_hw=(480, 480), batch=1, text=text, warmup=1, repeats=2, timeout_s=900),
                 quick=dict(_TINY, image_hw=(64, 64), batch=1, text=text, warmup=1, repeats=2, timeout_s=120)))
-    for workers in (0, 2):
-        out.append(Variant(
-            f"data/workers{workers}", "data", f"train crops through DataLoader, {workers} workers", case_data, None,
-            full={"n_images": 24, "image_size_range": (512, 683), "base_size": 520, "crop_size": 480, "batch": 1,
-                  "workers": workers, "warmup": 1, "repeats": 3, "timeout_s": 300},
-            quick={"n_images": 6, "image_size_range": (96, 128), "base_size": 80, "crop_size": 64, "batch": 1,
-                   "workers": workers, "warmup": 0, "repeats": 1, "timeout_s": 90}))
+    for loader in ("engine", "msadapter"):
+        for workers in (0, 2):
+            out.append(Variant(
+                f"data/{loader}/workers{workers}", "data",
+                f"train crops, {'engine BatchLoader' if loader == 'engine' else 'msadapter DataLoader'}, "
+                f"{workers} workers", case_data, None,
+                full={"loader": loader, "n_images": 48, "image_size_range": (512, 683), "base_size": 520,
+                      "crop_size": 480, "batch": 1, "workers": workers, "warmup": 1, "repeats": 3, "timeout_s": 300},
+                quick={"loader": loader, "n_images": 6, "image_size_range": (96, 128), "base_size": 80,
+                       "crop_size": 64, "batch": 1, "workers": workers, "warmup": 1, "repeats": 2, "timeout_s": 90}))
     for name, scales, flip in (("multiscale_flip", (0.5, 0.75, 1.0, 1.25, 1.5, 1.75), True),
                                ("single_scale", (1.0,), False)):
         out.append(Variant(
             f"eval/pynative/{name}", "eval", f"evaluate one image, {'6 scales + flip' if flip else 'single scale'}",
             case_eval, "pynative",
             full=dict(_VITL, image_hw=(512, 683), base_size=520, crop_size=480, scales=scales, flip=flip,
-                      warmup=0 if flip else 1, repeats=1 if flip else 2, timeout_s=900),
+                      warmup=1, repeats=1 if flip else 2, timeout_s=900),
             quick=dict(_TINY, image_hw=(64, 86), base_size=72, crop_size=64, scales=scales, flip=flip,
-                       warmup=0, repeats=1, timeout_s=90)))
+                       warmup=1, repeats=1, timeout_s=90)))
     out.append(Variant("text/tokenize", "text", "tokenize the 150 labels", case_text_tokenize, None,
                        full={"n_labels": 150, "warmup": 1, "repeats": 10, "timeout_s": 120},
                        quick={"n_labels": 150, "warmup": 1, "repeats": 3, "timeout_s": 60}))

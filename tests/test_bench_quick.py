@@ -1,0 +1,38 @@
+"""`python -m bench --quick` (the CI smoke run of issue 7): every variant runs in its own process and the JSON is
+valid. Timings are not asserted: figures come from the benchmark, never from tests."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+from bench.cases import VARIANTS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_quick_run_every_case_and_valid_json(tmp_path):
+    out = tmp_path / "quick.json"
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=170)
+    elapsed = time.perf_counter() - start
+    assert out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    by_name = {record["variant"]: record for record in report["variants"]}
+    assert set(by_name) == set(VARIANTS)
+    failed = {name: (r["status"], r.get("error"), r.get("log_tail", "")[-1500:])
+              for name, r in by_name.items() if r["status"] != "ok"}
+    assert not failed, failed
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name, record in by_name.items():
+        timing = record["result"]["timing"]
+        assert timing["n"] >= 1 and timing["median_s"] > 0, name
+        assert timing["min_s"] <= timing["median_s"] <= timing["max_s"], name
+        assert record["peak_rss_mib"] > 0 and record["process_wall_s"] > 0, name
+    assert report["quick"] is True and report["machine"]["nproc"] >= 1
+    assert by_name["forward/graph/cached"]["mode"] == "graph"
+    assert by_name["forward/graph/cached"]["runtime_num_threads"] >= 1
+    assert by_name["forward/pynative/cached"]["result"]["flop"] > 0
+    assert "variant" in proc.stdout and "median s" in proc.stdout  # the printed table
+    assert elapsed < 120, f"--quick took {elapsed:.0f} s; the acceptance limit is 2 minutes"
