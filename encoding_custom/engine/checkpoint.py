@@ -121,7 +121,8 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, ms.Parameter], Dict[str, ms.Pa
             network_params[name] = value
 
     def _text(key):
-        return str(raw[key].asnumpy()) if key in raw else None
+        value = raw[key]  # load_checkpoint returns strings as str
+        return value if isinstance(value, str) else str(value.asnumpy())
 
     meta = {
         "format": int(raw["lseg_ckpt_format"].asnumpy()) if "lseg_ckpt_format" in raw else None,

@@ -1,0 +1,96 @@
+"""options.py: official names/defaults, presets, and validation errors that name the option."""
+import pytest
+
+import options
+
+
+def test_defaults_are_the_official_ones():
+    args = options.parse_options([])
+    assert (args.backbone, args.dataset, args.data_path) == ("clip_vitl16_384", "ade20k", "../datasets")
+    assert (args.base_lr, args.weight_decay, args.momentum, args.max_epochs) == (0.004, 1e-4, 0.9, 240)
+    assert (args.base_size, args.crop_size, args.ignore_index) == (520, 480, -1)
+    assert (args.arch_option, args.block_depth, args.activation) == (0, 0, "lrelu")
+    assert (args.mode, args.amp_level, args.device_target) == ("graph", "O0", "Ascend")
+    assert args.scales == [1.0] and not args.flip and not args.eval
+
+
+def test_official_train_command_line_parses():
+    argv = ("--dataset ade20k --data_path ../datasets --batch_size 1 --exp_name lseg_ade20k_l16 --base_lr 0.004 "
+            "--weight_decay 1e-4 --no-scaleinv --max_epochs 240 --widehead --accumulate_grad_batches 2 "
+            "--backbone clip_vitl16_384").split()
+    args = options.parse_options(argv)
+    assert args.batch_size == 1 and args.accumulate_grad_batches == 2 and args.widehead and not args.scale_inv
+
+
+def test_official_test_spelling_data_path_with_dash():
+    args = options.parse_options(["--data-path", "/x/", "--eval", "--scales", "official", "--flip"])
+    assert args.data_path == "/x/" and args.eval and args.flip
+    assert args.scales == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
+
+
+def test_tiny_preset_and_explicit_override():
+    args = options.parse_options(["--preset", "tiny"])
+    assert args.backbone == "tiny_vit16" and args.device_target == "CPU" and args.crop_size == 96
+    args = options.parse_options(["--preset", "tiny", "--crop_size", "64", "--max_epochs", "1"])
+    assert args.crop_size == 64 and args.max_epochs == 1 and args.backbone == "tiny_vit16"
+
+
+def test_vitl16_preset_matches_official_train_sh():
+    args = options.parse_options(["--preset", "vitl16_ade20k"])
+    assert (args.backbone, args.batch_size, args.accumulate_grad_batches, args.base_lr) == \
+        ("clip_vitl16_384", 1, 2, 0.004)
+    assert (args.max_epochs, args.crop_size, args.base_size, args.exp_name) == (240, 480, 520, "lseg_ade20k_l16")
+
+
+def test_effective_lr_is_base_over_16_times_global_batch():
+    assert options.effective_lr(0.004, 1) == pytest.approx(0.00025)
+    assert options.effective_lr(0.004, 4, world_size=8) == pytest.approx(0.008)
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["--crop_size", "100"], "--crop_size"),
+    (["--crop_size", "480", "--base_size", "320"], "--base_size"),
+    (["--batch_size", "0"], "--batch_size"),
+    (["--base_lr", "-1"], "--base_lr"),
+    (["--momentum", "1.0"], "--momentum"),
+    (["--max_epochs", "0"], "--max_epochs"),
+    (["--accumulate_grad_batches", "0"], "--accumulate_grad_batches"),
+    (["--arch_option", "5"], "--arch_option"),
+    (["--scales", "1.0,-2"], "--scales"),
+    (["--weights", "/no/such.ckpt"], "--weights"),
+    (["--image", "/no/such.png", "--labels", "a,b"], "--image"),
+    (["--exp_name", "a/b"], "--exp_name"),
+    (["--device_target", "CPU", "--amp_level", "O2"], "--amp_level"),
+    (["--device_target", "TPU"], "--device_target"),
+    (["--mode", "eager"], "--mode"),
+    (["--scales", "big"], "--scales"),
+])
+def test_invalid_value_error_names_the_option(argv, option, capsys):
+    with pytest.raises(SystemExit) as info:
+        options.parse_options(argv)
+    assert info.value.code == 2
+    assert option in capsys.readouterr().err
+
+
+def test_image_needs_labels(tmp_path, capsys):
+    image = tmp_path / "x.png"
+    image.write_bytes(b"not checked here")
+    with pytest.raises(SystemExit):
+        options.parse_options(["--image", str(image), "--labels", "  "])
+    assert "--labels" in capsys.readouterr().err
+
+
+def test_training_requires_existing_data_path(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        options.parse_options(["--data_path", str(tmp_path / "missing")], for_training=True)
+    assert "--data_path" in capsys.readouterr().err
+    assert options.parse_options(["--data_path", str(tmp_path)], for_training=True).data_path == str(tmp_path)
+
+
+def test_resume_without_value_points_at_last_ckpt(tmp_path):
+    args = options.parse_options(["--resume", "--checkpoint_dir", str(tmp_path), "--exp_name", "run"])
+    with pytest.raises(options.OptionError, match="--resume"):
+        options.resolve_resume_path(args)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "last.ckpt").write_bytes(b"x")
+    assert options.resolve_resume_path(args) == str(tmp_path / "run" / "last.ckpt")
