@@ -217,9 +217,13 @@ def launch(command: Sequence[str], nproc: int, log_dir: str, host: str = "127.0.
         while True:
             for process in workers:
                 _read_rank(process)
-            failed = [p for p in processes if p.popen.poll() not in (None, 0)]
+            workers_ok = all(p.popen.poll() == 0 for p in workers)
+            # A scheduler failing after every worker succeeded (e.g. its own shutdown) does not fail the job.
+            failed = [p for p in processes if p.popen.poll() not in (None, 0)
+                      and not (workers_ok and p.role == "scheduler")]
             if failed:
-                culprit = next((p for p in failed if p.role == "worker"), failed[0])
+                # A worker killed by a signal is the likeliest root cause; then any worker; then the scheduler.
+                culprit = min(failed, key=lambda p: (p.role != "worker", p.popen.returncode >= 0))
                 code = culprit.popen.returncode
                 print(f"launch: {culprit.describe()} {_status_text(code)}; stopping the other processes.\n"
                       f"launch: its log {culprit.log_path} ends with:\n{_tail(culprit.log_path)}",
@@ -236,9 +240,12 @@ def launch(command: Sequence[str], nproc: int, log_dir: str, host: str = "127.0.
                 print(f"launch: timed out after {timeout:g} s; stopping {running}.", file=out, flush=True)
                 _stop(processes, grace)
                 return EXIT_TIMEOUT
-            if all(p.popen.poll() == 0 for p in workers):
+            if workers_ok:
                 workers_done_at = workers_done_at or time.monotonic()
-                if scheduler.popen.poll() == 0:
+                if scheduler.popen.poll() is not None:
+                    if scheduler.popen.returncode != 0:
+                        print(f"launch: note: the scheduler {_status_text(scheduler.popen.returncode)} after all "
+                              f"workers succeeded (see {scheduler.log_path}).", file=out, flush=True)
                     break
                 if time.monotonic() - workers_done_at > scheduler_grace:
                     print("launch: all workers succeeded; the scheduler did not exit, stopping it.",

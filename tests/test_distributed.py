@@ -1,0 +1,237 @@
+"""Fast tests of encoding_custom.engine.distributed (single process) and scripts/launch.py (with a MindSpore-free
+fake worker). The real 2-worker MindSpore cluster is exercised in test_distributed_cluster.py."""
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from encoding_custom.engine import distributed as dist
+from encoding_custom.engine.data import BatchLoader, epoch_indices
+from encoding_custom.metrics import SegmentationMetric
+from scripts import launch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAKE_WORKER = os.path.join(REPO, "tests", "fixtures", "distributed", "fake_worker.py")
+
+
+# ---------------------------------------------------------------- sharding
+
+@pytest.mark.parametrize("n_items,world", [(12, 2), (13, 2), (17, 4)])
+def test_training_shards_are_disjoint_equal_sized_and_follow_the_epoch_permutation(n_items, world):
+    shards = [dist.ShardedSampler(n_items, seed=5, rank=r, world_size=world).indices(epoch=3) for r in range(world)]
+    per_rank = n_items // world
+    assert all(len(shard) == per_rank for shard in shards)
+    union = np.concatenate(shards)
+    assert len(set(union.tolist())) == per_rank * world
+    single = epoch_indices(n_items, 3, 5, rank=0, world_size=1)
+    # Step s of per-device batch b on W ranks covers exactly the items a single device of batch b*W sees at step s.
+    batch = 1
+    for step in range(per_rank // batch):
+        together = sorted(np.concatenate([shard[step * batch:(step + 1) * batch] for shard in shards]).tolist())
+        assert together == sorted(single[step * batch * world:(step + 1) * batch * world].tolist())
+
+
+def test_training_order_is_reseeded_per_epoch_and_reproducible():
+    sampler = dist.ShardedSampler(40, seed=1, rank=1, world_size=2)
+    sampler.set_epoch(0)
+    epoch0 = list(sampler)
+    sampler.set_epoch(1)
+    epoch1 = list(sampler)
+    assert epoch0 != epoch1
+    assert list(dist.ShardedSampler(40, seed=1, rank=1, world_size=2)) == epoch0
+    assert list(dist.ShardedSampler(40, seed=2, rank=1, world_size=2)) != epoch0
+    assert len(sampler) == 20
+
+
+def test_evaluation_shards_cover_every_item_exactly_once():
+    n_items, world = 7, 3
+    shards = [dist.ShardedSampler(n_items, evaluation=True, rank=r, world_size=world) for r in range(world)]
+    assert [len(s) for s in shards] == [3, 2, 2]
+    assert sorted(i for s in shards for i in s) == list(range(n_items))
+    assert list(dist.shard_for_evaluation(n_items, 1, world)) == [1, 4]
+
+
+def test_sampler_plugs_into_the_engine_batch_loader():
+    class Items:
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, index):
+            return np.full((3, 2, 2), index, np.float32), np.full((2, 2), index, np.int32)
+
+    sampler = dist.ShardedSampler(10, seed=0, rank=1, world_size=2)
+    loader = BatchLoader(Items(), batch_size=2, sampler=sampler)
+    seen = [int(mask[0, 0, 0]) for _, mask in loader.iterate(epoch=4)]
+    assert seen == sampler.indices(epoch=4)[0:4:2].tolist()
+
+
+def test_invalid_rank_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="rank 2 is outside a world of size 2"):
+        dist.ShardedSampler(10, rank=2, world_size=2)
+
+
+# ---------------------------------------------------------------- single-process behaviour
+
+def test_accessors_without_a_cluster():
+    assert (dist.get_rank(), dist.get_world_size(), dist.is_main_process(), dist.is_distributed()) == (0, 1, True,
+                                                                                                         False)
+    assert dist.global_batch_size(4) == 4 and dist.global_batch_size(4, world_size=8) == 32
+
+
+def test_launcher_environment_detection():
+    assert not dist.launched_distributed({})
+    assert dist.launched_distributed({"MS_ROLE": "MS_WORKER"})
+    assert dist.launched_distributed({"OMPI_COMM_WORLD_SIZE": "8"})
+    assert dist.launched_distributed({"RANK_TABLE_FILE": "/x/hccl_8p.json", "RANK_SIZE": "8"})
+    assert not dist.launched_distributed({"RANK_TABLE_FILE": "/x/hccl_1p.json", "RANK_SIZE": "1"})
+
+
+def test_init_distributed_is_a_no_op_without_a_launcher(monkeypatch):
+    import mindspore as ms
+    for name in ("MS_ROLE", "OMPI_COMM_WORLD_SIZE", "RANK_TABLE_FILE", "MINDSPORE_HCCL_CONFIG_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    context = dist.init_distributed("CPU")
+    assert context == dist.DistributedContext(0, 1, False, "") and context.is_main
+    assert ms.get_context("mode") == ms.PYNATIVE_MODE
+    with pytest.raises(ValueError, match="device_target"):
+        dist.init_distributed("TPU")
+
+
+def test_rank_zero_only_runs_on_rank_zero(monkeypatch):
+    calls = []
+    guarded = dist.rank_zero_only(lambda value: calls.append(value) or "written")
+    assert guarded(1) == "written"
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    assert guarded(2) is None
+    assert calls == [1]
+
+
+def test_all_reduce_counts_single_process_and_errors():
+    counts = np.array([[0, 5], [2 ** 40, 7]])
+    assert np.array_equal(dist.all_reduce_counts(counts), counts)
+    with pytest.raises(ValueError, match="integer counts"):
+        dist.all_reduce_counts(np.array([0.5]))
+    with pytest.raises(ValueError, match=r"\[0, 2\*\*60\)"):
+        dist.all_reduce_counts(np.array([-1]))
+
+
+def test_all_reduce_counts_is_exact_through_float32_limbs(monkeypatch):
+    """Simulate 3 ranks: the limb split/rebuild must reproduce int64 sums far beyond float32's 2**24."""
+    rank_values = [np.array([2 ** 45 + 3, 123456789, 0]), np.array([2 ** 33 + 1, 987654321, 5]),
+                   np.array([2 ** 50 - 1, 1, 16777217])]
+    monkeypatch.setattr(dist, "is_distributed", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 3)
+
+    def fake_float_all_reduce(limbs):
+        assert limbs.dtype == np.float32 and limbs.max() < 2 ** 12
+        mask = (1 << 12) - 1
+        per_rank = [np.stack([(v >> (12 * i)) & mask for i in range(5)]).astype(np.float32) for v in rank_values]
+        return np.sum(per_rank, axis=0, dtype=np.float32)
+
+    monkeypatch.setattr(dist, "_all_reduce_sum_float", fake_float_all_reduce)
+    assert np.array_equal(dist.all_reduce_counts(rank_values[0]), np.sum(rank_values, axis=0))
+
+
+def test_all_reduce_metric_keeps_types_and_names_missing_attributes():
+    metric = SegmentationMetric(3)
+    metric.update(np.array([[0, 1], [2, 2]]), np.array([[0, 1], [1, -1]]))
+    before = metric.get()
+    assert dist.all_reduce_metric(metric) is metric
+    assert metric.get() == before
+    assert isinstance(metric.total_correct, int) and metric.total_inter.dtype == np.int64
+
+    class Partial:
+        total_correct = 1
+
+    with pytest.raises(AttributeError, match="'total_label'"):
+        dist.all_reduce_metric(Partial())
+
+
+# ---------------------------------------------------------------- launcher (fake workers, no MindSpore)
+
+def _run_launcher(tmp_path, rank0="ok", rank1="ok", timeout=60.0, nproc=2):
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    out = io.StringIO()
+    command = launch.build_command([FAKE_WORKER, "--claims_dir", str(claims), "--rank0", rank0, "--rank1", rank1])
+    started = time.monotonic()
+    status = launch.launch(command, nproc, str(tmp_path / "logs"), timeout=timeout, grace=1.0, out=out)
+    return status, out.getvalue(), time.monotonic() - started, claims
+
+
+def test_launcher_success_passes_the_cluster_environment_and_links_rank_logs(tmp_path):
+    status, message, _, claims = _run_launcher(tmp_path)
+    assert status == 0, message
+    envs = [json.loads((claims / f"env_{r}.json").read_text()) for r in range(2)]
+    ports = {env["MS_SCHED_PORT"] for env in envs}
+    assert len(ports) == 1 and int(ports.pop()) > 0
+    assert all(env["MS_ROLE"] == "MS_WORKER" and env["MS_WORKER_NUM"] == "2" and env["MS_SCHED_HOST"] == "127.0.0.1"
+               for env in envs)
+    logs = tmp_path / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == ["rank_0.log", "rank_1.log", "scheduler.log", "worker_0.log",
+                                                      "worker_1.log"]
+    assert "rank 1 acting" in (logs / "rank_1.log").read_text()
+    assert "all 2 worker(s) succeeded" in message
+
+
+def _pids_of(logs_dir):
+    pids = []
+    for name in ("worker_0.log", "worker_1.log"):
+        text = (logs_dir / name).read_text()
+        pids.append(int(text.split("(pid ")[1].split(")")[0]))
+    return pids
+
+
+def _assert_gone(pids):
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("action,expected_status,expected_words",
+                         [("fail", 3, "exited with status 3"), ("kill", 128 + 9, "was killed by SIGKILL")])
+def test_one_failing_worker_stops_the_job_and_is_named(tmp_path, action, expected_status, expected_words):
+    status, message, elapsed, _ = _run_launcher(tmp_path, rank0="hang", rank1=action)
+    assert status == expected_status
+    assert f"launch: rank 1 (worker" in message and expected_words in message
+    assert "stopping the other processes" in message
+    assert elapsed < 20, f"the hanging rank 0 was not stopped promptly ({elapsed:.1f} s)"
+    _assert_gone(_pids_of(tmp_path / "logs"))
+
+
+def test_timeout_stops_everything(tmp_path):
+    status, message, elapsed, _ = _run_launcher(tmp_path, rank0="hang", rank1="hang", timeout=2.0)
+    assert status == launch.EXIT_TIMEOUT
+    assert "timed out after 2 s" in message and "rank 0" in message and "rank 1" in message
+    assert elapsed < 15
+    _assert_gone(_pids_of(tmp_path / "logs"))
+
+
+def test_launcher_command_line(tmp_path):
+    assert launch.build_command(["train_custom.py", "--preset", "tiny"], python="py") == ["py", "train_custom.py",
+                                                                                        "--preset", "tiny"]
+    assert launch.build_command(["-m", "pkg.mod"], python="py") == ["py", "-m", "pkg.mod"]
+    assert launch.build_command(["bash", "x.sh"]) == ["bash", "x.sh"]
+    args = launch.parse_args(["--nproc", "3", "--timeout", "5", "--", "train_custom.py", "--nproc", "9"])
+    assert (args.nproc, args.timeout, args.command) == (3, 5.0, ["train_custom.py", "--nproc", "9"])
+    for bad in (["--nproc", "0", "--", "x.py"], ["--nproc", "2"], ["--timeout", "-1", "--", "x.py"]):
+        with pytest.raises(SystemExit):
+            launch.parse_args(bad)
+    assert 0 < launch.find_free_port() < 65536
+
+
+def test_launcher_module_entry_point_exit_status(tmp_path):
+    """``python -m scripts.launch`` as a user runs it: the failing rank's status comes back to the shell."""
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    result = subprocess.run([sys.executable, "-m", "scripts.launch", "--nproc", "2", "--grace", "1", "--log_dir",
+                             str(tmp_path / "logs"), "--timeout", "60", "--", FAKE_WORKER, "--claims_dir",
+                             str(claims), "--rank0", "fail", "--rank1", "hang"],
+                            cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 3
+    assert "launch: rank 0 (worker" in result.stderr
