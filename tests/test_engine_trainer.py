@@ -1,0 +1,126 @@
+"""Trainer on a toy msadapter network: learns, logs the poly lr every step, resumes exactly after an interruption,
+accumulation equals the larger batch, NaN stops cleanly."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import mindspore as ms
+from PIL import Image
+
+from encoding_custom.engine import NonFiniteLossError, TrainConfig, Trainer, load_checkpoint, poly_lr
+from encoding_custom.losses import SegmentationLoss
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
+from toys import NCLASS, ToySegData, ToySegNet  # noqa: E402
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _trainer(exp_dir, epochs=3, accumulate=1, batch=4, n_train=24, net=None, hook=None, train_set=None, lr=0.05):
+    ms.set_seed(0)
+    net = net or ToySegNet()
+    cfg = TrainConfig(lr=lr, max_epochs=epochs, batch_size=batch, accumulate_grad_batches=accumulate,
+                      exp_dir=str(exp_dir), progress=False, seed=7, keep_last=2)
+    return Trainer(net, SegmentationLoss(), train_set or ToySegData(n_train), cfg,
+                   param_groups=[(net.backbone_params(), 1.0), (net.head_params(), 10.0)],
+                   val_set=ToySegData(6, seed=1), nclass=NCLASS, step_hook=hook)
+
+
+def _read(path):
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _weights(net):
+    return {p.name: p.asnumpy().copy() for p in net.get_parameters()}
+
+
+def test_trains_logs_lr_every_step_and_writes_outputs(tmp_path):
+    trainer = _trainer(tmp_path / "run", epochs=3, accumulate=2, lr=0.2)
+    history = trainer.fit()
+    assert trainer.steps_per_epoch == 3  # 24 images / batch 4 = 6 micro-batches / 2
+    assert history[-1]["mIoU"] > history[0]["mIoU"] + 0.1 and history[-1]["mIoU"] > 0.5
+    steps = _read(str(tmp_path / "run" / "steps.jsonl"))
+    assert [s["global_step"] for s in steps] == list(range(9))
+    for s in steps:
+        assert s["lrs"][0] == pytest.approx(poly_lr(0.2, s["global_step"], 3, 3))
+        assert s["lrs"][1] == pytest.approx(poly_lr(2.0, s["global_step"], 3, 3))
+    metrics = _read(str(tmp_path / "run" / "metrics.jsonl"))
+    assert [m["epoch"] for m in metrics] == [1, 2, 3] and metrics == history
+    names = set(os.listdir(str(tmp_path / "run")))
+    assert {"last.ckpt", "best.ckpt", "epoch_002.ckpt", "epoch_003.ckpt", "curves.png"} <= names
+    assert "epoch_001.ckpt" not in names  # keep_last=2
+    with Image.open(str(tmp_path / "run" / "curves.png")) as png:
+        assert png.size[0] > png.size[1] > 100 and len(set(png.convert("L").getdata())) > 2
+
+
+@pytest.mark.parametrize("mode, accumulate", [("pynative", 1), ("graph", 2)])
+def test_resume_after_mid_epoch_interruption_reproduces_the_run(tmp_path, mode, accumulate):
+    if mode == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)
+    full = _trainer(tmp_path / "full", accumulate=accumulate)
+    full.fit()
+
+    def kill_mid_epoch_two(trainer, epoch, index, global_step):
+        if epoch == 1 and index == 3:
+            raise _Interrupt()
+
+    interrupted = _trainer(tmp_path / "cut", accumulate=accumulate, hook=kill_mid_epoch_two)
+    with pytest.raises(_Interrupt):
+        interrupted.fit()
+    # A new process: different initial weights, which the checkpoint must fully replace.
+    ms.set_seed(123)
+    resumed = _trainer(tmp_path / "cut", accumulate=accumulate, net=ToySegNet())
+    resumed.resume(str(tmp_path / "cut" / "last.ckpt"))
+    assert resumed.start_epoch == 1 and resumed.global_step == full.steps_per_epoch
+    resumed.fit()
+    full_steps = _read(str(tmp_path / "full" / "steps.jsonl"))
+    cut_steps = _read(str(tmp_path / "cut" / "steps.jsonl"))
+    assert [(s["global_step"], s["lrs"]) for s in cut_steps] == [(s["global_step"], s["lrs"]) for s in full_steps]
+    np.testing.assert_allclose([s["loss"] for s in cut_steps], [s["loss"] for s in full_steps], rtol=1e-5)
+    want, got = _weights(full.network), _weights(resumed.network)
+    assert want.keys() == got.keys()
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert [m["epoch"] for m in _read(str(tmp_path / "cut" / "metrics.jsonl"))] == [1, 2, 3]
+
+
+def test_accumulation_equals_the_larger_batch_without_batch_norm(tmp_path):
+    big = _trainer(tmp_path / "big", epochs=1, batch=8, n_train=16, net=ToySegNet(batch_norm=False))
+    ms.set_seed(0)
+    small = _trainer(tmp_path / "small", epochs=1, batch=4, accumulate=2, n_train=16,
+                     net=ToySegNet(batch_norm=False))
+    # Same start: copy the big run's initial weights into the small run's network.
+    for p_small, p_big in zip(small.network.get_parameters(), big.network.get_parameters()):
+        p_small.set_data(ms.Tensor(p_big.asnumpy()))
+    big.fit()
+    small.fit()
+    assert big.global_step == small.global_step == 2
+    for name, value in _weights(big.network).items():
+        np.testing.assert_allclose(_weights(small.network)[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path):
+    data = ToySegData(16, nan_at=(1, 5))  # epoch 2 (0-based 1) meets a NaN image
+    trainer = _trainer(tmp_path / "nan", epochs=3, n_train=16, train_set=data)
+    order = trainer.loader.batch_indices(1)
+    batch_with_nan = [i for i, b in enumerate(order) if 5 in b][0]
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert "epoch 2, batch %d (optimizer step %d)" % (batch_with_nan, 4 + batch_with_nan) in message
+    assert "last.ckpt" in message
+    meta = load_checkpoint(str(tmp_path / "nan" / "last.ckpt"), ToySegNet())
+    assert meta["epoch"] == 1
+    records = _read(str(tmp_path / "nan" / "metrics.jsonl"))
+    assert records[-1]["event"] == "stopped" and not os.path.exists(str(tmp_path / "nan" / "epoch_002.ckpt"))
+
+
+def test_too_little_data_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="accumulate_grad_batches=4"):
+        _trainer(tmp_path / "small", n_train=8, batch=4, accumulate=4)
