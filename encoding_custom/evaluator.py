@@ -219,3 +219,31 @@ def network_forward(network) -> Callable[[np.ndarray], np.ndarray]:
         return _to_numpy(output.detach() if hasattr(output, "detach") else output)
 
     return forward
+
+
+def evaluate_dataset(evaluator: MultiScaleEvaluator, dataset, metric, max_images: Optional[int] = None,
+                     progress: bool = True):
+    """Run ``evaluator`` over a ``testval``-mode dataset one image at a time and accumulate ``metric``.
+
+    Args:
+        evaluator: a :class:`MultiScaleEvaluator`.
+        dataset: map-style dataset of ``(image (3, H, W), mask (H, W))`` (e.g. ``ADE20KSegmentation(...,
+            mode="testval")``).
+        metric: an :class:`encoding_custom.metrics.SegmentationMetric` (updated in place).
+        max_images: evaluate only the first ``max_images`` images (None = all).
+        progress: show a tqdm bar with the running pixAcc / mIoU.
+
+    Returns:
+        ``metric``.
+    """
+    from tqdm import tqdm
+
+    count = len(dataset) if max_images is None else min(max_images, len(dataset))
+    bar = tqdm(range(count), desc="evaluate", disable=not progress)
+    for index in bar:
+        image, mask = dataset[index]
+        scores = evaluator(np.asarray(image)[None])
+        metric.update(scores.argmax(axis=1), np.asarray(mask)[None])
+        pix_acc, miou = metric.get()
+        bar.set_postfix(pixAcc=f"{pix_acc:.4f}", mIoU=f"{miou:.4f}")
+    return metric

@@ -127,3 +127,30 @@ def test_network_forward_wraps_an_msadapter_module():
     plain = net(torch.tensor(image)).detach().numpy()
     assert evaluator.nclass == 4
     np.testing.assert_allclose(scores, 2 * plain, rtol=1e-4, atol=1e-4)
+
+
+def test_evaluate_dataset_scores_a_perfect_model_as_perfect(tmp_path):
+    from encoding_custom.datasets import ADE20KSegmentation
+    from encoding_custom.evaluator import evaluate_dataset
+    from encoding_custom.metrics import SegmentationMetric
+    from encoding_custom.synthetic import write_synthetic_ade20k
+
+    write_synthetic_ade20k(str(tmp_path), 1, 3, seed=0, size=(36, 36))  # 36x36: no resize, no pad
+    dataset = ADE20KSegmentation(str(tmp_path), "val", mode="testval")
+    truth = {}
+    for index in range(len(dataset)):
+        image, mask = dataset[index]
+        truth[image.tobytes()] = mask
+
+    def oracle(images):
+        """Logits peaking at the true class of each pixel (looked up by the exact input image)."""
+        mask = truth[images[0].tobytes()]
+        logits = np.zeros((1, 150) + mask.shape, np.float32)
+        rows, cols = np.nonzero(mask >= 0)
+        logits[0, mask[rows, cols], rows, cols] = 1.0
+        return logits
+
+    evaluator = MultiScaleEvaluator(oracle, nclass=150, multi_scale=False, base_size=36, crop_size=36)
+    metric = evaluate_dataset(evaluator, dataset, SegmentationMetric(150), progress=False)
+    assert metric.get()[0] == pytest.approx(1.0)
+    assert metric.miou_present() == pytest.approx(1.0)

@@ -235,3 +235,40 @@ def test_synthetic_cli_writes_the_stated_counts(tmp_path, capsys):
     shutil.rmtree(tmp_path / "ADEChallengeData2016" / "images" / "validation")
     report = check_layout(str(tmp_path))
     assert not report.ok and any("images/validation" in problem for problem in report.problems)
+
+
+def test_download_reports_a_disk_that_fills_up_while_writing(tmp_path, server, payload, monkeypatch):
+    real_open = open
+
+    class FullDisk:
+        """A file whose writes fail with ENOSPC after 64 KiB, like a disk filling up."""
+
+        def __init__(self, *args, **kwargs):
+            self.handle = real_open(*args, **kwargs)
+            self.written = 0
+
+        def write(self, block):
+            room = 65536 - self.written
+            if len(block) > room:
+                self.handle.write(block[:room])
+                self.written += room
+                raise OSError(28, "No space left on device")
+            self.written += len(block)
+            return self.handle.write(block)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    monkeypatch.setattr(download_module, "open", FullDisk, raising=False)
+    target = str(tmp_path / "file.zip")
+    with pytest.raises(DownloadError, match="disk full.*file.zip.part"):
+        download(server.url + "/file.zip", target, sha1=payload[1], timeout=5, progress=False)
+    assert not os.path.exists(target) and os.path.getsize(target + ".part") == 65536
+    monkeypatch.undo()
+    # Space freed: the next run resumes the kept part and verifies the whole file.
+    download(server.url + "/file.zip", target, sha1=payload[1], timeout=5, progress=False)
+    assert server.range_headers[-1] == "bytes=65536-"
+    assert open(target, "rb").read() == payload[0]
