@@ -9,6 +9,8 @@ Exit status 1 with the list of missing / unexpected / shape-mismatched names whe
 import argparse
 import sys
 
+import numpy as np
+
 from .config import BACKBONES
 from .weights import WeightsError, convert_official_checkpoint
 
@@ -37,7 +39,7 @@ def main(argv=None) -> int:
     except WeightsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    count = sum(int(p.size) for p in net.get_parameters() if p.name != "text_features_cache")
+    count = sum(int(np.prod(p.shape)) for p in net.get_parameters() if p.name != "text_features_cache")
     print(f"wrote {args.dst}: {net.build_options()} ({count} parameters)")
     return 0
 
