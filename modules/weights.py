@@ -73,15 +73,9 @@ def match_strictly(source: Dict[str, np.ndarray], expected: Dict[str, Tuple[int,
     Raises:
         WeightsError: listing missing, unexpected and shape-mismatched names.
     """
-    missing = [name for name in expected if name not in source]
-    unexpected = [name for name in source if name not in expected
-                  and not any(re.search(pattern, name) for pattern in ignore_unexpected)]
-    mismatched = [f"{name}: checkpoint {tuple(np.shape(source[name]))} vs network {expected[name]}"
-                  for name in expected if name in source and tuple(np.shape(source[name])) != expected[name]]
-    if missing or unexpected or mismatched:
-        raise WeightsError(f"{where}: checkpoint does not match the network"
-                           + _list_block("missing", missing) + _list_block("unexpected", unexpected)
-                           + _list_block("shape mismatch", mismatched))
+    shapes = {name: tuple(np.shape(value)) for name, value in source.items()
+              if name in expected or not any(re.search(pattern, name) for pattern in ignore_unexpected)}
+    _report_mismatch(shapes, expected, where)
     out = OrderedDict()
     for name in expected:
         value = np.asarray(source[name])
@@ -89,6 +83,18 @@ def match_strictly(source: Dict[str, np.ndarray], expected: Dict[str, Tuple[int,
             raise WeightsError(f"{where}: {name} has dtype {value.dtype}, expected a floating-point tensor")
         out[name] = value.astype(np.float32)
     return out
+
+
+def _report_mismatch(shapes: Dict[str, Tuple[int, ...]], expected: Dict[str, Tuple[int, ...]], where: str) -> None:
+    """Raise WeightsError listing missing, unexpected and shape-mismatched names (no-op when all match)."""
+    missing = [name for name in expected if name not in shapes]
+    unexpected = [name for name in shapes if name not in expected]
+    mismatched = [f"{name}: checkpoint {shapes[name]} vs network {expected[name]}"
+                  for name in expected if name in shapes and shapes[name] != tuple(expected[name])]
+    if missing or unexpected or mismatched:
+        raise WeightsError(f"{where}: checkpoint does not match the network"
+                           + _list_block("missing", missing) + _list_block("unexpected", unexpected)
+                           + _list_block("shape mismatch", mismatched))
 
 
 def _assign(net, arrays: Dict[str, np.ndarray]) -> None:
@@ -120,12 +126,67 @@ def strip_lightning_prefix(state: Dict[str, np.ndarray]) -> "OrderedDict[str, np
     return OrderedDict((name[4:] if name.startswith("net.") else name, value) for name, value in state.items())
 
 
-def official_state_to_lseg(state: Dict[str, np.ndarray], expected: Dict[str, Tuple[int, ...]],
-                           where: str = "<official state_dict>") -> "OrderedDict[str, np.ndarray]":
-    """Map an official lang-seg ``state_dict`` onto LSegNet parameter names, strictly.
+def official_name_map(official_names: Iterable[str], expected: Dict[str, Tuple[int, ...]],
+                      where: str = "<official state_dict>") -> "OrderedDict[str, str]":
+    """Our parameter name for every official ``state_dict`` name that has one.
 
     Drops by design: BN ``num_batches_tracked``, CLIP's image tower ``clip_pretrained.visual.*`` and CLIP's
-    ``logit_scale``. Renames the reassembly Sequential indices and torch LayerNorm/Embedding suffixes.
+    ``logit_scale``. Renames the reassembly Sequential indices and torch LayerNorm/Embedding suffixes
+    (``weight``/``bias`` -> ``gamma``/``beta``/``embedding_table`` where the network uses those names).
+
+    Args:
+        official_names: names with or without the Lightning ``net.`` prefix.
+        expected: :func:`expected_parameters` of the target LSegNet.
+        where: description for errors.
+
+    Returns:
+        OrderedDict official name (as given) -> our name (possibly not in ``expected``: reported later as unexpected).
+
+    Raises:
+        WeightsError: two official names map to the same parameter.
+    """
+    mapping = OrderedDict()
+    taken = {}
+    for original in official_names:
+        name = original[4:] if original.startswith("net.") else original
+        if any(pattern.search(name) for pattern in _OFFICIAL_IGNORED):
+            continue
+        ours = name
+        for pattern, replacement in _OFFICIAL_RENAMES:
+            ours = pattern.sub(replacement, ours)
+        if ours not in expected:
+            stem, _, suffix = ours.rpartition(".")
+            for candidate in _TORCH_TO_MS_SUFFIX.get(suffix, ()):
+                if f"{stem}.{candidate}" in expected:
+                    ours = f"{stem}.{candidate}"
+                    break
+        if ours in taken:
+            raise WeightsError(f"{where}: {taken[ours]} and {original} both map to {ours}")
+        taken[ours] = original
+        mapping[original] = ours
+    return mapping
+
+
+def check_official_layout(official_shapes: Dict[str, Tuple[int, ...]], expected: Dict[str, Tuple[int, ...]],
+                          where: str = "<official layout>") -> None:
+    """Check names and shapes only (no tensor data), e.g. against a recorded official key list.
+
+    Args:
+        official_shapes: official name -> shape.
+        expected: :func:`expected_parameters` of the target LSegNet.
+        where: description for errors.
+
+    Raises:
+        WeightsError: missing / unexpected / shape-mismatched entries.
+    """
+    mapping = official_name_map(official_shapes, expected, where)
+    shapes = {ours: tuple(official_shapes[original]) for original, ours in mapping.items()}
+    _report_mismatch(shapes, expected, where)
+
+
+def official_state_to_lseg(state: Dict[str, np.ndarray], expected: Dict[str, Tuple[int, ...]],
+                           where: str = "<official state_dict>") -> "OrderedDict[str, np.ndarray]":
+    """Map an official lang-seg ``state_dict`` onto LSegNet parameter names, strictly (see :func:`official_name_map`).
 
     Args:
         state: official names (with or without ``net.``) -> arrays (float16/float32).
@@ -138,23 +199,8 @@ def official_state_to_lseg(state: Dict[str, np.ndarray], expected: Dict[str, Tup
     Raises:
         WeightsError: missing / unexpected / shape-mismatched entries.
     """
-    mapped = OrderedDict()
-    for name, value in strip_lightning_prefix(state).items():
-        if any(pattern.search(name) for pattern in _OFFICIAL_IGNORED):
-            continue
-        ours = name
-        for pattern, replacement in _OFFICIAL_RENAMES:
-            ours = pattern.sub(replacement, ours)
-        if ours not in expected:
-            stem, _, suffix = ours.rpartition(".")
-            for candidate in _TORCH_TO_MS_SUFFIX.get(suffix, ()):
-                if f"{stem}.{candidate}" in expected:
-                    ours = f"{stem}.{candidate}"
-                    break
-        if ours in mapped:
-            raise WeightsError(f"{where}: two checkpoint entries map to {ours}")
-        mapped[ours] = value
-    return match_strictly(mapped, expected, where)
+    mapping = official_name_map(state, expected, where)
+    return match_strictly(OrderedDict((ours, state[original]) for original, ours in mapping.items()), expected, where)
 
 
 def infer_official_options(checkpoint, state: Dict[str, np.ndarray]) -> Dict:
