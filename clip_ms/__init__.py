@@ -15,8 +15,12 @@ _EXPORTS = {
     "CLIPTextEncoder": "text_encoder",
     "text_parameter_shapes": "text_encoder",
     "trim_token_ids": "text_encoder",
+    "tokenize": "tokenizer",
+    "decode": "tokenizer",
+    "SimpleTokenizer": "tokenizer",
+    "ContextLengthError": "tokenizer",
 }
-__all__ = sorted(_EXPORTS) + ["convert", "text_encoder", "torch_archive"]
+__all__ = sorted(_EXPORTS) + ["convert", "text_encoder", "tokenizer", "torch_archive"]
 
 
 def __getattr__(name):
