@@ -5,7 +5,8 @@ of one variant never leak into another. Writes a JSON object to ``--out``:
 ``{"variant", "status": "ok" | "error" | "missing", "mode", "device_target", "warmup", "repeats", "params",
 "result" (the case's dict), "error" (message), "traceback", "threads" (OS threads at the end),
 "runtime_num_threads" (MindSpore's CPU kernel pool), "self_peak_rss_mib" (ru_maxrss of this process),
-"self_vm_hwm_mib" (VmHWM: peak RSS since exec, without worker processes), "wall_s"}``.
+"self_vm_hwm_mib" (VmHWM at the end), "setup_peak_rss_mib" (peak before the first timed call: imports,
+build, data generation), "timed_peak_rss_mib" (peak during warm-up and repetitions), "wall_s"}``.
 Exit status: 0 ok, 1 error, 3 a package under test is missing (not landed yet / not importable).
 """
 import argparse
@@ -22,6 +23,7 @@ if REPO not in sys.path:
 
 from bench.cases import CaseContext, get_variant, make_workdir, remove_workdir  # noqa: E402
 from bench.machine import process_peak_rss_mib, process_thread_count  # noqa: E402
+from bench.timing import PEAK_RSS_PHASES  # noqa: E402
 
 # Our packages: an ImportError naming one of them means "not landed yet", not a benchmark failure.
 PROJECT_PACKAGES = ("modules", "clip_ms", "encoding_custom")
@@ -101,6 +103,7 @@ def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats
     record["threads"] = process_thread_count()
     record["self_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     record["self_vm_hwm_mib"] = process_peak_rss_mib()
+    record.update(PEAK_RSS_PHASES)
     return _jsonable(record)
 
 

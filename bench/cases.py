@@ -63,6 +63,9 @@ class Variant:
         mode: "pynative", "graph" or None.
         full: parameters of the full run (may hold ``warmup``/``repeats``/``timeout_s``).
         quick: parameters of the ``--quick`` run (same keys).
+        in_quick: part of the default ``--quick`` set. The smoke run covers every case and every code path
+            (PyNative and GRAPH_MODE, text cached and encoded per call) but not every combination, because each
+            GRAPH_MODE variant pays a 10-30 s compilation even for the tiny network.
     """
 
     name: str
@@ -72,6 +75,7 @@ class Variant:
     mode: Optional[str]
     full: Dict[str, object]
     quick: Dict[str, object]
+    in_quick: bool = True
 
     def params(self, quick: bool) -> Dict[str, object]:
         """Args: quick (bool). Returns: a copy of the quick or full parameter dict."""
@@ -490,16 +494,23 @@ def case_text_encode(ctx: CaseContext) -> Dict[str, object]:
 
 
 def case_selftest(ctx: CaseContext) -> Dict[str, object]:
-    """Harness self-test (not part of a normal run): holds ``params["alloc_mib"]`` MiB resident and sleeps
-    ``params["sleep_s"]`` per repetition, or fails on purpose with ``params["fail"]``.
+    """Harness self-test (not part of a normal run): touches ``params["setup_mib"]`` MiB during set-up and frees
+    them, then ``params["timed_mib"]`` MiB inside every timed call, sleeping ``params["sleep_s"]``; or fails on
+    purpose with ``params["fail"]``.
 
     Returns: timing.
     """
     if ctx.params.get("fail"):
         raise RuntimeError("selftest failure requested")
-    block = np.ones(int(ctx.params.get("alloc_mib", 0)) * 2**18, dtype=np.float32)  # touched pages count in RSS
-    timing = measure(lambda: time.sleep(float(ctx.params.get("sleep_s", 0.01))), ctx.warmup, ctx.repeats)
-    return {"timing": timing, "allocated_mib": block.nbytes / 2**20}
+    setup_block = np.ones(int(ctx.params.get("setup_mib", 0)) * 2**18, dtype=np.float32)  # touched pages count
+    del setup_block
+
+    def run_once():
+        block = np.ones(int(ctx.params.get("timed_mib", 0)) * 2**18, dtype=np.float32)
+        time.sleep(float(ctx.params.get("sleep_s", 0.01)))
+        del block
+
+    return {"timing": measure(run_once, ctx.warmup, ctx.repeats)}
 
 
 # ------------------------------------------------------------------------------------------------ registry
@@ -519,7 +530,8 @@ def _variants() -> List[Variant]:
                 f"forward/{mode}/{'text_in_call' if text == 'in_call' else 'cached'}", "forward",
                 f"eval forward, text {'encoded in the call' if text == 'in_call' else 'cached'}", case_forward, mode,
                 full=dict(_VITL, image_hw=(480, 480), text=text, warmup=1, repeats=3, timeout_s=600),
-                quick=dict(_TINY, image_hw=(64, 64), text=text, warmup=1, repeats=2, timeout_s=90)))
+                quick=dict(_TINY, image_hw=(64, 64), text=text, warmup=1, repeats=2, timeout_s=90),
+                in_quick=not (mode == "graph" and text == "in_call")))
     out.append(Variant(
         "forward/pynative/stages", "forward", "eval forward split into timed stages (profile)", case_forward_stages,
         "pynative", full=dict(_VITL, image_hw=(480, 480), warmup=1, repeats=2, timeout_s=600),
@@ -530,7 +542,9 @@ def _variants() -> List[Variant]:
                 f"train/{mode}/{'cached' if text == 'cached' else 'text_in_step'}", "train",
                 f"train step batch 1, text {'cached' if text == 'cached' else 'encoded in the step'}", case_train, mode,
                 full=dict(_VITL, image_hw=(480, 480), batch=1, text=text, warmup=1, repeats=2, timeout_s=900),
-                quick=dict(_TINY, image_hw=(64, 64), batch=1, text=text, warmup=1, repeats=2, timeout_s=120)))
+                quick=dict(_TINY, image_hw=(64, 64), batch=1, text=text, warmup=1, repeats=1, timeout_s=120,
+                           n_labels=20),
+                in_quick=(mode == "graph") == (text == "cached")))
     for loader in ("engine", "msadapter"):
         for workers in (0, 2):
             out.append(Variant(
@@ -568,8 +582,9 @@ VARIANTS: Dict[str, Variant] = {v.name: v for v in _variants()}
 SELFTEST_VARIANTS: Dict[str, Variant] = {
     v.name: v for v in (
         Variant("selftest/ok", "selftest", "harness self-test", case_selftest, None,
-                full={"alloc_mib": 64, "sleep_s": 0.01, "warmup": 1, "repeats": 3, "timeout_s": 60},
-                quick={"alloc_mib": 64, "sleep_s": 0.01, "warmup": 1, "repeats": 3, "timeout_s": 60}),
+                full={"setup_mib": 128, "timed_mib": 48, "sleep_s": 0.01, "warmup": 1, "repeats": 3, "timeout_s": 60},
+                quick={"setup_mib": 128, "timed_mib": 48, "sleep_s": 0.01, "warmup": 1, "repeats": 3,
+                       "timeout_s": 60}),
         Variant("selftest/fail", "selftest", "harness self-test (fails)", case_selftest, None,
                 full={"fail": True, "timeout_s": 60}, quick={"fail": True, "timeout_s": 60}),
         Variant("selftest/hang", "selftest", "harness self-test (times out)", case_selftest, None,
@@ -588,7 +603,7 @@ def get_variant(name: str) -> Variant:
     raise KeyError(f"unknown bench variant {name!r}; known: {', '.join(VARIANTS)}")
 
 
-def select_variants(patterns: Optional[List[str]]) -> List[Variant]:
+def select_variants(patterns: Optional[List[str]], quick: bool = False) -> List[Variant]:
     """Variants matching any of ``patterns``, in registry order.
 
     A pattern selects a variant when it equals its name or case, is a ``/``-prefix of the name (``forward/graph``),
@@ -596,6 +611,8 @@ def select_variants(patterns: Optional[List[str]]) -> List[Variant]:
 
     Args:
         patterns: list of patterns, or None/empty for every (non-self-test) variant.
+        quick: with no patterns, only the variants of the ``--quick`` set (``Variant.in_quick``); named variants
+            always run.
 
     Returns:
         list of Variant.
@@ -606,7 +623,7 @@ def select_variants(patterns: Optional[List[str]]) -> List[Variant]:
     import fnmatch
 
     if not patterns:
-        return list(VARIANTS.values())
+        return [v for v in VARIANTS.values() if v.in_quick or not quick]
     chosen: List[Variant] = []
     for pattern in patterns:
         hits = [v for v in VARIANTS.values()

@@ -4,11 +4,15 @@ from typing import Dict, List, Optional
 GB = 1e9  # the issue's targets are in GB (10^9 bytes); RSS is measured in KiB by the kernel
 MIB = 2**20
 
-# (variant glob, metric, limit, description) from issue 7. Metrics: "median_s" (<=), "peak_rss_gb" (<=).
+# (variant glob, metric, limit, description) from issue 7. Metrics: "median_s" (<=), "peak_rss_gb" (<=, whole
+# process incl. building the network), "timed_peak_rss_gb" (<=, during the timed calls only).
 TARGETS = (
     ("forward/*/text_in_call", "median_s", 10.0, "case 1, text encoded in the call: <= 10 s"),
     ("forward/*/cached", "median_s", 5.0, "case 1, text cached: <= 5 s"),
-    ("forward/*", "peak_rss_gb", 3.0, "case 1 peak RSS <= 3 GB"),
+    ("forward/*/text_in_call", "peak_rss_gb", 3.0, "case 1 process peak RSS (incl. build) <= 3 GB"),
+    ("forward/*/cached", "peak_rss_gb", 3.0, "case 1 process peak RSS (incl. build) <= 3 GB"),
+    ("forward/*/text_in_call", "timed_peak_rss_gb", 3.0, "case 1 peak RSS while forwarding <= 3 GB"),
+    ("forward/*/cached", "timed_peak_rss_gb", 3.0, "case 1 peak RSS while forwarding <= 3 GB"),
     ("train/graph/*", "median_s", 12.0, "case 2, GRAPH_MODE step: <= 12 s"),
     ("train/graph/*", "peak_rss_gb", 10.0, "case 2, GRAPH_MODE peak RSS <= 10 GB"),
 )
@@ -42,7 +46,7 @@ def evaluate_targets(records: List[Dict[str, object]]) -> List[Dict[str, object]
             if metric == "median_s":
                 measured, unit = (_median(record) if record.get("status") == "ok" else None), "s"
             else:
-                rss = record.get("peak_rss_mib")
+                rss = record.get("peak_rss_mib" if metric == "peak_rss_gb" else "timed_peak_rss_mib")
                 measured, unit = (rss * MIB / GB if rss is not None and record.get("status") == "ok" else None), "GB"
             out.append({"target": text, "variant": record["variant"], "measured": measured, "limit": limit,
                         "unit": unit, "met": measured is not None and measured <= limit})
@@ -80,10 +84,11 @@ def table_rows(report: Dict[str, object]) -> List[List[str]]:
         report: a benchmark report.
 
     Returns:
-        list of rows: variant, mode, median s, min-max s, IQR s, n, first call s, peak RSS MiB, throughput, status.
+        list of rows: variant, mode, median s, min-max s, IQR s, n, first call s (warm-up; includes GRAPH_MODE
+        compilation), peak RSS MiB of the whole process, peak RSS MiB during the timed calls, throughput, status.
     """
-    rows = [["variant", "mode", "median s", "min-max s", "IQR s", "n", "1st call s", "peak RSS MiB", "throughput",
-             "status"]]
+    rows = [["variant", "mode", "median s", "min-max s", "IQR s", "n", "1st call s", "peak RSS MiB",
+             "timed RSS MiB", "throughput", "status"]]
     for record in report["variants"]:
         timing = (record.get("result") or {}).get("timing") or {}
         warm = timing.get("warmup_s") or []
@@ -93,9 +98,10 @@ def table_rows(report: Dict[str, object]) -> List[List[str]]:
                      f"{warm[0]:.2f}" if warm else "-"]
         else:
             cells = ["-", "-", "-", "0", "-"]
-        rss = record.get("peak_rss_mib")
+        rss, timed_rss = record.get("peak_rss_mib"), record.get("timed_peak_rss_mib")
         rows.append([record["variant"], record.get("mode") or "-", *cells,
-                     f"{rss:.0f}" if rss is not None else "-", _throughput(record), record.get("status", "?")])
+                     f"{rss:.0f}" if rss is not None else "-", f"{timed_rss:.0f}" if timed_rss is not None else "-",
+                     _throughput(record), record.get("status", "?")])
     return rows
 
 

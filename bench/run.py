@@ -113,7 +113,10 @@ def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, lo
     if timed_out:
         record["status"] = "timeout"
         record["error"] = f"killed after {limit:.0f} s (timeout_s of {variant.name})"
-    record.update({"returncode": proc.returncode, "peak_rss_mib": usage.ru_maxrss / 1024.0,
+    # The child resets its VmHWM after set-up (to measure the timed phase alone), which also lowers ru_maxrss:
+    # the process peak is the larger of wait4's figure and the set-up peak the child recorded before the reset.
+    peak = max(usage.ru_maxrss / 1024.0, record.get("setup_peak_rss_mib") or 0.0)
+    record.update({"returncode": proc.returncode, "peak_rss_mib": peak,
                    "process_wall_s": wall, "loadavg_before": loadavg_before, "log": log_path})
     if record["status"] != "ok":
         record["log_tail"] = _tail(log_path)
@@ -143,10 +146,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
         for variant in VARIANTS.values():
-            print(f"{variant.name:34s} {variant.title}")
+            print(f"{variant.name:34s} {'quick+full' if variant.in_quick else 'full only '}  {variant.title}")
         return 0
     try:
-        variants = select_variants(args.cases)
+        variants = select_variants(args.cases, quick=args.quick)
     except ValueError as exc:
         print(f"python -m bench: {exc}", file=sys.stderr)
         return 2

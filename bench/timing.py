@@ -2,7 +2,13 @@
 import math
 import statistics
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
+
+from bench.machine import process_peak_rss_mib, reset_peak_rss
+
+# Peak RSS of this process split at the first call of measure(): "setup" (imports, building the network, data
+# generation) and "timed" (warm-up + repetitions). Filled by measure(), read by bench.case.
+PEAK_RSS_PHASES: Dict[str, Optional[float]] = {"setup_peak_rss_mib": None, "timed_peak_rss_mib": None}
 
 
 def summarize(samples_s: Sequence[float]) -> Dict[str, float]:
@@ -55,9 +61,15 @@ def measure(run_once: Callable[[], object], warmup: int, repeats: int) -> Dict[s
 
     Returns:
         :func:`summarize` of the timed calls plus ``samples_s`` (list of floats) and ``warmup_s`` (list of floats).
+
+    Side effect: the first call in a process records the peak RSS so far as the setup peak and resets the
+    kernel's peak counter (VmHWM), so that ``PEAK_RSS_PHASES["timed_peak_rss_mib"]`` is the peak of the timed work.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if PEAK_RSS_PHASES["setup_peak_rss_mib"] is None:
+        PEAK_RSS_PHASES["setup_peak_rss_mib"] = process_peak_rss_mib()
+        reset_peak_rss()
     warmup_times = []
     for _ in range(max(0, warmup)):
         start = time.perf_counter()
@@ -68,6 +80,9 @@ def measure(run_once: Callable[[], object], warmup: int, repeats: int) -> Dict[s
         start = time.perf_counter()
         run_once()
         samples.append(time.perf_counter() - start)
+    peak = process_peak_rss_mib()
+    if peak is not None:
+        PEAK_RSS_PHASES["timed_peak_rss_mib"] = max(peak, PEAK_RSS_PHASES["timed_peak_rss_mib"] or 0.0)
     result: Dict[str, object] = dict(summarize(samples))
     result["samples_s"] = samples
     result["warmup_s"] = warmup_times
