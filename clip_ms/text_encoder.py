@@ -70,13 +70,12 @@ def text_parameter_shapes(cfg):
         cfg: :class:`TextConfig`.
 
     Returns:
-        dict name -> shape tuple, in OpenAI's order.
+        dict name -> shape tuple, in the order of OpenAI's ``CLIP.state_dict()`` (visual entries left out).
     """
     width = cfg.width
     shapes = {
         "positional_embedding": (cfg.context_length, width),
         "text_projection": (width, cfg.embed_dim),
-        "token_embedding.weight": (cfg.vocab_size, width),
     }
     for i in range(cfg.layers):
         block = "transformer.resblocks.%d." % i
@@ -94,6 +93,7 @@ def text_parameter_shapes(cfg):
             block + "ln_2.weight": (width,),
             block + "ln_2.bias": (width,),
         })
+    shapes["token_embedding.weight"] = (cfg.vocab_size, width)
     shapes["ln_final.weight"] = (width,)
     shapes["ln_final.bias"] = (width,)
     return shapes

@@ -20,6 +20,7 @@ import os
 import pickle
 import re
 import struct
+import sys
 import tempfile
 import zipfile
 from collections import OrderedDict
@@ -317,7 +318,9 @@ def _load_zip(path, torchscript):
                 raise _fail(path, "storage record %s is missing" % record) from None
             except (zipfile.BadZipFile, EOFError, OSError, zlib_error) as exc:
                 raise _fail(path, "storage record %s cannot be read (%s)" % (record, exc)) from None
-            dtype = storage_type.dtype.newbyteorder("<" if byteorder == "little" else ">")
+            dtype = storage_type.dtype
+            if byteorder != sys.byteorder:
+                dtype = dtype.newbyteorder("<" if byteorder == "little" else ">")
             if len(raw) % dtype.itemsize:
                 raise _fail(path, "storage record %s has %d bytes, not a multiple of %d (%s)"
                             % (record, len(raw), dtype.itemsize, storage_type.name))
@@ -378,7 +381,8 @@ def _load_legacy(path, fileobj):
             raw = fileobj.read(nbytes)
             if len(raw) < nbytes:
                 raise _fail(path, "truncated: storage %s needs %d bytes, %d left" % (key, nbytes, len(raw)))
-            arrays[key] = np.frombuffer(raw, dtype=storage_type.dtype.newbyteorder("<")).astype(storage_type.dtype)
+            dtype = storage_type.dtype if sys.byteorder == "little" else storage_type.dtype.newbyteorder("<")
+            arrays[key] = np.frombuffer(raw, dtype=dtype).astype(storage_type.dtype, copy=False)
         fileobj.seek(start)
 
         def read_storage(storage_type, key, numel):
