@@ -38,12 +38,13 @@ def reference():
     return dict(np.load(FIXTURE))
 
 
+@pytest.mark.parametrize("backend", ["mindspore", "numpy"])
 @pytest.mark.parametrize("case", ["wide_multiscale_flip", "tall_two_scales"])
-def test_matches_official_multi_eval_module(reference, case):
+def test_matches_official_multi_eval_module(reference, case, backend):
     base_size, crop_size, flip, *scales = reference[case + "/config"].tolist()
     model = CountingModel(reference["weight"], reference["bias"])
     evaluator = MultiScaleEvaluator(model, nclass=5, scales=scales, flip=bool(flip), base_size=int(base_size),
-                                    crop_size=int(crop_size))
+                                    crop_size=int(crop_size), resize_backend=backend)
     scores = evaluator(reference[case + "/image"])
     np.testing.assert_allclose(scores, reference[case + "/scores"], rtol=1e-4, atol=1e-4)
     # Every model call saw exactly one crop-sized input.
@@ -108,11 +109,13 @@ def test_wrong_number_of_classes_is_reported():
         evaluator(np.zeros((1, 3, 32, 32), np.float32))
 
 
-def test_resize_bilinear_align_corners_matches_hand_values():
+@pytest.mark.parametrize("backend", ["mindspore", "numpy"])
+def test_resize_bilinear_align_corners_matches_hand_values(backend):
     array = np.array([[[[0.0, 3.0]]]], np.float32)
-    np.testing.assert_allclose(resize_bilinear(array, 1, 4), [[[[0.0, 1.0, 2.0, 3.0]]]])
-    np.testing.assert_allclose(resize_bilinear(np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3), 2, 2),
-                               [[[[0, 2], [6, 8]]]])
+    np.testing.assert_allclose(resize_bilinear(array, 1, 4, backend), [[[[0.0, 1.0, 2.0, 3.0]]]], atol=1e-6)
+    grid = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3)
+    np.testing.assert_allclose(resize_bilinear(grid, 2, 2, backend), [[[[0, 2], [6, 8]]]], atol=1e-6)
+    np.testing.assert_allclose(resize_bilinear(grid, 5, 4, backend)[0, 0, 2], [3, 11 / 3, 13 / 3, 5], atol=1e-5)
 
 
 def test_network_forward_wraps_an_msadapter_module():
