@@ -133,7 +133,7 @@ class LSegNet(tnn.Module):
         self.pretrained = ViTBackbone(cfg)
         self.scratch = Scratch(cfg.level_widths, cfg.features, cfg.out_dim, arch_option, activation)
         self.clip_pretrained = text_encoder
-        for param in self.clip_pretrained.get_parameters():
+        for param in self.text_encoder_params():
             param.requires_grad = False
 
         self.labels: List[str] = []
@@ -147,7 +147,7 @@ class LSegNet(tnn.Module):
     def _text_fingerprint(self) -> Tuple:
         """Returns: a cheap digest of every text-encoder parameter (changes when any weight changes)."""
         digest = []
-        for param in self.clip_pretrained.get_parameters():
+        for param in self.text_encoder_params():
             values = param.asnumpy()
             digest.append((param.name, values.shape, float(values.sum(dtype=np.float64)),
                            float(np.abs(values).sum(dtype=np.float64))))
@@ -273,13 +273,22 @@ class LSegNet(tnn.Module):
                                mode="bilinear", align_corners=True)
 
     # ------------------------------------------------------------------ optimisation groups
+    # msadapter renames parameters relative to whichever sub-module parameters_and_names() is called on, so
+    # groups are always collected from the top level and filtered by prefix.
+    def _params_under(self, prefix: str) -> List[Parameter]:
+        return [param for name, param in self.parameters_and_names() if name.startswith(prefix)]
+
     def backbone_params(self) -> List[Parameter]:
         """Returns: trainable parameters of ``pretrained`` (ViT + reassembly): official base-LR group."""
-        return [p for p in self.pretrained.get_parameters() if p.requires_grad]
+        return [p for p in self._params_under("pretrained.") if p.requires_grad]
 
     def head_params(self) -> List[Parameter]:
         """Returns: trainable parameters of ``scratch`` (fusion + heads): official 10x-LR group."""
-        return [p for p in self.scratch.get_parameters() if p.requires_grad]
+        return [p for p in self._params_under("scratch.") if p.requires_grad]
+
+    def text_encoder_params(self) -> List[Parameter]:
+        """Returns: the frozen CLIP text-tower parameters (``clip_pretrained.*``; in no optimiser group)."""
+        return self._params_under("clip_pretrained.")
 
     def build_options(self) -> Dict:
         """Returns: the options that determine the parameter layout (stored in our checkpoints)."""

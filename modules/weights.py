@@ -45,7 +45,7 @@ class WeightsError(ValueError):
 # ---------------------------------------------------------------------------------------------- helpers
 def expected_parameters(net) -> "OrderedDict[str, Tuple[int, ...]]":
     """Args: net: an LSegNet (or any Cell). Returns: OrderedDict name -> shape of every parameter except the text cache."""
-    return OrderedDict((p.name, tuple(p.shape)) for p in net.get_parameters() if p.name != TEXT_CACHE_NAME)
+    return OrderedDict((name, tuple(p.shape)) for name, p in net.parameters_and_names() if name != TEXT_CACHE_NAME)
 
 
 def _list_block(title: str, names: Iterable[str], limit: int = 25) -> str:
@@ -98,7 +98,7 @@ def _report_mismatch(shapes: Dict[str, Tuple[int, ...]], expected: Dict[str, Tup
 
 
 def _assign(net, arrays: Dict[str, np.ndarray]) -> None:
-    params = {p.name: p for p in net.get_parameters()}
+    params = dict(net.parameters_and_names())
     for name, value in arrays.items():
         params[name].set_data(Tensor(value, dtype=params[name].dtype))
 
@@ -330,7 +330,8 @@ def save_lseg_checkpoint(net, path: str, extra: Optional[Dict] = None) -> None:
     options = dict(net.build_options(), format_version=FORMAT_VERSION)
     if extra:
         options["extra"] = extra
-    params = [{"name": p.name, "data": Tensor(p.asnumpy())} for p in net.get_parameters() if p.name != TEXT_CACHE_NAME]
+    params = [{"name": name, "data": Tensor(p.asnumpy())} for name, p in net.parameters_and_names()
+              if name != TEXT_CACHE_NAME]
     _atomic_save(path, params, options)
 
 
