@@ -197,3 +197,9 @@ def test_synthetic_classes_are_separable_by_colour(tmp_path):
         correct += int(np.sum(guess == labels[keep]))
         total += int(keep.sum())
     assert correct / total > 0.6
+
+
+def test_pipeline_benchmark_reports_rates(synthetic_root):
+    from encoding_custom.pipeline_benchmark import measure
+    rate, cpu_per_image = measure(synthetic_root, workers=0, batch_size=2, base_size=48, crop_size=32, passes=1)
+    assert rate > 0 and 0 < cpu_per_image < 1.0
