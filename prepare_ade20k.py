@@ -117,7 +117,7 @@ def main(argv=None) -> int:
             extract_zip(test_zip, root, progress=progress)
             if args.remove_zip:
                 os.remove(test_zip)
-    except DownloadError as error:
+    except (DownloadError, FileExistsError, ValueError) as error:
         print(f"prepare_ade20k.py: error: {error}", file=sys.stderr)
         return 2
     report = check_layout(root)

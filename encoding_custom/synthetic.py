@@ -9,6 +9,7 @@ Everything is deterministic for a seed: image ``i`` of a split depends only on `
 """
 import json
 import os
+import shutil
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -117,7 +118,8 @@ def write_synthetic_ade20k(root: str, n_train: int, n_val: int, seed: int = 0, s
 
     Files: ``images/{training,validation}/ADE_{train,val}_%08d.jpg`` (numbered from 1 like ADE20K) and
     ``annotations/.../<same stem>.png`` (uint8, 0 = unlabelled, class ``k`` of the 150 = ``k + 1``), plus
-    ``SYNTHETIC.json`` stating the counts and classes (the layout check then expects these counts).
+    ``SYNTHETIC.json`` stating the counts and classes (the layout check then expects these counts). A previous
+    synthetic set at the same place is replaced; a folder without the marker (real ADE20K) is never touched.
 
     Args:
         root: data root (the folder that will contain ``ADEChallengeData2016``).
@@ -132,6 +134,10 @@ def write_synthetic_ade20k(root: str, n_train: int, n_val: int, seed: int = 0, s
     Returns:
         the metadata dict written to ``SYNTHETIC.json`` (``n_train``, ``n_val``, ``seed``, ``size``,
         ``class_values``, ``class_names``).
+
+    Raises:
+        ValueError: for negative counts or class values outside 1..150.
+        FileExistsError: if ``root/ADEChallengeData2016`` exists and is not a synthetic set.
     """
     if n_train < 0 or n_val < 0:
         raise ValueError(f"synthetic set sizes must be >= 0, got n_train={n_train}, n_val={n_val}")
@@ -140,6 +146,12 @@ def write_synthetic_ade20k(root: str, n_train: int, n_val: int, seed: int = 0, s
     if bad or not values:
         raise ValueError(f"class_values must be ADE20K mask values 1..150, got {values}")
     names = ade20k_labels()
+    base = os.path.join(root, BASE_DIR)
+    if os.path.lexists(base):
+        if not os.path.isfile(os.path.join(base, SYNTHETIC_MARKER)):
+            raise FileExistsError(f"{base} exists and is not a synthetic set (no {SYNTHETIC_MARKER}); refusing to "
+                                  "mix synthetic images into it. Choose another --root.")
+        shutil.rmtree(base)  # a previous synthetic set: replace it so the stated counts hold
     for split, count in (("train", n_train), ("val", n_val)):
         image_folder, mask_folder = split_folders(root, split)
         os.makedirs(image_folder, exist_ok=True)

@@ -203,3 +203,14 @@ def test_pipeline_benchmark_reports_rates(synthetic_root):
     from encoding_custom.pipeline_benchmark import measure
     rate, cpu_per_image = measure(synthetic_root, workers=0, batch_size=2, base_size=48, crop_size=32, passes=1)
     assert rate > 0 and 0 < cpu_per_image < 1.0
+
+
+def test_synthetic_set_replaces_itself_but_never_touches_real_data(tmp_path):
+    write_synthetic_ade20k(str(tmp_path), 5, 2, seed=0, size=(32, 40))
+    write_synthetic_ade20k(str(tmp_path), 2, 1, seed=0, size=(32, 40))
+    assert len(os.listdir(tmp_path / "ADEChallengeData2016" / "images" / "training")) == 2
+    real = tmp_path / "real"
+    (real / "ADEChallengeData2016" / "images" / "training").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="not a synthetic set"):
+        write_synthetic_ade20k(str(real), 2, 1)
+    assert (real / "ADEChallengeData2016" / "images" / "training").is_dir()
