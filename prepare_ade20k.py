@@ -17,7 +17,7 @@ import sys
 
 from encoding_custom.download import (ADE20K_SHA1, ADE20K_TEST_SHA1, ADE20K_TEST_URL, ADE20K_URL, DownloadError,
                                       download, extract_zip)
-from encoding_custom.layout import BASE_DIR, check_layout
+from encoding_custom.layout import BASE_DIR, SYNTHETIC_MARKER, check_layout
 
 
 def parse_args(argv=None):
@@ -85,6 +85,14 @@ def _link_existing(download_dir: str, root: str, progress: bool):
     raise DownloadError(f"--download-dir {download_dir}: neither {source}/ nor {zip_path} exists")
 
 
+def _refuse_synthetic_target(root: str):
+    """Real data must not be extracted over a synthetic set (its SYNTHETIC.json would misstate the counts)."""
+    marker = os.path.join(root, BASE_DIR, SYNTHETIC_MARKER)
+    if os.path.isfile(marker):
+        raise DownloadError(f"{os.path.join(root, BASE_DIR)} holds a synthetic set ({marker}); delete that folder "
+                            "or choose another --root before preparing the real ADE20K.")
+
+
 def main(argv=None) -> int:
     """Run the preparation; returns the exit status (0 complete, 1 incomplete layout, 2 error)."""
     args = parse_args(argv)
@@ -104,8 +112,10 @@ def main(argv=None) -> int:
         elif args.zip is not None:
             if not os.path.isfile(args.zip):
                 raise DownloadError(f"--zip {args.zip}: no such file")
+            _refuse_synthetic_target(root)
             extract_zip(args.zip, root, progress=progress)
         else:
+            _refuse_synthetic_target(root)
             zip_path = download(_url(ADE20K_URL, args.mirror), os.path.join(root, BASE_DIR + ".zip"),
                                 sha1=ADE20K_SHA1, timeout=args.timeout, progress=progress)
             extract_zip(zip_path, root, progress=progress)

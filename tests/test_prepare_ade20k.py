@@ -272,3 +272,11 @@ def test_download_reports_a_disk_that_fills_up_while_writing(tmp_path, server, p
     download(server.url + "/file.zip", target, sha1=payload[1], timeout=5, progress=False)
     assert server.range_headers[-1] == "bytes=65536-"
     assert open(target, "rb").read() == payload[0]
+
+
+def test_cli_does_not_extract_real_data_over_a_synthetic_set(tmp_path, capsys):
+    zip_path = _zip_synthetic_set(tmp_path)
+    root = tmp_path / "root"
+    write_synthetic_ade20k(str(root), 2, 1, seed=0, size=(32, 40))
+    assert prepare_ade20k.main(["--root", str(root), "--zip", str(zip_path), "--no-progress"]) == 2
+    assert "holds a synthetic set" in capsys.readouterr().err
