@@ -13,7 +13,8 @@ Output of each process goes to its own file in ``--log_dir``: ``scheduler.log`` 
 order). MindSpore assigns ranks by registration order, so the launcher reads the rank each worker announces and
 links ``rank_<r>.log`` to that worker's file. When any process exits with a non-zero status, or is killed, the
 launcher stops all others (SIGTERM, then SIGKILL after ``--grace`` seconds), prints which rank failed with the tail
-of its log, and exits non-zero. ``--timeout`` bounds the whole job. Exit status: 0 when every worker succeeded,
+of its log, and exits non-zero; a failure while the cluster forms (before every rank is up) restarts the cluster on a
+new port up to ``--start_retries`` times. ``--timeout`` bounds the whole job. Exit status: 0 when every worker succeeded,
 the failing worker's status (128 + signal number when killed by a signal), 124 on timeout, 130 on Ctrl-C.
 """
 import argparse
@@ -47,6 +48,53 @@ def find_free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def _listening_ports() -> Optional[set]:
+    """Local TCP ports in LISTEN state from /proc/net/tcp{,6}; None where /proc is unavailable."""
+    ports, found = set(), False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        found = True
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports if found else None
+
+
+def wait_until_listening(host: str, port: int, process: subprocess.Popen, timeout: float) -> bool:
+    """Wait until something listens on ``port`` (the scheduler), the process dies, or ``timeout`` passes.
+
+    Workers that start before the scheduler listens were seen here (mindspore 2.0, loaded machine) to fail their
+    first registration and leave the cluster in an error state, so the launcher starts them only afterwards.
+
+    Args:
+        host: scheduler address (a connection probe is used only where /proc/net/tcp is unavailable).
+        port: scheduler port.
+        process: the scheduler; its exit ends the wait.
+        timeout: seconds.
+
+    Returns:
+        True when the port is listening.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        ports = _listening_ports()
+        if ports is not None:
+            if port in ports:
+                return True
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.settimeout(0.5)
+                if probe.connect_ex((host, port)) == 0:
+                    return True
+        time.sleep(0.1)
+    return False
 
 
 def build_command(user_command: Sequence[str], python: str = sys.executable) -> List[str]:
@@ -166,20 +214,31 @@ def _start(role: str, index: int, command: List[str], env: dict, log_dir: str) -
     return Process(role=role, index=index, popen=popen, log_path=log_path, log_handle=handle)
 
 
+class _StartupFailed(Exception):
+    """A worker failed before every worker announced its rank: no training ran, the cluster may be retried."""
+
+
 def launch(command: Sequence[str], nproc: int, log_dir: str, host: str = "127.0.0.1", port: int = 0,
            timeout: float = 0.0, grace: float = 10.0, scheduler_grace: float = 30.0,
-           out=sys.stderr) -> int:
+           scheduler_start_timeout: float = 120.0, start_retries: int = 2, out=sys.stderr) -> int:
     """Run ``command`` as one scheduler + ``nproc`` workers and supervise them until done, failed or timed out.
+
+    If a worker fails while the cluster is forming (before every worker announced its rank, so before any
+    training), the whole cluster is restarted on a new port, up to ``start_retries`` times: on a loaded machine
+    mindspore 2.0 was seen here to lose a registration reply and abort with "The state of the cluster is error".
+    The failed attempt's logs are kept in ``<log_dir>/attempt<k>/``.
 
     Args:
         command: argv each process runs (see :func:`build_command`).
         nproc: number of workers (devices).
         log_dir: folder for ``scheduler.log``, ``worker_<k>.log`` and ``rank_<r>.log`` links (created).
         host: scheduler address (127.0.0.1 for one machine).
-        port: scheduler port; 0 picks a free one.
-        timeout: seconds after which the whole job is stopped; 0 = no limit.
+        port: scheduler port for the first attempt; 0 picks a free one (retries always pick a free one).
+        timeout: seconds after which the whole job (all attempts) is stopped; 0 = no limit.
         grace: seconds between SIGTERM and SIGKILL when stopping processes.
         scheduler_grace: seconds the scheduler may take to finish after all workers succeeded.
+        scheduler_start_timeout: seconds to wait for the scheduler to listen before starting the workers.
+        start_retries: cluster restarts allowed after start-up failures.
         out: stream for the launcher's own messages.
 
     Returns:
@@ -191,16 +250,7 @@ def launch(command: Sequence[str], nproc: int, log_dir: str, host: str = "127.0.
     if nproc < 1:
         raise ValueError(f"launch: --nproc must be >= 1, got {nproc}")
     os.makedirs(log_dir, exist_ok=True)
-    port = port or find_free_port(host)
-    base_env = dict(os.environ, MS_WORKER_NUM=str(nproc), MS_SCHED_HOST=host, MS_SCHED_PORT=str(port),
-                    PYTHONUNBUFFERED="1")
-    # A rank table or MPI variables in the caller's shell would make MindSpore pick another start-up path.
-    for name in ("RANK_TABLE_FILE", "MINDSPORE_HCCL_CONFIG_PATH", "OMPI_COMM_WORLD_SIZE", "MS_NODE_ID"):
-        base_env.pop(name, None)
-    print(f"launch: scheduler on {host}:{port}, {nproc} worker(s), logs in {log_dir}", file=out, flush=True)
-
-    processes: List[Process] = []
-    interrupted = []
+    interrupted: List[int] = []
 
     def on_signal(signum, _frame):
         interrupted.append(signum)
@@ -208,7 +258,53 @@ def launch(command: Sequence[str], nproc: int, log_dir: str, host: str = "127.0.
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     started = time.monotonic()
     try:
+        for attempt in range(1, start_retries + 2):
+            try:
+                return _run_cluster(command, nproc, log_dir, host, port or find_free_port(host), timeout, grace,
+                                    scheduler_grace, scheduler_start_timeout, started, interrupted, out)
+            except _StartupFailed as failure:
+                if attempt > start_retries:
+                    return failure.args[0]
+                kept = os.path.join(log_dir, f"attempt{attempt}")
+                os.makedirs(kept, exist_ok=True)
+                for name in os.listdir(log_dir):
+                    path = os.path.join(log_dir, name)
+                    if name.endswith(".log"):
+                        if os.path.islink(path):
+                            os.remove(path)
+                        else:
+                            os.replace(path, os.path.join(kept, name))
+                print(f"launch: the cluster failed while forming (no training ran); restarting it on a new port "
+                      f"(retry {attempt}/{start_retries}, logs of this attempt in {kept}).", file=out, flush=True)
+                port = 0
+        return 1  # not reached: the last attempt returns or re-raises
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run_cluster(command: Sequence[str], nproc: int, log_dir: str, host: str, port: int, timeout: float,
+                 grace: float, scheduler_grace: float, scheduler_start_timeout: float, started: float,
+                 interrupted: List[int], out) -> int:
+    """One attempt of :func:`launch`; raises :class:`_StartupFailed` (holding the exit status) when a worker fails
+    before all ranks are announced."""
+    base_env = dict(os.environ, MS_WORKER_NUM=str(nproc), MS_SCHED_HOST=host, MS_SCHED_PORT=str(port),
+                    PYTHONUNBUFFERED="1")
+    # A rank table or MPI variables in the caller's shell would make MindSpore pick another start-up path.
+    for name in ("RANK_TABLE_FILE", "MINDSPORE_HCCL_CONFIG_PATH", "OMPI_COMM_WORLD_SIZE", "MS_NODE_ID"):
+        base_env.pop(name, None)
+    print(f"launch: scheduler on {host}:{port}, {nproc} worker(s), logs in {log_dir}", file=out, flush=True)
+    processes: List[Process] = []
+    try:
         processes.append(_start("scheduler", 0, list(command), dict(base_env, MS_ROLE="MS_SCHED"), log_dir))
+        if not wait_until_listening(host, port, processes[0].popen, scheduler_start_timeout):
+            status = processes[0].popen.poll()
+            state = _status_text(status) if status is not None else \
+                f"is not listening on {host}:{port} after {scheduler_start_timeout:g} s"
+            print(f"launch: the scheduler (pid {processes[0].popen.pid}) {state}; no worker started.\n"
+                  f"launch: its log {processes[0].log_path} ends with:\n{_tail(processes[0].log_path)}",
+                  file=out, flush=True)
+            return _exit_status(status) if status else 1
         for index in range(nproc):
             processes.append(_start("worker", index, list(command), dict(base_env, MS_ROLE="MS_WORKER"), log_dir))
         workers = [p for p in processes if p.role == "worker"]
@@ -229,7 +325,10 @@ def launch(command: Sequence[str], nproc: int, log_dir: str, host: str = "127.0.
                       f"launch: its log {culprit.log_path} ends with:\n{_tail(culprit.log_path)}",
                       file=out, flush=True)
                 _stop(processes, grace)
-                return _exit_status(code) or 1
+                status = _exit_status(code) or 1
+                if any(p.rank is None for p in workers) and code > 0:
+                    raise _StartupFailed(status)
+                return status
             if interrupted:
                 print(f"launch: received {signal.Signals(interrupted[0]).name}; stopping all processes.",
                       file=out, flush=True)
@@ -263,8 +362,6 @@ def launch(command: Sequence[str], nproc: int, log_dir: str, host: str = "127.0.
         for process in processes:
             if process.log_handle is not None:
                 process.log_handle.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -274,7 +371,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         argv: argument list (``sys.argv[1:]`` by default).
 
     Returns:
-        Namespace with nproc, log_dir, host, port, timeout, grace, command.
+        Namespace with nproc, log_dir, host, port, timeout, start_retries, grace, command.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" in argv:
@@ -294,11 +391,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="scheduler port (default: a free port)")
     parser.add_argument("--timeout", type=float, default=0.0,
                         help="stop the whole job after this many seconds (default 0 = no limit)")
+    parser.add_argument("--start_retries", type=int, default=2,
+                        help="restarts of the whole cluster when a worker fails before all ranks are up "
+                             "(no training ran yet; default 2)")
     parser.add_argument("--grace", type=float, default=10.0,
                         help="seconds between SIGTERM and SIGKILL when stopping processes (default 10)")
     args = parser.parse_args(own)
     if args.nproc < 1:
         parser.error(f"--nproc must be >= 1, got {args.nproc}")
+    if args.start_retries < 0:
+        parser.error(f"--start_retries must be >= 0, got {args.start_retries}")
     if args.timeout < 0:
         parser.error(f"--timeout must be >= 0, got {args.timeout}")
     if not command:
@@ -318,7 +420,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """
     args = parse_args(argv)
     return launch(build_command(args.command), args.nproc, args.log_dir, host=args.host, port=args.port,
-                  timeout=args.timeout, grace=args.grace)
+                  timeout=args.timeout, grace=args.grace, start_retries=args.start_retries)
 
 
 if __name__ == "__main__":

@@ -154,13 +154,16 @@ def test_all_reduce_metric_keeps_types_and_names_missing_attributes():
 
 # ---------------------------------------------------------------- launcher (fake workers, no MindSpore)
 
-def _run_launcher(tmp_path, rank0="ok", rank1="ok", timeout=60.0, nproc=2):
+def _run_launcher(tmp_path, rank0="ok", rank1="ok", timeout=60.0, nproc=2, scheduler="ok", extra=(),
+                  start_retries=0):
     claims = tmp_path / "claims"
     claims.mkdir()
     out = io.StringIO()
-    command = launch.build_command([FAKE_WORKER, "--claims_dir", str(claims), "--rank0", rank0, "--rank1", rank1])
+    command = launch.build_command([FAKE_WORKER, "--claims_dir", str(claims), "--rank0", rank0, "--rank1", rank1,
+                                    "--scheduler", scheduler, *extra])
     started = time.monotonic()
-    status = launch.launch(command, nproc, str(tmp_path / "logs"), timeout=timeout, grace=1.0, out=out)
+    status = launch.launch(command, nproc, str(tmp_path / "logs"), timeout=timeout, grace=1.0,
+                           start_retries=start_retries, out=out)
     return status, out.getvalue(), time.monotonic() - started, claims
 
 
@@ -204,6 +207,33 @@ def test_one_failing_worker_stops_the_job_and_is_named(tmp_path, action, expecte
     _assert_gone(_pids_of(tmp_path / "logs"))
 
 
+def test_workers_start_only_once_the_scheduler_listens_and_a_dead_scheduler_is_reported(tmp_path):
+    status, message, elapsed, claims = _run_launcher(tmp_path, scheduler="fail")
+    assert status == 2
+    assert "the scheduler (pid" in message and "exited with status 2; no worker started" in message
+    assert "failing on purpose" in message  # the tail of its log
+    assert list(claims.iterdir()) == [] and not (tmp_path / "logs" / "worker_0.log").exists()
+
+
+def test_a_failure_while_the_cluster_forms_restarts_it_on_a_new_port(tmp_path):
+    status, message, _, claims = _run_launcher(tmp_path, extra=["--startup_fail_once"], start_retries=1)
+    assert status == 0, message
+    assert "rank unknown (it failed before announcing it)" in message
+    assert "restarting it on a new port (retry 1/1" in message
+    ports = [int(line.split("127.0.0.1:")[1].split(",")[0]) for line in message.splitlines()
+             if "scheduler on" in line]
+    assert len(ports) == 2 and ports[0] != ports[1]
+    kept = (tmp_path / "logs" / "attempt1")
+    assert any("failing during start-up" in p.read_text() for p in kept.glob("worker_*.log"))
+    assert sorted(p.name for p in claims.glob("exit_*")) == sorted(f"exit_{ports[1]}_{r}" for r in range(2))
+
+
+def test_start_up_failures_beyond_the_retries_fail_the_job(tmp_path):
+    status, message, _, _ = _run_launcher(tmp_path, extra=["--startup_fail_once"], start_retries=0)
+    assert status == 1 and "restarting" not in message
+    assert "rank unknown (it failed before announcing it)" in message
+
+
 def test_timeout_stops_everything(tmp_path):
     status, message, elapsed, _ = _run_launcher(tmp_path, rank0="hang", rank1="hang", timeout=2.0)
     assert status == launch.EXIT_TIMEOUT
@@ -229,9 +259,53 @@ def test_launcher_module_entry_point_exit_status(tmp_path):
     """``python -m scripts.launch`` as a user runs it: the failing rank's status comes back to the shell."""
     claims = tmp_path / "claims"
     claims.mkdir()
-    result = subprocess.run([sys.executable, "-m", "scripts.launch", "--nproc", "2", "--grace", "1", "--log_dir",
-                             str(tmp_path / "logs"), "--timeout", "60", "--", FAKE_WORKER, "--claims_dir",
+    result = subprocess.run([sys.executable, "-m", "scripts.launch", "--nproc", "2", "--grace", "1",
+                             "--start_retries", "0", "--log_dir", str(tmp_path / "logs"), "--timeout", "60", "--",
+                             FAKE_WORKER, "--claims_dir",
                              str(claims), "--rank0", "fail", "--rank1", "hang"],
                             cwd=REPO, capture_output=True, text=True, timeout=90)
     assert result.returncode == 3
     assert "launch: rank 0 (worker" in result.stderr
+
+
+def test_broadcast_from_rank0_packs_chunks_and_copies_rank0_values(monkeypatch):
+    """Simulated rank 1 of 2: after the broadcast its parameters hold rank 0's values, float and integer alike."""
+    import mindspore as ms
+    from mindspore import nn
+
+    class Net(nn.Cell):
+        def __init__(self, offset):
+            super().__init__()
+            self.weight = ms.Parameter(ms.Tensor(np.arange(6, dtype=np.float32).reshape(2, 3) + offset), name="w")
+            self.bias = ms.Parameter(ms.Tensor(np.array([0.5, -0.25], np.float32) + offset), name="b")
+            self.steps = ms.Parameter(ms.Tensor(np.array([7 + int(offset)], np.int32)), name="steps",
+                                      requires_grad=False)
+
+    rank0, rank1 = Net(0.0), Net(100.0)
+    root_values = {p.name: p.asnumpy().copy() for p in rank0.get_parameters()}
+    collectives = []
+
+    def fake_float_all_reduce(local):
+        # rank 0 contributes its packed values; this (rank 1) process contributes zeros.
+        assert not local.any()
+        collectives.append(local.size)
+        packed = np.concatenate([root_values[n].ravel() for n in ("w", "b")]).astype(np.float32)
+        start = sum(collectives[:-1])
+        return packed[start:start + local.size]
+
+    monkeypatch.setattr(dist, "is_distributed", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(dist, "_all_reduce_sum_float", fake_float_all_reduce)
+    monkeypatch.setattr(dist, "all_reduce_counts", lambda values: np.asarray(values) + root_values["steps"])
+    monkeypatch.setattr(dist, "_BROADCAST_CHUNK_ELEMENTS", 6)  # forces w and b into separate collectives
+    assert dist.broadcast_from_rank0(rank1) == 3
+    assert collectives == [6, 2]
+    for param in rank1.get_parameters():
+        np.testing.assert_array_equal(param.asnumpy(), root_values[param.name])
+        assert param.asnumpy().dtype == root_values[param.name].dtype
+
+
+def test_broadcast_from_rank0_is_a_no_op_on_one_device():
+    from mindspore import nn
+    assert dist.broadcast_from_rank0(nn.Dense(2, 2)) == 0

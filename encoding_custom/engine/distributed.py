@@ -12,6 +12,7 @@ One training script runs unchanged on 1 or N devices:
   permutation of :func:`encoding_custom.engine.data.epoch_indices`; validation shards cover every item exactly once.
 * :func:`all_reduce_metric` sums a ``SegmentationMetric``'s pixel counts over ranks exactly, so sharded validation
   gives the figures of a single-device evaluation.
+* :func:`broadcast_from_rank0` makes the starting weights identical on every rank.
 * :func:`rank_zero_only` guards code that writes files or prints.
 
 Facts measured here (mindspore 2.0.0, CPU, mccl) that shape this module:
@@ -376,6 +377,67 @@ def all_reduce_metric(metric, attributes: Sequence[str] = METRIC_COUNT_ATTRIBUTE
         else:
             setattr(metric, name, chunk.reshape(np.shape(original)).astype(np.asarray(original).dtype))
     return metric
+
+
+_BROADCAST_CHUNK_ELEMENTS = 16 * 1024 * 1024  # 64 MiB of float32 per collective
+
+
+def broadcast_from_rank0(network) -> int:
+    """Give every rank rank 0's parameter values (all Parameters, trainable or not, e.g. BN running statistics).
+
+    Data parallelism needs identical starting weights; seeding every rank alike usually gives them, this makes it
+    certain (random inits, weights loaded from a file present on rank 0 only...). Implemented as an all-reduce of
+    "rank 0's value, zeros elsewhere" (exact: ``x + 0 = x``), which every backend supports, in chunks of 64 MiB.
+    A no-op on a single device. A collective: call it on every rank, with the same network structure.
+
+    Args:
+        network: Cell / msadapter Module whose parameters are overwritten in place.
+
+    Returns:
+        number of parameters broadcast (0 on a single device).
+
+    Raises:
+        ValueError: an integer parameter holds negative values (integers go through :func:`all_reduce_counts`).
+    """
+    if not is_distributed():
+        return 0
+    import mindspore as ms
+    is_root = get_rank() == 0
+    params = list(network.get_parameters())
+    floats = [p for p in params if np.issubdtype(p.asnumpy().dtype, np.floating)]
+    integers = [p for p in params if not np.issubdtype(p.asnumpy().dtype, np.floating)]
+    # Pack float parameters into large float32 buffers: one collective per chunk instead of one per tensor.
+    chunk: list = []
+    chunk_elements = 0
+
+    def flush():
+        if not chunk:
+            return
+        values = [p.asnumpy().astype(np.float32).ravel() for p in chunk]
+        packed = np.concatenate(values) if is_root else np.zeros(sum(v.size for v in values), np.float32)
+        reduced = _all_reduce_sum_float(packed)
+        offset = 0
+        for param in chunk:
+            size = int(np.prod(param.shape, dtype=np.int64))
+            value = reduced[offset:offset + size].reshape(param.shape).astype(param.asnumpy().dtype)
+            param.set_data(ms.Tensor(value))
+            offset += size
+
+    for param in floats:
+        size = int(np.prod(param.shape, dtype=np.int64))
+        if chunk and chunk_elements + size > _BROADCAST_CHUNK_ELEMENTS:
+            flush()
+            chunk, chunk_elements = [], 0
+        chunk.append(param)
+        chunk_elements += size
+    flush()
+    for param in integers:
+        value = param.asnumpy()
+        if value.size and value.min() < 0:
+            raise ValueError(f"broadcast_from_rank0: integer parameter {param.name} holds negative values")
+        reduced = all_reduce_counts(value if is_root else np.zeros_like(value))
+        param.set_data(ms.Tensor(reduced.astype(value.dtype)))
+    return len(params)
 
 
 def global_batch_size(per_device_batch_size: int, world_size: Optional[int] = None) -> int:
