@@ -13,9 +13,9 @@ Output of each process goes to its own file in ``--log_dir``: ``scheduler.log`` 
 order). MindSpore assigns ranks by registration order, so the launcher reads the rank each worker announces and
 links ``rank_<r>.log`` to that worker's file. When any process exits with a non-zero status, or is killed, the
 launcher stops all others (SIGTERM, then SIGKILL after ``--grace`` seconds), prints which rank failed with the tail
-of its log, and exits non-zero; a failure while the cluster forms (before every rank is up) restarts the cluster on a
-new port up to ``--start_retries`` times. ``--timeout`` bounds the whole job. Exit status: 0 when every worker succeeded,
-the failing worker's status (128 + signal number when killed by a signal), 124 on timeout, 130 on Ctrl-C.
+of its log, and exits non-zero; a failure while the cluster forms (before every rank is up) restarts the cluster on
+a new port up to ``--start_retries`` times. ``--timeout`` bounds the whole job. Exit status: 0 when every worker
+succeeded, the failing worker's status (128 + signal number when killed by a signal), 124 on timeout, 130 on Ctrl-C.
 """
 import argparse
 import os
