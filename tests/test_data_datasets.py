@@ -214,3 +214,18 @@ def test_synthetic_set_replaces_itself_but_never_touches_real_data(tmp_path):
     with pytest.raises(FileExistsError, match="not a synthetic set"):
         write_synthetic_ade20k(str(real), 2, 1)
     assert (real / "ADEChallengeData2016" / "images" / "training").is_dir()
+
+
+@pytest.mark.slow
+def test_full_size_pipeline_with_workers(tmp_path):
+    """ADE20K-sized images, 480 crops, base 520: 2 fork workers give the same batches as the main process."""
+    write_synthetic_ade20k(str(tmp_path), 8, 1, seed=0, size=(512, 683))
+    dataset = ADE20KSegmentation(str(tmp_path), "train", seed=0)
+    single = _collect(make_loader(dataset, 4, shuffle=True, workers=0, seed=1), epochs=1)
+    loader = make_loader(dataset, 4, shuffle=True, workers=2, seed=1)
+    multi = _collect(loader, epochs=1)
+    del loader
+    assert single[0][0][0].shape == (4, 3, 480, 480) and single[0][0][1].shape == (4, 480, 480)
+    for (image_a, mask_a), (image_b, mask_b) in zip(single[0], multi[0]):
+        np.testing.assert_array_equal(image_a, image_b)
+        np.testing.assert_array_equal(mask_a, mask_b)
