@@ -26,6 +26,7 @@ class _FileServer:
         self.files = files
         self.cut_after = {}
         self.range_headers = []
+        self.ignore_range = False
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -41,7 +42,7 @@ class _FileServer:
                 range_header = self.headers.get("Range")
                 server.range_headers.append(range_header)
                 start = 0
-                if range_header:
+                if range_header and not server.ignore_range:
                     start = int(range_header.split("=")[1].split("-")[0])
                     if start >= len(data):
                         self.send_response(416)
@@ -109,6 +110,17 @@ def test_download_retries_a_cut_within_one_call(tmp_path, server, payload):
     server.cut_after["file.zip"] = 50_000
     download(server.url + "/file.zip", target, sha1=sha1, retries=1, timeout=5, progress=False)
     assert server.range_headers[0] is None and server.range_headers[1].startswith("bytes=")
+    assert open(target, "rb").read() == data
+
+
+def test_download_restarts_when_the_server_ignores_range(tmp_path, server, payload):
+    data, sha1 = payload
+    target = str(tmp_path / "file.zip")
+    with open(target + ".part", "wb") as handle:
+        handle.write(b"stale bytes from another file")
+    server.ignore_range = True
+    download(server.url + "/file.zip", target, sha1=sha1, timeout=5, progress=False)
+    assert server.range_headers == ["bytes=29-"]  # asked to resume, got the whole file (200) and started over
     assert open(target, "rb").read() == data
 
 
