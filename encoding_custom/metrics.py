@@ -101,6 +101,9 @@ class SegmentationMetric:
     def update(self, pred, target):
         """Add one batch.
 
+        Note the argument order: predictions first (PyTorch-Encoding's own ``update(labels, preds)`` is the
+        reverse). Negative predicted labels are rejected, which catches swapped arguments.
+
         Args:
             pred: predicted labels with the target's shape, or scores (B, C, H, W) (argmax over C is taken), as
                 numpy or MindSpore/msadapter tensors; or a list of such (e.g. testval images of different sizes).
@@ -115,6 +118,9 @@ class SegmentationMetric:
             return
         target = _to_numpy(target).astype(np.int64)
         labels = _as_labels(pred, target)
+        if labels.size and labels.min() < 0:
+            raise ValueError("SegmentationMetric.update: negative predicted labels; the order is update(pred, "
+                             "target) with -1 (ignore) only in the target")
         correct, labelled = pixel_accuracy_counts(labels, target)
         inter, union = intersection_union_counts(labels, target, self.nclass)
         self.total_correct += correct

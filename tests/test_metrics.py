@@ -106,6 +106,8 @@ def test_accumulates_over_batches_resets_and_accepts_lists():
     assert metric.get_all()[:2] == (0, 0) and metric.total_union.sum() == 0
     with pytest.raises(ValueError, match="shape"):
         metric.update(np.zeros((2, 3)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="update\\(pred, target\\)"):
+        metric.update(np.array([[-1, 0]]), np.array([[1, 1]]))  # swapped arguments
 
 
 def test_accepts_mindspore_tensors():
