@@ -5,8 +5,9 @@ of one variant never leak into another. Writes a JSON object to ``--out``:
 ``{"variant", "status": "ok" | "error" | "missing", "mode", "device_target", "warmup", "repeats", "params",
 "result" (the case's dict), "error" (message), "traceback", "threads" (OS threads at the end),
 "runtime_num_threads" (MindSpore's CPU kernel pool), "self_peak_rss_mib" (ru_maxrss of this process),
-"self_vm_hwm_mib" (VmHWM at the end), "setup_peak_rss_mib" (peak before the first timed call: imports,
-build, data generation), "timed_peak_rss_mib" (peak during warm-up and repetitions), "wall_s"}``.
+"self_vm_hwm_mib" (VmHWM at the end), "setup_peak_rss_mib" (peak before the first warm-up call: imports,
+build, data generation), "warmup_peak_rss_mib" (peak during the warm-up calls, incl. GRAPH_MODE compilation),
+"timed_peak_rss_mib" (peak during the timed repetitions), "wall_s"}``.
 Exit status: 0 ok, 1 error, 3 a package under test is missing (not landed yet / not importable).
 """
 import argparse

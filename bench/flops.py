@@ -167,3 +167,23 @@ def lseg_forward_flops(cfg: LSegFlopConfig) -> Dict[str, int]:
     out["image_total"] = sum(v for k, v in out.items() if k != "text_encoder")
     out["total"] = out["image_total"] + out["text_encoder"]
     return out
+
+
+def format_breakdown(cfg: LSegFlopConfig) -> str:
+    """Args: cfg. Returns: a Markdown table of :func:`lseg_forward_flops` in GFLOP with each stage's share."""
+    counts = lseg_forward_flops(cfg)
+    lines = ["| stage | GFLOP | share of total |", "|---|---|---|"]
+    for name, value in counts.items():
+        if name in ("image_total", "total"):
+            continue
+        lines.append(f"| {name} | {value / 1e9:.2f} | {100.0 * value / counts['total']:.1f}% |")
+    lines.append(f"| image side (all but text) | {counts['image_total'] / 1e9:.2f} | "
+                 f"{100.0 * counts['image_total'] / counts['total']:.1f}% |")
+    lines.append(f"| **total** | **{counts['total'] / 1e9:.2f}** | 100% |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    for title, config in (("clip_vitl16_384 at 480x480, 150 labels, 77-token text context", VITL16_480),
+                          ("clip_vitb32_384 at 480x480, 150 labels, 77-token text context", VITB32_480)):
+        print(f"### {title}\n\n{format_breakdown(config)}\n")

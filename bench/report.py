@@ -85,10 +85,11 @@ def table_rows(report: Dict[str, object]) -> List[List[str]]:
 
     Returns:
         list of rows: variant, mode, median s, min-max s, IQR s, n, first call s (warm-up; includes GRAPH_MODE
-        compilation), peak RSS MiB of the whole process, peak RSS MiB during the timed calls, throughput, status.
+        compilation), peak RSS MiB of the whole process (incl. build), during the warm-up calls, during the timed
+        calls, throughput, status.
     """
     rows = [["variant", "mode", "median s", "min-max s", "IQR s", "n", "1st call s", "peak RSS MiB",
-             "timed RSS MiB", "throughput", "status"]]
+             "warm-up RSS MiB", "timed RSS MiB", "throughput", "status"]]
     for record in report["variants"]:
         timing = (record.get("result") or {}).get("timing") or {}
         warm = timing.get("warmup_s") or []
@@ -98,10 +99,10 @@ def table_rows(report: Dict[str, object]) -> List[List[str]]:
                      f"{warm[0]:.2f}" if warm else "-"]
         else:
             cells = ["-", "-", "-", "0", "-"]
-        rss, timed_rss = record.get("peak_rss_mib"), record.get("timed_peak_rss_mib")
-        rows.append([record["variant"], record.get("mode") or "-", *cells,
-                     f"{rss:.0f}" if rss is not None else "-", f"{timed_rss:.0f}" if timed_rss is not None else "-",
-                     _throughput(record), record.get("status", "?")])
+        rss_cells = [f"{record[key]:.0f}" if record.get(key) is not None else "-"
+                     for key in ("peak_rss_mib", "warmup_peak_rss_mib", "timed_peak_rss_mib")]
+        rows.append([record["variant"], record.get("mode") or "-", *cells, *rss_cells, _throughput(record),
+                     record.get("status", "?")])
     return rows
 
 

@@ -25,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from bench.cases import VARIANTS, Variant, select_variants  # noqa: E402
+from bench.cases import RUN_ORDER, VARIANTS, Variant, select_variants  # noqa: E402
 from bench.machine import machine_facts  # noqa: E402
 from bench.report import evaluate_targets, format_table  # noqa: E402
 
@@ -110,12 +110,16 @@ def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, lo
                   "device_target": device_target, "quick": quick, "params": variant.params(quick),
                   "status": "crashed", "result": None,
                   "error": f"child exited with status {proc.returncode} without writing {out_json}"}
+        if proc.returncode == -signal.SIGKILL and not timed_out:
+            record["error"] += (f"; killed by SIGKILL from outside the benchmark, most likely the kernel's OOM killer "
+                                f"(peak RSS {usage.ru_maxrss / 2**20:.1f} GiB; see `dmesg`)")
     if timed_out:
         record["status"] = "timeout"
         record["error"] = f"killed after {limit:.0f} s (timeout_s of {variant.name})"
     # The child resets its VmHWM after set-up (to measure the timed phase alone), which also lowers ru_maxrss:
     # the process peak is the larger of wait4's figure and the set-up peak the child recorded before the reset.
-    peak = max(usage.ru_maxrss / 1024.0, record.get("setup_peak_rss_mib") or 0.0)
+    peak = max(usage.ru_maxrss / 1024.0, record.get("setup_peak_rss_mib") or 0.0,
+               record.get("warmup_peak_rss_mib") or 0.0)
     record.update({"returncode": proc.returncode, "peak_rss_mib": peak,
                    "process_wall_s": wall, "loadavg_before": loadavg_before, "log": log_path})
     if record["status"] != "ok":
@@ -136,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=None, help="override every variant's repetition count")
     parser.add_argument("--timeout_scale", type=float, default=1.0,
                         help="multiply every variant's time limit (slow machines)")
+    parser.add_argument("--budget_min", type=float, default=None,
+                        help="wall-clock budget of the whole run in minutes: no variant starts after it is used up "
+                             "(reported as skipped) and each variant's limit is cut to what remains")
     parser.add_argument("--markdown", default=None, help="also write the result table as Markdown to this file")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
     return parser
@@ -166,10 +173,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     print(f"bench: {len(variants)} variant(s), {'quick' if args.quick else 'full'}, device {args.device_target}; "
           f"JSON -> {out_path}", flush=True)
-    for variant in variants:
+    registry_order = [v.name for v in variants]
+    run_order = sorted(variants, key=lambda v: RUN_ORDER.index(v.name) if v.name in RUN_ORDER else len(RUN_ORDER))
+    run_start = time.perf_counter()
+    for variant in run_order:
         limit = float(variant.params(args.quick).get("timeout_s", 600)) * args.timeout_scale
-        log_path = os.path.join(log_dir, variant.name.replace("/", "_") + ".log")
         print(f"  {variant.name:34s} ...", end=" ", flush=True)
+        if args.budget_min is not None:
+            remaining = args.budget_min * 60.0 - (time.perf_counter() - run_start)
+            if remaining < 30.0:
+                record = {"variant": variant.name, "case": variant.case, "title": variant.title,
+                          "mode": variant.mode, "status": "skipped", "result": None, "process_wall_s": 0.0,
+                          "error": f"--budget_min {args.budget_min:g} used up before it could start"}
+                report["variants"].append(record)
+                print("skipped (budget used up)", flush=True)
+                continue
+            limit = min(limit, remaining)
+        log_path = os.path.join(log_dir, variant.name.replace("/", "_") + ".log")
         record = run_variant_subprocess(variant, args.quick, args.device_target, log_path, args.warmup,
                                         args.repeats, limit)
         report["variants"].append(record)
@@ -178,6 +198,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{record['status']} ({record['process_wall_s']:.0f} s; {summary})", flush=True)
         _write_json(out_path, report)  # after each variant, so an interrupted run keeps what it measured
 
+    report["variants"].sort(key=lambda r: registry_order.index(r["variant"]))
     report["finished_utc"] = _utc_now()
     report["loadavg_end"] = list(os.getloadavg())
     report["targets"] = evaluate_targets(report["variants"]) if not args.quick else []

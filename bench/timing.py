@@ -6,9 +6,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from bench.machine import process_peak_rss_mib, reset_peak_rss
 
-# Peak RSS of this process split at the first call of measure(): "setup" (imports, building the network, data
-# generation) and "timed" (warm-up + repetitions). Filled by measure(), read by bench.case.
-PEAK_RSS_PHASES: Dict[str, Optional[float]] = {"setup_peak_rss_mib": None, "timed_peak_rss_mib": None}
+# Peak RSS of this process in three phases: "setup" (before the first measure(): imports, building the network,
+# data generation), "warmup" (the untimed calls, which include GRAPH_MODE compilation) and "timed" (the
+# repetitions). Filled by measure(), read by bench.case.
+PEAK_RSS_PHASES: Dict[str, Optional[float]] = {"setup_peak_rss_mib": None, "warmup_peak_rss_mib": None,
+                                                "timed_peak_rss_mib": None}
 
 
 def summarize(samples_s: Sequence[float]) -> Dict[str, float]:
@@ -62,8 +64,9 @@ def measure(run_once: Callable[[], object], warmup: int, repeats: int) -> Dict[s
     Returns:
         :func:`summarize` of the timed calls plus ``samples_s`` (list of floats) and ``warmup_s`` (list of floats).
 
-    Side effect: the first call in a process records the peak RSS so far as the setup peak and resets the
-    kernel's peak counter (VmHWM), so that ``PEAK_RSS_PHASES["timed_peak_rss_mib"]`` is the peak of the timed work.
+    Side effect: the first call in a process records the peak RSS so far as the set-up peak and resets the
+    kernel's peak counter (VmHWM); the warm-up and the timed calls are then recorded (and reset) separately in
+    :data:`PEAK_RSS_PHASES` (the maximum over all calls of ``measure`` in the process).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -75,15 +78,23 @@ def measure(run_once: Callable[[], object], warmup: int, repeats: int) -> Dict[s
         start = time.perf_counter()
         run_once()
         warmup_times.append(time.perf_counter() - start)
+    if warmup > 0:
+        _record_peak("warmup_peak_rss_mib")
+        reset_peak_rss()
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
         run_once()
         samples.append(time.perf_counter() - start)
-    peak = process_peak_rss_mib()
-    if peak is not None:
-        PEAK_RSS_PHASES["timed_peak_rss_mib"] = max(peak, PEAK_RSS_PHASES["timed_peak_rss_mib"] or 0.0)
+    _record_peak("timed_peak_rss_mib")
     result: Dict[str, object] = dict(summarize(samples))
     result["samples_s"] = samples
     result["warmup_s"] = warmup_times
     return result
+
+
+def _record_peak(phase: str) -> None:
+    """Fold the current VmHWM into ``PEAK_RSS_PHASES[phase]`` (maximum over calls)."""
+    peak = process_peak_rss_mib()
+    if peak is not None:
+        PEAK_RSS_PHASES[phase] = max(peak, PEAK_RSS_PHASES[phase] or 0.0)

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from bench import flops, report, run, timing
-from bench.cases import SELFTEST_VARIANTS, VARIANTS, select_variants
+from bench.cases import RUN_ORDER, SELFTEST_VARIANTS, VARIANTS, select_variants
 
 
 def test_summarize_quartiles_and_spread():
@@ -75,13 +75,14 @@ def test_select_variants_by_case_prefix_glob_and_unknown():
                                                                       "forward/graph/cached"]
     assert {v.case for v in select_variants(None)} == {"matmul", "forward", "train", "data", "eval", "text"}
     assert all(v.name.endswith("/cached") for v in select_variants(["*/cached"]))
-    assert len(select_variants(["text"])) == 3
+    assert len(select_variants(["text"])) == 4
     with pytest.raises(ValueError, match="nope"):
         select_variants(["nope"])
     assert not set(SELFTEST_VARIANTS) & {v.name for v in select_variants(None)}
 
 
 def test_every_variant_has_quick_and_full_limits():
+    assert sorted(RUN_ORDER) == sorted(VARIANTS) and len(set(RUN_ORDER)) == len(RUN_ORDER)
     for variant in VARIANTS.values():
         for quick in (True, False):
             params = variant.params(quick)
@@ -161,3 +162,13 @@ def test_targets_are_evaluated_against_the_issue_limits():
     assert got[("data/workers2", "img/s", "case 3")]["met"]
     assert not got[("data/workers0", "img/s", "case 3")]["met"]
     assert got[("data/workers0", "img/s", "case 3")]["limit"] == pytest.approx(0.5)
+
+
+def test_budget_skips_variants_and_table_keeps_registry_order(tmp_path):
+    out = tmp_path / "b.json"
+    code = run.main(["--cases", "selftest/ok", "selftest/fail", "--out", str(out), "--budget_min", "0.1"])
+    assert code == 1  # nothing may start with 6 s of budget (< 30 s left): both reported as skipped
+    data = json.loads(out.read_text())
+    assert [(v["variant"], v["status"]) for v in data["variants"]] == [("selftest/ok", "skipped"),
+                                                                         ("selftest/fail", "skipped")]
+    assert "budget" in data["variants"][0]["error"]
