@@ -55,7 +55,31 @@ def _jsonable(value):
     return value
 
 
-def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats=None) -> dict:
+def parse_overrides(items) -> dict:
+    """Parse ``KEY=VALUE`` strings (VALUE as JSON, else a plain string) into a dict.
+
+    Args:
+        items: iterable of strings such as ``backbone=clip_vitb32_384`` or ``image_hw=[320,480]``.
+
+    Returns:
+        dict KEY -> value.
+
+    Raises:
+        ValueError: naming the item without ``=``.
+    """
+    out = {}
+    for item in items or ():
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. backbone=clip_vitb32_384")
+        key, text = item.split("=", 1)
+        try:
+            out[key] = json.loads(text)
+        except ValueError:
+            out[key] = text
+    return out
+
+
+def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats=None, overrides=None) -> dict:
     """Run one variant here and return its record (see module docstring).
 
     Args:
@@ -64,12 +88,15 @@ def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats
         device_target: MindSpore device target.
         warmup: override of the variant's warm-up count (None: the variant's own).
         repeats: override of the variant's repetition count (None: the variant's own).
+        overrides: dict of parameter overrides (``--set``), e.g. ``{"backbone": "clip_vitb32_384"}``.
 
     Returns:
         the record dict.
     """
     variant = get_variant(name)
     params = variant.params(quick)
+    unknown = sorted(set(overrides or {}) - set(params))
+    params.update({k: v for k, v in (overrides or {}).items() if k in params})
     warmup = int(params.pop("warmup", 1)) if warmup is None else int(warmup)
     repeats = int(params.pop("repeats", 3)) if repeats is None else int(repeats)
     params.pop("warmup", None)
@@ -81,6 +108,9 @@ def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats
     start = time.perf_counter()
     workdir = make_workdir()
     try:
+        if unknown:
+            raise ValueError(f"--set {', '.join(unknown)}: not a parameter of {name} "
+                             f"(it has {', '.join(sorted(params))})")
         if variant.mode is not None:
             import mindspore as ms
 
@@ -117,8 +147,11 @@ def main(argv=None) -> int:
     parser.add_argument("--device_target", default="CPU", choices=("CPU", "GPU", "Ascend"))
     parser.add_argument("--warmup", type=int, default=None, help="override the variant's warm-up count")
     parser.add_argument("--repeats", type=int, default=None, help="override the variant's repetition count")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a parameter of the variant (VALUE parsed as JSON), repeatable")
     args = parser.parse_args(argv)
-    record = run_variant(args.name, args.quick, args.device_target, args.warmup, args.repeats)
+    record = run_variant(args.name, args.quick, args.device_target, args.warmup, args.repeats,
+                         parse_overrides(args.set))
     with open(args.out, "w", encoding="utf-8") as handle:
         json.dump(record, handle, indent=1)
     if record["status"] != "ok":

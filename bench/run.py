@@ -47,7 +47,8 @@ def _tail(path: str, lines: int = 40) -> str:
 
 def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, log_path: str,
                            warmup: Optional[int] = None, repeats: Optional[int] = None,
-                           timeout_s: Optional[float] = None) -> Dict[str, object]:
+                           timeout_s: Optional[float] = None, overrides: Optional[List[str]] = None
+                           ) -> Dict[str, object]:
     """Run ``python -m bench.case`` for one variant in a new process (own session) and collect its record.
 
     Args:
@@ -59,6 +60,7 @@ def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, lo
         repeats: repetition override or None.
         timeout_s: wall-clock limit (None: the variant's ``timeout_s``); the child's whole process group is
             killed when it is exceeded.
+        overrides: ``KEY=VALUE`` parameter overrides passed on as ``--set``.
 
     Returns:
         the child's record (see :mod:`bench.case`) plus ``returncode``, ``peak_rss_mib`` (of the child process
@@ -76,6 +78,8 @@ def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, lo
         cmd += ["--warmup", str(warmup)]
     if repeats is not None:
         cmd += ["--repeats", str(repeats)]
+    for item in overrides or ():
+        cmd += ["--set", item]
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     loadavg_before = list(os.getloadavg())
@@ -143,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget_min", type=float, default=None,
                         help="wall-clock budget of the whole run in minutes: no variant starts after it is used up "
                              "(reported as skipped) and each variant's limit is cut to what remains")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a parameter of every selected variant (VALUE parsed as JSON), e.g. "
+                             "--set backbone=clip_vitb32_384 --set 'image_hw=[320,480]'; repeatable")
     parser.add_argument("--markdown", default=None, help="also write the result table as Markdown to this file")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
     return parser
@@ -191,7 +198,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             limit = min(limit, remaining)
         log_path = os.path.join(log_dir, variant.name.replace("/", "_") + ".log")
         record = run_variant_subprocess(variant, args.quick, args.device_target, log_path, args.warmup,
-                                        args.repeats, limit)
+                                        args.repeats, limit, args.set)
         report["variants"].append(record)
         timing = (record.get("result") or {}).get("timing") or {}
         summary = f"median {timing['median_s']:.3f} s" if timing else record.get("error")

@@ -172,3 +172,13 @@ def test_budget_skips_variants_and_table_keeps_registry_order(tmp_path):
     assert [(v["variant"], v["status"]) for v in data["variants"]] == [("selftest/ok", "skipped"),
                                                                          ("selftest/fail", "skipped")]
     assert "budget" in data["variants"][0]["error"]
+
+
+def test_set_overrides_reach_the_variant_and_unknown_keys_fail(tmp_path):
+    ok = run.run_variant_subprocess(SELFTEST_VARIANTS["selftest/ok"], True, "CPU", str(tmp_path / "o.log"),
+                                    overrides=["sleep_s=0.05", "timed_mib=8"])
+    assert ok["status"] == "ok" and ok["params"]["sleep_s"] == 0.05
+    assert ok["result"]["timing"]["min_s"] >= 0.05
+    bad = run.run_variant_subprocess(SELFTEST_VARIANTS["selftest/ok"], True, "CPU", str(tmp_path / "b.log"),
+                                     overrides=["no_such_param=1"])
+    assert bad["status"] == "error" and "no_such_param" in bad["error"] and "selftest/ok" in bad["error"]
