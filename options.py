@@ -27,6 +27,7 @@ PRESETS: Dict[str, Dict[str, object]] = {
         backbone="tiny_vit16",
         text_config="tiny",
         data_path="datasets/synthetic_ade20k",
+        classes="synthetic",
         exp_name="tiny_synthetic",
         device_target="CPU",
         mode="graph",
@@ -115,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--base_size", "--base-size", dest="base_size", type=int, default=520, help="base image size")
     g.add_argument("--crop_size", "--crop-size", dest="crop_size", type=int, default=480, help="crop size")
     g.add_argument("--ignore_index", type=int, default=-1, help="mask value ignored by loss and metrics")
+    g.add_argument("--classes", default="all",
+                   help="label set: 'all' (150 ADE20K classes), 'synthetic' (the classes of a synthetic set) "
+                        "or comma-separated ADE20K class names; other pixels are ignored")
     g.add_argument("--workers", type=int, default=4, help="data loading processes (0 = in the main process)")
 
     g = p.add_argument_group("training")

@@ -4,7 +4,8 @@ Takes an already built network (it never imports ``modules``). Public API:
 
 - :class:`PolyLR`, :func:`poly_lr` — the official poly decay as a MindSpore ``LearningRateSchedule``.
 - :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`read_checkpoint`, :class:`CheckpointManager`.
-- :class:`Trainer`, :class:`TrainConfig`, :class:`NonFiniteLossError`, :func:`build_optimizer`.
+- :class:`Trainer`, :class:`TrainConfig`, :class:`NonFiniteLossError`, :func:`build_optimizer`,
+  :func:`evaluate`, :func:`network_predictor` (the validation used in training and by test.py).
 - :func:`refresh_parameters` — works around stale graph-mode parameter read-back of msadapter modules.
 - :func:`get_rank`, :func:`get_world_size`, :func:`is_main_process`, :func:`epoch_indices`.
 - :func:`plot_curves`.
@@ -16,4 +17,5 @@ from .distributed import get_rank, get_world_size, is_main_process  # noqa: F401
 from .lr import PolyLR, poly_lr  # noqa: F401
 from .params import refresh_parameters  # noqa: F401
 from .plotting import plot_curves  # noqa: F401
-from .trainer import NonFiniteLossError, TrainConfig, Trainer, build_optimizer  # noqa: F401
+from .trainer import (NonFiniteLossError, TrainConfig, Trainer, build_optimizer, evaluate,  # noqa: F401
+                      network_predictor)

@@ -314,17 +314,11 @@ class Trainer:
         """
         if self.val_set is None:
             return {}
-        from ..metrics import SegmentationMetric
-
-        metric = SegmentationMetric(self.nclass)
-        loader = BatchLoader(self.val_set, self.config.val_batch_size, shuffle=False, drop_last=False,
-                             max_items=self.config.max_val_images, workers=self.config.workers)
         self.network.set_train(False)
         try:
-            for images, masks in loader.iterate(0):
-                logits = self.network(ms.Tensor(images))
-                pred = np.argmax(_to_numpy(logits), axis=1)
-                metric.update(pred, masks)
+            metric = evaluate(network_predictor(self.network), self.val_set, self.nclass,
+                              batch_size=self.config.val_batch_size, max_items=self.config.max_val_images,
+                              workers=self.config.workers)
         finally:
             self.network.set_train(True)
         pix_acc, miou = metric.get()
@@ -413,6 +407,44 @@ class Trainer:
                    "Last good checkpoint: %s" % (loss, epoch + 1, index, self.global_step, last))
         self._append("metrics.jsonl", {"epoch": epoch + 1, "event": "stopped", "reason": message})
         raise NonFiniteLossError(message)
+
+
+def network_predictor(network) -> Callable[[np.ndarray], np.ndarray]:
+    """``images float32 (B,3,H,W) numpy → labels int64 (B,H,W)``: argmax of ``network(images)`` (single scale)."""
+    def predict(images: np.ndarray) -> np.ndarray:
+        return np.argmax(_to_numpy(network(ms.Tensor(images))), axis=1)
+    return predict
+
+
+def evaluate(predict_labels: Callable[[np.ndarray], np.ndarray], dataset, nclass: int, batch_size: int = 1,
+             max_items: Optional[int] = None, workers: int = 0, progress: bool = False, desc: str = "eval"):
+    """Accumulate pixAcc/mIoU of ``predict_labels`` over a dataset in order (the training validation and
+    ``test.py --eval`` both use this, so their figures agree).
+
+    Args:
+        predict_labels: ``images (B,3,H,W) float32 → labels (B,H,W)``.
+        dataset: ``→ (image (3,H,W), mask (H,W))``; images of different sizes need ``batch_size=1``.
+        nclass: number of classes.
+        batch_size, max_items, workers: see :class:`BatchLoader`.
+        progress: show a tqdm bar with the running pixAcc/mIoU.
+        desc: bar title.
+
+    Returns:
+        the filled ``encoding_custom.metrics.SegmentationMetric``.
+    """
+    from tqdm import tqdm
+    from ..metrics import SegmentationMetric
+
+    metric = SegmentationMetric(nclass)
+    loader = BatchLoader(dataset, batch_size, shuffle=False, drop_last=False, max_items=max_items, workers=workers)
+    bar = tqdm(total=loader.num_batches(), desc=desc, disable=not progress, dynamic_ncols=True)
+    for images, masks in loader.iterate(0):
+        metric.update(predict_labels(images), masks)
+        pix_acc, miou = metric.get()
+        bar.set_postfix(pixAcc="%.4f" % pix_acc, mIoU="%.4f" % miou)
+        bar.update(1)
+    bar.close()
+    return metric
 
 
 def _to_numpy(tensor) -> np.ndarray:
