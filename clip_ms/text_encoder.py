@@ -286,7 +286,9 @@ class CLIPTextEncoder(nn.Cell):
 
         Same features as calling the cell on the full ``(N, 77)`` ids (see :func:`trim_token_ids`), computed on the
         shortest prefix that holds every end-of-text token. In GRAPH_MODE each distinct trimmed length compiles
-        once.
+        once. Prefer this over calling the cell on full-length ids in GRAPH_MODE: MindSpore's CPU graph runtime
+        keeps every intermediate, about 80 MB per 77-token label for the ViT-B/32 tower (150 labels: ~14 GB), against
+        ~1.7 GB in total for the 150 trimmed ADE20K labels.
 
         Args:
             token_ids: int array or Tensor (N, L).
@@ -296,6 +298,10 @@ class CLIPTextEncoder(nn.Cell):
         """
         if isinstance(token_ids, Tensor):
             token_ids = token_ids.asnumpy()
+        token_ids = np.asarray(token_ids)
+        if token_ids.ndim != 2 or token_ids.shape[1] > self.cfg.context_length:
+            raise ValueError("token_ids must be (N, L) with L <= context_length %d, got shape %s"
+                             % (self.cfg.context_length, token_ids.shape))
         return self(Tensor(trim_token_ids(token_ids)))
 
     def construct(self, token_ids):

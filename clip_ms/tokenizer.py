@@ -90,6 +90,16 @@ class SimpleTokenizer:
         self._cache = {SOT_TEXT: SOT_TEXT, EOT_TEXT: EOT_TEXT}
         self._lock = threading.Lock()
 
+    def __getstate__(self):
+        # Picklable for spawned DataLoader workers: the lock is per process.
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def bpe(self, word):
         """Apply the merges to one pre-split word (already mapped to byte symbols).
 

@@ -92,6 +92,14 @@ def test_trimmed_encoding_matches_full(tiny_encoder, tiny_fixture):
     assert max_relative_error(tiny_encoder.encode_text(short).asnumpy(), expected[[1, 2, 3]]) < 1e-5
 
 
+def test_trim_and_encode_text_input_checks(tiny_encoder):
+    with pytest.raises(ValueError, match="non-empty"):
+        trim_token_ids(np.zeros((0, 77), np.int32))
+    with pytest.raises(ValueError, match="context_length 77"):
+        tiny_encoder.encode_text(np.zeros((2, 78), np.int32))
+    assert trim_token_ids(make_ids([[5, 6]])).shape == (1, 4)
+
+
 def test_causal_mask_later_tokens_never_change_earlier_positions():
     encoder = CLIPTextEncoder("tiny")
     rng = np.random.RandomState(0)

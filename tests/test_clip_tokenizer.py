@@ -113,6 +113,15 @@ def test_150_labels_are_fast_and_cached():
     assert "wall" in tokenizer._cache  # word BPE cache filled
 
 
+def test_tokenizer_pickles_for_worker_processes():
+    import pickle
+
+    tokenizer = SimpleTokenizer()
+    tokenizer.tokenize(["wall", "sky"])
+    clone = pickle.loads(pickle.dumps(tokenizer))
+    np.testing.assert_array_equal(clone.tokenize(["a photo of a wall"]), tokenizer.tokenize(["a photo of a wall"]))
+
+
 def test_bad_vocab_file(tmp_path):
     bad = tmp_path / "vocab.txt.gz"
     bad.write_bytes(b"not gzip")
