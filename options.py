@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--exp_name", default="lseg", help="experiment name: checkpoints/<exp_name>/")
     g.add_argument("--checkpoint_dir", default="checkpoints", help="parent folder of experiment folders")
     g.add_argument("--keep_last", type=int, default=3, help="how many epoch checkpoints to keep (plus best)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an experiment folder that already holds a run (deletes its checkpoints)")
     g.add_argument("--resume", nargs="?", const="last", default=None,
                    help="continue a run: a .ckpt path, or no value for checkpoints/<exp_name>/last.ckpt")
     g.add_argument("--max_train_images", type=int, default=None, help="use only the first N training images")

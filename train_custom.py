@@ -262,7 +262,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                          amp_level=args.amp_level, exp_dir=exp_dir, keep_last=args.keep_last, seed=args.seed,
                          workers=args.workers, max_train_images=args.max_train_images,
                          max_val_images=args.max_val_images, val_batch_size=args.batch_size,
-                         options=options_record(args))
+                         options=options_record(args), overwrite=args.overwrite)
     train_set = make_dataset(args, "train", "train", class_indices)
     val_set = make_dataset(args, "val", "val", class_indices)
     trainer = Trainer(net, SegmentationLoss(ignore_index=args.ignore_index), train_set, config,
@@ -284,6 +284,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except NonFiniteLossError as err:
         print("train_custom.py: %s" % err, file=sys.stderr)
         return 3
+    except FileExistsError as err:
+        print("train_custom.py: error: %s" % err, file=sys.stderr)
+        return 2
     if main_process and history:
         last = history[-1]
         print("done: epoch %d, pixAcc %.4f, mIoU %.4f (best %.4f). Checkpoints, metrics.jsonl and curves.png in %s"

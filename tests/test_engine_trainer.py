@@ -124,3 +124,14 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path)
 def test_too_little_data_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="accumulate_grad_batches=4"):
         _trainer(tmp_path / "small", n_train=8, batch=4, accumulate=4)
+
+
+def test_fresh_run_refuses_an_existing_run_unless_overwrite(tmp_path):
+    first = _trainer(tmp_path / "run", epochs=1, n_train=8)
+    first.fit()
+    again = _trainer(tmp_path / "run", epochs=1, n_train=8)
+    with pytest.raises(FileExistsError, match="--resume.*--overwrite"):
+        again.fit()
+    again.config.overwrite = True
+    again.fit()
+    assert [m["epoch"] for m in _read(str(tmp_path / "run" / "metrics.jsonl"))] == [1]

@@ -49,6 +49,7 @@ class TrainConfig:
         val_batch_size: images per validation forward.
         progress: show tqdm bars (rank 0 only).
         options: JSON-serialisable run options stored in every checkpoint.
+        overwrite: a fresh run may delete an earlier run's checkpoints/logs in ``exp_dir`` (else it refuses).
     """
 
     lr: float
@@ -67,6 +68,7 @@ class TrainConfig:
     val_batch_size: int = 1
     progress: bool = True
     options: Dict = field(default_factory=dict)
+    overwrite: bool = False
 
 
 def build_optimizer(param_groups: Sequence[Tuple[List[ms.Parameter], float]], lr: float, steps_per_epoch: int,
@@ -279,6 +281,21 @@ class Trainer:
                 for record in kept:
                     handle.write(json.dumps(record) + "\n")
 
+    def _start_afresh(self) -> None:
+        """A new run in ``exp_dir``: refuse to mix with an earlier run unless ``config.overwrite``."""
+        earlier = self.checkpoints.epoch_files() + [p for p in (self.checkpoints.last_path,
+                                                                self.checkpoints.best_path) if os.path.isfile(p)]
+        if earlier and not self.config.overwrite:
+            raise FileExistsError(
+                "%s already holds a training run (%s); resume it (--resume), choose another --exp_name, or pass "
+                "--overwrite to delete it" % (self.exp_dir, os.path.basename(earlier[-1])))
+        for path in earlier:
+            os.remove(path)
+        self._truncate_logs(0)
+        for name in ("curves.png",):
+            if os.path.isfile(self._path(name)):
+                os.remove(self._path(name))
+
     def _append(self, name: str, record: Dict) -> None:
         if not self.main:
             return
@@ -341,6 +358,8 @@ class Trainer:
         n_micro = self.steps_per_epoch * accumulate
         if self.main:
             os.makedirs(self.exp_dir, exist_ok=True)
+            if self.start_epoch == 0 and self.global_step == 0:
+                self._start_afresh()
         overflow_run = 0
         for epoch in range(self.start_epoch, cfg.max_epochs):
             started = time.time()
