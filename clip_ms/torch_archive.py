@@ -86,8 +86,9 @@ class TorchArchiveError(ValueError):
 class UnresolvedObject:
     """Inert stand-in for a class named in a pickle that this reader does not resolve.
 
-    It never runs code of the named class: it only records the constructor arguments (``args``) and the pickled
-    state (``state``; a dict state is also copied into the instance attributes).
+    It never runs code of the named class: it only records the constructor arguments (``args``), the pickled
+    state (``state``; a dict state is also copied into the instance attributes), and the items of dict/list
+    subclasses (``dict_items`` / ``list_items``).
     """
 
     qualified_name = "?"
@@ -100,6 +101,20 @@ class UnresolvedObject:
         if isinstance(state, dict):
             self.__dict__.update(state)
         self.state = state
+
+    # Subclasses of dict/list (e.g. Lightning's AttributeDict in hyper_parameters) are pickled as an empty object
+    # followed by item/append opcodes; keep those items instead of failing the whole load.
+    def __setitem__(self, key, value):
+        self.__dict__.setdefault("dict_items", {})[key] = value
+
+    def append(self, value):
+        """Record an item of a pickled list subclass (in ``list_items``)."""
+        self.__dict__.setdefault("list_items", []).append(value)
+
+    def extend(self, values):
+        """Record items of a pickled list subclass (in ``list_items``)."""
+        for value in values:
+            self.append(value)
 
     def __repr__(self):
         return "<unresolved %s>" % self.qualified_name
