@@ -1,0 +1,65 @@
+"""train_custom.sh / test.sh / quickstart.sh: official settings, DEVICE default, "$@" passthrough, --nproc launch.
+
+A fake ``python`` on PATH (with LSEG_SKIP_SETUP=1) records the command line instead of running anything.
+"""
+import os
+import stat
+import subprocess
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(tmp_path, script, args=(), env_extra=None):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "python"
+    fake.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    env = dict(os.environ, LSEG_SKIP_SETUP="1", PATH="%s:%s" % (bin_dir, os.environ["PATH"]))
+    env.pop("DEVICE", None)
+    env.pop("DEVICE_NUM", None)
+    env.update(env_extra or {})
+    res = subprocess.run(["bash", os.path.join(REPO, script)] + list(args), env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.splitlines()
+
+
+def _value(argv, option):
+    return argv[len(argv) - 1 - argv[::-1].index(option) + 1]  # the last occurrence wins, as in argparse
+
+
+def test_train_sh_has_official_settings_default_ascend_and_passthrough(tmp_path):
+    argv = _run(tmp_path, "train_custom.sh", ["--max_epochs", "3", "--data_path", "/data"])
+    assert argv[0] == "train_custom.py"
+    assert _value(argv, "--device_target") == "Ascend"
+    for option, value in (("--batch_size", "1"), ("--accumulate_grad_batches", "2"), ("--base_lr", "0.004"),
+                          ("--weight_decay", "1e-4"), ("--backbone", "clip_vitl16_384"),
+                          ("--exp_name", "lseg_ade20k_l16")):
+        assert _value(argv, option) == value
+    assert _value(argv, "--max_epochs") == "3" and _value(argv, "--data_path") == "/data"
+    assert "--widehead" in argv and "--no-scaleinv" in argv
+
+
+def test_train_sh_device_env_and_nproc_launcher(tmp_path):
+    argv = _run(tmp_path, "train_custom.sh", ["--nproc", "2", "--resume"], {"DEVICE": "CPU"})
+    assert argv[:4] == ["-m", "scripts.launch", "--nproc", "2"]
+    assert "--" in argv and argv[argv.index("--") + 1] == "train_custom.py"
+    assert _value(argv, "--device_target") == "CPU" and argv[-1] == "--resume" and argv.count("--nproc") == 1
+    argv = _run(tmp_path, "train_custom.sh", [], {"DEVICE_NUM": "4", "DEVICE": "GPU"})
+    assert argv[:4] == ["-m", "scripts.launch", "--nproc", "4"] and _value(argv, "--device_target") == "GPU"
+
+
+def test_test_sh_official_multiscale_eval_and_passthrough(tmp_path):
+    argv = _run(tmp_path, "test.sh", ["--weights", "w.ckpt"], {"DEVICE": "CPU"})
+    assert argv[0] == "test.py" and "--eval" in argv and "--flip" in argv
+    assert _value(argv, "--scales") == "official" and _value(argv, "--weights") == "w.ckpt"
+    assert _value(argv, "--device_target") == "CPU"
+
+
+def test_quickstart_runs_data_train_eval_and_image_steps(tmp_path):
+    lines = _run(tmp_path, "quickstart.sh", ["--max_epochs", "1"])
+    text = "\n".join(lines)
+    assert "train_custom.py" in lines and "--preset" in lines and "--max_epochs" in lines
+    assert text.count("test.py") == 2 and "--image" in lines and "--labels" in lines
+    assert "Quick start finished" in text and "eval_log.txt" in text

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Train LSeg ViT-L/16 on ADE20K with the official settings of lang-seg's train.sh, on MindSpore.
+#
+#   bash train_custom.sh                                   # Ascend, one device
+#   DEVICE=GPU bash train_custom.sh --data_path /data      # extra arguments override the defaults below
+#   DEVICE_NUM=8 bash train_custom.sh   (or: bash train_custom.sh --nproc 8)
+#                                      # N data-parallel processes on this machine (scheduler + N workers,
+#                                      # logs per rank in logs/<exp_name>/); see README for mpirun / rank tables
+#   bash train_custom.sh --resume      # continue checkpoints/lseg_ade20k_l16/last.ckpt exactly
+#
+# Environment: DEVICE = Ascend | GPU | CPU (default Ascend), DEVICE_NUM (default 1), plus the set-up variables of
+# scripts/setup_env.sh (PYTHON, LSEG_VENV, LSEG_SKIP_SETUP).
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/setup_env.sh
+lseg_setup
+
+DEVICE="${DEVICE:-Ascend}"
+NPROC="${DEVICE_NUM:-1}"
+passthrough=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --nproc) NPROC="$2"; shift 2 ;;
+        --nproc=*) NPROC="${1#--nproc=}"; shift ;;
+        *) passthrough+=("$1"); shift ;;
+    esac
+done
+
+# The official command line (lang-seg train.sh), plus the MindSpore device.
+official=(--dataset ade20k --data_path ../datasets --batch_size 1 --exp_name lseg_ade20k_l16
+          --base_lr 0.004 --weight_decay 1e-4 --no-scaleinv --max_epochs 240 --widehead
+          --accumulate_grad_batches 2 --backbone clip_vitl16_384 --preset vitl16_ade20k
+          --device_target "$DEVICE")
+
+if [ "$NPROC" -gt 1 ]; then
+    exec "$LSEG_PYTHON" -m scripts.launch --nproc "$NPROC" --log_dir logs/lseg_ade20k_l16 -- \
+        train_custom.py "${official[@]}" ${passthrough[@]+"${passthrough[@]}"}
+fi
+exec "$LSEG_PYTHON" train_custom.py "${official[@]}" ${passthrough[@]+"${passthrough[@]}"}
