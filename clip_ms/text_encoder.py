@@ -252,7 +252,9 @@ class CLIPTextEncoder(nn.Cell):
 
     Inputs:
         token_ids: int32 (or int64) tensor (N, L), L <= ``cfg.context_length``, as made by :func:`clip_ms.tokenize`
-            (start token, BPE ids, end token 49407 - the largest id, whose position is pooled - then zeros).
+            (start token, BPE ids, end token 49407 - the largest id, whose position is pooled - then zeros). A call
+            from Python first drops the columns after the batch's last end token (see :meth:`encode_text`); inside a
+            compiled parent graph the given length runs as is.
 
     Outputs:
         float32 tensor (N, embed_dim): not normalised, gradient-free.
@@ -281,14 +283,34 @@ class CLIPTextEncoder(nn.Cell):
         self.argmax = ops.Argmax(axis=-1, output_type=ms.int32)
         self.matmul = ops.MatMul()
 
-    def encode_text(self, token_ids):
-        """Encode a batch of token ids given as numpy (or a Tensor), trimming unused trailing columns first.
+    def __call__(self, *args, **kwargs):
+        # A call from Python (PyNative anywhere, or the top-level call in GRAPH_MODE) has concrete ids, so the columns
+        # after the batch's last end token - which cannot change the output - are dropped first (trim_token_ids).
+        # Inside a compiled parent graph this method is not used and the full length runs.
+        if len(args) == 1 and not kwargs:
+            args = (self._trim(args[0]),)
+        return super().__call__(*args, **kwargs)
 
-        Same features as calling the cell on the full ``(N, 77)`` ids (see :func:`trim_token_ids`), computed on the
-        shortest prefix that holds every end-of-text token. In GRAPH_MODE each distinct trimmed length compiles
-        once. Prefer this over calling the cell on full-length ids in GRAPH_MODE: MindSpore's CPU graph runtime
-        keeps every intermediate, about 80 MB per 77-token label for the ViT-B/32 tower (150 labels: ~14 GB), against
-        ~1.7 GB in total for the 150 trimmed ADE20K labels.
+    @staticmethod
+    def _trim(token_ids):
+        """``token_ids`` without trailing columns no end token needs; unchanged when it is not a concrete 2-D Tensor."""
+        if not isinstance(token_ids, Tensor) or token_ids.ndim != 2 or token_ids.shape[0] == 0:
+            return token_ids
+        try:
+            host = token_ids.asnumpy()
+        except (RuntimeError, TypeError, ValueError):  # not concrete (e.g. traced): leave it to construct
+            return token_ids
+        trimmed = trim_token_ids(host).astype(host.dtype, copy=False)
+        return token_ids if trimmed.shape[1] == host.shape[1] else Tensor(trimmed)
+
+    def encode_text(self, token_ids):
+        """Encode a batch of token ids given as numpy (or a Tensor); same as calling the cell.
+
+        Calling the cell from Python already trims the columns after the batch's last end-of-text token
+        (:func:`trim_token_ids`; exact, since later positions are masked out for every pooled position). That
+        matters: the 150 ADE20K labels use 5 of 77 columns, and MindSpore's CPU graph runtime keeps every
+        intermediate, about 80 MB per 77-token label for the ViT-B/32 tower (150 full-length labels: ~14 GB, killed
+        here), against ~1.7 GB in total trimmed. In GRAPH_MODE each distinct trimmed length compiles once.
 
         Args:
             token_ids: int array or Tensor (N, L).
@@ -302,7 +324,7 @@ class CLIPTextEncoder(nn.Cell):
         if token_ids.ndim != 2 or token_ids.shape[1] > self.cfg.context_length:
             raise ValueError("token_ids must be (N, L) with L <= context_length %d, got shape %s"
                              % (self.cfg.context_length, token_ids.shape))
-        return self(Tensor(trim_token_ids(token_ids)))
+        return self(Tensor(token_ids.astype(np.int32, copy=False)))
 
     def construct(self, token_ids):
         """token_ids int (N, L) -> float32 (N, embed_dim)."""

@@ -81,6 +81,8 @@ def test_parity_with_open_clip_tiny(tiny_encoder, tiny_fixture):
 def test_parity_in_graph_mode(graph_mode, tiny_encoder, tiny_fixture):
     _, ids, expected = tiny_fixture
     assert max_relative_error(tiny_encoder(Tensor(ids)).asnumpy(), expected) < 1e-5
+    short = [1, 2, 3]  # tokenised strings: the call trims them to a few columns, a second compiled graph
+    assert max_relative_error(tiny_encoder(Tensor(ids[short])).asnumpy(), expected[short]) < 1e-5
 
 
 def test_trimmed_encoding_matches_full(tiny_encoder, tiny_fixture):
@@ -90,6 +92,26 @@ def test_trimmed_encoding_matches_full(tiny_encoder, tiny_fixture):
     assert trimmed.shape[1] == short.argmax(1).max() + 1 < 77
     np.testing.assert_array_equal(trimmed, short[:, : trimmed.shape[1]])
     assert max_relative_error(tiny_encoder.encode_text(short).asnumpy(), expected[[1, 2, 3]]) < 1e-5
+
+
+def test_python_calls_run_only_the_needed_columns(tiny_fixture):
+    seen = []
+
+    class Spy(CLIPTextEncoder):
+        def construct(self, token_ids):
+            seen.append(tuple(token_ids.shape))
+            return super().construct(token_ids)
+
+    encoder = Spy("tiny")
+    load_text_tower(encoder, tiny_fixture[0])
+    ids = make_ids([[320, 1125], [5, 6, 7, 8]])
+    trimmed = encoder(Tensor(ids)).asnumpy()
+    full = encoder.construct(Tensor(ids)).asnumpy()  # bypasses __call__: all 77 columns
+    assert seen == [(2, 6), (2, 77)]
+    np.testing.assert_allclose(trimmed, full, rtol=1e-5, atol=1e-6)
+    all_long = tiny_fixture[1][-8:-7]  # a 77-token row: nothing to trim
+    encoder(Tensor(all_long))
+    assert seen[-1] == (1, 77)
 
 
 def test_trim_and_encode_text_input_checks(tiny_encoder):
@@ -115,10 +137,12 @@ def test_causal_mask_later_tokens_never_change_earlier_positions():
     ids = make_ids([[320, 1125, 539]])
     with_junk = ids.copy()
     with_junk[0, 6:20] = rng.randint(1, SOT, size=14)
-    np.testing.assert_array_equal(encoder(Tensor(with_junk)).asnumpy(), encoder(Tensor(ids)).asnumpy())
+    # construct() directly, so all 77 columns run (a Python call would trim the junk away before the mask sees it).
+    full = encoder.construct(Tensor(ids)).asnumpy()
+    np.testing.assert_array_equal(encoder.construct(Tensor(with_junk)).asnumpy(), full)
     earlier = ids.copy()
     earlier[0, 2] = 999
-    assert np.abs(encoder(Tensor(earlier)).asnumpy() - encoder(Tensor(ids)).asnumpy()).max() > 1e-4
+    assert np.abs(encoder.construct(Tensor(earlier)).asnumpy() - full).max() > 1e-4
 
 
 def test_eot_pooling_takes_the_first_argmax_position(tiny_encoder):
