@@ -79,8 +79,9 @@ class BackboneConfig:
     def __post_init__(self):
         if len(self.hooks) != 4 or len(self.level_widths) != 4 or len(self.level_resample) != 4:
             raise ValueError(f"backbone {self.name!r}: hooks, level_widths and level_resample need 4 entries")
-        if list(self.hooks) != sorted(self.hooks) or self.hooks[-1] >= self.depth or self.hooks[0] < 0:
-            raise ValueError(f"backbone {self.name!r}: hooks {self.hooks} must be increasing and < depth {self.depth}")
+        if any(b <= a for a, b in zip(self.hooks, self.hooks[1:])) or self.hooks[-1] >= self.depth or self.hooks[0] < 0:
+            raise ValueError(f"backbone {self.name!r}: hooks {self.hooks} must be strictly increasing block indices "
+                             f"< depth {self.depth}")
         if self.width % self.heads:
             raise ValueError(f"backbone {self.name!r}: width {self.width} not divisible by heads {self.heads}")
         if self.image_size % self.patch_size:
