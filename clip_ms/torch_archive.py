@@ -375,7 +375,9 @@ def _load_legacy(path, fileobj):
         protocol = pickle.load(fileobj)
         if protocol != LEGACY_PROTOCOL_VERSION:
             raise _fail(path, "legacy torch.save stream with unknown protocol version %r" % (protocol,))
-        pickle.load(fileobj)  # system info (endianness, type sizes): torch wrote little-endian on every platform we read
+        sys_info = pickle.load(fileobj)  # endianness and C type sizes of the writing machine
+        if isinstance(sys_info, dict) and sys_info.get("little_endian") is False:
+            raise _fail(path, "legacy torch.save stream written on a big-endian machine is not supported")
         start = fileobj.tell()
         # Tensors are rebuilt while unpickling but their bytes come after the pickle, so read twice: first to find
         # where the storages start, then again with the storages in hand.
