@@ -5,6 +5,7 @@ or corrupt download is never mistaken for a complete one. Re-running resumes a `
 """
 import errno
 import hashlib
+import http.client
 import os
 import shutil
 import socket
@@ -103,7 +104,7 @@ def download(url: str, target: str, sha1: Optional[str] = None, timeout: float =
                 return _verify_and_finish(part_path, target, sha1)
         except DownloadError:
             raise
-        except (ConnectionError, socket.timeout, urllib.error.URLError, OSError) as error:
+        except (ConnectionError, socket.timeout, urllib.error.URLError, OSError, http.client.HTTPException) as error:
             if isinstance(error, OSError) and error.errno == errno.ENOSPC:
                 raise DownloadError(
                     f"disk full while writing {part_path}; the partial download is kept. Free some space "
