@@ -83,17 +83,19 @@ class TorchArchiveError(ValueError):
     """A checkpoint file cannot be read (or written); the message names the file and what is wrong."""
 
 
-class UnresolvedObject:
+class UnresolvedObject(dict):
     """Inert stand-in for a class named in a pickle that this reader does not resolve.
 
-    It never runs code of the named class: it only records the constructor arguments (``args``), the pickled
-    state (``state``; a dict state is also copied into the instance attributes), and the items of dict/list
-    subclasses (``dict_items`` / ``list_items``).
+    It never runs code of the named class: it only records the constructor arguments (``args``) and the pickled
+    state (``state``; a dict state is also copied into the instance attributes). It is a ``dict`` so that pickled
+    dict subclasses (e.g. Lightning's ``AttributeDict`` in ``hyper_parameters``) keep their items and can be read
+    like the dict they were; items of list subclasses go to ``list_items``.
     """
 
     qualified_name = "?"
 
     def __init__(self, *args, **kwargs):
+        super().__init__()
         self.args = args
         self.kwargs = kwargs
 
@@ -101,11 +103,6 @@ class UnresolvedObject:
         if isinstance(state, dict):
             self.__dict__.update(state)
         self.state = state
-
-    # Subclasses of dict/list (e.g. Lightning's AttributeDict in hyper_parameters) are pickled as an empty object
-    # followed by item/append opcodes; keep those items instead of failing the whole load.
-    def __setitem__(self, key, value):
-        self.__dict__.setdefault("dict_items", {})[key] = value
 
     def append(self, value):
         """Record an item of a pickled list subclass (in ``list_items``)."""
@@ -115,6 +112,11 @@ class UnresolvedObject:
         """Record items of a pickled list subclass (in ``list_items``)."""
         for value in values:
             self.append(value)
+
+    __hash__ = object.__hash__  # usable as a dict key, like most pickled objects
+
+    def __eq__(self, other):
+        return self is other
 
     def __repr__(self):
         return "<unresolved %s>" % self.qualified_name
@@ -193,6 +195,8 @@ def _safe_reconstructor(cls, base, state):
     if isinstance(cls, type) and issubclass(cls, UnresolvedObject):
         obj = cls.__new__(cls)
         obj.args, obj.kwargs = (), {}
+        if base is dict and isinstance(state, dict):  # a dict subclass: the state is its items
+            obj.update(state)
         return obj
     if cls is OrderedDict or cls is dict:
         return cls(state or {})
