@@ -34,7 +34,7 @@ def test_training_writes_checkpoints_logs_and_curves(trained):
     records = _records(exp_dir)
     assert [r["epoch"] for r in records] == [1, 2]
     assert all(np.isfinite(r["train_loss"]) and 0 <= r["mIoU"] <= 1 for r in records)
-    assert records[0]["lrs"] == pytest.approx([0.16 / 16 * 4, 0.16 / 16 * 4 * 10])  # official rule, head 10x
+    assert records[0]["lrs"] == pytest.approx([0.004 / 16 * 4, 0.004 / 16 * 4 * 10])  # official rule, head 10x
     assert {"last.ckpt", "best.ckpt", "epoch_001.ckpt", "epoch_002.ckpt", "curves.png", "steps.jsonl"} <= \
         set(os.listdir(exp_dir))
 
