@@ -192,6 +192,12 @@ def test_cache_follows_text_encoder_weights_changed_by_hand():
     copy_weights(net, fresh)
     np.testing.assert_allclose(after, fresh(x).asnumpy(), atol=1e-5)
     np.testing.assert_allclose(net(x, labels=["dog"]).asnumpy(), fresh(x, labels=["dog"]).asnumpy(), atol=1e-5)
+    # Opting out of the per-call digest leaves explicit invalidation as the only refresh.
+    net.verify_text_weights_each_call = False
+    projection.set_data(ms.Tensor(np.zeros(projection.shape, np.float32) + 0.01))
+    np.testing.assert_array_equal(net(x).asnumpy(), after)
+    net.invalidate_text_cache()
+    assert not np.allclose(net(x).asnumpy(), after, atol=1e-3)
 
 
 def test_cache_is_refreshed_when_a_checkpoint_is_loaded(tmp_path):
