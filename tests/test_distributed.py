@@ -309,3 +309,19 @@ def test_broadcast_from_rank0_packs_chunks_and_copies_rank0_values(monkeypatch):
 def test_broadcast_from_rank0_is_a_no_op_on_one_device():
     from mindspore import nn
     assert dist.broadcast_from_rank0(nn.Dense(2, 2)) == 0
+
+
+def test_broadcast_batchnorm_statistics_selects_only_running_statistics(monkeypatch):
+    import msadapter.pytorch.nn as tnn
+    from mindspore import nn
+
+    seen = []
+    monkeypatch.setattr(dist, "broadcast_from_rank0",
+                        lambda network, select=None: seen.extend(p.name for p in network.get_parameters()
+                                                                 if select(p)) or len(seen))
+    block = tnn.Sequential(tnn.Conv2d(3, 4, 1), tnn.BatchNorm2d(4))
+    assert dist.broadcast_batchnorm_statistics(block) == 2
+    assert sorted(seen) == ["1.running_mean", "1.running_var"]
+    seen.clear()
+    dist.broadcast_batchnorm_statistics(nn.SequentialCell([nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)]))
+    assert sorted(seen) == ["1.moving_mean", "1.moving_variance"]

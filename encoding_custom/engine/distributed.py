@@ -12,7 +12,8 @@ One training script runs unchanged on 1 or N devices:
   permutation of :func:`encoding_custom.engine.data.epoch_indices`; validation shards cover every item exactly once.
 * :func:`all_reduce_metric` sums a ``SegmentationMetric``'s pixel counts over ranks exactly, so sharded validation
   gives the figures of a single-device evaluation.
-* :func:`broadcast_from_rank0` makes the starting weights identical on every rank.
+* :func:`broadcast_from_rank0` makes the starting weights identical on every rank;
+  :func:`broadcast_batchnorm_statistics` gives every rank rank 0's BN running statistics before evaluating.
 * :func:`rank_zero_only` guards code that writes files or prints.
 
 Facts measured here (mindspore 2.0.0, CPU, mccl) that shape this module:
@@ -382,8 +383,8 @@ def all_reduce_metric(metric, attributes: Sequence[str] = METRIC_COUNT_ATTRIBUTE
 _BROADCAST_CHUNK_ELEMENTS = 16 * 1024 * 1024  # 64 MiB of float32 per collective
 
 
-def broadcast_from_rank0(network) -> int:
-    """Give every rank rank 0's parameter values (all Parameters, trainable or not, e.g. BN running statistics).
+def broadcast_from_rank0(network, select: Optional[Callable[[object], bool]] = None) -> int:
+    """Give every rank rank 0's parameter values (all Parameters by default, trainable or not).
 
     Data parallelism needs identical starting weights; seeding every rank alike usually gives them, this makes it
     certain (random inits, weights loaded from a file present on rank 0 only...). Implemented as an all-reduce of
@@ -392,6 +393,7 @@ def broadcast_from_rank0(network) -> int:
 
     Args:
         network: Cell / msadapter Module whose parameters are overwritten in place.
+        select: optional ``f(parameter) -> bool`` choosing which parameters to broadcast (same on every rank).
 
     Returns:
         number of parameters broadcast (0 on a single device).
@@ -403,7 +405,7 @@ def broadcast_from_rank0(network) -> int:
         return 0
     import mindspore as ms
     is_root = get_rank() == 0
-    params = list(network.get_parameters())
+    params = [p for p in network.get_parameters() if select is None or select(p)]
     floats = [p for p in params if np.issubdtype(p.asnumpy().dtype, np.floating)]
     integers = [p for p in params if not np.issubdtype(p.asnumpy().dtype, np.floating)]
     # Pack float parameters into large float32 buffers: one collective per chunk instead of one per tensor.
@@ -438,6 +440,40 @@ def broadcast_from_rank0(network) -> int:
         reduced = all_reduce_counts(value if is_root else np.zeros_like(value))
         param.set_data(ms.Tensor(reduced.astype(value.dtype)))
     return len(params)
+
+
+# Names of BatchNorm running statistics: msadapter/PyTorch and MindSpore spellings.
+BATCHNORM_STATISTICS_SUFFIXES: Sequence[str] = ("running_mean", "running_var", "num_batches_tracked",
+                                                "moving_mean", "moving_variance")
+
+
+def is_batchnorm_statistic(param) -> bool:
+    """True for a BatchNorm running mean/variance (or batch counter) Parameter, judged by its name.
+
+    Args:
+        param: a Parameter.
+
+    Returns:
+        bool.
+    """
+    return str(param.name).endswith(tuple(BATCHNORM_STATISTICS_SUFFIXES))
+
+
+def broadcast_batchnorm_statistics(network) -> int:
+    """Give every rank rank 0's BatchNorm running statistics; call it on every rank before a sharded evaluation.
+
+    Training normalises with per-device batch statistics, so each rank's running mean/variance drift apart, while
+    the trainable weights stay identical (averaged gradients). PyTorch DDP, which the official run used, broadcasts
+    rank 0's buffers at every forward; doing it before evaluating makes every rank evaluate rank 0's model — the one
+    rank 0 saves — so the all-reduced figures equal a single-device evaluation of the checkpoint.
+
+    Args:
+        network: Cell / msadapter Module.
+
+    Returns:
+        number of parameters broadcast (0 on a single device).
+    """
+    return broadcast_from_rank0(network, select=is_batchnorm_statistic)
 
 
 def global_batch_size(per_device_batch_size: int, world_size: Optional[int] = None) -> int:

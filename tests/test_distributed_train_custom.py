@@ -1,0 +1,84 @@
+"""train_custom.py data-parallel end to end: scripts/launch.py starts a scheduler + 2 CPU workers on 127.0.0.1 that
+train the tiny preset on a small synthetic set (PyNative after a GRAPH_MODE init), then resume, then a
+single-process ``test.py --eval --eval_mode val`` of the checkpoint reproduces the logged validation figures.
+
+Several minutes on the shared 2-core machine, hence ``slow`` (``bash run_tests.sh -m slow -k distributed``).
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from encoding_custom.synthetic import write_synthetic_ade20k
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JOB_TIMEOUT_S = 900
+
+pytestmark = pytest.mark.slow
+
+
+def _records(path):
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def _launch(tmp_path, log_name, train_args):
+    command = [sys.executable, "-m", "scripts.launch", "--nproc", "2", "--log_dir", str(tmp_path / log_name),
+               "--timeout", str(JOB_TIMEOUT_S), "--", "train_custom.py", *train_args]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=JOB_TIMEOUT_S + 60)
+    logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                     for p in sorted((tmp_path / log_name).glob("worker_*.log")))
+    assert result.returncode == 0, result.stderr + logs
+    return result
+
+
+@pytest.fixture(scope="module")
+def distributed_run(tmp_path_factory):
+    """One epoch on 2 workers (batch 2 each), then ``--resume`` to a second epoch."""
+    tmp_path = tmp_path_factory.mktemp("dist_train")
+    root = str(tmp_path / "data")
+    write_synthetic_ade20k(root, n_train=16, n_val=4, seed=3, size=(64, 96))
+    common = ["--preset", "tiny", "--data_path", root, "--checkpoint_dir", str(tmp_path / "ck"), "--exp_name",
+              "dist", "--mode", "pynative", "--base_size", "64", "--crop_size", "64", "--batch_size", "2",
+              "--seed", "5"]
+    _launch(tmp_path, "logs1", common + ["--max_epochs", "1"])
+    after_first = _records(tmp_path / "ck" / "dist" / "metrics.jsonl")
+    _launch(tmp_path, "logs2", common + ["--max_epochs", "2", "--resume"])
+    return tmp_path, root, after_first
+
+
+def test_rank0_alone_writes_and_the_lr_follows_the_global_batch(distributed_run):
+    tmp_path, _, after_first = distributed_run
+    exp_dir = tmp_path / "ck" / "dist"
+    assert len(after_first) == 1 and after_first[0]["world_size"] == 2
+    # Official rule on the global batch: base_lr / 16 x (2 devices x 2 images); the head at 10x.
+    assert after_first[0]["lrs"] == pytest.approx([0.16 / 16 * 4, 0.16 / 16 * 4 * 10])
+    steps = _records(exp_dir / "steps.jsonl")
+    # 16 images / (2 devices x 2 images) = 4 optimizer steps per epoch, each logged once (by rank 0 only).
+    assert [s["global_step"] for s in steps] == list(range(8))
+    assert sorted(os.listdir(tmp_path / "ck")) == ["dist"]
+    for log_name in ("logs1", "logs2"):
+        rank1 = (tmp_path / log_name / "rank_1.log").read_text()
+        rank0 = (tmp_path / log_name / "rank_0.log").read_text()
+        assert "done: epoch" in rank0 and "done: epoch" not in rank1  # only rank 0 reports
+
+
+def test_resume_continues_the_distributed_run(distributed_run):
+    tmp_path, _, _ = distributed_run
+    records = _records(tmp_path / "ck" / "dist" / "metrics.jsonl")
+    assert [(r["epoch"], r["global_step"], r["world_size"]) for r in records] == [(1, 4, 2), (2, 8, 2)]
+    assert "resumed from" in (tmp_path / "logs2" / "rank_0.log").read_text()
+
+
+def test_single_process_evaluation_reproduces_the_validation_figures(distributed_run, tmp_path):
+    run_path, root, _ = distributed_run
+    last = _records(run_path / "ck" / "dist" / "metrics.jsonl")[-1]
+    result = subprocess.run([sys.executable, "test.py", "--weights", str(run_path / "ck" / "dist" / "last.ckpt"),
+                             "--eval", "--eval_mode", "val", "--device_target", "CPU", "--mode", "pynative",
+                             "--data_path", root, "--base_size", "64", "--crop_size", "64", "--test_batch_size",
+                             "2", "--outdir", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pixAcc: %.4f, mIoU: %.4f" % (last["pixAcc"], last["mIoU"]) in result.stdout
