@@ -3,6 +3,7 @@ fake worker). The real 2-worker MindSpore cluster is exercised in test_distribut
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -325,3 +326,22 @@ def test_broadcast_batchnorm_statistics_selects_only_running_statistics(monkeypa
     seen.clear()
     dist.broadcast_batchnorm_statistics(nn.SequentialCell([nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)]))
     assert sorted(seen) == ["1.moving_mean", "1.moving_variance"]
+
+
+def test_ctrl_c_on_the_launcher_stops_every_process(tmp_path):
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    launcher = subprocess.Popen([sys.executable, "-m", "scripts.launch", "--nproc", "2", "--grace", "1",
+                                 "--log_dir", str(tmp_path / "logs"), "--", FAKE_WORKER, "--claims_dir",
+                                 str(claims), "--rank0", "hang", "--rank1", "hang"],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(list(claims.glob("env_*.json"))) < 2:
+        time.sleep(0.1)
+    assert len(list(claims.glob("env_*.json"))) == 2, "the fake workers did not start"
+    time.sleep(0.5)  # let the launcher read both rank announcements
+    launcher.send_signal(signal.SIGINT)
+    _, stderr = launcher.communicate(timeout=30)
+    assert launcher.returncode == launch.EXIT_INTERRUPTED
+    assert "received SIGINT; stopping all processes" in stderr
+    _assert_gone(_pids_of(tmp_path / "logs"))
