@@ -467,7 +467,8 @@ def _parse_torchscript_code(code_files):
         code_files: dict ``relative path under code/ -> source text``.
 
     Returns:
-        dict ``qualified class name -> (parameter names, buffer names)``.
+        dict ``qualified class name -> (parameter names, buffer names)``, only for classes whose source declares
+        ``__parameters__`` or ``__buffers__`` (others fall back to "every array attribute").
     """
     declared = {}
     for rel_path, source in code_files.items():
@@ -477,13 +478,13 @@ def _parse_torchscript_code(code_files):
             match = _CLASS_RE.match(line)
             if match:
                 current = module + "." + match.group(1)
-                declared[current] = ([], [])
                 continue
             match = _LIST_RE.match(line)
             if match and current is not None:
                 names = re.findall(r"\"([^\"]+)\"|'([^']+)'", match.group(2))
                 names = [a or b for a, b in names]
-                declared[current][0 if match.group(1) == "__parameters__" else 1][:] = names
+                entry = declared.setdefault(current, ([], []))
+                entry[0 if match.group(1) == "__parameters__" else 1][:] = names
     return declared
 
 

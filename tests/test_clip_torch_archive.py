@@ -196,3 +196,18 @@ def test_find_state_dict_lightning_and_errors():
     assert list(find_state_dict(mixed)) == ["a.weight", "a.bias"]  # non-array entries dropped
     with pytest.raises(TorchArchiveError, match="top-level keys: epoch, lr"):
         find_state_dict({"epoch": 1, "lr": 0.1}, path="ckpt.pt")
+
+
+def test_torchscript_class_without_declarations_falls_back_to_array_attributes(tmp_path):
+    root = make_torchscript_object("__torch__.model.Old", {"w": np.ones(2, np.float32), "note": 3})
+    path = tmp_path / "old.pt"
+    save_torchscript_like(path, root)
+    # Rewrite the code file as an archive without __parameters__/__buffers__ lines (older exporters).
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp_path / "old2.pt", "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if "/code/" in info.filename:
+                data = b"class Old(Module):\n  w : Tensor\n"
+            dst.writestr(info.filename, data)
+    assert list(load_torch_file(tmp_path / "old2.pt")) == ["w"]
+    assert list(load_torch_file(path)) == []  # declared: no parameters, no buffers
