@@ -242,7 +242,14 @@ def convert_file(src, dst, config=None, prefix=None):
 
 
 def main(argv=None):
-    """Command-line entry point; returns the process exit code."""
+    """Command-line entry point.
+
+    Args:
+        argv: argument list (default ``sys.argv[1:]``).
+
+    Returns:
+        Process exit code: 0 on success, 1 with the problem printed to stderr.
+    """
     parser = argparse.ArgumentParser(prog="python -m clip_ms.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("src", help="OpenAI ViT-*.pt (TorchScript), or a .pt/.pth/.ckpt holding a CLIP state_dict")
     parser.add_argument("dst", help="output MindSpore checkpoint (.ckpt)")

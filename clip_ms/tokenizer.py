@@ -209,7 +209,11 @@ _DEFAULT_LOCK = threading.Lock()
 
 
 def default_tokenizer():
-    """The shared :class:`SimpleTokenizer` over the packaged vocabulary (built once, ~0.3 s)."""
+    """The shared tokenizer over the packaged vocabulary.
+
+    Returns:
+        :class:`SimpleTokenizer`, built on first use (~0.2 s) and reused, so its word cache is shared.
+    """
     global _DEFAULT
     if _DEFAULT is None:
         with _DEFAULT_LOCK:
