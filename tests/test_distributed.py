@@ -90,6 +90,8 @@ def test_launcher_environment_detection():
     assert dist.launched_distributed({"OMPI_COMM_WORLD_SIZE": "8"})
     assert dist.launched_distributed({"RANK_TABLE_FILE": "/x/hccl_8p.json", "RANK_SIZE": "8"})
     assert not dist.launched_distributed({"RANK_TABLE_FILE": "/x/hccl_1p.json", "RANK_SIZE": "1"})
+    with pytest.raises(ValueError, match="RANK_SIZE must be an integer, got 'eight'"):
+        dist.launched_distributed({"RANK_TABLE_FILE": "/x/hccl_8p.json", "RANK_SIZE": "eight"})
 
 
 def test_init_distributed_is_a_no_op_without_a_launcher(monkeypatch):

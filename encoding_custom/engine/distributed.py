@@ -130,6 +130,9 @@ def launched_distributed(environ: Optional[dict] = None) -> bool:
 
     Returns:
         bool.
+
+    Raises:
+        ValueError: ``RANK_SIZE`` is not an integer while a rank table is set.
     """
     env = os.environ if environ is None else environ
     if env.get("MS_ROLE"):
@@ -137,7 +140,12 @@ def launched_distributed(environ: Optional[dict] = None) -> bool:
     if env.get("OMPI_COMM_WORLD_SIZE"):
         return True
     has_rank_table = bool(env.get("RANK_TABLE_FILE") or env.get("MINDSPORE_HCCL_CONFIG_PATH"))
-    return has_rank_table and int(env.get("RANK_SIZE", "1") or 1) > 1
+    if not has_rank_table:
+        return False
+    try:
+        return int(env.get("RANK_SIZE") or 1) > 1
+    except ValueError:
+        raise ValueError(f"environment variable RANK_SIZE must be an integer, got {env.get('RANK_SIZE')!r}")
 
 
 def init_distributed(device_target: str = "CPU", mode: Optional[int] = None,
