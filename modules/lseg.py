@@ -152,7 +152,14 @@ class LSegNet(tnn.Module):
 
     # ------------------------------------------------------------------ text side
     def _text_fingerprint(self) -> Tuple:
-        """Returns: a cheap digest of every text-encoder parameter (changes when any weight changes)."""
+        """Digest of the text tower: per tensor, its name, shape, float64 sum and absolute sum.
+
+        Any load, optimiser step or manual edit changes it; only an edit preserving both sums of every tensor
+        (e.g. a permutation of values) would go unnoticed, which is why all load paths also invalidate explicitly.
+
+        Returns:
+            tuple of (name, shape, sum, abs_sum) per text-encoder parameter.
+        """
         digest = []
         for param in self.text_encoder_params():
             values = param.asnumpy()
