@@ -1,8 +1,8 @@
 """The training loop: WithLossCell + TrainOneStepCell (loss-scale variant under AMP) + Momentum with the official
 parameter groups, gradient accumulation, poly lr, per-epoch validation, checkpoints, JSONL logs and curves.
 
-Only rank 0 writes files and shows progress; the data order is sharded by rank (see :mod:`.data`), so the loop
-has no single-device assumption beyond validation, which every rank runs on the full val set (same figures).
+Only rank 0 writes files and shows progress; training data is sharded by rank (see :mod:`.data`); validation is
+sharded too and its pixel counts are all-reduced, so every rank sees single-device figures.
 """
 import json
 import math
@@ -454,15 +454,25 @@ def evaluate(predict_labels: Callable[[np.ndarray], np.ndarray], dataset, nclass
     from tqdm import tqdm
     from ..metrics import SegmentationMetric
 
+    from .distributed import all_reduce_metric, get_world_size, shard_for_evaluation
+
     metric = SegmentationMetric(nclass)
-    loader = BatchLoader(dataset, batch_size, shuffle=False, drop_last=False, max_items=max_items, workers=workers)
-    bar = tqdm(total=loader.num_batches(), desc=desc, disable=not progress, dynamic_ncols=True)
+    n_items = len(dataset) if max_items is None else min(len(dataset), int(max_items))
+    world_size = get_world_size()
+    # Each rank evaluates its shard (every item exactly once over all ranks); the pixel counts are summed below,
+    # so every rank ends with the figures of a single-device evaluation.
+    loader = BatchLoader(dataset, batch_size, shuffle=False, drop_last=False, max_items=max_items, workers=workers,
+                         sampler=lambda epoch: shard_for_evaluation(n_items))
+    bar = tqdm(total=loader.num_batches(), desc=desc, disable=not (progress and is_main_process()),
+               dynamic_ncols=True)
     for images, masks in loader.iterate(0):
         metric.update(predict_labels(images), masks)
         pix_acc, miou = metric.get()
         bar.set_postfix(pixAcc="%.4f" % pix_acc, mIoU="%.4f" % miou)
         bar.update(1)
     bar.close()
+    if world_size > 1:
+        all_reduce_metric(metric)
     return metric
 
 
