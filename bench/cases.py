@@ -130,13 +130,32 @@ def _param_count(net) -> Dict[str, int]:
     return {"params_total": total, "params_trainable": trainable}
 
 
-def flop_config_from_params(params: Dict[str, object], with_text: bool):
+def label_context_length(labels: List[str]) -> int:
+    """Token positions the port's text encoder actually runs for ``labels``.
+
+    ``clip_ms.CLIPTextEncoder.__call__`` drops the columns after the batch's last end-of-text token (exact under
+    the causal mask; see ``clip_ms.trim_token_ids``): 5 of the 77 positions for the 150 ADE20K names. The official
+    code always runs all 77.
+
+    Args:
+        labels: label strings.
+
+    Returns:
+        int context length.
+    """
+    import clip_ms
+
+    return int(clip_ms.trim_token_ids(np.asarray(clip_ms.tokenize(labels))).shape[1])
+
+
+def flop_config_from_params(params: Dict[str, object], with_text: bool, text_context: Optional[int] = None):
     """The :class:`bench.flops.LSegFlopConfig` of a forward variant, read from ``modules.BACKBONES`` and
     ``clip_ms.TEXT_CONFIGS`` so that the count follows the code being measured.
 
     Args:
         params: a forward variant's parameters (backbone, text_config, image_hw, n_labels).
         with_text: count the text encoder (text encoded in the call) or not (cached).
+        text_context: token positions the text encoder runs (None: the config's full context, 77).
 
     Returns:
         LSegFlopConfig.
@@ -150,8 +169,8 @@ def flop_config_from_params(params: Dict[str, object], with_text: bool):
         import clip_ms
 
         tcfg = clip_ms.TEXT_CONFIGS[params["text_config"]]
-        text = TextFlopConfig(width=tcfg.width, layers=tcfg.layers, context_length=tcfg.context_length,
-                              embed_dim=tcfg.embed_dim)
+        text = TextFlopConfig(width=tcfg.width, layers=tcfg.layers,
+                              context_length=text_context or tcfg.context_length, embed_dim=tcfg.embed_dim)
     return LSegFlopConfig(image_hw=tuple(params["image_hw"]), patch_size=cfg.patch_size, vit_width=cfg.width,
                           vit_mlp_ratio=cfg.mlp_ratio, hooks=tuple(cfg.hooks),
                           reassemble_channels=tuple(cfg.level_widths), features=cfg.features,
@@ -204,8 +223,12 @@ def case_forward(ctx: CaseContext) -> Dict[str, object]:
         shapes.append(list(logits.shape))
 
     timing = measure(run_once, ctx.warmup, ctx.repeats)
-    flops = lseg_forward_flops(flop_config_from_params(params, with_text=text_in_call))
+    context = label_context_length(labels)
+    flops = lseg_forward_flops(flop_config_from_params(params, with_text=text_in_call, text_context=context))
+    official = lseg_forward_flops(flop_config_from_params(params, with_text=text_in_call))
     result = {"timing": timing, "build_s": build_s, "flop": flops["total"], "flop_by_stage": flops,
+              "text_context_length": context if text_in_call else None,
+              "official_flop": official["total"],  # the official code runs the text tower on all 77 positions
               "gflops_per_s": flops["total"] / timing["median_s"] / 1e9}
     result.update(_param_count(net))
     result["output_shape"] = shapes[-1]
@@ -270,7 +293,8 @@ def case_forward_stages(ctx: CaseContext) -> Dict[str, object]:
                                                   align_corners=True)),
         "whole_cached": lambda: _sync(net(images)),
     }
-    flop = lseg_forward_flops(flop_config_from_params(params, with_text=True))
+    flop = lseg_forward_flops(flop_config_from_params(params, with_text=True,
+                                                      text_context=label_context_length(labels)))
     n_blocks = max(net.cfg.hooks) + 1
     stage_flop = {"text_encoder": flop["text_encoder"], "vit": flop["patch_embed"] + flop["vit_blocks"],
                   "one_vit_block": flop["vit_blocks"] // n_blocks, "reassemble": flop["readout"] + flop["reassemble"],
@@ -287,8 +311,9 @@ def _train_step_cell(net, labels: List[str], text_in_step: bool, lr: float):
     0.9, weight decay 1e-4, poly LR; backbone at 1x and head at 10x the LR as in the official code),
     ``WithLossCell(net, SegmentationLoss)`` and ``TrainOneStepCell``.
 
-    With ``text_in_step`` the labels' token ids are a step input and the frozen text encoder runs inside the step
-    (what the official training step does); otherwise the network's cached text features are used.
+    With ``text_in_step`` the labels' token ids (trimmed after the last end-of-text token) are a step input and
+    the frozen text encoder runs inside the step (what the official training step does, on all 77 positions);
+    otherwise the network's cached text features are used.
 
     Returns: (step cell, token ids or None, number of trainable tensors).
     """
@@ -323,7 +348,9 @@ def _train_step_cell(net, labels: List[str], text_in_step: bool, lr: float):
     if text_in_step:
         import clip_ms
 
-        token_ids = ms.Tensor(np.asarray(clip_ms.tokenize(labels), dtype=np.int32))
+        # Trimmed like CLIPTextEncoder.__call__ does (a cell call inside a compiled step bypasses __call__): the
+        # full 77-position text graph costs ~14 GB in GRAPH_MODE (clip_ms commit 9468621) for the same features.
+        token_ids = ms.Tensor(clip_ms.trim_token_ids(np.asarray(clip_ms.tokenize(labels), dtype=np.int32)))
     return step, token_ids, len(optimizer.parameters)
 
 
@@ -464,10 +491,11 @@ def case_text_tokenize(ctx: CaseContext) -> Dict[str, object]:
 
 
 def case_text_encode(ctx: CaseContext) -> Dict[str, object]:
-    """Case 5b: ``CLIPTextEncoder`` on the tokenised label list (tokenising not timed). With ``params["trim"]`` it
-    goes through ``CLIPTextEncoder.encode_text``, which drops the token columns after the last end-of-text token
-    (same features; see ``clip_ms.trim_token_ids``); otherwise the full 77-token context runs, as in the official
-    code.
+    """Case 5b: ``CLIPTextEncoder`` on the tokenised label list (tokenising not timed).
+
+    ``params["context"]``: ``"port"`` calls the encoder as the network does (``encoder(token_ids)``, whose
+    ``__call__`` drops the columns after the last end-of-text token); ``"full"`` runs ``construct`` on all 77
+    positions, which is the work the official code does (PyNative only: it bypasses ``__call__``).
 
     Returns: timing, the context length run, analytic FLOP and achieved GFLOP/s, output shape.
     """
@@ -480,14 +508,15 @@ def case_text_encode(ctx: CaseContext) -> Dict[str, object]:
     tcfg = clip_ms.TEXT_CONFIGS[ctx.params["text_config"]]
     encoder = clip_ms.CLIPTextEncoder(tcfg)
     encoder.set_train(False)
-    token_np = np.asarray(clip_ms.tokenize(labels), dtype=np.int32)
-    token_ids = ms.Tensor(token_np)
-    trim = bool(ctx.params.get("trim"))
-    context = clip_ms.trim_token_ids(token_np).shape[1] if trim else token_np.shape[1]
+    token_ids = ms.Tensor(np.asarray(clip_ms.tokenize(labels), dtype=np.int32))
+    full = ctx.params["context"] == "full"
+    if full and ctx.mode != "pynative":
+        raise ValueError(f"{ctx.variant}: context 'full' calls construct directly, which only PyNative executes")
+    context = int(token_ids.shape[1]) if full else label_context_length(labels)
     shapes = []
 
     def run_once():
-        features = encoder.encode_text(token_np) if trim else encoder(token_ids)
+        features = encoder.construct(token_ids) if full else encoder(token_ids)
         features.asnumpy()
         shapes.append(tuple(features.shape))
 
@@ -573,15 +602,16 @@ def _variants() -> List[Variant]:
     out.append(Variant("text/tokenize", "text", "tokenize the 150 labels", case_text_tokenize, None,
                        full={"n_labels": 150, "warmup": 1, "repeats": 10, "timeout_s": 120},
                        quick={"n_labels": 150, "warmup": 1, "repeats": 3, "timeout_s": 60}))
-    for mode, trim in (("pynative", False), ("pynative", True), ("graph", False)):
-        out.append(Variant(f"text/{mode}/encode{'_trimmed' if trim else ''}", "text",
-                           f"encode the 150 tokenised labels, {'trimmed context' if trim else 'full 77-token context'}",
+    for mode, context in (("pynative", "port"), ("pynative", "full"), ("graph", "port")):
+        out.append(Variant(f"text/{mode}/encode{'_full_context' if context == 'full' else ''}", "text",
+                           "encode the 150 tokenised labels" + (", all 77 positions (official work)"
+                                                                if context == "full" else ""),
                            case_text_encode, mode,
-                           full={"n_labels": 150, "text_config": "ViT-B/32", "trim": trim, "warmup": 1, "repeats": 3,
-                                 "timeout_s": 300},
-                           quick={"n_labels": 150, "text_config": "tiny", "trim": trim, "warmup": 1, "repeats": 2,
-                                  "timeout_s": 60},
-                           in_quick=not trim))
+                           full={"n_labels": 150, "text_config": "ViT-B/32", "context": context, "warmup": 1,
+                                 "repeats": 3, "timeout_s": 300},
+                           quick={"n_labels": 150, "text_config": "tiny", "context": context, "warmup": 1,
+                                  "repeats": 2, "timeout_s": 60},
+                           in_quick=context == "port"))
     return out
 
 
@@ -594,7 +624,7 @@ RUN_ORDER = (
     "forward/pynative/cached", "forward/pynative/text_in_call", "forward/graph/cached", "forward/graph/text_in_call",
     "train/graph/cached",
     "data/engine/workers0", "data/engine/workers2", "data/msadapter/workers0", "data/msadapter/workers2",
-    "text/tokenize", "text/pynative/encode", "text/pynative/encode_trimmed", "text/graph/encode",
+    "text/tokenize", "text/pynative/encode", "text/pynative/encode_full_context", "text/graph/encode",
     "eval/pynative/single_scale", "forward/pynative/stages", "eval/pynative/multiscale_flip",
     "train/pynative/cached", "train/graph/text_in_step", "train/pynative/text_in_step",
 )
