@@ -338,6 +338,7 @@ def _train_step_cell(net, labels: List[str], text_in_step: bool, lr: float):
             self.loss_fn = loss_fn
 
         def construct(self, images, target, token_ids):
+            """images (B,3,H,W), target (B,H,W) int32, token_ids (N,L) int32 -> scalar loss."""
             text_features = ops.stop_gradient(self.net.clip_pretrained(token_ids))
             return self.loss_fn(self.net(images, text_features), target)
 
