@@ -97,3 +97,48 @@ def test_resume_continues_after_the_last_epoch(trained, capsys):
     assert train_custom.main(argv + ["--resume"]) == 0
     assert "resumed from" in capsys.readouterr().out
     assert [r["epoch"] for r in _records(exp_dir)] == [1, 2, 3]
+
+
+def test_sigkill_mid_epoch_then_resume_reproduces_the_uninterrupted_run(trained, tmp_path):
+    """A real train_custom.py process is SIGKILLed during epoch 2; --resume finishes it. The lr of every optimizer
+    step and the epoch-2 weights equal those of the uninterrupted run (the module fixture, same seed)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import mindspore as ms
+
+    root, full_dir, argv = trained
+    argv = list(argv)
+    argv[argv.index("--exp_name") + 1] = "killed"
+    exp_dir = os.path.join(os.path.dirname(full_dir), "killed")
+    steps_path = os.path.join(exp_dir, "steps.jsonl")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "train_custom.py"] + argv, cwd=repo, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if os.path.isfile(steps_path):
+                with open(steps_path) as handle:
+                    if any(json.loads(line)["epoch"] == 1 for line in handle if line.strip()):
+                        break  # an optimizer step of the second epoch is done: kill mid-epoch
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert not os.path.exists(os.path.join(exp_dir, "epoch_002.ckpt")), "the kill came too late"
+    assert train_custom.main(argv + ["--resume"]) == 0
+
+    def steps(folder):
+        with open(os.path.join(folder, "steps.jsonl")) as handle:
+            records = [json.loads(line) for line in handle if line.strip()]
+        return [(r["global_step"], r["lrs"]) for r in records if r["epoch"] < 2]
+
+    assert steps(exp_dir) == steps(full_dir)
+    want = ms.load_checkpoint(os.path.join(full_dir, "epoch_002.ckpt"))
+    got = ms.load_checkpoint(os.path.join(exp_dir, "epoch_002.ckpt"))
+    for name, value in want.items():
+        if hasattr(value, "asnumpy") and name != "epoch":
+            np.testing.assert_allclose(got[name].asnumpy(), value.asnumpy(), rtol=1e-5, atol=1e-6, err_msg=name)
