@@ -331,6 +331,11 @@ class Trainer:
         """
         if self.val_set is None:
             return {}
+        if get_world_size() > 1:
+            # Ranks normalise with their own batch statistics, so their BN running stats differ; evaluate rank 0's
+            # model (the one it saves), as DDP's buffer broadcast does, so the all-reduced figures match test.py.
+            from .distributed import broadcast_batchnorm_statistics
+            broadcast_batchnorm_statistics(self.network)
         self.network.set_train(False)
         try:
             metric = evaluate(network_predictor(self.network), self.val_set, self.nclass,
