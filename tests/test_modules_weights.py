@@ -241,3 +241,15 @@ def test_layout_check_detects_a_wrong_backbone():
     net = LSegNet("tiny_vit16", labels=["cat"], arch_option=1, block_depth=2, text_config="tiny")
     with pytest.raises(WeightsError, match="shape mismatch"):
         check_official_layout(official_layout("clip_vitb32_384"), expected_parameters(net))
+
+
+def test_convert_runs_as_a_module_from_the_command_line(tmp_path):
+    import subprocess
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src, dst = str(tmp_path / "official.ckpt"), str(tmp_path / "ours.ckpt")
+    write_full_official_checkpoint(0, src)
+    result = subprocess.run([sys.executable, "-m", "modules.convert", src, dst], cwd=repo, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout and "'arch_option': 0" in result.stdout
+    assert read_lseg_checkpoint(dst)[0]["backbone"] == "tiny_vit16"
