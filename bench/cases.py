@@ -306,6 +306,68 @@ def case_forward_stages(ctx: CaseContext) -> Dict[str, object]:
             "stage_gflops_per_s": gflops, "vit_blocks_run": n_blocks}
 
 
+def case_vit_block_ops(ctx: CaseContext) -> Dict[str, object]:
+    """Profile of the dominant stage of case 1: one ViT block as ``modules.backbone.build_vit`` builds it (MindCV
+    ``Block``, exact GELU, LayerNorm eps 1e-6) on ``params["tokens"]`` tokens, split into its operations, each
+    synchronised; plus two alternatives that show what a faster block could use (``Dense`` on a 2-D input,
+    tanh-approximate GELU).
+
+    Returns: ``ops``: name -> timing summary; ``op_gflops_per_s`` for the matrix products; ``timing`` = whole block.
+    """
+    import functools
+
+    import mindspore as ms
+    from mindcv.models.vit import Block
+    from mindspore import nn as msnn
+    from mindspore import ops
+
+    from modules import BACKBONES
+    from modules.backbone import VIT_LAYER_NORM_EPS, exact_gelu
+
+    cfg = BACKBONES[ctx.params["backbone"]]
+    block = Block(dim=cfg.width, num_heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True, act_layer=exact_gelu,
+                  norm_layer=functools.partial(msnn.LayerNorm, epsilon=VIT_LAYER_NORM_EPS))
+    block.set_train(False)
+    n, d, h = int(ctx.params["tokens"]), cfg.width, cfg.heads
+    hidden = int(cfg.width * cfg.mlp_ratio)
+    rng = np.random.RandomState(0)
+    x = ms.Tensor(rng.randn(1, n, d).astype(np.float32))
+    x2d = ms.Tensor(rng.randn(n, d).astype(np.float32))
+    attn = block.attn
+    qkv = attn.qkv(block.norm1(x))
+    q, k, v = ops.unstack(ops.transpose(ops.reshape(qkv, (1, n, 3, h, d // h)), (2, 0, 3, 1, 4)), axis=0)
+    scores = attn.q_matmul_k(q, k)
+    probs = ops.softmax(scores, axis=-1)
+    context = attn.attn_matmul_v(probs, v)
+    hidden_act = block.mlp.fc1(block.norm2(x))
+    tanh_gelu = msnn.GELU(approximate=True)
+    steps = {
+        "layernorm": lambda: _sync(block.norm1(x)),
+        "qkv_dense": lambda: _sync(attn.qkv(x)),
+        "qkv_split": lambda: _sync(ops.unstack(ops.transpose(ops.reshape(qkv, (1, n, 3, h, d // h)),
+                                                             (2, 0, 3, 1, 4)), axis=0)),
+        "q_kT": lambda: _sync(attn.mul(attn.q_matmul_k(q, k), attn.scale)),
+        "softmax": lambda: _sync(ops.softmax(scores, axis=-1)),
+        "attn_v": lambda: _sync(attn.attn_matmul_v(probs, v)),
+        "merge_heads": lambda: _sync(ops.reshape(ops.transpose(context, (0, 2, 1, 3)), (1, n, d))),
+        "proj_dense": lambda: _sync(attn.proj(x)),
+        "fc1_dense": lambda: _sync(block.mlp.fc1(x)),
+        "gelu_exact": lambda: _sync(block.mlp.act(hidden_act)),
+        "fc2_dense": lambda: _sync(block.mlp.fc2(hidden_act)),
+        "whole_block": lambda: _sync(block(x)),
+        "alt_fc1_dense_2d": lambda: _sync(block.mlp.fc1(x2d)),
+        "alt_gelu_tanh": lambda: _sync(tanh_gelu(hidden_act)),
+    }
+    flop = {"qkv_dense": 2 * n * d * 3 * d, "q_kT": 2 * n * n * d, "attn_v": 2 * n * n * d, "proj_dense": 2 * n * d * d,
+            "fc1_dense": 2 * n * d * hidden, "fc2_dense": 2 * n * hidden * d, "alt_fc1_dense_2d": 2 * n * d * hidden}
+    flop["whole_block"] = sum(flop[k] for k in ("qkv_dense", "q_kT", "attn_v", "proj_dense", "fc1_dense",
+                                                "fc2_dense"))
+    results = {name: measure(fn, ctx.warmup, ctx.repeats) for name, fn in steps.items()}
+    return {"timing": results["whole_block"], "ops": results, "op_flop": flop,
+            "op_gflops_per_s": {k: v / results[k]["median_s"] / 1e9 for k, v in flop.items()},
+            "gflops_per_s": flop["whole_block"] / results["whole_block"]["median_s"] / 1e9}
+
+
 def _train_step_cell(net, labels: List[str], text_in_step: bool, lr: float):
     """The training step of ``encoding_custom.engine.Trainer``: refreshed parameters, ``build_optimizer`` (Momentum
     0.9, weight decay 1e-4, poly LR; backbone at 1x and head at 10x the LR as in the official code),
@@ -571,6 +633,11 @@ def _variants() -> List[Variant]:
         "forward/pynative/stages", "forward", "eval forward split into timed stages (profile)", case_forward_stages,
         "pynative", full=dict(_VITL, image_hw=(480, 480), warmup=1, repeats=2, timeout_s=600),
         quick=dict(_TINY, image_hw=(64, 64), warmup=1, repeats=2, timeout_s=90)))
+    out.append(Variant(
+        "forward/pynative/vit_block_ops", "forward", "one ViT block split into its operations (profile)",
+        case_vit_block_ops, "pynative", full={"backbone": "clip_vitl16_384", "tokens": 901, "warmup": 2, "repeats": 5,
+                                              "timeout_s": 300},
+        quick={"backbone": "tiny_vit16", "tokens": 17, "warmup": 1, "repeats": 2, "timeout_s": 60}, in_quick=False))
     for mode in ("graph", "pynative"):
         for text in ("cached", "in_step"):
             out.append(Variant(
@@ -626,7 +693,8 @@ RUN_ORDER = (
     "train/graph/cached",
     "data/engine/workers0", "data/engine/workers2", "data/msadapter/workers0", "data/msadapter/workers2",
     "text/tokenize", "text/pynative/encode", "text/pynative/encode_full_context", "text/graph/encode",
-    "eval/pynative/single_scale", "forward/pynative/stages", "eval/pynative/multiscale_flip",
+    "eval/pynative/single_scale", "forward/pynative/stages", "forward/pynative/vit_block_ops",
+    "eval/pynative/multiscale_flip",
     "train/pynative/cached", "train/graph/text_in_step", "train/pynative/text_in_step",
 )
 
