@@ -126,6 +126,40 @@ def _target_line(target: Dict[str, object]) -> str:
             f"(limit {limit})")
 
 
+def format_profiles(report: Dict[str, object]) -> List[str]:
+    """Markdown tables of the profile variants present in ``report`` (forward stages, ViT block operations).
+
+    Args:
+        report: a benchmark report.
+
+    Returns:
+        list of Markdown lines (empty when no profile variant ran successfully).
+    """
+    lines: List[str] = []
+    for record in report["variants"]:
+        result = record.get("result") or {}
+        if record.get("status") != "ok":
+            continue
+        if "stages" in result:
+            stages, flop, rate = result["stages"], result["stage_flop"], result["stage_gflops_per_s"]
+            title = f"Forward stages (`{record['variant']}`, each stage run alone and synchronised)"
+        elif "ops" in result:
+            stages, flop, rate = result["ops"], result["op_flop"], result["op_gflops_per_s"]
+            title = f"One ViT block by operation (`{record['variant']}`)"
+        else:
+            continue
+        whole = result["timing"]["median_s"]
+        lines += ["", title + ":", "", "| stage | median s | vs whole | GFLOP | GFLOP/s |", "|---|---|---|---|---|"]
+        for name, timing in stages.items():
+            lines.append(f"| {name} | {timing['median_s']:.4f} | {100.0 * timing['median_s'] / whole:.1f}% | "
+                         + (f"{flop[name] / 1e9:.2f} | {rate[name]:.0f} |" if name in flop else "- | - |"))
+    return lines
+
+
+def _loads(values) -> str:
+    return "/".join(f"{v:.2f}" for v in values) if values else "?"
+
+
 def format_markdown(report: Dict[str, object], json_path: str) -> str:
     """The Markdown page of one run: machine, date, command, table, targets.
 
@@ -149,7 +183,8 @@ def format_markdown(report: Dict[str, object], json_path: str) -> str:
         f"- Machine: {machine.get('cpu_model')}, {machine.get('nproc')} CPUs at {machine.get('cpu_mhz')} MHz, "
         f"{(machine.get('memory_total_gib') or 0):.1f} GiB RAM, AVX-512 {machine.get('avx512')}, "
         f"nominal fp32 peak {machine.get('nominal_peak_gflops') or 0:.0f} GFLOP/s; "
-        f"load average at start {machine.get('loadavg')}, at end {report.get('loadavg_end')}",
+        f"load average (1/5/15 min) at start {_loads(machine.get('loadavg'))}, at end "
+        f"{_loads(report.get('loadavg_end'))}",
         f"- Software: Python {versions.get('python')}, mindspore {versions.get('mindspore')}, "
         f"msadapter {versions.get('msadapter')}, mindcv {versions.get('mindcv')}, numpy {versions.get('numpy')}; "
         f"device {report['device_target']}; thread env {machine.get('thread_env') or '{}'}",
@@ -162,6 +197,7 @@ def format_markdown(report: Dict[str, object], json_path: str) -> str:
     if failures:
         lines += ["", "Variants that did not run to completion:", ""]
         lines += [f"- `{r['variant']}`: {r.get('status')}: {r.get('error')}" for r in failures]
+    lines += format_profiles(report)
     if report.get("targets"):
         lines += ["", "Targets of issue 7:", ""]
         lines += [f"- {_target_line(t)}" for t in report["targets"]]
