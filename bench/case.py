@@ -79,7 +79,8 @@ def parse_overrides(items) -> dict:
     return out
 
 
-def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats=None, overrides=None) -> dict:
+def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats=None, overrides=None,
+                context=None) -> dict:
     """Run one variant here and return its record (see module docstring).
 
     Args:
@@ -89,6 +90,8 @@ def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats
         warmup: override of the variant's warm-up count (None: the variant's own).
         repeats: override of the variant's repetition count (None: the variant's own).
         overrides: dict of parameter overrides (``--set``), e.g. ``{"backbone": "clip_vitb32_384"}``.
+        context: dict of extra ``mindspore.set_context`` options (``--context``), e.g.
+            ``{"memory_optimize_level": "O1"}``; applied after the mode and device target.
 
     Returns:
         the record dict.
@@ -104,6 +107,7 @@ def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats
     params.pop("timeout_s", None)
     record = {"variant": name, "case": variant.case, "title": variant.title, "mode": variant.mode,
               "device_target": device_target, "quick": quick, "warmup": warmup, "repeats": repeats,
+              "ms_context": dict(context or {}),
               "params": params, "status": "error", "result": None, "error": None, "traceback": None}
     start = time.perf_counter()
     workdir = make_workdir()
@@ -116,6 +120,8 @@ def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats
 
             ms_mode = ms.GRAPH_MODE if variant.mode == "graph" else ms.PYNATIVE_MODE
             ms.set_context(mode=ms_mode, device_target=device_target)
+            if context:
+                ms.set_context(**context)
             ms.set_seed(0)
             record["runtime_num_threads"] = ms.get_context("runtime_num_threads")
         ctx = CaseContext(variant=name, quick=quick, device_target=device_target, mode=variant.mode, warmup=warmup,
@@ -149,9 +155,11 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="override the variant's repetition count")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a parameter of the variant (VALUE parsed as JSON), repeatable")
+    parser.add_argument("--context", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra mindspore.set_context option (VALUE parsed as JSON), repeatable")
     args = parser.parse_args(argv)
     record = run_variant(args.name, args.quick, args.device_target, args.warmup, args.repeats,
-                         parse_overrides(args.set))
+                         parse_overrides(args.set), parse_overrides(args.context))
     with open(args.out, "w", encoding="utf-8") as handle:
         json.dump(record, handle, indent=1)
     if record["status"] != "ok":

@@ -47,8 +47,8 @@ def _tail(path: str, lines: int = 40) -> str:
 
 def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, log_path: str,
                            warmup: Optional[int] = None, repeats: Optional[int] = None,
-                           timeout_s: Optional[float] = None, overrides: Optional[List[str]] = None
-                           ) -> Dict[str, object]:
+                           timeout_s: Optional[float] = None, overrides: Optional[List[str]] = None,
+                           context: Optional[List[str]] = None) -> Dict[str, object]:
     """Run ``python -m bench.case`` for one variant in a new process (own session) and collect its record.
 
     Args:
@@ -61,6 +61,7 @@ def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, lo
         timeout_s: wall-clock limit (None: the variant's ``timeout_s``); the child's whole process group is
             killed when it is exceeded.
         overrides: ``KEY=VALUE`` parameter overrides passed on as ``--set``.
+        context: ``KEY=VALUE`` MindSpore context options passed on as ``--context``.
 
     Returns:
         the child's record (see :mod:`bench.case`) plus ``returncode``, ``peak_rss_mib`` (of the child process
@@ -80,6 +81,8 @@ def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, lo
         cmd += ["--repeats", str(repeats)]
     for item in overrides or ():
         cmd += ["--set", item]
+    for item in context or ():
+        cmd += ["--context", item]
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     loadavg_before = list(os.getloadavg())
@@ -150,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a parameter of every selected variant (VALUE parsed as JSON), e.g. "
                              "--set backbone=clip_vitb32_384 --set 'image_hw=[320,480]'; repeatable")
+    parser.add_argument("--context", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra mindspore.set_context option for every variant, e.g. "
+                             "--context memory_optimize_level=O1 --context runtime_num_threads=2; repeatable")
     parser.add_argument("--markdown", default=None, help="also write the result table as Markdown to this file")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
     return parser
@@ -198,7 +204,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             limit = min(limit, remaining)
         log_path = os.path.join(log_dir, variant.name.replace("/", "_") + ".log")
         record = run_variant_subprocess(variant, args.quick, args.device_target, log_path, args.warmup,
-                                        args.repeats, limit, args.set)
+                                        args.repeats, limit, args.set, args.context)
         report["variants"].append(record)
         timing = (record.get("result") or {}).get("timing") or {}
         summary = f"median {timing['median_s']:.3f} s" if timing else record.get("error")
