@@ -448,6 +448,64 @@ def case_train(ctx: CaseContext) -> Dict[str, object]:
     return result
 
 
+def read_cpu_op_profile(profile_dir: str, top: int = 15) -> List[Dict[str, object]]:
+    """The op-type summary written by ``mindspore.Profiler`` on CPU (``cpu_op_type_info_<rank>.csv``).
+
+    Args:
+        profile_dir: the profiler's ``output_path``.
+        top: how many op types to keep, by total time.
+
+    Returns:
+        list of ``{"op_type", "occurrences", "total_ms", "percent"}`` (percent of the summed kernel time of all op
+        types), slowest first.
+
+    Raises:
+        FileNotFoundError: naming the directory when the profiler wrote no summary.
+    """
+    import csv
+    import glob
+
+    paths = glob.glob(os.path.join(profile_dir, "**", "cpu_op_type_info_*.csv"), recursive=True)
+    if not paths:
+        raise FileNotFoundError(f"no cpu_op_type_info_*.csv under {profile_dir}: the MindSpore profiler wrote nothing")
+    rows = []
+    with open(paths[0], newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            rows.append({"op_type": row["op_type"], "occurrences": int(row["type_occurrences"]),
+                         "total_ms": float(row["total_compute_time"])})
+    kernel_ms = sum(r["total_ms"] for r in rows) or 1.0
+    for row in rows:  # share of the summed kernel time (the profiler's own "percent" column is not documented)
+        row["percent"] = 100.0 * row["total_ms"] / kernel_ms
+    return sorted(rows, key=lambda r: -r["total_ms"])[:top]
+
+
+def case_train_profile(ctx: CaseContext) -> Dict[str, object]:
+    """Profile of case 2: one GRAPH_MODE training step (text cached) under ``mindspore.Profiler``, summarised by
+    operation type, so the table says which kernels the step spends its time in. The step is compiled and run
+    once before profiling; the profiled step's wall time includes the profiler's overhead.
+
+    Returns: timing (the profiled step), ``op_types`` (slowest first, see :func:`read_cpu_op_profile`).
+    """
+    import mindspore as ms
+    from mindspore import Profiler
+
+    params = ctx.params
+    net, labels, build_s = _build_net(params)
+    net.set_train(True)
+    height, width = params["image_hw"]
+    images = _images(1, height, width)
+    target = ms.Tensor(np.random.RandomState(1).randint(-1, len(labels), size=(1, height, width)).astype(np.int32))
+    step, _, _ = _train_step_cell(net, labels, False, lr=1e-4)
+    for _ in range(ctx.warmup):
+        step(images, target).asnumpy()
+    profile_dir = os.path.join(ctx.workdir, "profile")
+    profiler = Profiler(output_path=profile_dir)
+    timing = measure(lambda: step(images, target).asnumpy(), 0, ctx.repeats)
+    profiler.analyse()
+    op_types = read_cpu_op_profile(profile_dir)
+    return {"timing": timing, "build_s": build_s, "op_types": op_types}
+
+
 def case_data(ctx: CaseContext) -> Dict[str, object]:
     """Case 3: images/s of augmented training crops, one full pass (epoch) over the set per repetition.
 
@@ -647,6 +705,12 @@ def _variants() -> List[Variant]:
                 quick=dict(_TINY, image_hw=(64, 64), batch=1, text=text, warmup=0, repeats=1, timeout_s=120,
                            n_labels=20),
                 in_quick=(mode == "graph") == (text == "in_step")))
+    out.append(Variant(
+        "train/graph/profile", "train", "train step (graph, cached) under mindspore.Profiler, by op type (profile)",
+        case_train_profile, "graph",
+        full=dict(_VITL, image_hw=(480, 480), batch=1, warmup=1, repeats=1, timeout_s=900),
+        quick=dict(_TINY, image_hw=(64, 64), batch=1, warmup=1, repeats=1, timeout_s=120, n_labels=20),
+        in_quick=False))
     for loader in ("engine", "msadapter"):
         for workers in (0, 2):
             out.append(Variant(
@@ -695,7 +759,7 @@ RUN_ORDER = (
     "text/tokenize", "text/pynative/encode", "text/pynative/encode_full_context", "text/graph/encode",
     "eval/pynative/single_scale", "forward/pynative/stages", "forward/pynative/vit_block_ops",
     "eval/pynative/multiscale_flip",
-    "train/pynative/cached", "train/graph/text_in_step", "train/pynative/text_in_step",
+    "train/graph/profile", "train/pynative/cached", "train/graph/text_in_step", "train/pynative/text_in_step",
 )
 
 # Used by the harness tests only; never selected by default.

@@ -143,6 +143,13 @@ def format_profiles(report: Dict[str, object]) -> List[str]:
         if "stages" in result:
             stages, flop, rate = result["stages"], result["stage_flop"], result["stage_gflops_per_s"]
             title = f"Forward stages (`{record['variant']}`, each stage run alone and synchronised)"
+        elif "op_types" in result:
+            lines += ["", f"Training step by MindSpore op type (`{record['variant']}`, mindspore.Profiler; the "
+                      f"profiled step took {result['timing']['median_s']:.2f} s):", "",
+                      "| op type | calls | total ms | share of kernel time |", "|---|---|---|---|"]
+            lines += [f"| {r['op_type']} | {r['occurrences']} | {r['total_ms']:.0f} | {r['percent']:.1f}% |"
+                      for r in result["op_types"]]
+            continue
         elif "ops" in result:
             stages, flop, rate = result["ops"], result["op_flop"], result["op_gflops_per_s"]
             title = f"One ViT block by operation (`{record['variant']}`)"
