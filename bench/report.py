@@ -13,8 +13,10 @@ TARGETS = (
     ("forward/*/cached", "peak_rss_gb", 3.0, "case 1 process peak RSS (incl. build) <= 3 GB"),
     ("forward/*/text_in_call", "timed_peak_rss_gb", 3.0, "case 1 peak RSS while forwarding <= 3 GB"),
     ("forward/*/cached", "timed_peak_rss_gb", 3.0, "case 1 peak RSS while forwarding <= 3 GB"),
-    ("train/graph/*", "median_s", 12.0, "case 2, GRAPH_MODE step: <= 12 s"),
-    ("train/graph/*", "peak_rss_gb", 10.0, "case 2, GRAPH_MODE peak RSS <= 10 GB"),
+    ("train/graph/cached", "median_s", 12.0, "case 2, GRAPH_MODE step: <= 12 s"),
+    ("train/graph/text_in_step", "median_s", 12.0, "case 2, GRAPH_MODE step: <= 12 s"),
+    ("train/graph/cached", "peak_rss_gb", 10.0, "case 2, GRAPH_MODE peak RSS <= 10 GB"),
+    ("train/graph/text_in_step", "peak_rss_gb", 10.0, "case 2, GRAPH_MODE peak RSS <= 10 GB"),
 )
 DATA_SPEEDUP_TARGET = 5.0  # case 3: loader >= 5x the training step's consumption rate
 
@@ -51,7 +53,8 @@ def evaluate_targets(records: List[Dict[str, object]]) -> List[Dict[str, object]
             out.append({"target": text, "variant": record["variant"], "measured": measured, "limit": limit,
                         "unit": unit, "met": measured is not None and measured <= limit})
 
-    train_ok = [r for r in records if r["case"] == "train" and r.get("status") == "ok"]
+    train_ok = [r for r in records if r["case"] == "train" and r.get("status") == "ok"
+                and "images_per_s" in (r.get("result") or {})]
     graph_ok = [r for r in train_ok if r.get("mode") == "graph"]
     reference = min(graph_ok or train_ok, key=_median, default=None)
     for record in records:
