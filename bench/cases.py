@@ -743,7 +743,7 @@ def _variants() -> List[Variant]:
                                                                 if context == "full" else ""),
                            case_text_encode, mode,
                            full={"n_labels": 150, "text_config": "ViT-B/32", "context": context, "warmup": 1,
-                                 "repeats": 3, "timeout_s": 300},
+                                 "repeats": 2 if context == "full" else 3, "timeout_s": 300},
                            quick={"n_labels": 150, "text_config": "tiny", "context": context, "warmup": 1,
                                   "repeats": 2, "timeout_s": 60},
                            in_quick=context == "port"))
