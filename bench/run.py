@@ -88,8 +88,10 @@ def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, lo
     loadavg_before = list(os.getloadavg())
     start = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        # cwd = the log folder: files MindSpore drops into the working directory (e.g. rank_0/somas_meta with
+        # --context memory_optimize_level=O1) stay with the run's logs instead of landing in the repository.
+        proc = subprocess.Popen(cmd, cwd=os.path.dirname(os.path.abspath(log_path)), env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         timed_out = False
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
