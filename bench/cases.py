@@ -600,11 +600,14 @@ def case_eval(ctx: CaseContext) -> Dict[str, object]:
         forwards[0] = 0
         outputs.append(tuple(evaluator(image).shape))
 
-    if ctx.warmup:  # warm up with one plain crop-sized forward: a whole multi-scale pass would double the cost
+    warmup_s = []
+    for _ in range(ctx.warmup):  # plain crop-sized forwards: a whole multi-scale pass would double the cost
+        start = time.perf_counter()
         crop = int(params["crop_size"])
-        for _ in range(ctx.warmup):
-            forward(np.zeros((1, 3, crop, crop), np.float32))
+        forward(np.zeros((1, 3, crop, crop), np.float32))
+        warmup_s.append(time.perf_counter() - start)
     timing = measure(run_once, 0, ctx.repeats)
+    timing["warmup_s"] = warmup_s
     return {"timing": timing, "build_s": build_s, "forwards_per_image": forwards[0], "output_shape": outputs[-1],
             "s_per_forward": timing["median_s"] / max(1, forwards[0])}
 
