@@ -62,9 +62,15 @@ lseg_setup() {
     if [ ! -x "$venv/bin/python" ]; then
         "$base" -m venv "$venv" || { echo "setup: could not create a venv at $venv" >&2; return 1; }
     fi
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" 2>&1 \
-        | grep -v "is ignored: it is neither a file nor a directory" >&2
-    if [ "${PIPESTATUS[0]}" -ne 0 ]; then
+    # pip's output is captured rather than piped: callers run under `set -o pipefail`, where a
+    # filter that selects no line (a quiet, successful pip) would fail the whole set-up.
+    local pip_log pip_rc=0
+    pip_log="$("$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" 2>&1)" \
+        || pip_rc=$?
+    if [ -n "$pip_log" ]; then
+        printf '%s\n' "$pip_log" | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+    fi
+    if [ "$pip_rc" -ne 0 ]; then
         echo "setup: pip install -r $req failed (see above); nothing was recorded, the next run retries" >&2
         return 1
     fi

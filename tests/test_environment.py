@@ -74,3 +74,72 @@ def test_setup_second_run_skips_install():
     res = _run_setup({})
     assert res.returncode == 0, res.stderr
     assert "installing" not in res.stderr
+
+
+_FAKE_VENV_PYTHON = """#!/bin/bash
+# Stands in for <venv>/bin/python: pip records its call and exits with $FAKE_PIP_RC, silently.
+if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then
+    echo "$*" >> "$FAKE_PIP_LOG"
+    exit "${FAKE_PIP_RC:-0}"
+fi
+exit 0
+"""
+
+_FAKE_BASE_PYTHON = """#!/bin/bash
+# Stands in for a Python 3.9 interpreter: answers the version probes and `-m venv DIR`.
+case "$*" in
+    *version_info*) echo 3.9 ;;
+    *sys.version*) echo 3.9.99 ;;
+    "-m venv "*) mkdir -p "$3/bin" && cp "$FAKE_VENV_PYTHON" "$3/bin/python" && chmod +x "$3/bin/python" ;;
+    *) exit 1 ;;
+esac
+"""
+
+
+def _fake_interpreters(tmp_path):
+    base = tmp_path / "python3.9"
+    base.write_text(_FAKE_BASE_PYTHON)
+    base.chmod(0o755)
+    venv_py = tmp_path / "venv-python"
+    venv_py.write_text(_FAKE_VENV_PYTHON)
+    venv_py.chmod(0o755)
+    return {
+        "PYTHON": str(base),
+        "FAKE_VENV_PYTHON": str(venv_py),
+        "FAKE_PIP_LOG": str(tmp_path / "pip.log"),
+        "LSEG_VENV": str(tmp_path / "venv"),
+    }
+
+
+def _run_setup_strict(env_extra):
+    """Sources the set-up the way run_tests.sh and .ci/run do: under `set -euo pipefail`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LSEG_SKIP_SETUP",)}
+    env.update(env_extra)
+    script = 'set -euo pipefail; source scripts/setup_env.sh; lseg_setup; echo "LSEG_PYTHON=$LSEG_PYTHON"'
+    return subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_setup_fresh_install_under_pipefail_then_skips(tmp_path):
+    # A quiet, successful pip prints nothing: the fresh-machine path CI takes.
+    env = _fake_interpreters(tmp_path)
+    first = _run_setup_strict(env)
+    assert first.returncode == 0, first.stderr
+    assert "installing requirements.txt" in first.stderr
+    assert f"LSEG_PYTHON={tmp_path / 'venv' / 'bin' / 'python'}" in first.stdout
+    pip_calls = (tmp_path / "pip.log").read_text().splitlines()
+    assert len(pip_calls) == 1 and pip_calls[0].endswith("requirements.txt")
+    assert (tmp_path / "venv" / ".lseg-requirements-stamp").read_text().startswith("3.9.99 ")
+
+    second = _run_setup_strict(env)
+    assert second.returncode == 0, second.stderr
+    assert "installing" not in second.stderr
+    assert len((tmp_path / "pip.log").read_text().splitlines()) == 1
+
+
+def test_setup_failed_pip_records_nothing(tmp_path):
+    env = _fake_interpreters(tmp_path)
+    env["FAKE_PIP_RC"] = "1"
+    res = _run_setup_strict(env)
+    assert res.returncode != 0
+    assert "pip install -r" in res.stderr and "failed" in res.stderr
+    assert not (tmp_path / "venv" / ".lseg-requirements-stamp").exists()
