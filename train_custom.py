@@ -279,6 +279,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if main_process:
             print("resumed from %s after epoch %d (optimizer step %d)" % (resume_path, meta["epoch"],
                                                                        trainer.global_step), flush=True)
+    if world_size > 1:
+        # Every rank seeds alike and reads the same files, but data parallelism is only correct from identical
+        # weights: make it certain, as DDP does at construction.
+        from encoding_custom.engine.distributed import broadcast_from_rank0
+        broadcast_from_rank0(net)
     try:
         history = trainer.fit()
     except NonFiniteLossError as err:

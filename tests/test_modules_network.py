@@ -290,3 +290,14 @@ def test_training_in_pynative_and_graph_mode_gives_the_same_saved_weights(tmp_pa
     ms.set_context(mode=ms.PYNATIVE_MODE)
     for name, value in saved["pynative"].items():
         np.testing.assert_allclose(saved["graph"][name], value, atol=2e-4, err_msg=name)
+
+
+def test_text_fingerprint_sees_one_changed_element_of_the_largest_tensor():
+    net = tiny_net()
+    embedding = net.clip_pretrained.token_embedding.weight
+    before = net._text_fingerprint()
+    values = embedding.asnumpy().copy()
+    values.flat[values.size // 2] += 0.01
+    embedding.set_data(ms.Tensor(values))
+    assert net._text_fingerprint() != before
+    assert net.refresh_text_cache()
