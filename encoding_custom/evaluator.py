@@ -18,20 +18,10 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from .metrics import to_numpy
 from .transforms import DEFAULT_MEAN, DEFAULT_STD
 
 DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-
-
-def _to_numpy(array) -> np.ndarray:
-    """numpy array from numpy, a MindSpore/msadapter tensor, or anything ``np.asarray`` takes."""
-    if isinstance(array, np.ndarray):
-        return array
-    if hasattr(array, "asnumpy"):
-        return array.asnumpy()
-    if hasattr(array, "numpy"):
-        return array.numpy()
-    return np.asarray(array)
 
 
 def _linear_taps(out_size: int, in_size: int):
@@ -152,7 +142,7 @@ class MultiScaleEvaluator:
         return logits
 
     def _forward(self, image: np.ndarray) -> np.ndarray:
-        logits = np.asarray(_to_numpy(self.forward_fn(np.ascontiguousarray(image, dtype=np.float32))),
+        logits = np.asarray(to_numpy(self.forward_fn(np.ascontiguousarray(image, dtype=np.float32))),
                             dtype=np.float32)  # no copy when the model already returns float32
         if self.nclass is None:
             self.nclass = logits.shape[1]
@@ -193,7 +183,7 @@ class MultiScaleEvaluator:
         Returns:
             float32 numpy (B, C, H, W) logits summed over scales and flips; ``argmax(axis=1)`` gives labels.
         """
-        images = np.asarray(_to_numpy(images), dtype=np.float32)
+        images = np.asarray(to_numpy(images), dtype=np.float32)
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"MultiScaleEvaluator: expected images (B, 3, H, W), got shape {images.shape}")
         _, _, height, width = images.shape
@@ -241,7 +231,7 @@ def network_forward(network) -> Callable[[np.ndarray], np.ndarray]:
 
     def forward(images: np.ndarray) -> np.ndarray:
         output = network(torch.tensor(images))
-        return _to_numpy(output.detach() if hasattr(output, "detach") else output)
+        return to_numpy(output.detach() if hasattr(output, "detach") else output)
 
     return forward
 

@@ -17,8 +17,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 
-def _to_numpy(array) -> np.ndarray:
-    """numpy view of a numpy array, MindSpore/msadapter tensor or nested list."""
+def to_numpy(array) -> np.ndarray:
+    """numpy view of a numpy array, MindSpore/msadapter tensor or nested list (shared by the evaluator and engine)."""
     if isinstance(array, np.ndarray):
         return array
     if hasattr(array, "asnumpy"):
@@ -30,7 +30,7 @@ def _to_numpy(array) -> np.ndarray:
 
 def _as_labels(pred, target: np.ndarray) -> np.ndarray:
     """Class indices from either labels (same shape as target) or scores (B, C, H, W) → argmax over C."""
-    pred = _to_numpy(pred)
+    pred = to_numpy(pred)
     if pred.ndim == target.ndim + 1:
         pred = pred.argmax(axis=1 if pred.ndim == 4 else 0)
     if pred.shape != target.shape:
@@ -116,7 +116,7 @@ class SegmentationMetric:
             for one_pred, one_target in zip(pred, target):
                 self.update(one_pred, one_target)
             return
-        target = _to_numpy(target).astype(np.int64)
+        target = to_numpy(target).astype(np.int64)
         labels = _as_labels(pred, target)
         if labels.size and labels.min() < 0:
             raise ValueError("SegmentationMetric.update: negative predicted labels; the order is update(pred, "

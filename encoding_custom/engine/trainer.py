@@ -15,6 +15,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 
+from ..metrics import to_numpy
 from .checkpoint import CheckpointManager, load_checkpoint
 from .data import BatchLoader
 from .distributed import get_world_size, is_main_process
@@ -436,7 +437,7 @@ class Trainer:
 def network_predictor(network) -> Callable[[np.ndarray], np.ndarray]:
     """``images float32 (B,3,H,W) numpy → labels int64 (B,H,W)``: argmax of ``network(images)`` (single scale)."""
     def predict(images: np.ndarray) -> np.ndarray:
-        return np.argmax(_to_numpy(network(ms.Tensor(images))), axis=1)
+        return np.argmax(to_numpy(network(ms.Tensor(images))), axis=1)
     return predict
 
 
@@ -479,9 +480,3 @@ def evaluate(predict_labels: Callable[[np.ndarray], np.ndarray], dataset, nclass
     if world_size > 1:
         all_reduce_metric(metric)
     return metric
-
-
-def _to_numpy(tensor) -> np.ndarray:
-    if hasattr(tensor, "asnumpy"):
-        return tensor.asnumpy()
-    return np.asarray(tensor)
