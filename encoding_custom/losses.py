@@ -24,7 +24,6 @@ class SegmentationLoss(nn.Cell):
     def __init__(self, ignore_index: int = -1):
         super().__init__()
         self.ignore_index = ignore_index
-        self.log_softmax = nn.LogSoftmax(axis=1)
 
     def construct(self, logits, target):
         target = ops.cast(target, ms.int32)
@@ -32,8 +31,14 @@ class SegmentationLoss(nn.Cell):
         valid = ops.not_equal(target, self.ignore_index)
         # Ignored pixels look up class 0; their term is multiplied by 0 below.
         safe_target = ops.select(valid, target, ops.zeros_like(target))
-        log_probs = self.log_softmax(logits)
-        picked = ops.gather_elements(log_probs, 1, ops.expand_dims(safe_target, 1))
+        # log p_t = (x_t - m) - log sum_c exp(x_c - m), written out instead of LogSoftmax: MindSpore 2.0's CPU
+        # LogSoftmax over the channel axis of NCHW and its gradient took 4.3 s of a 22.9 s ViT-L train step
+        # (150 x 480 x 480); these element-wise ops and reductions take a tenth of that. The max is a constant
+        # shift (the result does not depend on it), so no gradient flows through it.
+        peak = ops.stop_gradient(logits.max(axis=1, keepdims=True))
+        shifted = logits - peak
+        log_normaliser = ops.log(ops.sum(ops.exp(shifted), dim=1, keepdim=True))
+        picked = ops.gather_elements(shifted, 1, ops.expand_dims(safe_target, 1)) - log_normaliser
         picked = ops.squeeze(picked, 1)
         weights = ops.cast(valid, ms.float32)
         total = -ops.reduce_sum(picked * weights)

@@ -51,3 +51,28 @@ def test_trains_inside_with_loss_cell_in_graph_mode(graph_mode, batch):
     step = nn.TrainOneStepCell(net, nn.SGD(conv.trainable_params(), learning_rate=0.5))
     losses = [float(step(images, ms.Tensor(target)).asnumpy()) for _ in range(5)]
     assert losses[-1] < losses[0]
+
+
+def reference_gradient(logits, target, ignore_index=-1):
+    """d loss / d logits = (softmax - one_hot(target)) / n_valid on valid pixels, 0 on ignored ones."""
+    shifted = logits - logits.max(1, keepdims=True)
+    softmax = np.exp(shifted) / np.exp(shifted).sum(1, keepdims=True)
+    valid = target != ignore_index
+    one_hot = np.eye(logits.shape[1], dtype=np.float32)[np.where(valid, target, 0)].transpose(0, 3, 1, 2)
+    return (softmax - one_hot) * valid[:, None] / valid.sum()
+
+
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+def test_gradient_is_softmax_minus_one_hot_and_stable_for_large_logits(batch, mode):
+    logits, target = batch
+    grad = ms.grad(SegmentationLoss(), grad_position=0)
+    if mode == "graph":
+        grad = ms.jit(grad)
+    np.testing.assert_allclose(grad(ms.Tensor(logits), ms.Tensor(target)).asnumpy(),
+                               reference_gradient(logits, target), atol=1e-6)
+    # Logits of 1e4 overflow a naive exp; the shifted form stays finite and exact.
+    large = logits * 3000.0
+    loss = SegmentationLoss()(ms.Tensor(large), ms.Tensor(target)).asnumpy()
+    assert np.isfinite(loss) and loss == pytest.approx(reference_loss(large.astype(np.float64), target), rel=1e-5)
+    np.testing.assert_allclose(grad(ms.Tensor(large), ms.Tensor(target)).asnumpy(),
+                               reference_gradient(large.astype(np.float64), target), atol=1e-6)
