@@ -83,3 +83,38 @@ def test_parity_is_sensitive_to_the_weights(converted):
         assert np.abs(logits - reference).max() > 1e-4 * np.abs(reference).max()
     finally:
         param.set_data(ms.Tensor(original))
+
+
+def test_test_py_loads_the_official_checkpoint_directly_with_parity(tmp_path):
+    """``test.py --weights <official lang-seg .ckpt>``: converted on the fly, same logits as the official network."""
+    import test as test_script
+
+    src = str(tmp_path / "official0.ckpt")
+    write_full_official_checkpoint(0, src)
+    args = test_script.parse_test_options(["--weights", src, "--device_target", "CPU", "--mode", "pynative"])
+    net, labels, _ = test_script.load_network(args)
+    net.set_train(False)
+    assert len(labels) == 150
+    for case in ("a", "b"):
+        logits = net(ms.Tensor(ARRAYS[f"images_{case}"]), labels=META[f"labels_{case}"])
+        assert_parity(logits.asnumpy(), ARRAYS[f"arch0_logits_{case}"], f"test.py path, case {case}")
+
+
+def test_test_py_segments_an_image_with_official_weights(tmp_path):
+    import subprocess
+    import sys as _sys
+
+    from PIL import Image
+
+    src = str(tmp_path / "official0.ckpt")
+    write_full_official_checkpoint(0, src)
+    image = tmp_path / "photo.jpg"
+    Image.fromarray((np.random.RandomState(0).rand(70, 90, 3) * 255).astype(np.uint8)).save(image)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([_sys.executable, "test.py", "--weights", src, "--image", str(image), "--labels",
+                             "cat,grass,sky,other", "--device_target", "CPU", "--mode", "pynative", "--outdir",
+                             str(tmp_path / "out")], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for kind in ("mask", "overlay", "legend"):
+        assert (tmp_path / "out" / f"photo_{kind}.png").is_file()
+    assert Image.open(tmp_path / "out" / "photo_mask.png").size == (90, 70)
