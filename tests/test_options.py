@@ -61,6 +61,8 @@ def test_effective_lr_is_base_over_16_times_global_batch():
     (["--image", "/no/such.png", "--labels", "a,b"], "--image"),
     (["--exp_name", "a/b"], "--exp_name"),
     (["--device_target", "CPU", "--amp_level", "O2"], "--amp_level"),
+    (["--device_target", "GPU", "--mode", "graph", "--amp_level", "O2"], "--amp_level"),
+    (["--device_target", "Ascend", "--amp_level", "O3"], "--amp_level"),
     (["--device_target", "TPU"], "--device_target"),
     (["--mode", "eager"], "--mode"),
     (["--scales", "big"], "--scales"),
