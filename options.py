@@ -69,7 +69,7 @@ def _parse_scales(text: str) -> List[float]:
     try:
         return [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError("expected comma-separated numbers or 'official', got %r" % text)
+        raise argparse.ArgumentTypeError("expected comma-separated numbers or 'official', got %r" % text) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,8 +15,15 @@ import argparse
 import os
 import sys
 
-from encoding_custom.download import (ADE20K_SHA1, ADE20K_TEST_SHA1, ADE20K_TEST_URL, ADE20K_URL, DownloadError,
-                                      download, extract_zip)
+from encoding_custom.download import (
+    ADE20K_SHA1,
+    ADE20K_TEST_SHA1,
+    ADE20K_TEST_URL,
+    ADE20K_URL,
+    DownloadError,
+    download,
+    extract_zip,
+)
 from encoding_custom.layout import BASE_DIR, SYNTHETIC_MARKER, check_layout
 
 

@@ -22,8 +22,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from options import OptionError, build_parser, validate_options
-from train_custom import (ALL_CLASSES, build_network, checkpoint_kind, configure_context, load_network_weights,
-                          make_dataset, resolve_classes)
+from train_custom import (
+    ALL_CLASSES,
+    build_network,
+    checkpoint_kind,
+    configure_context,
+    load_network_weights,
+    make_dataset,
+    resolve_classes,
+)
 
 # Architecture options a train_custom.py checkpoint records; they override the command line when loading it.
 ARCH_OPTIONS = ("backbone", "text_config", "arch_option", "block_depth", "activation", "classes")
@@ -82,6 +89,7 @@ def load_network(args) -> Tuple[object, List[str], Optional[List[int]]]:
         net = build_lseg_from_checkpoint(args.weights)
     else:
         import tempfile
+
         from modules.weights import convert_official_checkpoint
         with tempfile.TemporaryDirectory() as folder:
             net = convert_official_checkpoint(args.weights, os.path.join(folder, "converted.ckpt"))
@@ -136,7 +144,7 @@ def read_labels_argument(text: str) -> List[str]:
         labels = read_label_file(text) if os.path.isfile(text) else parse_labels(text, source="--labels")
     except ValueError as err:
         message = str(err) if str(err).startswith("--labels") else "--labels: %s" % err
-        raise OptionError("%s (got %r)" % (message, text))
+        raise OptionError("%s (got %r)" % (message, text)) from err
     if not labels:
         raise OptionError("--labels: no label given (got %r)" % text)
     return labels
@@ -148,7 +156,7 @@ def load_image(path: str) -> np.ndarray:
         with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     except (OSError, ValueError) as err:
-        raise OptionError("--image: cannot read %s as an image (%s)" % (path, err))
+        raise OptionError("--image: cannot read %s as an image (%s)" % (path, err)) from err
     return ((rgb - NORM_MEAN) / NORM_STD).transpose(2, 0, 1).copy()
 
 
@@ -215,8 +223,9 @@ def run_eval(args, net, labels: List[str], indices, outdir: str) -> Tuple[float,
 
 def write_val_masks(args, net, labels, indices, outdir: str) -> str:
     """Coloured predictions of the val images (testval mode, single pass per ``--scales``) into ``outdir/masks``."""
-    from encoding_custom.evaluator import MultiScaleEvaluator, network_forward
     from tqdm import tqdm
+
+    from encoding_custom.evaluator import MultiScaleEvaluator, network_forward
 
     dataset = make_dataset(args, "val", "testval", indices)
     evaluator = MultiScaleEvaluator(network_forward(net), nclass=len(labels), scales=args.scales, flip=args.flip,

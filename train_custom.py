@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from options import effective_lr, experiment_dir, parse_options, resolve_resume_path, OptionError
+from options import OptionError, effective_lr, experiment_dir, parse_options, resolve_resume_path
 
 ALL_CLASSES = "all"
 SYNTHETIC_CLASSES = "synthetic"
@@ -33,6 +33,7 @@ def configure_context(args) -> None:
     import random
 
     import mindspore as ms
+
     from encoding_custom.engine.distributed import init_distributed
 
     mode = ms.GRAPH_MODE if args.mode == "graph" else ms.PYNATIVE_MODE
@@ -212,6 +213,7 @@ def load_network_weights(net, path: str) -> None:
         load_lseg_checkpoint(net, path)
     else:
         import tempfile
+
         from modules.weights import convert_official_checkpoint, load_lseg_checkpoint
         with tempfile.TemporaryDirectory() as folder:
             converted = os.path.join(folder, "converted.ckpt")

@@ -269,8 +269,10 @@ def case_forward_stages(ctx: CaseContext) -> Dict[str, object]:
     grid_h, grid_w = height // backbone.patch_size, width // backbone.patch_size
     token_ids = ms.Tensor(np.asarray(clip_ms.tokenize(labels), dtype=np.int32))
     hooked = backbone.hooked_tokens(images)
-    levels = (backbone.act_postprocess1(hooked[0], grid_h, grid_w), backbone.act_postprocess2(hooked[1], grid_h, grid_w),
-              backbone.act_postprocess3(hooked[2], grid_h, grid_w), backbone.act_postprocess4(hooked[3], grid_h, grid_w))
+    levels = (backbone.act_postprocess1(hooked[0], grid_h, grid_w),
+              backbone.act_postprocess2(hooked[1], grid_h, grid_w),
+              backbone.act_postprocess3(hooked[2], grid_h, grid_w),
+              backbone.act_postprocess4(hooked[3], grid_h, grid_w))
     scratch = net.scratch
 
     def fusion():

@@ -24,9 +24,9 @@ import sys
 import tempfile
 import zipfile
 from collections import OrderedDict
+from zlib import error as zlib_error  # raised by damaged compressed records written by other tools
 
 import numpy as np
-from zlib import error as zlib_error  # raised by damaged compressed records written by other tools
 
 __all__ = [
     "TorchArchiveError",

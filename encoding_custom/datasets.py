@@ -14,13 +14,18 @@ import random
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
+from msadapter.pytorch.utils.data import DataLoader, Dataset, Sampler
 from PIL import Image
 
-from msadapter.pytorch.utils.data import DataLoader, Dataset, Sampler
-
 from .layout import dataset_dir, list_pairs
-from .transforms import (DEFAULT_MEAN, DEFAULT_STD, image_to_array, mask_to_array, train_sync_transform,
-                         val_sync_transform)
+from .transforms import (
+    DEFAULT_MEAN,
+    DEFAULT_STD,
+    image_to_array,
+    mask_to_array,
+    train_sync_transform,
+    val_sync_transform,
+)
 
 MODES = ("train", "val", "testval")
 

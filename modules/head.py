@@ -1,6 +1,6 @@
 """LSeg head: pixel-text correlation logits and the optional spatial regularization blocks."""
-import numpy as np
 import msadapter.pytorch.nn as tnn
+import numpy as np
 from mindspore import ops
 
 # The official code builds logit_scale as exp(log(1/0.07)) in float32 and never trains it.

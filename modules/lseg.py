@@ -24,8 +24,15 @@ from mindspore import Parameter, Tensor, ops
 from .backbone import ViTBackbone
 from .config import BackboneConfig, get_backbone_config
 from .fusion import FeatureFusionBlock
-from .head import ACTIVATIONS, ARCH_OPTIONS, LOGIT_SCALE, SpatialRegularizationBlock, \
-    apply_spatial_regularization, l2_normalize, pixel_text_logits
+from .head import (
+    ACTIVATIONS,
+    ARCH_OPTIONS,
+    LOGIT_SCALE,
+    SpatialRegularizationBlock,
+    apply_spatial_regularization,
+    l2_normalize,
+    pixel_text_logits,
+)
 
 TEXT_CACHE_NAME = "text_features_cache"
 _PER_CALL_CACHE_SIZE = 8  # label sets kept for zero-shot per-call labels

@@ -26,7 +26,8 @@ TEXT_CACHE_NAME = "text_features_cache"
 
 # Official (PyTorch nn.Sequential index) names of the reassembly parts -> ours.
 _OFFICIAL_RENAMES: List[Tuple[re.Pattern, str]] = [
-    (re.compile(r"^pretrained\.act_postprocess(\d)\.0\.project\.0\."), r"pretrained.act_postprocess\1.readout_project."),
+    (re.compile(r"^pretrained\.act_postprocess(\d)\.0\.project\.0\."),
+     r"pretrained.act_postprocess\1.readout_project."),
     (re.compile(r"^pretrained\.act_postprocess(\d)\.3\."), r"pretrained.act_postprocess\1.to_level_width."),
     (re.compile(r"^pretrained\.act_postprocess(\d)\.4\."), r"pretrained.act_postprocess\1.resample."),
     (re.compile(r"^scratch\.head_block\.depthwise\.depthwise\."), "scratch.head_block.label_conv.conv."),
@@ -44,7 +45,10 @@ class WeightsError(ValueError):
 
 # ---------------------------------------------------------------------------------------------- helpers
 def expected_parameters(net) -> "OrderedDict[str, Tuple[int, ...]]":
-    """Args: net: an LSegNet (or any Cell). Returns: OrderedDict name -> shape of every parameter except the text cache."""
+    """Args: net: an LSegNet (or any Cell).
+
+    Returns: OrderedDict name -> shape of every parameter except the text cache.
+    """
     return OrderedDict((name, tuple(p.shape)) for name, p in net.parameters_and_names() if name != TEXT_CACHE_NAME)
 
 
@@ -264,7 +268,8 @@ def infer_text_config_name(state: Dict[str, np.ndarray], where: str) -> str:
                 (width, vocab, context, embed_dim, layers):
             return key
     raise WeightsError(f"{where}: CLIP text tower width {width}, vocab {vocab}, context {context}, embed_dim "
-                       f"{embed_dim}, layers {layers} matches none of clip_ms.TEXT_CONFIGS {sorted(clip_ms.TEXT_CONFIGS)}")
+                       f"{embed_dim}, layers {layers} matches none of clip_ms.TEXT_CONFIGS "
+                       f"{sorted(clip_ms.TEXT_CONFIGS)}")
 
 
 def convert_official_checkpoint(src: str, dst: str, backbone: Optional[str] = None,
@@ -289,6 +294,7 @@ def convert_official_checkpoint(src: str, dst: str, backbone: Optional[str] = No
         WeightsError: unreadable file or any missing/unexpected/mismatched entry.
     """
     from clip_ms.torch_archive import find_state_dict, load_torch_file
+
     from .lseg import LSegNet
     checkpoint = load_torch_file(src)
     state = find_state_dict(checkpoint, path=src)
@@ -352,7 +358,8 @@ def read_lseg_checkpoint(path: str) -> Tuple[Dict, "OrderedDict[str, np.ndarray]
         raise WeightsError(f"{path}: no '{OPTIONS_KEY}' entry; not an LSegNet checkpoint written by modules.weights "
                            f"(convert official lang-seg checkpoints with `python -m modules.convert`)")
     options = json.loads(str(raw.pop(OPTIONS_KEY)))
-    arrays = OrderedDict((name, value.asnumpy()) for name, value in raw.items() if isinstance(value, (Parameter, Tensor)))
+    arrays = OrderedDict((name, value.asnumpy()) for name, value in raw.items()
+                         if isinstance(value, (Parameter, Tensor)))
     return options, arrays
 
 
@@ -460,7 +467,8 @@ def _read_vit_source(path: str) -> "OrderedDict[str, np.ndarray]":
         state = find_state_dict(load_torch_file(path), path=path)
     renamed = OrderedDict()
     for name, value in state.items():
-        renamed[re.sub(r"((?:^|\.)norm\d?)\.weight$", r"\1.gamma", re.sub(r"((?:^|\.)norm\d?)\.bias$", r"\1.beta", name))] = value
+        mindcv_name = re.sub(r"((?:^|\.)norm\d?)\.bias$", r"\1.beta", name)
+        renamed[re.sub(r"((?:^|\.)norm\d?)\.weight$", r"\1.gamma", mindcv_name)] = value
     return renamed
 
 

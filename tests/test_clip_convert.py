@@ -10,8 +10,14 @@ import pytest
 from mindspore import Tensor
 
 from clip_ms import CLIPTextEncoder, TextConfig, text_parameter_shapes
-from clip_ms.convert import (ConversionError, convert_file, infer_text_config, load_text_tower, main,
-                             text_tower_from_state_dict)
+from clip_ms.convert import (
+    ConversionError,
+    convert_file,
+    infer_text_config,
+    load_text_tower,
+    main,
+    text_tower_from_state_dict,
+)
 from clip_ms.torch_archive import TorchArchiveError, save_torch_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

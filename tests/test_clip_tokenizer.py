@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 import clip_ms
-from clip_ms.tokenizer import (DEFAULT_BPE_PATH, EOT_TOKEN, SOT_TOKEN, ContextLengthError, SimpleTokenizer, decode,
-                               default_tokenizer, tokenize)
+from clip_ms.tokenizer import (
+    DEFAULT_BPE_PATH,
+    EOT_TOKEN,
+    SOT_TOKEN,
+    ContextLengthError,
+    SimpleTokenizer,
+    decode,
+    default_tokenizer,
+    tokenize,
+)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "clip_ms")
 

@@ -204,7 +204,7 @@ def _assert_gone(pids):
 def test_one_failing_worker_stops_the_job_and_is_named(tmp_path, action, expected_status, expected_words):
     status, message, elapsed, _ = _run_launcher(tmp_path, rank0="hang", rank1=action)
     assert status == expected_status
-    assert f"launch: rank 1 (worker" in message and expected_words in message
+    assert "launch: rank 1 (worker" in message and expected_words in message
     assert "stopping the other processes" in message
     assert elapsed < 20, f"the hanging rank 0 was not stopped promptly ({elapsed:.1f} s)"
     _assert_gone(_pids_of(tmp_path / "logs"))

@@ -5,17 +5,24 @@ import subprocess
 import sys
 import time
 
+import mindspore as ms
 import numpy as np
 import pytest
-import mindspore as ms
 
-from encoding_custom.engine import (CheckpointError, CheckpointManager, TrainConfig, Trainer, load_checkpoint,
-                                    read_checkpoint, save_checkpoint)
+from encoding_custom.engine import (
+    CheckpointError,
+    CheckpointManager,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from encoding_custom.losses import SegmentationLoss
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
-from toys import NCLASS, ToySegData, ToySegNet  # noqa: E402
+from toys import ToySegData, ToySegNet  # noqa: E402
 
 REPO = os.path.dirname(HERE)
 

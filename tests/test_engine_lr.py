@@ -1,7 +1,7 @@
 """PolyLR equals the official per-epoch poly formula at every optimizer step, and nn.Momentum applies it per group."""
+import mindspore as ms
 import numpy as np
 import pytest
-import mindspore as ms
 from mindspore import nn
 
 from encoding_custom.engine import PolyLR, build_optimizer, poly_lr

@@ -4,9 +4,9 @@ import json
 import os
 import sys
 
+import mindspore as ms
 import numpy as np
 import pytest
-import mindspore as ms
 from PIL import Image
 
 from encoding_custom.engine import NonFiniteLossError, TrainConfig, Trainer, load_checkpoint, poly_lr

@@ -18,7 +18,6 @@ def test_pinned_versions_import():
 
 def test_msadapter_module_trains_with_train_one_step_cell():
     import mindspore as ms
-    import msadapter.pytorch as torch
     import msadapter.pytorch.nn as tnn
     from mindspore import nn
 

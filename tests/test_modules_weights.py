@@ -11,9 +11,16 @@ import pytest
 
 from modules import BackboneConfig, LevelResample, LSegNet
 from modules.convert import main as convert_main
-from modules.weights import (WeightsError, build_lseg_from_checkpoint, check_official_layout,
-                             expected_parameters, init_backbone_from_pretrained, load_lseg_checkpoint,
-                             read_lseg_checkpoint, save_lseg_checkpoint)
+from modules.weights import (
+    WeightsError,
+    build_lseg_from_checkpoint,
+    check_official_layout,
+    expected_parameters,
+    init_backbone_from_pretrained,
+    load_lseg_checkpoint,
+    read_lseg_checkpoint,
+    save_lseg_checkpoint,
+)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "modules")
 sys.path.insert(0, FIXTURES)

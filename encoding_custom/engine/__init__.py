@@ -10,12 +10,10 @@ Takes an already built network (it never imports ``modules``). Public API:
 - :func:`get_rank`, :func:`get_world_size`, :func:`is_main_process`, :func:`epoch_indices`.
 - :func:`plot_curves`.
 """
-from .checkpoint import (CheckpointError, CheckpointManager, load_checkpoint, read_checkpoint,  # noqa: F401
-                         save_checkpoint)
+from .checkpoint import CheckpointError, CheckpointManager, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: F401
 from .data import BatchLoader, epoch_indices  # noqa: F401
 from .distributed import get_rank, get_world_size, is_main_process  # noqa: F401
 from .lr import PolyLR, poly_lr  # noqa: F401
 from .params import refresh_parameters  # noqa: F401
 from .plotting import plot_curves  # noqa: F401
-from .trainer import (NonFiniteLossError, TrainConfig, Trainer, build_optimizer, evaluate,  # noqa: F401
-                      network_predictor)
+from .trainer import NonFiniteLossError, TrainConfig, Trainer, build_optimizer, evaluate, network_predictor  # noqa: F401

@@ -145,7 +145,7 @@ def launched_distributed(environ: Optional[dict] = None) -> bool:
     try:
         return int(env.get("RANK_SIZE") or 1) > 1
     except ValueError:
-        raise ValueError(f"environment variable RANK_SIZE must be an integer, got {env.get('RANK_SIZE')!r}")
+        raise ValueError(f"environment variable RANK_SIZE must be an integer, got {env.get('RANK_SIZE')!r}") from None
 
 
 def init_distributed(device_target: str = "CPU", mode: Optional[int] = None,

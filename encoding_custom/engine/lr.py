@@ -22,7 +22,8 @@ def poly_lr(base_lr: float, global_step: int, steps_per_epoch: int, max_epochs: 
         power: decay exponent (0.9 in lang-seg).
 
     Returns:
-        ``base_lr * (1 - min(epoch, max_epochs) / max_epochs) ** power`` with ``epoch = global_step // steps_per_epoch``.
+        ``base_lr * (1 - min(epoch, max_epochs) / max_epochs) ** power`` with
+        ``epoch = global_step // steps_per_epoch``.
     """
     epoch = min(global_step // steps_per_epoch, max_epochs)
     return base_lr * (1.0 - epoch / max_epochs) ** power

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import mindspore as ms
+import numpy as np
 from mindspore import nn, ops
 
 from ..metrics import to_numpy
@@ -458,8 +458,8 @@ def evaluate(predict_labels: Callable[[np.ndarray], np.ndarray], dataset, nclass
         the filled ``encoding_custom.metrics.SegmentationMetric``.
     """
     from tqdm import tqdm
-    from ..metrics import SegmentationMetric
 
+    from ..metrics import SegmentationMetric
     from .distributed import all_reduce_metric, get_world_size, shard_for_evaluation
 
     metric = SegmentationMetric(nclass)
