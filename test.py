@@ -18,24 +18,11 @@ import sys
 import time
 from typing import List, Optional, Sequence, Tuple
 
-import numpy as np
-from PIL import Image, ImageDraw
-
 from options import OptionError, build_parser, validate_options
-from train_custom import (
-    ALL_CLASSES,
-    build_network,
-    checkpoint_kind,
-    configure_context,
-    load_network_weights,
-    make_dataset,
-    resolve_classes,
-)
+from train_custom import build_network, configure_context, make_dataset, resolve_classes
 
 # Architecture options a train_custom.py checkpoint records; they override the command line when loading it.
 ARCH_OPTIONS = ("backbone", "text_config", "arch_option", "block_depth", "activation", "classes")
-IMAGE_MULTIPLE = 32
-NORM_MEAN, NORM_STD = 0.5, 0.5
 
 
 def parse_test_options(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -68,74 +55,39 @@ def load_network(args) -> Tuple[object, List[str], Optional[List[int]]]:
         ``(network, label names, ADE20K class indices or None)``; with a training checkpoint the architecture and
         the class set come from the checkpoint.
     """
+    from modules.factory import OFFICIAL, TRAINING, checkpoint_kind, load_network_weights
+
     if args.weights is None:
         print("test.py: warning: no --weights, evaluating a randomly initialised network", file=sys.stderr)
-        labels, indices = resolve_classes(args.classes, args.data_path)
+        labels, indices = resolve_classes(args)
         return build_network(args, labels), labels, indices
     kind = checkpoint_kind(args.weights)
-    if kind == "training":
+    if kind == TRAINING:
         from encoding_custom.engine import read_checkpoint
         stored = read_checkpoint(args.weights)[2]["options"]
         for key in ARCH_OPTIONS:
             if key in stored:
                 setattr(args, key, stored[key])
         data_path = args.data_path if "data_path" in args.explicit else stored.get("data_path", args.data_path)
-        labels, indices = resolve_classes(args.classes, data_path)
+        labels, indices = resolve_classes(args, data_path)
         net = build_network(args, labels)
         load_network_weights(net, args.weights)
         return net, labels, indices
-    if kind == "weights":
-        from modules.weights import build_lseg_from_checkpoint
-        net = build_lseg_from_checkpoint(args.weights)
-    else:
+    if kind == OFFICIAL:
         import tempfile
 
         from modules.weights import convert_official_checkpoint
         with tempfile.TemporaryDirectory() as folder:
             net = convert_official_checkpoint(args.weights, os.path.join(folder, "converted.ckpt"))
-    labels, indices = resolve_classes(ALL_CLASSES, args.data_path)
-    return net, labels, indices
+    else:
+        from modules.weights import build_lseg_from_checkpoint
+        net = build_lseg_from_checkpoint(args.weights)
+    from encoding_custom.labels import ade20k_labels
+
+    return net, ade20k_labels(), None  # released LSeg weights are the 150-class ADE20K model
 
 
-# --------------------------------------------------------------------------------------------------- colours/PNGs
-def label_colours(n: int) -> np.ndarray:
-    """``n`` distinct RGB colours (the PASCAL VOC bit-interleaving palette, skipping black).
-
-    Returns:
-        uint8 (n, 3).
-    """
-    colours = np.zeros((n, 3), np.uint8)
-    for i in range(n):
-        code, r, g, b = i + 1, 0, 0, 0
-        for bit in range(8):
-            r |= ((code >> 0) & 1) << (7 - bit)
-            g |= ((code >> 1) & 1) << (7 - bit)
-            b |= ((code >> 2) & 1) << (7 - bit)
-            code >>= 3
-        colours[i] = (r, g, b)
-    return colours
-
-
-def colour_mask(labels: np.ndarray, n_labels: int) -> Image.Image:
-    """Label map (H, W) → RGB image; ignored/negative pixels are black."""
-    palette = np.vstack([label_colours(n_labels), np.zeros((1, 3), np.uint8)])
-    return Image.fromarray(palette[np.where(labels >= 0, labels, n_labels)])
-
-
-def legend(names: Sequence[str], present: Optional[Sequence[int]] = None) -> Image.Image:
-    """A PNG-ready legend: one colour box and name per label (``present`` first, marked)."""
-    colours = label_colours(len(names))
-    row, width = 22, 24 + 8 * max(len(n) for n in names) + 90
-    image = Image.new("RGB", (width, row * len(names) + 8), "white")
-    draw = ImageDraw.Draw(image)
-    present = set(present or [])
-    for i, name in enumerate(names):
-        y = 4 + i * row
-        draw.rectangle([6, y + 2, 22, y + 18], fill=tuple(int(c) for c in colours[i]), outline=(0, 0, 0))
-        draw.text((30, y + 4), name + ("" if i in present else "  (not found)"), fill=(0, 0, 0))
-    return image
-
-
+# -------------------------------------------------------------------------------------------------------- inputs
 def read_labels_argument(text: str) -> List[str]:
     """``--labels``: a label file path or a comma-separated list. Raises OptionError when empty."""
     from encoding_custom.labels import parse_labels, read_label_file
@@ -150,46 +102,14 @@ def read_labels_argument(text: str) -> List[str]:
     return labels
 
 
-def load_image(path: str) -> np.ndarray:
-    """Read an image as normalised float32 (3, H, W). Raises OptionError naming the file if unreadable."""
+def load_image(path: str):
+    """``--image`` file as a normalised float32 (3, H, W); raises OptionError naming it if unreadable."""
+    from encoding_custom.transforms import read_image
+
     try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    except (OSError, ValueError) as err:
-        raise OptionError("--image: cannot read %s as an image (%s)" % (path, err)) from err
-    return ((rgb - NORM_MEAN) / NORM_STD).transpose(2, 0, 1).copy()
-
-
-def pad_to_multiple(image: np.ndarray, multiple: int = IMAGE_MULTIPLE) -> np.ndarray:
-    """Pad (3, H, W) at the bottom/right to multiples of ``multiple`` with the normalised value of black."""
-    _, height, width = image.shape
-    out_h, out_w = -(-height // multiple) * multiple, -(-width // multiple) * multiple
-    padded = np.full((3, out_h, out_w), (0.0 - NORM_MEAN) / NORM_STD, np.float32)
-    padded[:, :height, :width] = image
-    return padded
-
-
-def segment_image(net, image: np.ndarray, labels: Sequence[str]) -> np.ndarray:
-    """Labels (H, W) int64 of one normalised image (3, H, W) of any size for any label list."""
-    import mindspore as ms
-
-    _, height, width = image.shape
-    logits = net(ms.Tensor(pad_to_multiple(image)[None]), labels=list(labels))
-    logits = logits.asnumpy() if hasattr(logits, "asnumpy") else np.asarray(logits)
-    return logits[0, :, :height, :width].argmax(axis=0)
-
-
-def write_image_outputs(path: str, labels: Sequence[str], prediction: np.ndarray, outdir: str) -> List[str]:
-    """Write ``<stem>_mask.png``, ``<stem>_overlay.png`` and ``<stem>_legend.png``; return their paths."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    mask = colour_mask(prediction, len(labels))
-    with Image.open(path) as original:
-        overlay = Image.blend(original.convert("RGB"), mask, 0.5)
-    outputs = [os.path.join(outdir, "%s_%s.png" % (stem, kind)) for kind in ("mask", "overlay", "legend")]
-    mask.save(outputs[0])
-    overlay.save(outputs[1])
-    legend(labels, sorted(set(np.unique(prediction).tolist()))).save(outputs[2])
-    return outputs
+        return read_image(path)
+    except ValueError as err:
+        raise OptionError("--image: %s" % err) from err
 
 
 # ---------------------------------------------------------------------------------------------------------- main
@@ -226,6 +146,7 @@ def write_val_masks(args, net, labels, indices, outdir: str) -> str:
     from tqdm import tqdm
 
     from encoding_custom.evaluator import MultiScaleEvaluator, network_forward
+    from encoding_custom.visualize import colour_mask, legend
 
     dataset = make_dataset(args, "val", "testval", indices)
     evaluator = MultiScaleEvaluator(network_forward(net), nclass=len(labels), scales=args.scales, flip=args.flip,
@@ -254,9 +175,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         net, labels, indices = load_network(args)
         net.set_train(False)
         if images:
+            from encoding_custom.evaluator import segment_image
+            from encoding_custom.visualize import save_segmentation
             for path, image in images:
                 prediction = segment_image(net, image, image_labels)
-                for written in write_image_outputs(path, image_labels, prediction, outdir):
+                for written in save_segmentation(path, image_labels, prediction, outdir):
                     print("wrote %s" % written)
         elif args.eval:
             run_eval(args, net, labels, indices, outdir)

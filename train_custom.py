@@ -7,230 +7,51 @@ Writes to ``checkpoints/<exp_name>/``: ``epoch_XXX.ckpt`` (last K), ``last.ckpt`
 (one line per epoch), ``steps.jsonl`` (one line per optimizer step) and ``curves.png``. ``--resume`` continues
 exactly where the last completed epoch ended. Exit status: 0 done, 2 bad option, 3 non-finite loss.
 
-The helpers here (network building, weight loading, class subsets) are shared with ``test.py``.
+The option-to-library glue here (context, classes, network, dataset) is shared with ``test.py``.
 """
-import json
-import os
 import sys
-import zipfile
 from typing import List, Optional, Sequence, Tuple
-
-import numpy as np
 
 from options import OptionError, effective_lr, experiment_dir, parse_options, resolve_resume_path
 
-ALL_CLASSES = "all"
-SYNTHETIC_CLASSES = "synthetic"
 
-
-# ------------------------------------------------------------------------------------------------------- context
+# ------------------------------------------------------------------------------------------ options -> library
 def configure_context(args) -> None:
-    """Set device and execution mode, join a data-parallel job if a launcher started us, seed everything.
+    """Device, mode, data-parallel group and seeds from the options (``encoding_custom.engine.configure_runtime``)."""
+    from encoding_custom.engine import configure_runtime
 
-    Args:
-        args: parsed options (``device_target``, ``device_id``, ``mode``, ``seed``).
-    """
-    import random
-
-    import mindspore as ms
-
-    from encoding_custom.engine.distributed import init_distributed
-
-    mode = ms.GRAPH_MODE if args.mode == "graph" else ms.PYNATIVE_MODE
-    ms.set_context(mode=mode, device_target=args.device_target)
-    if args.device_id is not None:
-        ms.set_context(device_id=args.device_id)
-    init_distributed(args.device_target, mode=mode)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    ms.set_seed(args.seed)
+    configure_runtime(args.device_target, args.mode, device_id=args.device_id, seed=args.seed)
 
 
-# ------------------------------------------------------------------------------------------------------- classes
-def resolve_classes(classes: str, data_path: str) -> Tuple[List[str], Optional[List[int]]]:
-    """The label list the network is trained/evaluated with.
+def resolve_classes(args, data_path: Optional[str] = None) -> Tuple[List[str], Optional[List[int]]]:
+    """``--classes`` as ``(label names, ADE20K class indices or None)``; raises OptionError naming it."""
+    from encoding_custom.labels import resolve_classes as resolve
 
-    Args:
-        classes: ``"all"`` (the 150 ADE20K classes), ``"synthetic"`` (the classes listed in the synthetic set's
-            ``SYNTHETIC.json``) or comma-separated ADE20K class names.
-        data_path: data root (for ``"synthetic"``).
-
-    Returns:
-        ``(label names, ADE20K class indices 0..149 or None for all)``.
-
-    Raises:
-        OptionError: naming ``--classes``.
-    """
-    from encoding_custom.labels import ade20k_labels
-    from encoding_custom.layout import SYNTHETIC_MARKER, dataset_dir
-
-    names = ade20k_labels()
-    if classes == ALL_CLASSES:
-        return names, None
-    if classes == SYNTHETIC_CLASSES:
-        marker = os.path.join(dataset_dir(data_path), SYNTHETIC_MARKER)
-        if not os.path.isfile(marker):
-            raise OptionError("--classes: 'synthetic' needs %s (written by prepare_ade20k.py --synthetic) "
-                              "(got %r)" % (marker, classes))
-        with open(marker, encoding="utf-8") as handle:
-            values = json.load(handle)["class_values"]
-        indices = [int(v) - 1 for v in values]
-    else:
-        wanted = [part.strip() for part in classes.split(",") if part.strip()]
-        unknown = [w for w in wanted if w not in names]
-        if not wanted or unknown:
-            raise OptionError("--classes: unknown ADE20K class names %s (got %r)" % (unknown, classes))
-        indices = [names.index(w) for w in wanted]
-    return [names[i] for i in indices], indices
+    try:
+        return resolve(args.classes, data_path or args.data_path, source="--classes")
+    except ValueError as err:
+        raise OptionError(str(err)) from err
 
 
-class ClassSubset:
-    """A segmentation dataset restricted to some ADE20K classes: mask values are renumbered 0..K-1 in the given
-    order and every other class becomes ``ignore_index``.
-
-    Args:
-        dataset: ``→ (image (3,H,W), mask (H,W) int32 in 0..149 or ignore_index)``.
-        class_indices: the kept ADE20K indices.
-        ignore_index: value of pixels outside the subset.
-    """
-
-    def __init__(self, dataset, class_indices: Sequence[int], ignore_index: int = -1):
-        self.dataset = dataset
-        self.ignore_index = ignore_index
-        self.lookup = np.full(151, ignore_index, dtype=np.int32)  # slot 150 serves masks already at -1
-        for new, old in enumerate(class_indices):
-            self.lookup[old] = new
-
-    def set_epoch(self, epoch: int) -> None:
-        """Forward the epoch to the wrapped dataset (per-epoch augmentation)."""
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        """Returns: ``(image, mask int32 (H,W) in 0..K-1 or ignore_index)``."""
-        image, mask = self.dataset[index]
-        mask = np.asarray(mask)
-        remapped = self.lookup[np.where((mask >= 0) & (mask < 150), mask, 150)]
-        return image, remapped
-
-    def __getattr__(self, name):
-        # images/masks/num_class etc. of the wrapped dataset (used by test.py for file names)
-        return getattr(self.dataset, name)
-
-
-# ------------------------------------------------------------------------------------------------------- network
 def build_network(args, labels: Sequence[str]):
-    """Build LSegNet from the options and load ``--clip_weights`` / ``--vit_weights`` when given.
+    """LSegNet from the architecture options, with ``--clip_weights`` / ``--vit_weights`` loaded when given."""
+    from modules.factory import build_lseg
 
-    Args:
-        args: options (backbone, text_config, arch_option, block_depth, activation, clip_weights, vit_weights).
-        labels: label list of the network.
-
-    Returns:
-        the LSegNet.
-
-    Raises:
-        OptionError: unknown ``--backbone`` or ``--text_config``.
-    """
-    import clip_ms
-    from modules import BACKBONES, LSegNet
-
-    if args.backbone not in BACKBONES:
-        raise OptionError("--backbone: unknown backbone, choose from %s (got %r)" % (sorted(BACKBONES), args.backbone))
-    if args.text_config not in clip_ms.TEXT_CONFIGS:
-        raise OptionError("--text_config: choose from %s (got %r)" % (sorted(clip_ms.TEXT_CONFIGS), args.text_config))
-    net = LSegNet(args.backbone, labels=list(labels), arch_option=args.arch_option, block_depth=args.block_depth,
-                  activation=args.activation, text_config=args.text_config)
-    if getattr(args, "clip_weights", None):
-        load_text_encoder_weights(net, args.clip_weights)
-    if getattr(args, "vit_weights", None):
-        from modules.weights import init_backbone_from_pretrained
-        init_backbone_from_pretrained(net, args.vit_weights)
-    return net
+    try:
+        return build_lseg(args.backbone, labels, arch_option=args.arch_option, block_depth=args.block_depth,
+                          activation=args.activation, text_config=args.text_config,
+                          clip_weights=getattr(args, "clip_weights", None),
+                          vit_weights=getattr(args, "vit_weights", None))
+    except ValueError as err:  # unknown backbone/text config, weights that do not fit: named in the message
+        raise OptionError(str(err)) from err
 
 
-def load_text_encoder_weights(net, path: str) -> None:
-    """Load a CLIP text tower ``.ckpt`` (``python -m clip_ms.convert``) into ``net.clip_pretrained``, strictly.
-
-    Raises:
-        OptionError: naming ``--clip_weights`` and the missing/mismatched parameters.
-    """
-    import mindspore as ms
-
-    stored = ms.load_checkpoint(path)
-    prefix = "clip_pretrained."
-    missing, mismatched = [], []
-    for param in net.clip_pretrained.get_parameters():
-        key = param.name[len(prefix):] if param.name.startswith(prefix) else param.name
-        value = stored.get(key, stored.get(param.name))
-        if value is None:
-            missing.append(key)
-        elif tuple(value.shape) != tuple(param.shape):
-            mismatched.append("%s %s vs %s" % (key, tuple(value.shape), tuple(param.shape)))
-        else:
-            param.set_data(ms.Tensor(value.asnumpy()))
-    if missing or mismatched:
-        raise OptionError("--clip_weights: %s does not fit --text_config %s: missing %s, mismatched %s"
-                          % (path, net.text_config_name, missing[:5], mismatched[:5]))
-    net.invalidate_text_cache()
-
-
-def is_torch_file(path: str) -> bool:
-    """True for files written by ``torch.save`` (zip archive or legacy pickle), i.e. official checkpoints."""
-    if zipfile.is_zipfile(path):
-        return True
-    with open(path, "rb") as handle:
-        return handle.read(1) == b"\x80"
-
-
-def checkpoint_kind(path: str) -> str:
-    """``"official"`` (PyTorch lang-seg), ``"training"`` (ours, from train_custom.py) or ``"weights"``
-    (``modules.weights`` format)."""
-    if is_torch_file(path):
-        return "official"
-    import mindspore as ms
-    raw = ms.load_checkpoint(path)
-    return "training" if "lseg_ckpt_format" in raw else "weights"
-
-
-def load_network_weights(net, path: str) -> None:
-    """Load network weights from any supported checkpoint into an already built ``net`` (strict).
-
-    Args:
-        net: LSegNet built with the checkpoint's architecture options and label count.
-        path: our training ``.ckpt``, a ``modules.weights`` ``.ckpt`` or an official PyTorch ``.ckpt``.
-    """
-    kind = checkpoint_kind(path)
-    if kind == "training":
-        from encoding_custom.engine import load_checkpoint
-        load_checkpoint(path, net, strict=True)
-        net.invalidate_text_cache()
-    elif kind == "weights":
-        from modules.weights import load_lseg_checkpoint
-        load_lseg_checkpoint(net, path)
-    else:
-        import tempfile
-
-        from modules.weights import convert_official_checkpoint, load_lseg_checkpoint
-        with tempfile.TemporaryDirectory() as folder:
-            converted = os.path.join(folder, "converted.ckpt")
-            convert_official_checkpoint(path, converted, backbone=net.cfg.name)
-            load_lseg_checkpoint(net, converted)
-
-
-# ---------------------------------------------------------------------------------------------------------- data
 def make_dataset(args, split: str, mode: str, class_indices: Optional[Sequence[int]]):
-    """ADE20KSegmentation for ``split``/``mode``, restricted to ``class_indices`` when given."""
-    from encoding_custom.datasets import ADE20KSegmentation
+    """ADE20K ``split``/``mode`` from the data options, restricted to ``class_indices`` when given."""
+    from encoding_custom.datasets import build_ade20k
 
-    dataset = ADE20KSegmentation(args.data_path, split=split, mode=mode, base_size=args.base_size,
-                                 crop_size=args.crop_size, seed=args.seed)
-    if class_indices is not None:
-        dataset = ClassSubset(dataset, class_indices, args.ignore_index)
-    return dataset
+    return build_ade20k(args.data_path, split, mode, base_size=args.base_size, crop_size=args.crop_size,
+                        seed=args.seed, class_indices=class_indices, ignore_index=args.ignore_index)
 
 
 def options_record(args) -> dict:
@@ -245,7 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         resume_path = resolve_resume_path(args)
         configure_context(args)
-        labels, class_indices = resolve_classes(args.classes, args.data_path)
+        labels, class_indices = resolve_classes(args)
         net = build_network(args, labels)
     except OptionError as err:
         print("train_custom.py: error: %s" % err, file=sys.stderr)
@@ -255,6 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from encoding_custom.losses import SegmentationLoss
 
     if args.weights and resume_path is None:
+        from modules.factory import load_network_weights
         load_network_weights(net, args.weights)
     world_size = get_world_size()
     lr = effective_lr(args.base_lr, args.batch_size, world_size)

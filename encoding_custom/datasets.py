@@ -151,6 +151,69 @@ class ADE20KSegmentation(Dataset):
         return image_to_array(image, self.mean, self.std), mask_to_array(mask)
 
 
+class ClassSubset:
+    """A segmentation dataset restricted to some ADE20K classes, renumbered in the given order.
+
+    Wraps a dataset returning ``(image (3, H, W), mask int32 (H, W) in 0..149 or ignore)``; mask values of the kept
+    classes become ``0..K-1`` (the position in ``class_indices``) and every other value becomes ``ignore_index``.
+    Keys, ``set_epoch`` and attributes (``images``, ``masks`` ...) pass through to the wrapped dataset.
+
+    Args:
+        dataset: the wrapped dataset, e.g. :class:`ADE20KSegmentation`.
+        class_indices: the kept ADE20K class indices (0..149).
+        ignore_index: value of pixels outside the subset.
+    """
+
+    NUM_ADE20K_CLASSES = 150
+
+    def __init__(self, dataset, class_indices: Sequence[int], ignore_index: int = -1):
+        self.dataset = dataset
+        self.ignore_index = ignore_index
+        # one extra slot, addressed by every value outside 0..149 (the -1 of unlabelled pixels included)
+        self.lookup = np.full(self.NUM_ADE20K_CLASSES + 1, ignore_index, dtype=np.int32)
+        for new, old in enumerate(class_indices):
+            self.lookup[old] = new
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forward the epoch to the wrapped dataset (per-epoch augmentation)."""
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        """Returns: ``(image, mask int32 (H, W) in 0..K-1 or ignore_index)``."""
+        image, mask = self.dataset[key]
+        mask = np.asarray(mask)
+        outside = (mask < 0) | (mask >= self.NUM_ADE20K_CLASSES)
+        return image, self.lookup[np.where(outside, self.NUM_ADE20K_CLASSES, mask)]
+
+    def __getattr__(self, name):
+        if name == "dataset":  # not yet set (e.g. while unpickling): avoid recursing through __getattr__
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def build_ade20k(root: str, split: str, mode: str, base_size: int = 520, crop_size: int = 480, seed: int = 0,
+                 class_indices: Optional[Sequence[int]] = None, ignore_index: int = -1):
+    """ADE20K for ``split``/``mode``, restricted to ``class_indices`` when given.
+
+    Args:
+        root: data root holding ``ADEChallengeData2016/`` (or that folder itself).
+        split, mode, base_size, crop_size, seed: as :class:`ADE20KSegmentation`.
+        class_indices: ADE20K class indices to keep (see :class:`ClassSubset`); None keeps all 150.
+        ignore_index: mask value of pixels outside the kept classes.
+
+    Returns:
+        :class:`ADE20KSegmentation` or a :class:`ClassSubset` of it.
+    """
+    dataset = ADE20KSegmentation(root, split=split, mode=mode, base_size=base_size, crop_size=crop_size, seed=seed)
+    if class_indices is not None:
+        dataset = ClassSubset(dataset, class_indices, ignore_index)
+    return dataset
+
+
 class SeededShuffleSampler(Sampler):
     """A random permutation per epoch drawn from ``(seed, epoch)``: reproducible and different every epoch.
 

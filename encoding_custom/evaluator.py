@@ -97,6 +97,54 @@ def pad_to_crop(image: np.ndarray, crop_size: int, pad_values: np.ndarray) -> np
     return padded
 
 
+def pad_to_multiple(image: np.ndarray, multiple: int, pad_values: np.ndarray) -> np.ndarray:
+    """Pad right/bottom so both sides are multiples of ``multiple``.
+
+    Args:
+        image: float (B, 3, H, W) normalised image.
+        multiple: e.g. 32, what the LSeg backbones need.
+        pad_values: (3,) per-channel fill (the normalised value of black).
+
+    Returns:
+        float32 (B, 3, ceil(H / multiple) * multiple, ceil(W / multiple) * multiple).
+    """
+    height, width = image.shape[2:]
+    out_h, out_w = -(-height // multiple) * multiple, -(-width // multiple) * multiple
+    if (out_h, out_w) == (height, width):
+        return image
+    padded = np.empty(image.shape[:2] + (out_h, out_w), dtype=np.float32)
+    padded[:] = np.asarray(pad_values, np.float32).reshape(1, -1, 1, 1)
+    padded[:, :, :height, :width] = image
+    return padded
+
+
+def segment_image(network, image: np.ndarray, labels: Sequence[str], multiple: int = 32,
+                  mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD) -> np.ndarray:
+    """Label map of one image of any size for any label list, in one forward pass.
+
+    The image is padded at the right/bottom to multiples of ``multiple`` with the normalised value of black and
+    the prediction is cropped back, so every pixel keeps its place.
+
+    Args:
+        network: LSegNet-like callable ``(images (1, 3, h, w), labels=[...]) -> logits (1, len(labels), h, w)``,
+            in eval mode.
+        image: float32 (3, H, W) normalised with ``mean``/``std``.
+        labels: the label list of this call.
+        multiple: side multiple the network needs.
+        mean, std: normalisation of ``image`` (for the padding value).
+
+    Returns:
+        int64 (H, W) indices into ``labels``.
+    """
+    import mindspore as ms  # local import: the rest of this module needs no framework
+
+    height, width = image.shape[1:]
+    pad_values = -np.asarray(mean, np.float64) / np.asarray(std, np.float64)
+    padded = pad_to_multiple(np.asarray(image, np.float32)[None], multiple, pad_values)
+    logits = to_numpy(network(ms.Tensor(padded), labels=list(labels)))
+    return logits[0, :, :height, :width].argmax(axis=0)
+
+
 class MultiScaleEvaluator:
     """Official multi-scale + flip + sliding-window inference over any ``images → logits`` callable.
 

@@ -106,6 +106,26 @@ def image_to_array(image: Image.Image, mean: Sequence[float] = DEFAULT_MEAN,
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
+def read_image(path: str, mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD) -> np.ndarray:
+    """Read any image file PIL opens as the network's input: RGB, then :func:`image_to_array`.
+
+    Args:
+        path: image file.
+        mean, std: normalisation.
+
+    Returns:
+        float32 array (3, H, W).
+
+    Raises:
+        ValueError: naming ``path`` when it is missing or not a readable image.
+    """
+    try:
+        with Image.open(path) as image:
+            return image_to_array(image.convert("RGB"), mean, std)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {path} as an image ({err})") from err
+
+
 def mask_to_array(mask: Image.Image) -> np.ndarray:
     """ADE20K mask → int32 (H, W) class indices: value - 1, so unlabelled (0) becomes -1 (ignored).
 

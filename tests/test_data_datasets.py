@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoding_custom.datasets import ADE20KSegmentation, make_loader
+from encoding_custom.datasets import ADE20KSegmentation, ClassSubset, build_ade20k, make_loader
 from encoding_custom.synthetic import DEFAULT_CLASS_VALUES, write_synthetic_ade20k
 from encoding_custom.transforms import mask_to_array, train_sync_transform, val_sync_transform
 
@@ -255,3 +255,41 @@ def test_tiny_conv_net_learns_the_synthetic_set(tmp_path, graph_mode):
                                     crop_size=160)
     metric = evaluate_dataset(evaluator, val, SegmentationMetric(150), progress=False)
     assert metric.get()[0] > 0.7 and metric.miou_present() > 0.5
+
+
+# --- class subsets (--classes) ---------------------------------------------------------------------------------
+
+class _FixedPairs:
+    """A dataset of given (image, mask) pairs that records the keys it was asked for."""
+
+    def __init__(self, masks):
+        self.masks, self.keys, self.images = masks, [], ["a.jpg"]
+
+    def __len__(self):
+        return len(self.masks)
+
+    def __getitem__(self, key):
+        self.keys.append(key)
+        index = key[1] if isinstance(key, tuple) else key
+        return np.zeros((3, 2, 3), np.float32), self.masks[index]
+
+
+def test_class_subset_renumbers_in_the_given_order_and_ignores_the_rest():
+    mask = np.array([[-1, 0, 2], [4, 149, 12]], np.int32)
+    inner = _FixedPairs([mask])
+    subset = ClassSubset(inner, class_indices=[4, 0, 149], ignore_index=-7)
+    image, remapped = subset[(3, 0)]
+    np.testing.assert_array_equal(remapped, [[-7, 1, -7], [0, 2, -7]])
+    assert inner.keys == [(3, 0)]  # (epoch, index) keys from make_loader pass through
+    assert len(subset) == 1 and subset.images == ["a.jpg"] and image.shape == (3, 2, 3)
+
+
+def test_build_ade20k_restricts_to_classes_when_given(synthetic_root):
+    full = build_ade20k(synthetic_root, "val", "testval")
+    assert isinstance(full, ADE20KSegmentation)
+    kept = int(np.max(full[0][1]))  # a class present in the first val mask
+    subset = build_ade20k(synthetic_root, "val", "testval", class_indices=[kept], ignore_index=-1)
+    _, mask = full[0]
+    _, remapped = subset[0]
+    np.testing.assert_array_equal(remapped == 0, mask == kept)
+    np.testing.assert_array_equal(remapped == -1, mask != kept)

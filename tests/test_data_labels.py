@@ -1,7 +1,7 @@
 """encoding_custom.labels: the ADE20K name table and user label parsing."""
 import pytest
 
-from encoding_custom.labels import ade20k_labels, parse_labels, read_label_file
+from encoding_custom.labels import ade20k_labels, parse_labels, read_label_file, resolve_classes
 
 
 def test_ade20k_labels_are_first_synonyms_in_order():
@@ -45,3 +45,29 @@ def test_read_label_file_names_the_file(tmp_path):
         read_label_file(str(empty))
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         read_label_file(str(tmp_path / "missing.txt"))
+
+
+# --- resolve_classes: the --classes option -------------------------------------------------------------------
+
+def test_resolve_classes_all_and_named_subsets_keep_the_given_order():
+    names, indices = resolve_classes("all", "/nonexistent")
+    assert names == ade20k_labels() and indices is None
+    names, indices = resolve_classes(" sky,wall , tree", "/nonexistent")
+    assert names == ["sky", "wall", "tree"] and indices == [2, 0, 4]
+
+
+@pytest.mark.parametrize("spec", ["sky,unicorn", " , "])
+def test_resolve_classes_names_the_option_and_the_unknown_names(spec):
+    with pytest.raises(ValueError, match="^--classes: unknown ADE20K class names") as error:
+        resolve_classes(spec, "/nonexistent")
+    assert ("unicorn" in str(error.value)) == ("unicorn" in spec)
+
+
+def test_resolve_classes_synthetic_reads_the_marker_or_names_it(tmp_path):
+    from encoding_custom.synthetic import write_synthetic_ade20k
+
+    with pytest.raises(ValueError, match="--classes: 'synthetic' needs .*SYNTHETIC.json"):
+        resolve_classes("synthetic", str(tmp_path))
+    write_synthetic_ade20k(str(tmp_path), 2, 1, seed=0, size=(32, 32), class_values=[3, 1, 13])
+    names, indices = resolve_classes("synthetic", str(tmp_path))
+    assert indices == [2, 0, 12] and names == [ade20k_labels()[i] for i in indices]

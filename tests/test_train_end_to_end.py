@@ -9,6 +9,7 @@ from PIL import Image
 import test as test_script
 import train_custom
 from encoding_custom.synthetic import write_synthetic_ade20k
+from encoding_custom.visualize import label_colours
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_image_with_any_labels_writes_three_pngs(trained, tmp_path):
     pngs = {kind: np.asarray(Image.open(str(tmp_path / ("ADE_val_00000001_%s.png" % kind))).convert("RGB"))
             for kind in ("mask", "overlay", "legend")}
     assert pngs["mask"].shape[:2] == pngs["overlay"].shape[:2] == (size[1], size[0])
-    palette = {tuple(c) for c in test_script.label_colours(4).tolist()}
+    palette = {tuple(c) for c in label_colours(4).tolist()}
     assert {tuple(c) for c in pngs["mask"].reshape(-1, 3).tolist()} <= palette
     assert not np.array_equal(pngs["overlay"], pngs["mask"])
     assert pngs["legend"].shape[0] >= 4 * 20 and len(np.unique(pngs["legend"].reshape(-1, 3), axis=0)) > 4

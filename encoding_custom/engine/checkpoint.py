@@ -22,7 +22,8 @@ from .distributed import is_main_process
 
 FORMAT_VERSION = 1
 OPTIMIZER_PREFIX = "optimizer."
-META_KEYS = ("lseg_ckpt_format", "epoch", "options_json", "metrics_json")
+FORMAT_KEY = "lseg_ckpt_format"  # present in every checkpoint this module writes
+META_KEYS = (FORMAT_KEY, "epoch", "options_json", "metrics_json")
 
 
 class CheckpointError(RuntimeError):
@@ -76,7 +77,7 @@ def save_checkpoint(path: str, network: nn.Cell, optimizer: Optional[nn.Cell] = 
     if optimizer is not None:
         entries += _optimizer_state(optimizer, network)
     append = {
-        "lseg_ckpt_format": FORMAT_VERSION,
+        FORMAT_KEY: FORMAT_VERSION,
         "epoch": int(epoch),
         "options_json": json.dumps(options or {}, sort_keys=True, default=str),
         "metrics_json": json.dumps(metrics or {}, sort_keys=True, default=str),
@@ -125,7 +126,7 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, ms.Parameter], Dict[str, ms.Pa
         return value if isinstance(value, str) else str(value.asnumpy())
 
     meta = {
-        "format": int(raw["lseg_ckpt_format"].asnumpy()) if "lseg_ckpt_format" in raw else None,
+        "format": int(raw[FORMAT_KEY].asnumpy()) if FORMAT_KEY in raw else None,
         "epoch": int(raw["epoch"].asnumpy()) if "epoch" in raw else 0,
         "options": json.loads(_text("options_json")) if "options_json" in raw else {},
         "metrics": json.loads(_text("metrics_json")) if "metrics_json" in raw else {},

@@ -1,0 +1,111 @@
+"""modules.factory: building from option values, text-tower loading, telling checkpoint kinds apart, and
+loading any kind into a built network."""
+import os
+import sys
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from encoding_custom.engine import save_checkpoint
+from modules.factory import (
+    OFFICIAL,
+    TRAINING,
+    WEIGHTS,
+    build_lseg,
+    checkpoint_kind,
+    load_network_weights,
+    load_text_encoder_weights,
+)
+from modules.weights import convert_official_checkpoint, save_lseg_checkpoint
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "modules")
+sys.path.insert(0, FIXTURES)
+from support import load_parity, official_tiny_path, write_full_official_checkpoint  # noqa: E402
+
+LABELS = ["cat", "dog", "other"]
+
+
+def tiny(seed: int, **kwargs):
+    ms.set_seed(seed)
+    np.random.seed(seed)
+    return build_lseg("tiny_vit16", LABELS, text_config="tiny", **kwargs)
+
+
+def weights_of(net):
+    return {name: p.asnumpy().copy() for name, p in net.parameters_and_names() if name != "text_features_cache"}
+
+
+def differing(a, b):
+    return sorted(name for name in a if not np.array_equal(a[name], b[name]))
+
+
+@pytest.mark.parametrize("option, kwargs", [("--backbone", {"backbone": "vit_huge"}),
+                                            ("--text_config", {"text_config": "RN50"})])
+def test_build_names_the_unknown_option(option, kwargs):
+    args = {"backbone": "tiny_vit16", "labels": LABELS, "text_config": "tiny", **kwargs}
+    with pytest.raises(ValueError, match="^" + option + ": .*" + list(kwargs.values())[0]):
+        build_lseg(**args)
+
+
+def test_text_encoder_weights_load_with_or_without_prefix_and_refresh_the_text_cache(tmp_path):
+    source, target = tiny(1), tiny(2)
+    source.set_train(False)
+    target.set_train(False)
+    images = ms.Tensor(np.random.RandomState(0).randn(1, 3, 64, 64).astype(np.float32))
+    target(images)  # fills the text cache with the old tower's features
+    for prefixed in (True, False):
+        path = str(tmp_path / ("text_%s.ckpt" % prefixed))
+        params = [{"name": p.name if prefixed else p.name[len("clip_pretrained."):], "data": p}
+                  for p in source.clip_pretrained.get_parameters()]
+        ms.save_checkpoint(params, path)
+        load_text_encoder_weights(target, path)
+        np.testing.assert_array_equal(target.encode_text(LABELS).asnumpy(), source.encode_text(LABELS).asnumpy())
+    # the cached features were recomputed: the logits follow the new text tower
+    features = target.encode_text(LABELS)
+    np.testing.assert_allclose(target(images).asnumpy(), target(images, features).asnumpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_text_encoder_weights_that_do_not_fit_change_nothing(tmp_path):
+    source, target = tiny(1), tiny(2)
+    params = [{"name": p.name, "data": p} for p in source.clip_pretrained.get_parameters()]
+    dropped = params[-1]["name"][len("clip_pretrained."):]
+    path = str(tmp_path / "partial.ckpt")
+    ms.save_checkpoint(params[:-1], path)
+    before = weights_of(target)
+    with pytest.raises(ValueError) as error:
+        load_text_encoder_weights(target, path)
+    assert str(error.value).startswith("--clip_weights: " + path) and dropped in str(error.value)
+    assert differing(before, weights_of(target)) == []
+
+
+def test_checkpoint_kinds_are_told_apart_by_content_and_each_loads(tmp_path):
+    source = tiny(1)
+    weights_path = str(tmp_path / "weights.ckpt")
+    training_path = str(tmp_path / "training.ckpt")
+    save_lseg_checkpoint(source, weights_path)
+    save_checkpoint(training_path, source, epoch=3, options={"backbone": "tiny_vit16"})
+    assert checkpoint_kind(official_tiny_path(1)) == OFFICIAL
+    assert checkpoint_kind(weights_path) == WEIGHTS
+    assert checkpoint_kind(training_path) == TRAINING
+    expected = weights_of(source)
+    for path in (weights_path, training_path):
+        target = tiny(2)
+        assert differing(expected, weights_of(target)) != []
+        load_network_weights(target, path)
+        assert differing(expected, weights_of(target)) == [], path
+
+
+def test_official_checkpoint_loads_into_a_network_built_from_options_with_parity(tmp_path):
+    arrays, meta = load_parity()
+    src = str(tmp_path / "official1.ckpt")
+    write_full_official_checkpoint(1, src)
+    options = convert_official_checkpoint(src, str(tmp_path / "ours.ckpt")).build_options()
+    net = build_lseg(options["backbone"], meta["labels_a"], arch_option=options["arch_option"],
+                     block_depth=options["block_depth"], activation=options["activation"],
+                     text_config=options["text_config"])
+    load_network_weights(net, src)
+    net.set_train(False)
+    logits = net(ms.Tensor(arrays["images_a"])).asnumpy()
+    reference = arrays["arch1_logits_a"]
+    assert np.abs(logits - reference).max() <= 1e-4 * np.abs(reference).max()
