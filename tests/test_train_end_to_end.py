@@ -8,8 +8,9 @@ from PIL import Image
 
 import test as test_script
 import train_custom
+from encoding_custom.labels import resolve_classes
 from encoding_custom.synthetic import write_synthetic_ade20k
-from encoding_custom.visualize import label_colours
+from encoding_custom.visualize import LEGEND_ROW_PX, label_colours
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,26 @@ def test_testval_multiscale_eval_runs(trained, tmp_path, capsys):
                                "--scales", "0.75,1.0", "--flip", "--max_images", "2", "--outdir", str(tmp_path)])
     assert status == 0
     assert "pixAcc:" in capsys.readouterr().out
+
+
+def test_without_eval_writes_coloured_val_masks_and_a_legend(trained, tmp_path, capsys):
+    root, exp_dir, _ = trained
+    status = test_script.main(["--weights", os.path.join(exp_dir, "best.ckpt"), "--device_target", "CPU",
+                               "--mode", "pynative", "--data_path", root, "--base_size", "64", "--crop_size", "64",
+                               "--max_images", "2", "--outdir", str(tmp_path)])
+    assert status == 0
+    folder = tmp_path / "masks"
+    assert "wrote %s" % folder in capsys.readouterr().out
+    assert sorted(os.listdir(str(folder))) == ["ADE_val_00000001.png", "ADE_val_00000002.png", "legend.png"]
+    names, _ = resolve_classes("synthetic", root)  # the tiny preset trains on the synthetic set's classes
+    assert Image.open(str(folder / "legend.png")).size[1] == LEGEND_ROW_PX * len(names) + 8
+    palette = {tuple(c) for c in label_colours(len(names)).tolist()}
+    for stem in ("ADE_val_00000001", "ADE_val_00000002"):
+        image_path = os.path.join(root, "ADEChallengeData2016", "images", "validation", stem + ".jpg")
+        mask = np.asarray(Image.open(str(folder / (stem + ".png"))).convert("RGB"))
+        with Image.open(image_path) as image:
+            assert mask.shape[:2] == (image.size[1], image.size[0])  # full images (testval)
+        assert {tuple(c) for c in mask.reshape(-1, 3).tolist()} <= palette
 
 
 def test_image_with_any_labels_writes_three_pngs(trained, tmp_path):
