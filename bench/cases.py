@@ -17,6 +17,7 @@ Cases:
 import dataclasses
 import os
 import shutil
+import signal
 import tempfile
 import time
 from typing import Callable, Dict, List, Optional
@@ -664,12 +665,17 @@ def case_text_encode(ctx: CaseContext) -> Dict[str, object]:
 def case_selftest(ctx: CaseContext) -> Dict[str, object]:
     """Harness self-test (not part of a normal run): touches ``params["setup_mib"]`` MiB during set-up and frees
     them, then ``params["timed_mib"]`` MiB inside every timed call, sleeping ``params["sleep_s"]``; or fails on
-    purpose with ``params["fail"]``.
+    purpose with ``params["fail"]``; or dies of SIGSEGV with ``params["crash_marker"]`` (a path) while that file
+    does not exist yet (creating it first), so a second run of the variant goes through.
 
     Returns: timing.
     """
     if ctx.params.get("fail"):
         raise RuntimeError("selftest failure requested")
+    marker = ctx.params.get("crash_marker")
+    if marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGSEGV)
     setup_block = np.ones(int(ctx.params.get("setup_mib", 0)) * 2**18, dtype=np.float32)  # touched pages count
     del setup_block
 
@@ -787,6 +793,9 @@ SELFTEST_VARIANTS: Dict[str, Variant] = {
                        "timeout_s": 60}),
         Variant("selftest/fail", "selftest", "harness self-test (fails)", case_selftest, None,
                 full={"fail": True, "timeout_s": 60}, quick={"fail": True, "timeout_s": 60}),
+        Variant("selftest/crash", "selftest", "harness self-test (segfaults while its marker is absent)",
+                case_selftest, None, full={"crash_marker": "", "warmup": 0, "repeats": 1, "timeout_s": 60},
+                quick={"crash_marker": "", "warmup": 0, "repeats": 1, "timeout_s": 60}),
         Variant("selftest/hang", "selftest", "harness self-test (times out)", case_selftest, None,
                 full={"sleep_s": 600, "warmup": 0, "repeats": 1, "timeout_s": 2},
                 quick={"sleep_s": 600, "warmup": 0, "repeats": 1, "timeout_s": 2}),

@@ -48,8 +48,13 @@ def _tail(path: str, lines: int = 40) -> str:
 def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, log_path: str,
                            warmup: Optional[int] = None, repeats: Optional[int] = None,
                            timeout_s: Optional[float] = None, overrides: Optional[List[str]] = None,
-                           context: Optional[List[str]] = None) -> Dict[str, object]:
+                           context: Optional[List[str]] = None, retry_crash: bool = True) -> Dict[str, object]:
     """Run ``python -m bench.case`` for one variant in a new process (own session) and collect its record.
+
+    A child killed by a signal of its own (SIGSEGV, SIGABRT, SIGBUS: a crash inside the framework, seen rarely
+    with MindSpore 2.0 PyNative) is run once more; the crashed attempt is kept in ``crashed_attempt``. Timeouts
+    and SIGKILL (the OOM killer) are not retried. Children run with ``-X faulthandler``, so a crash leaves the
+    Python stack in the log.
 
     Args:
         variant: the variant.
@@ -62,6 +67,7 @@ def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, lo
             killed when it is exceeded.
         overrides: ``KEY=VALUE`` parameter overrides passed on as ``--set``.
         context: ``KEY=VALUE`` MindSpore context options passed on as ``--context``.
+        retry_crash: run a crashed child once more.
 
     Returns:
         the child's record (see :mod:`bench.case`) plus ``returncode``, ``peak_rss_mib`` (of the child process
@@ -72,7 +78,8 @@ def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, lo
     out_json = log_path + ".json"
     if os.path.exists(out_json):
         os.remove(out_json)
-    cmd = [sys.executable, "-m", "bench.case", variant.name, "--out", out_json, "--device_target", device_target]
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "bench.case", variant.name, "--out", out_json,
+           "--device_target", device_target]
     if quick:
         cmd.append("--quick")
     if warmup is not None:
@@ -133,6 +140,14 @@ def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, lo
                    "process_wall_s": wall, "loadavg_before": loadavg_before, "log": log_path})
     if record["status"] != "ok":
         record["log_tail"] = _tail(log_path)
+    crashed_by_signal = proc.returncode < 0 and proc.returncode != -signal.SIGKILL
+    if retry_crash and record["status"] == "crashed" and crashed_by_signal:
+        first = {key: record[key] for key in ("returncode", "error", "log_tail", "process_wall_s")}
+        os.replace(log_path, log_path + ".crashed")
+        first["log"] = log_path + ".crashed"
+        record = run_variant_subprocess(variant, quick, device_target, log_path, warmup, repeats, timeout_s,
+                                        overrides, context, retry_crash=False)
+        record["crashed_attempt"] = first
     return record
 
 
@@ -210,6 +225,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         report["variants"].append(record)
         timing = (record.get("result") or {}).get("timing") or {}
         summary = f"median {timing['median_s']:.3f} s" if timing else record.get("error")
+        if "crashed_attempt" in record:
+            summary += f"; first attempt crashed ({record['crashed_attempt']['error']}), ran again"
         print(f"{record['status']} ({record['process_wall_s']:.0f} s; {summary})", flush=True)
         _write_json(out_path, report)  # after each variant, so an interrupted run keeps what it measured
 

@@ -113,6 +113,25 @@ def test_subprocess_failure_and_timeout_are_reported(tmp_path):
     assert hung["process_wall_s"] < 30
 
 
+def test_a_crashed_child_leaves_its_stack_and_is_run_once_more(tmp_path):
+    variant = SELFTEST_VARIANTS["selftest/crash"]
+    marker = str(tmp_path / "crashed-once")
+    setting = ["crash_marker=" + json.dumps(marker)]
+    alone = run.run_variant_subprocess(variant, True, "CPU", str(tmp_path / "a.log"), overrides=setting,
+                                       retry_crash=False)
+    assert alone["status"] == "crashed" and alone["returncode"] == -11 and "crashed_attempt" not in alone
+    assert "Segmentation fault" in alone["log_tail"]  # -X faulthandler: the Python stack is in the log
+    os.remove(marker)
+    retried = run.run_variant_subprocess(variant, True, "CPU", str(tmp_path / "b.log"), overrides=setting)
+    assert retried["status"] == "ok" and retried["returncode"] == 0
+    first = retried["crashed_attempt"]
+    assert first["returncode"] == -11 and "without writing" in first["error"]
+    with open(first["log"], encoding="utf-8") as handle:
+        assert "Segmentation fault" in handle.read()
+    failed = run.run_variant_subprocess(SELFTEST_VARIANTS["selftest/fail"], True, "CPU", str(tmp_path / "f.log"))
+    assert "crashed_attempt" not in failed  # an ordinary error is not retried
+
+
 def test_main_writes_valid_json_and_markdown(tmp_path, capsys):
     out = tmp_path / "r.json"
     md = tmp_path / "perf.md"
