@@ -29,6 +29,7 @@ from zlib import error as zlib_error  # raised by damaged compressed records wri
 import numpy as np
 
 __all__ = [
+    "torch_file_format",
     "TorchArchiveError",
     "UnresolvedObject",
     "TorchScriptObject",
@@ -441,19 +442,34 @@ def load_torch_file(path, torchscript="state_dict"):
         raise ValueError("torchscript must be 'state_dict' or 'objects', got %r" % (torchscript,))
     if not os.path.isfile(path):
         raise _fail(path, "no such file")
+    kind = torch_file_format(path)
+    if kind == "zip":
+        return _load_zip(path, torchscript)
     with open(path, "rb") as fileobj:
         head = fileobj.read(4)
         if not head:
             raise _fail(path, "empty file")
-        if head.startswith(b"PK"):
-            return _load_zip(path, torchscript)
-        if zipfile.is_zipfile(path):
-            return _load_zip(path, torchscript)
-        fileobj.seek(0)
-        if head[:1] != b"\x80":
+        if kind is None:
             raise _fail(path, "not a torch checkpoint: neither a zip archive nor a pickle stream (starts with %r)"
                         % head)
+        fileobj.seek(0)
         return _load_legacy(path, fileobj)
+
+
+def torch_file_format(path):
+    """How ``torch.save`` / ``torch.jit.save`` wrote ``path``, judged from its first bytes.
+
+    Args:
+        path: an existing file.
+
+    Returns:
+        ``"zip"`` (the zip format, TorchScript included), ``"legacy"`` (a pickle stream) or None (neither).
+    """
+    with open(path, "rb") as fileobj:
+        head = fileobj.read(2)
+    if head == b"PK" or zipfile.is_zipfile(path):  # a zip local header; is_zipfile also finds prepended data
+        return "zip"
+    return "legacy" if head[:1] == b"\x80" else None  # pickle protocol marker
 
 
 _CLASS_RE = re.compile(r"^class\s+(\w+)\s*\(")

@@ -164,7 +164,7 @@ class ClassSubset:
         ignore_index: value of pixels outside the subset.
     """
 
-    NUM_ADE20K_CLASSES = 150
+    NUM_ADE20K_CLASSES = ADE20KSegmentation.NUM_CLASS
 
     def __init__(self, dataset, class_indices: Sequence[int], ignore_index: int = -1):
         self.dataset = dataset

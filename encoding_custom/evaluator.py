@@ -76,6 +76,22 @@ def resize_bilinear(array: np.ndarray, height: int, width: int, backend: str = "
     return out
 
 
+def black_pad_values(mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD) -> np.ndarray:
+    """Returns: (3,) float64, the normalised value of a black pixel ``-mean / std`` (what padding is filled with)."""
+    return -np.asarray(mean, np.float64) / np.asarray(std, np.float64)
+
+
+def _pad_bottom_right(image: np.ndarray, out_h: int, out_w: int, pad_values: np.ndarray) -> np.ndarray:
+    """(B, C, H, W) → float32 (B, C, out_h, out_w) filled with ``pad_values`` per channel; ``image`` if no padding."""
+    height, width = image.shape[2:]
+    if (out_h, out_w) == (height, width):
+        return image
+    padded = np.empty(image.shape[:2] + (out_h, out_w), dtype=np.float32)
+    padded[:] = np.asarray(pad_values, np.float32).reshape(1, -1, 1, 1)
+    padded[:, :, :height, :width] = image
+    return padded
+
+
 def pad_to_crop(image: np.ndarray, crop_size: int, pad_values: np.ndarray) -> np.ndarray:
     """Pad right/bottom so both sides are at least ``crop_size``.
 
@@ -87,14 +103,8 @@ def pad_to_crop(image: np.ndarray, crop_size: int, pad_values: np.ndarray) -> np
     Returns:
         float32 (B, 3, max(H, crop), max(W, crop)).
     """
-    batch, channels, height, width = image.shape
-    out_h, out_w = max(height, crop_size), max(width, crop_size)
-    if (out_h, out_w) == (height, width):
-        return image
-    padded = np.empty((batch, channels, out_h, out_w), dtype=np.float32)
-    padded[:] = np.asarray(pad_values, np.float32).reshape(1, channels, 1, 1)
-    padded[:, :, :height, :width] = image
-    return padded
+    height, width = image.shape[2:]
+    return _pad_bottom_right(image, max(height, crop_size), max(width, crop_size), pad_values)
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int, pad_values: np.ndarray) -> np.ndarray:
@@ -109,13 +119,7 @@ def pad_to_multiple(image: np.ndarray, multiple: int, pad_values: np.ndarray) ->
         float32 (B, 3, ceil(H / multiple) * multiple, ceil(W / multiple) * multiple).
     """
     height, width = image.shape[2:]
-    out_h, out_w = -(-height // multiple) * multiple, -(-width // multiple) * multiple
-    if (out_h, out_w) == (height, width):
-        return image
-    padded = np.empty(image.shape[:2] + (out_h, out_w), dtype=np.float32)
-    padded[:] = np.asarray(pad_values, np.float32).reshape(1, -1, 1, 1)
-    padded[:, :, :height, :width] = image
-    return padded
+    return _pad_bottom_right(image, -(-height // multiple) * multiple, -(-width // multiple) * multiple, pad_values)
 
 
 def segment_image(network, image: np.ndarray, labels: Sequence[str], multiple: int = 32,
@@ -139,8 +143,7 @@ def segment_image(network, image: np.ndarray, labels: Sequence[str], multiple: i
     import mindspore as ms  # local import: the rest of this module needs no framework
 
     height, width = image.shape[1:]
-    pad_values = -np.asarray(mean, np.float64) / np.asarray(std, np.float64)
-    padded = pad_to_multiple(np.asarray(image, np.float32)[None], multiple, pad_values)
+    padded = pad_to_multiple(np.asarray(image, np.float32)[None], multiple, black_pad_values(mean, std))
     logits = to_numpy(network(ms.Tensor(padded), labels=list(labels)))
     return logits[0, :, :height, :width].argmax(axis=0)
 
@@ -174,7 +177,7 @@ class MultiScaleEvaluator:
         self.flip = flip if multi_scale else False
         self.base_size = base_size
         self.crop_size = crop_size
-        self.pad_values = -np.asarray(mean, np.float64) / np.asarray(std, np.float64)
+        self.pad_values = black_pad_values(mean, std)
         self.stride = int(crop_size * stride_rate)
         self.resize_backend = resize_backend
         if self.stride <= 0:

@@ -7,7 +7,6 @@ All three end in ``.ckpt``; :func:`checkpoint_kind` tells them apart by content.
 """
 import os
 import tempfile
-import zipfile
 from typing import Optional, Sequence
 
 import mindspore as ms
@@ -61,34 +60,26 @@ def load_text_encoder_weights(net: LSegNet, path: str) -> None:
         path: the text-tower checkpoint; names may carry the ``clip_pretrained.`` prefix or not.
 
     Raises:
-        ValueError: naming ``--clip_weights``, the file and the first missing or mismatched parameters.
+        ValueError: naming ``--clip_weights``, the file and the missing, unexpected or mismatched parameters;
+            nothing is assigned then.
     """
-    stored = ms.load_checkpoint(path)
+    from clip_ms.convert import ConversionError, load_text_tower
+
     prefix = "clip_pretrained."
-    missing, mismatched, values = [], [], {}
-    for param in net.clip_pretrained.get_parameters():
-        key = param.name[len(prefix):] if param.name.startswith(prefix) else param.name
-        value = stored.get(key, stored.get(param.name))
-        if value is None:
-            missing.append(key)
-        elif tuple(value.shape) != tuple(param.shape):
-            mismatched.append(f"{key} {tuple(value.shape)} vs {tuple(param.shape)}")
-        else:
-            values[param] = value
-    if missing or mismatched:
-        raise ValueError(f"--clip_weights: {path} does not fit --text_config {net.text_config_name}: "
-                         f"missing {missing[:5]}, mismatched {mismatched[:5]}")
-    for param, value in values.items():  # nothing is assigned unless everything fits
-        param.set_data(ms.Tensor(value.asnumpy()))
+    tower = {(name[len(prefix):] if name.startswith(prefix) else name): value.asnumpy()
+             for name, value in ms.load_checkpoint(path).items()}
+    try:
+        load_text_tower(net.clip_pretrained, tower)
+    except ConversionError as err:
+        raise ValueError(f"--clip_weights: {path} does not fit --text_config {net.text_config_name}: {err}") from err
     net.invalidate_text_cache()
 
 
 def is_torch_file(path: str) -> bool:
     """True for files written by ``torch.save`` (zip archive or legacy pickle), i.e. official checkpoints."""
-    if zipfile.is_zipfile(path):
-        return True
-    with open(path, "rb") as handle:
-        return handle.read(1) == b"\x80"  # pickle protocol marker of the legacy format
+    from clip_ms.torch_archive import torch_file_format
+
+    return torch_file_format(path) is not None
 
 
 def checkpoint_kind(path: str) -> str:

@@ -211,3 +211,14 @@ def test_torchscript_class_without_declarations_falls_back_to_array_attributes(t
             dst.writestr(info.filename, data)
     assert list(load_torch_file(tmp_path / "old2.pt")) == ["w"]
     assert list(load_torch_file(path)) == []  # declared: no parameters, no buffers
+
+
+def test_torch_file_format_tells_zip_legacy_and_other_files_apart(tmp_path):
+    from clip_ms.torch_archive import torch_file_format
+
+    assert torch_file_format(os.path.join(FIXTURES, "eager_zip.pt")) == "zip"
+    assert torch_file_format(os.path.join(FIXTURES, "openai_tiny_jit.pt")) == "zip"
+    assert torch_file_format(os.path.join(FIXTURES, "eager_legacy.pt")) == "legacy"
+    for name, content in (("text.ckpt", b"PLAIN text"), ("empty.ckpt", b"")):
+        (tmp_path / name).write_bytes(content)
+        assert torch_file_format(str(tmp_path / name)) is None
