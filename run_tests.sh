@@ -1,8 +1,27 @@
 #!/usr/bin/env bash
-# Runs the test suite in the project's venv (created on first use).
+# Runs the test suite in the project's venv (created on first use) for the stack LSEG_STACK names:
+#   bash run_tests.sh                       # current stack (mindspore 2.10, Python 3.11)
+#   LSEG_STACK=legacy bash run_tests.sh     # legacy stack (mindspore 2.0.0 + msadapter, Python 3.9)
+#   LSEG_STACK=both bash run_tests.sh       # both, legacy first, as CI does; fails if either fails
 # Extra arguments go to pytest, e.g. `bash run_tests.sh -k clip` or `bash run_tests.sh -m slow`.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_env.sh
+
+if [ "${LSEG_STACK:-current}" = "both" ]; then
+    # Both venvs exist before either suite starts, so the cross-stack checkpoint tests run in both directions.
+    LSEG_STACK=legacy lseg_setup
+    LSEG_STACK=current lseg_setup
+    status=0
+    times=""
+    for stack in legacy current; do
+        started=$(date +%s)
+        LSEG_STACK=$stack bash "$0" "$@" || status=$?
+        times+=" $stack $(( $(date +%s) - started )) s;"
+    done
+    echo "suite wall times:$times exit status $status" >&2
+    exit "$status"
+fi
+
 lseg_setup
 exec "$LSEG_PYTHON" -m pytest "$@"

@@ -4,12 +4,14 @@
 #   bash train_custom.sh                                   # Ascend, one device
 #   DEVICE=GPU bash train_custom.sh --data_path /data      # extra arguments override the defaults below
 #   DEVICE_NUM=8 bash train_custom.sh   (or: bash train_custom.sh --nproc 8)
-#                                      # N data-parallel processes on this machine (scheduler + N workers,
-#                                      # logs per rank in logs/<exp_name>/); see README for mpirun / rank tables
+#                                      # N data-parallel processes on this machine: MindSpore's msrun (2.3+, the
+#                                      # current stack) or scripts/launch.py where msrun does not exist (2.0,
+#                                      # legacy); logs in logs/lseg_ade20k_l16/. Several hosts: README (msrun)
 #   bash train_custom.sh --resume      # continue checkpoints/lseg_ade20k_l16/last.ckpt exactly
 #
-# Environment: DEVICE = Ascend | GPU | CPU (default Ascend), DEVICE_NUM (default 1), plus the set-up variables of
-# scripts/setup_env.sh (PYTHON, LSEG_VENV, LSEG_SKIP_SETUP).
+# Environment: DEVICE = Ascend | GPU | CPU (default Ascend), DEVICE_NUM (default 1), MASTER_PORT (msrun's scheduler
+# port, default: a free one), plus the set-up variables of scripts/setup_env.sh (LSEG_STACK, PYTHON, LSEG_VENV,
+# LSEG_SKIP_SETUP).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_env.sh
@@ -33,7 +35,17 @@ official=(--dataset ade20k --data_path ../datasets --batch_size 1 --exp_name lse
           --device_target "$DEVICE")
 
 if [ "$NPROC" -gt 1 ]; then
-    exec "$LSEG_PYTHON" -m scripts.launch --nproc "$NPROC" --log_dir logs/lseg_ade20k_l16 -- \
+    LOG_DIR=logs/lseg_ade20k_l16
+    MSRUN="$(dirname "$LSEG_PYTHON")/msrun"
+    [ -x "$MSRUN" ] || MSRUN="$(command -v msrun || true)"
+    if [ -n "$MSRUN" ]; then
+        PORT="${MASTER_PORT:-$("$LSEG_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+        # msrun starts each process as `python` from PATH: make that the set-up's interpreter.
+        PATH="$(dirname "$LSEG_PYTHON"):$PATH" exec "$MSRUN" --worker_num="$NPROC" --local_worker_num="$NPROC" --master_addr=127.0.0.1 \
+            --master_port="$PORT" --log_dir="$LOG_DIR" --join=True \
+            train_custom.py "${official[@]}" ${passthrough[@]+"${passthrough[@]}"}
+    fi
+    exec "$LSEG_PYTHON" -m scripts.launch --nproc "$NPROC" --log_dir "$LOG_DIR" -- \
         train_custom.py "${official[@]}" ${passthrough[@]+"${passthrough[@]}"}
 fi
 exec "$LSEG_PYTHON" train_custom.py "${official[@]}" ${passthrough[@]+"${passthrough[@]}"}

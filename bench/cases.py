@@ -85,7 +85,7 @@ class Variant:
 
 # ------------------------------------------------------------------------------------------------ helpers
 def _sync(value) -> None:
-    """Block until a MindSpore/msadapter tensor (or a tuple of them) is computed.
+    """Block until a MindSpore tensor (or a tuple of them) is computed.
 
     PyNative returns before the kernels finish, so a timing must wait for the result; ``asnumpy()`` of one element
     (a slice, which depends on the whole output) waits without also timing a host copy of the full tensor
@@ -520,10 +520,8 @@ def case_train_profile(ctx: CaseContext) -> Dict[str, object]:
 def case_data(ctx: CaseContext) -> Dict[str, object]:
     """Case 3: images/s of augmented training crops, one full pass (epoch) over the set per repetition.
 
-    ``params["loader"]`` picks the loader: ``"engine"`` is ``encoding_custom.engine.BatchLoader``, what the
-    training loop uses (a fork pool per epoch, so every pass includes its start-up as in training); ``"msadapter"``
-    is ``encoding_custom.datasets.make_loader`` (msadapter DataLoader with fork workers kept for the loader's
-    lifetime; the warm-up pass absorbs their start-up).
+    The loader is ``encoding_custom.engine.BatchLoader``, what the training loop uses (a fork pool per epoch, so
+    every pass includes its start-up as in training).
 
     Returns: timing (per pass), ``images_per_s`` (median), the set's generation time.
     """
@@ -539,21 +537,13 @@ def case_data(ctx: CaseContext) -> Dict[str, object]:
     dataset = ADE20KSegmentation(root, split="train", mode="train", base_size=int(params["base_size"]),
                                  crop_size=int(params["crop_size"]), seed=0)
     batch, workers = int(params["batch"]), int(params["workers"])
-    if params["loader"] == "engine":
-        from encoding_custom.engine import BatchLoader
+    from encoding_custom.engine import BatchLoader
 
-        engine_loader = BatchLoader(dataset, batch, seed=0, shuffle=True, workers=workers, drop_last=False)
-        epochs = iter(range(10**6))
+    engine_loader = BatchLoader(dataset, batch, seed=0, shuffle=True, workers=workers, drop_last=False)
+    epochs = iter(range(10**6))
 
-        def batches():
-            return engine_loader.iterate(next(epochs))
-    else:
-        from encoding_custom.datasets import make_loader
-
-        msadapter_loader = make_loader(dataset, batch_size=batch, shuffle=True, workers=workers, seed=0)
-
-        def batches():
-            return iter(msadapter_loader)
+    def batches():
+        return engine_loader.iterate(next(epochs))
     crop = int(params["crop_size"])
     seen = []
 
@@ -733,17 +723,14 @@ def _variants() -> List[Variant]:
         full=dict(_VITL, image_hw=(480, 480), batch=1, warmup=1, repeats=1, timeout_s=900),
         quick=dict(_TINY, image_hw=(64, 64), batch=1, warmup=1, repeats=1, timeout_s=120, n_labels=20),
         in_quick=False))
-    for loader in ("engine", "msadapter"):
-        for workers in (0, 2):
-            out.append(Variant(
-                f"data/{loader}/workers{workers}", "data",
-                f"train crops, {'engine BatchLoader' if loader == 'engine' else 'msadapter DataLoader'}, "
-                f"{workers} workers", case_data, None,
-                full={"loader": loader, "n_images": 48, "image_size_range": (512, 683), "base_size": 520,
-                      "crop_size": 480, "batch": 1, "workers": workers, "warmup": 1, "repeats": 3, "timeout_s": 300},
-                quick={"loader": loader, "n_images": 6, "image_size_range": (96, 128), "base_size": 80,
-                       "crop_size": 64, "batch": 1, "workers": workers, "warmup": 1, "repeats": 2, "timeout_s": 90},
-                in_quick=loader == "engine" or workers > 0))
+    for workers in (0, 2):
+        out.append(Variant(
+            f"data/engine/workers{workers}", "data", f"train crops, engine BatchLoader, {workers} workers",
+            case_data, None,
+            full={"n_images": 48, "image_size_range": (512, 683), "base_size": 520, "crop_size": 480, "batch": 1,
+                  "workers": workers, "warmup": 1, "repeats": 3, "timeout_s": 300},
+            quick={"n_images": 6, "image_size_range": (96, 128), "base_size": 80, "crop_size": 64, "batch": 1,
+                   "workers": workers, "warmup": 1, "repeats": 2, "timeout_s": 90}))
     for name, scales, flip in (("multiscale_flip", (0.5, 0.75, 1.0, 1.25, 1.5, 1.75), True),
                                ("single_scale", (1.0,), False)):
         out.append(Variant(
@@ -777,7 +764,7 @@ RUN_ORDER = (
     "matmul/pynative",
     "forward/pynative/cached", "forward/pynative/text_in_call", "forward/graph/cached", "forward/graph/text_in_call",
     "train/graph/cached",
-    "data/engine/workers0", "data/engine/workers2", "data/msadapter/workers0", "data/msadapter/workers2",
+    "data/engine/workers0", "data/engine/workers2",
     "text/tokenize", "text/pynative/encode", "text/pynative/encode_full_context", "text/graph/encode",
     "eval/pynative/single_scale", "forward/pynative/stages", "forward/pynative/vit_block_ops",
     "eval/pynative/multiscale_flip",

@@ -97,6 +97,9 @@ def package_versions() -> Dict[str, Optional[str]]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    # The torch-style layer the children run (modules.tnn's rule, restated so the parent imports no MindSpore).
+    legacy = (versions["mindspore"] or "").startswith("2.0.") and versions["msadapter"] is not None
+    versions["layer"] = os.environ.get("LSEG_NN") or ("msadapter" if legacy else "native")
     return versions
 
 

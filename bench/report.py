@@ -196,7 +196,8 @@ def format_markdown(report: Dict[str, object], json_path: str) -> str:
         f"load average (1/5/15 min) at start {_loads(machine.get('loadavg'))}, at end "
         f"{_loads(report.get('loadavg_end'))}",
         f"- Software: Python {versions.get('python')}, mindspore {versions.get('mindspore')}, "
-        f"msadapter {versions.get('msadapter')}, mindcv {versions.get('mindcv')}, numpy {versions.get('numpy')}; "
+        f"msadapter {versions.get('msadapter')}, mindcv {versions.get('mindcv')}, numpy {versions.get('numpy')}, "
+        f"torch-style layer {versions.get('layer')}; "
         f"device {report['device_target']}; thread env {machine.get('thread_env') or '{}'}",
         "",
         "| " + " | ".join(rows[0]) + " |",

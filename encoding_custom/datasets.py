@@ -1,20 +1,17 @@
-"""ADE20K as an MSAdapter map-style dataset, and a seeded, multi-worker loader factory.
+"""ADE20K as a map-style dataset (``__getitem__`` / ``__len__``); batches come from ``engine.BatchLoader``.
 
 Samples are numpy arrays (the framework conversion happens in the training/evaluation code):
 ``image float32 (3, H, W)`` normalised with mean 0.5 / std 0.5 and ``mask int32 (H, W)`` with -1 = ignore.
 
 Randomness: the augmentation of sample ``index`` in epoch ``epoch`` uses its own ``random.Random`` seeded from
-``(seed, epoch, index)``, so results do not depend on the number of workers or on which worker loads the sample,
-and every (epoch, sample) pair gets a distinct stream. :func:`make_loader` advances the epoch on each pass
-(sending ``(epoch, index)`` keys) and gives each worker process distinct ``random``/``numpy`` seeds for any other
-library randomness.
+``(seed, epoch, index)``, so results do not depend on the number of loader workers or on which worker loads the
+sample, and every (epoch, sample) pair gets a distinct stream.
 """
 import os
 import random
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
-from msadapter.pytorch.utils.data import DataLoader, Dataset, Sampler
 from PIL import Image
 
 from .layout import dataset_dir, list_pairs
@@ -47,7 +44,7 @@ def _open_image(path: str, mode: str) -> Image.Image:
         raise OSError(f"cannot read {path}: {error}") from error
 
 
-class ADE20KSegmentation(Dataset):
+class ADE20KSegmentation:
     """ADE20K scene parsing (150 classes) with PyTorch-Encoding's modes.
 
     Modes: ``train`` (random flip / rescale of the long side in [0.5, 2] x base size / pad / random crop),
@@ -73,7 +70,6 @@ class ADE20KSegmentation(Dataset):
     def __init__(self, root: str, split: str = "train", mode: Optional[str] = None, base_size: int = 520,
                  crop_size: int = 480, seed: int = 0, mean: Sequence[float] = DEFAULT_MEAN,
                  std: Sequence[float] = DEFAULT_STD):
-        super().__init__()
         self.root = dataset_dir(root)
         self.split = split
         self.mode = mode if mode is not None else ("train" if split == "train" else "val")
@@ -97,7 +93,7 @@ class ADE20KSegmentation(Dataset):
         return self.NUM_CLASS
 
     def set_epoch(self, epoch: int):
-        """Select the augmentation stream of an epoch (``make_loader`` calls this on every pass).
+        """Select the augmentation stream of an epoch (the loader calls this before every epoch).
 
         Args:
             epoch: epoch number (any int).
@@ -133,9 +129,8 @@ class ADE20KSegmentation(Dataset):
         """One sample.
 
         Args:
-            key: sample index, or ``(epoch, index)`` as sent by :func:`make_loader`'s sampler (the epoch must
-                travel with the index because msadapter keeps its worker processes, and their copy of the
-                dataset, alive across epochs).
+            key: sample index (augmented for the epoch set by :meth:`set_epoch`), or ``(epoch, index)`` to pick
+                the epoch explicitly.
 
         Returns:
             ``(image float32 (3, H, W), mask int32 (H, W))``; H = W = crop_size in train/val modes, the original
@@ -212,185 +207,3 @@ def build_ade20k(root: str, split: str, mode: str, base_size: int = 520, crop_si
     if class_indices is not None:
         dataset = ClassSubset(dataset, class_indices, ignore_index)
     return dataset
-
-
-class SeededShuffleSampler(Sampler):
-    """A random permutation per epoch drawn from ``(seed, epoch)``: reproducible and different every epoch.
-
-    Args:
-        length: number of samples.
-        seed: shuffle seed.
-    """
-
-    def __init__(self, length: int, seed: int = 0):
-        super().__init__(None)
-        self.length = length
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int):
-        """Select the permutation of an epoch.
-
-        Args:
-            epoch: epoch number.
-        """
-        self.epoch = int(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
-        return iter(order.tolist())
-
-    def __len__(self) -> int:
-        return self.length
-
-
-class EpochTaggedSampler(Sampler):
-    """Wraps a sampler (or ``range(length)``) and yields ``(epoch, index)`` so workers know the epoch.
-
-    Args:
-        base: sampler of indices, or None for ``0 .. length - 1`` in order.
-        length: dataset length (used when ``base`` is None).
-    """
-
-    def __init__(self, base, length: int):
-        super().__init__(None)
-        self.base = base
-        self.length = length
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int):
-        """Tag the next pass with ``epoch`` (forwarded to the wrapped sampler when it has ``set_epoch``).
-
-        Args:
-            epoch: epoch number.
-        """
-        self.epoch = int(epoch)
-        if hasattr(self.base, "set_epoch"):
-            self.base.set_epoch(epoch)
-
-    def __iter__(self):
-        indices = range(self.length) if self.base is None else self.base
-        return ((self.epoch, int(index)) for index in indices)
-
-    def __len__(self) -> int:
-        return self.length if self.base is None else len(self.base)
-
-
-class _OpaqueBatch:
-    """Carries a collated batch through msadapter's worker queue by pickling.
-
-    msadapter's queue writes bare numpy arrays into a ring of shared-memory segments whose position counter is
-    updated without a lock and hands out views without copying, so a batch can be overwritten by a later one;
-    an object it does not recognise is pickled instead, which is always safe.
-    """
-
-    def __init__(self, value):
-        self.value = value
-
-
-def numpy_collate(samples):
-    """Stack a list of ``(image, mask)`` numpy samples.
-
-    Args:
-        samples: list of ``(image (3, H, W), mask (H, W))``.
-
-    Returns:
-        ``(images (B, 3, H, W) float32, masks (B, H, W) int32)`` when all sizes agree, else two lists (testval
-        images of different sizes).
-    """
-    images, masks = zip(*samples)
-    if len({image.shape for image in images}) == 1 and len({mask.shape for mask in masks}) == 1:
-        return np.stack(images), np.stack(masks)
-    return list(images), list(masks)
-
-
-class _OpaqueCollate:
-    """Applies a collate function and wraps its result in :class:`_OpaqueBatch`."""
-
-    def __init__(self, collate_fn):
-        self.collate_fn = collate_fn
-
-    def __call__(self, samples):
-        return _OpaqueBatch(self.collate_fn(samples))
-
-
-class _WorkerSeeder:
-    """worker_init_fn giving each worker process distinct ``random``/``numpy`` seeds."""
-
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    def __call__(self, worker_id: int):
-        worker_seed = _sample_seed(self.seed, 0, 1_000_000 + worker_id)
-        random.seed(worker_seed)
-        np.random.seed(worker_seed)
-
-
-class SeededLoader:
-    """Iterable over batches that advances the epoch on each pass.
-
-    Attributes:
-        loader: the underlying ``msadapter.pytorch.utils.data.DataLoader`` (its workers are forked when it is
-            built and live as long as it does).
-        sampler: the :class:`EpochTaggedSampler` feeding it.
-        epoch: the epoch the next pass will use.
-    """
-
-    def __init__(self, loader: DataLoader, sampler: EpochTaggedSampler, start_epoch: int = 0):
-        self.loader = loader
-        self.sampler = sampler
-        self.epoch = start_epoch
-
-    def set_epoch(self, epoch: int):
-        """Make the next pass use ``epoch`` (e.g. when resuming training).
-
-        Args:
-            epoch: epoch number.
-        """
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        # The sampler runs in this process, so the epoch reaches the workers through the indices it sends.
-        self.sampler.set_epoch(self.epoch)
-        self.epoch += 1
-        for batch in self.loader:
-            yield batch.value if isinstance(batch, _OpaqueBatch) else batch
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-
-def make_loader(dataset, batch_size: int, shuffle: bool, workers: int = 0, seed: int = 0, drop_last: bool = False,
-                sampler=None, collate_fn=numpy_collate, prefetch_factor: int = 2) -> SeededLoader:
-    """A reproducible batch iterator over a map-style dataset, working with ``workers > 0``.
-
-    Workers use the ``fork`` start method (msadapter forces ``spawn``, under which workers die). msadapter keeps
-    workers alive for the loader's lifetime, so the epoch travels with each index (``(epoch, index)`` keys, see
-    :meth:`ADE20KSegmentation.__getitem__`); a custom dataset must accept such keys. The same seed gives the same
-    batches whatever the number of workers.
-
-    Args:
-        dataset: map-style dataset (e.g. :class:`ADE20KSegmentation`).
-        batch_size: samples per batch.
-        shuffle: reshuffle every epoch with :class:`SeededShuffleSampler` (ignored when ``sampler`` is given).
-        workers: worker processes (0 = load in the main process).
-        seed: shuffle and worker seed.
-        drop_last: drop the last incomplete batch.
-        sampler: custom index sampler (e.g. distributed); ``set_epoch`` is forwarded to it when it has one.
-        collate_fn: batch builder; default :func:`numpy_collate` (numpy batches).
-        prefetch_factor: batches prefetched per worker.
-
-    Returns:
-        :class:`SeededLoader` yielding ``(images (B, 3, H, W) float32, masks (B, H, W) int32)`` numpy batches.
-    """
-    if sampler is None and shuffle:
-        sampler = SeededShuffleSampler(len(dataset), seed)
-    tagged = EpochTaggedSampler(sampler, len(dataset))
-    options = {}
-    if workers > 0:
-        options = dict(multiprocessing_context="fork", worker_init_fn=_WorkerSeeder(seed),
-                       prefetch_factor=prefetch_factor)
-        collate_fn = _OpaqueCollate(collate_fn)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=tagged, num_workers=workers,
-                        collate_fn=collate_fn, drop_last=drop_last, **options)
-    return SeededLoader(loader, tagged)

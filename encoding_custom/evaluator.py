@@ -18,6 +18,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from modules import tnn
+
 from .metrics import to_numpy
 from .transforms import DEFAULT_MEAN, DEFAULT_STD
 
@@ -153,7 +155,7 @@ class MultiScaleEvaluator:
 
     Args:
         forward_fn: callable taking a float32 numpy array (B, 3, h, w) of normalised images and returning logits
-            (B, C, h, w) as numpy or a MindSpore/msadapter tensor (see :func:`network_forward` to wrap a network).
+            (B, C, h, w) as numpy or a MindSpore tensor (see :func:`network_forward` to wrap a network).
         nclass: number of output channels C (the label list's length); None = take it from the first output.
         scales: scales of ``base_size`` for the long side.
         flip: also run the horizontally flipped image.
@@ -270,7 +272,7 @@ class MultiScaleEvaluator:
 
 
 def network_forward(network) -> Callable[[np.ndarray], np.ndarray]:
-    """Wrap an msadapter / MindSpore network as a ``forward_fn`` (numpy in, numpy out, no gradients kept).
+    """Wrap a network (``modules.tnn`` Module or MindSpore Cell) as a ``forward_fn`` (numpy in, numpy out).
 
     Args:
         network: callable on a tensor (B, 3, h, w) returning logits (B, C, h, w); put it in eval mode first.
@@ -278,10 +280,8 @@ def network_forward(network) -> Callable[[np.ndarray], np.ndarray]:
     Returns:
         function numpy float32 (B, 3, h, w) → numpy float32 (B, C, h, w).
     """
-    import msadapter.pytorch as torch  # local import: the rest of this module needs no framework
-
     def forward(images: np.ndarray) -> np.ndarray:
-        output = network(torch.tensor(images))
+        output = network(tnn.tensor(images))
         return to_numpy(output.detach() if hasattr(output, "detach") else output)
 
     return forward

@@ -18,7 +18,7 @@ import numpy as np
 
 
 def to_numpy(array) -> np.ndarray:
-    """numpy view of a numpy array, MindSpore/msadapter tensor or nested list (shared by the evaluator and engine)."""
+    """numpy view of a numpy array, MindSpore tensor or nested list (shared by the evaluator and engine)."""
     if isinstance(array, np.ndarray):
         return array
     if hasattr(array, "asnumpy"):
@@ -106,7 +106,7 @@ class SegmentationMetric:
 
         Args:
             pred: predicted labels with the target's shape, or scores (B, C, H, W) (argmax over C is taken), as
-                numpy or MindSpore/msadapter tensors; or a list of such (e.g. testval images of different sizes).
+                numpy or MindSpore tensors; or a list of such (e.g. testval images of different sizes).
             target: int labels (B, H, W) (or (H, W)), -1 = ignored; or a list matching ``pred``.
         """
         if isinstance(pred, (list, tuple)):

@@ -1,4 +1,5 @@
-"""LSeg network for MindSpore/MSAdapter: backbones as data, the LSegNet cell, and official-weight import.
+"""LSeg network for MindSpore: backbones as data, the LSegNet cell (torch-style layers of :mod:`modules.tnn`), and
+official-weight import.
 
 Public API: :data:`BACKBONES`, :class:`BackboneConfig`, :class:`LSegNet`; weight I/O lives in
 :mod:`modules.weights` and the command-line converter in :mod:`modules.convert`.

@@ -5,11 +5,11 @@ factory :func:`build_vit`.
 """
 import functools
 
-import msadapter.pytorch.nn as tnn
 from mindcv.models.vit import VisionTransformer
 from mindspore import nn as msnn
 from mindspore import ops
 
+from . import tnn
 from .config import BackboneConfig
 
 # timm's ViT uses LayerNorm eps 1e-6 and exact (erf) GELU; MindSpore's defaults (1e-7, tanh GELU) differ
@@ -44,7 +44,7 @@ def resize_pos_embed(pos_embed, grid_h: int, grid_w: int, num_prefix_tokens: int
     if old == grid_h and old == grid_w:
         return pos_embed
     grid = ops.transpose(ops.reshape(grid, (1, old, old, channels)), (0, 3, 1, 2))
-    grid = ops.interpolate(grid, size=(grid_h, grid_w), mode="bilinear", align_corners=False)
+    grid = tnn.interpolate(grid, size=(grid_h, grid_w), mode="bilinear", align_corners=False)
     grid = ops.reshape(ops.transpose(grid, (0, 2, 3, 1)), (1, grid_h * grid_w, channels))
     return ops.concat((prefix, grid), axis=1)
 

@@ -1,6 +1,5 @@
 """DPT fusion ("scratch" refinenets) as used by LSeg: residual conv units with BatchNorm and fusion blocks."""
-import msadapter.pytorch.nn as tnn
-import msadapter.pytorch.nn.functional as F
+from . import tnn
 
 
 class ResidualConvUnit(tnn.Module):
@@ -22,8 +21,8 @@ class ResidualConvUnit(tnn.Module):
 
     def forward(self, x):
         """Args: x (B, F, h, w). Returns: (B, F, h, w)."""
-        out = self.bn1(self.conv1(F.relu(x)))
-        out = self.bn2(self.conv2(F.relu(out)))
+        out = self.bn1(self.conv1(tnn.relu(x)))
+        out = self.bn2(self.conv2(tnn.relu(out)))
         return out + x
 
 
@@ -51,5 +50,5 @@ class FeatureFusionBlock(tnn.Module):
         if skip is not None:
             path = path + self.resConfUnit1(skip)
         path = self.resConfUnit2(path)
-        path = F.interpolate(path, scale_factor=2, mode="bilinear", align_corners=True)
+        path = tnn.interpolate(path, scale_factor=2, mode="bilinear", align_corners=True)
         return self.out_conv(path)

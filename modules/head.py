@@ -1,7 +1,8 @@
 """LSeg head: pixel-text correlation logits and the optional spatial regularization blocks."""
-import msadapter.pytorch.nn as tnn
 import numpy as np
 from mindspore import ops
+
+from . import tnn
 
 # The official code builds logit_scale as exp(log(1/0.07)) in float32 and never trains it.
 LOGIT_SCALE = float(np.exp(np.float32(np.log(1 / 0.07)), dtype=np.float32))

@@ -17,10 +17,10 @@ Per-pixel embeddings without logits: ``net.pixel_embeddings(images)`` -> (B, 512
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import mindspore as ms
-import msadapter.pytorch.nn as tnn
 import numpy as np
 from mindspore import Parameter, Tensor, ops
 
+from . import tnn
 from .backbone import ViTBackbone
 from .config import BackboneConfig, get_backbone_config
 from .fusion import FeatureFusionBlock
@@ -295,12 +295,12 @@ class LSegNet(tnn.Module):
         logits = pixel_text_logits(self.raw_pixel_embeddings(images), text_features, self.logit_scale)
         if self.scratch.head_block is not None:
             logits = apply_spatial_regularization(self.scratch.head_block, logits, self.block_depth)
-        return ops.interpolate(logits, scale_factor=None, size=(logits.shape[2] * 2, logits.shape[3] * 2),
-                               mode="bilinear", align_corners=True)
+        return tnn.interpolate(logits, size=(logits.shape[2] * 2, logits.shape[3] * 2), mode="bilinear",
+                               align_corners=True)
 
     # ------------------------------------------------------------------ optimisation groups
-    # msadapter renames parameters relative to whichever sub-module parameters_and_names() is called on, so
-    # groups are always collected from the top level and filtered by prefix.
+    # msadapter (LSEG_NN=msadapter) renames parameters relative to whichever sub-module parameters_and_names() is
+    # called on, so groups are always collected from the top level and filtered by prefix.
     def _params_under(self, prefix: str) -> List[Parameter]:
         return [param for name, param in self.parameters_and_names() if name.startswith(prefix)]
 

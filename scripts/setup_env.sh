@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# Shared set-up, sourced by every entry point (train_custom.sh, test.sh, quickstart.sh,
-# run_tests.sh, .ci/run).  After sourcing, "$LSEG_PYTHON" is a Python 3.9 with
-# requirements.txt installed.
+# Shared set-up, sourced by every entry point (train_custom.sh, test.sh, quickstart.sh, run_tests.sh, .ci/run).
+# After sourcing and calling lseg_setup, "$LSEG_PYTHON" is an interpreter with the chosen stack installed.
 #
-#   LSEG_SKIP_SETUP=1  use the `python` already on PATH (an activated conda/venv that
-#                      has the packages); nothing is created or installed.
-#   PYTHON=/path       the Python 3.9 used to create .venv (default: search, see below).
-#   LSEG_VENV=/path    where the venv lives (default: <repo>/.venv).
+#   LSEG_STACK=current  (default) Python 3.11 (3.10 accepted) + mindspore 2.10.0: requirements.txt, venv .venv
+#   LSEG_STACK=legacy   Python 3.9 + mindspore 2.0.0 + msadapter 0.1.0: requirements-legacy.txt, venv .venv-legacy
+#   LSEG_SKIP_SETUP=1   use the `python` already on PATH (an activated conda/venv that has the packages);
+#                       nothing is created or installed.
+#   PYTHON=/path        the interpreter used to create the venv (default: searched, see _lseg_find_python).
+#   LSEG_VENV=/path     where the venv lives (default: see above).
 #
-# A second run with an unchanged requirements.txt only compares a stamp file.
+# A second run with unchanged requirements only compares a stamp file.
 
 lseg_setup() {
     local repo
     repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-    local req="$repo/requirements.txt"
+    local stack="${LSEG_STACK:-current}"
+    local req default_venv versions import_check
+    case "$stack" in
+        current)
+            req="$repo/requirements.txt"; default_venv="$repo/.venv"; versions="3.11 3.10"
+            import_check="import mindspore, mindcv" ;;
+        legacy)
+            req="$repo/requirements-legacy.txt"; default_venv="$repo/.venv-legacy"; versions="3.9"
+            import_check="import mindspore, msadapter.pytorch, mindcv" ;;
+        *)
+            echo "setup: LSEG_STACK=$stack is not a stack; use current (default) or legacy" >&2
+            return 1 ;;
+    esac
+    export LSEG_STACK="$stack"
 
     if [ "${LSEG_SKIP_SETUP:-0}" = "1" ]; then
         LSEG_PYTHON="$(command -v python || command -v python3)"
@@ -25,27 +39,22 @@ lseg_setup() {
         return 0
     fi
 
-    local venv="${LSEG_VENV:-$repo/.venv}"
+    local venv="${LSEG_VENV:-$default_venv}"
     local base=""
     if [ -n "${PYTHON:-}" ]; then
-        if _lseg_is_py39 "$PYTHON"; then
+        if _lseg_python_is "$PYTHON" $versions; then
             base="$PYTHON"
         else
-            echo "setup: PYTHON=$PYTHON is not a working Python 3.9 interpreter." >&2
-            _lseg_how_to_get_python >&2
+            echo "setup: PYTHON=$PYTHON is not a working Python ${versions// / or } interpreter (stack $stack)." >&2
+            _lseg_how_to_get_python "$stack" >&2
             return 1
         fi
-    elif _lseg_is_py39 python3.9; then
-        base="$(command -v python3.9)"
     else
-        local cand
-        for cand in "$HOME"/.pyenv/versions/3.9.*/bin/python /usr/bin/python3.9 /usr/local/bin/python3.9; do
-            if _lseg_is_py39 "$cand"; then base="$cand"; break; fi
-        done
+        base="$(_lseg_find_python $versions)" || base=""
     fi
     if [ -z "$base" ]; then
-        echo "setup: no Python 3.9 found (mindspore 2.0.0 + msadapter 0.1.0 need exactly 3.9)." >&2
-        _lseg_how_to_get_python >&2
+        echo "setup: no Python ${versions// / or } found for the $stack stack." >&2
+        _lseg_how_to_get_python "$stack" >&2
         return 1
     fi
 
@@ -58,7 +67,7 @@ lseg_setup() {
         return 0
     fi
 
-    echo "setup: creating $venv with $base and installing requirements.txt (once, ~1 min)" >&2
+    echo "setup: creating $venv with $base and installing $(basename "$req") (once, ~1-2 min)" >&2
     if [ ! -x "$venv/bin/python" ]; then
         "$base" -m venv "$venv" || { echo "setup: could not create a venv at $venv" >&2; return 1; }
     fi
@@ -74,8 +83,8 @@ lseg_setup() {
         echo "setup: pip install -r $req failed (see above); nothing was recorded, the next run retries" >&2
         return 1
     fi
-    "$venv/bin/python" -c "import mindspore, msadapter.pytorch, mindcv" 2>/dev/null || {
-        echo "setup: packages installed but 'import mindspore, msadapter.pytorch, mindcv' fails" >&2
+    "$venv/bin/python" -c "$import_check" 2>/dev/null || {
+        echo "setup: packages installed but '$import_check' fails in $venv" >&2
         return 1
     }
     echo "$stamp_want" > "$stamp_file"
@@ -83,18 +92,50 @@ lseg_setup() {
     export LSEG_PYTHON
 }
 
-_lseg_is_py39() {
-    local out
-    out="$("$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" || return 1
-    [ "$out" = "3.9" ]
+# _lseg_python_is INTERPRETER VERSION... : true when INTERPRETER runs and is one of the X.Y versions.
+_lseg_python_is() {
+    local interpreter="$1" out want
+    shift
+    out="$("$interpreter" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" || return 1
+    for want in "$@"; do
+        [ "$out" = "$want" ] && return 0
+    done
+    return 1
+}
+
+# _lseg_find_python VERSION... : prints the first interpreter found, trying the versions in order, each as
+# pyenv's ~/.pyenv/versions/X.Y.*, pythonX.Y on PATH, /usr/bin and /usr/local/bin.
+_lseg_find_python() {
+    local want cand
+    for want in "$@"; do
+        for cand in "$HOME"/.pyenv/versions/"$want".*/bin/python "$(command -v "python$want" 2>/dev/null)" \
+                    /usr/bin/python"$want" /usr/local/bin/python"$want"; do
+            [ -n "$cand" ] || continue
+            if _lseg_python_is "$cand" "$want"; then
+                echo "$cand"
+                return 0
+            fi
+        done
+    done
+    return 1
 }
 
 _lseg_how_to_get_python() {
-    cat <<'MSG'
-Get a Python 3.9 and point PYTHON at it, for example:
-    conda create -n lseg python=3.9 && PYTHON="$(conda run -n lseg which python)" bash <script>
+    if [ "$1" = "legacy" ]; then
+        cat <<'MSG'
+The legacy stack (mindspore 2.0.0 + msadapter 0.1.0) needs exactly Python 3.9. For example:
+    conda create -n lseg39 python=3.9 && PYTHON="$(conda run -n lseg39 which python)" LSEG_STACK=legacy bash <script>
     pyenv install 3.9.18            (then the set-up finds ~/.pyenv/versions/3.9.*/bin/python)
     apt-get install python3.9 python3.9-venv
+Or activate an environment that already has requirements-legacy.txt and set LSEG_SKIP_SETUP=1.
+MSG
+    else
+        cat <<'MSG'
+The current stack (mindspore 2.10.0) needs Python 3.11 or 3.10. For example:
+    conda create -n lseg python=3.11 && PYTHON="$(conda run -n lseg which python)" bash <script>
+    pyenv install 3.11.7            (then the set-up finds ~/.pyenv/versions/3.11.*/bin/python)
+    apt-get install python3.11 python3.11-venv
 Or activate an environment that already has requirements.txt and set LSEG_SKIP_SETUP=1.
 MSG
+    fi
 }

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoding_custom.datasets import ADE20KSegmentation, ClassSubset, build_ade20k, make_loader
+from encoding_custom.datasets import ADE20KSegmentation, ClassSubset, build_ade20k
+from encoding_custom.engine import BatchLoader
 from encoding_custom.synthetic import DEFAULT_CLASS_VALUES, write_synthetic_ade20k
 from encoding_custom.transforms import mask_to_array, train_sync_transform, val_sync_transform
 
@@ -136,15 +137,13 @@ def test_errors_name_the_file(tmp_path):
 # --- loaders -------------------------------------------------------------------------------------------------
 
 def _collect(loader, epochs=2):
-    return [[(images.copy(), masks.copy()) for images, masks in loader] for _ in range(epochs)]
+    return [[(images.copy(), masks.copy()) for images, masks in loader.iterate(epoch)] for epoch in range(epochs)]
 
 
 def test_loader_with_workers_matches_single_process_and_reshuffles(synthetic_root):
     dataset = ADE20KSegmentation(synthetic_root, "train", base_size=64, crop_size=40, seed=0)
-    single = _collect(make_loader(dataset, 4, shuffle=True, workers=0, seed=5, drop_last=True))
-    loader = make_loader(dataset, 4, shuffle=True, workers=2, seed=5, drop_last=True)
-    multi = _collect(loader)
-    del loader
+    single = _collect(BatchLoader(dataset, 4, seed=5, shuffle=True, workers=0, drop_last=True))
+    multi = _collect(BatchLoader(dataset, 4, seed=5, shuffle=True, workers=2, drop_last=True))
     assert len(single[0]) == 3 and single[0][0][0].shape == (4, 3, 40, 40) and single[0][0][1].dtype == np.int32
     for epoch in range(2):
         for (image_a, mask_a), (image_b, mask_b) in zip(single[epoch], multi[epoch]):
@@ -153,12 +152,11 @@ def test_loader_with_workers_matches_single_process_and_reshuffles(synthetic_roo
     assert not np.array_equal(single[0][0][0], single[1][0][0])  # new order and augmentation each epoch
 
 
-def test_loader_without_shuffle_keeps_order_and_testval_lists(synthetic_root):
-    dataset = ADE20KSegmentation(synthetic_root, "val", mode="testval")
-    batches = list(make_loader(dataset, 2, shuffle=False))
-    images, masks = batches[0]
-    assert isinstance(images, list) and len(images) == 2  # val images differ in size
-    np.testing.assert_array_equal(masks[0], dataset[0][1])
+def test_loader_without_shuffle_keeps_order(synthetic_root):
+    dataset = ADE20KSegmentation(synthetic_root, "val", mode="val", crop_size=32)
+    images, masks = next(BatchLoader(dataset, 2, shuffle=False, drop_last=False).iterate(0))
+    assert images.shape == (2, 3, 32, 32)
+    np.testing.assert_array_equal(masks[1], dataset[1][1])
 
 
 # --- synthetic data ------------------------------------------------------------------------------------------
@@ -200,7 +198,7 @@ def test_synthetic_classes_are_separable_by_colour(tmp_path):
 
 
 def test_pipeline_benchmark_reports_rates(synthetic_root):
-    from encoding_custom.pipeline_benchmark import measure
+    from bench.pipeline import measure
     rate, cpu_per_image = measure(synthetic_root, workers=0, batch_size=2, base_size=48, crop_size=32, passes=1)
     assert rate > 0 and 0 < cpu_per_image < 1.0
 
@@ -221,10 +219,8 @@ def test_full_size_pipeline_with_workers(tmp_path):
     """ADE20K-sized images, 480 crops, base 520: 2 fork workers give the same batches as the main process."""
     write_synthetic_ade20k(str(tmp_path), 8, 1, seed=0, size=(512, 683))
     dataset = ADE20KSegmentation(str(tmp_path), "train", seed=0)
-    single = _collect(make_loader(dataset, 4, shuffle=True, workers=0, seed=1), epochs=1)
-    loader = make_loader(dataset, 4, shuffle=True, workers=2, seed=1)
-    multi = _collect(loader, epochs=1)
-    del loader
+    single = _collect(BatchLoader(dataset, 4, seed=1, shuffle=True, workers=0), epochs=1)
+    multi = _collect(BatchLoader(dataset, 4, seed=1, shuffle=True, workers=2), epochs=1)
     assert single[0][0][0].shape == (4, 3, 480, 480) and single[0][0][1].shape == (4, 480, 480)
     for (image_a, mask_a), (image_b, mask_b) in zip(single[0], multi[0]):
         np.testing.assert_array_equal(image_a, image_b)
@@ -245,9 +241,9 @@ def test_tiny_conv_net_learns_the_synthetic_set(tmp_path, graph_mode):
     train = ADE20KSegmentation(str(tmp_path), "train", base_size=96, crop_size=64, seed=0)
     net = nn.SequentialCell([nn.Conv2d(3, 32, 5), nn.ReLU(), nn.Conv2d(32, 32, 5), nn.ReLU(), nn.Conv2d(32, 150, 1)])
     step = nn.TrainOneStepCell(nn.WithLossCell(net, SegmentationLoss()), nn.Adam(net.trainable_params(), 1e-2))
-    loader = make_loader(train, 8, shuffle=True, seed=0, drop_last=True)
-    for _ in range(6):
-        for images, masks in loader:
+    loader = BatchLoader(train, 8, seed=0, shuffle=True, drop_last=True)
+    for epoch in range(6):
+        for images, masks in loader.iterate(epoch):
             step(ms.Tensor(images), ms.Tensor(masks))
     ms.set_context(mode=ms.PYNATIVE_MODE)
     val = ADE20KSegmentation(str(tmp_path), "val", mode="testval")
@@ -280,7 +276,7 @@ def test_class_subset_renumbers_in_the_given_order_and_ignores_the_rest():
     subset = ClassSubset(inner, class_indices=[4, 0, 149], ignore_index=-7)
     image, remapped = subset[(3, 0)]
     np.testing.assert_array_equal(remapped, [[-7, 1, -7], [0, 2, -7]])
-    assert inner.keys == [(3, 0)]  # (epoch, index) keys from make_loader pass through
+    assert inner.keys == [(3, 0)]  # (epoch, index) keys pass through
     assert len(subset) == 1 and subset.images == ["a.jpg"] and image.shape == (3, 2, 3)
 
 

@@ -315,8 +315,9 @@ def test_broadcast_from_rank0_is_a_no_op_on_one_device():
 
 
 def test_broadcast_batchnorm_statistics_selects_only_running_statistics(monkeypatch):
-    import msadapter.pytorch.nn as tnn
     from mindspore import nn
+
+    from modules import tnn
 
     seen = []
     monkeypatch.setattr(dist, "broadcast_from_rank0",

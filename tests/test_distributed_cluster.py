@@ -1,11 +1,12 @@
-"""Issue 8 acceptance on CPU: MindSpore's dynamic cluster (scheduler + 2 workers on 127.0.0.1, free port) started
-by scripts/launch.py running tests/fixtures/distributed/toy_train.py.
+"""Issue 8 acceptance on CPU: MindSpore's dynamic cluster (scheduler + 2 workers on 127.0.0.1, free port) running
+tests/fixtures/distributed/toy_train.py, started by this stack's documented launcher (msrun on the current stack,
+scripts/launch.py on the legacy one; tests/launchers.py).
 
 * both workers end with identical weights, equal (float tolerance) to one process trained in PyNative on the
   concatenated batches — which also proves the checkpoint holds the trained values (biases included);
 * exactly one checkpoint and one log are written (by rank 0);
 * the sharded, all-reduced validation equals a single-process evaluation of the saved checkpoint;
-* killing one worker ends the whole job within bounded time, non-zero, naming the rank.
+* killing one worker under scripts/launch.py ends the whole job within bounded time, non-zero, naming the rank.
 """
 import json
 import os
@@ -22,11 +23,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOY = os.path.join(REPO, "tests", "fixtures", "distributed", "toy_train.py")
 sys.path.insert(0, os.path.dirname(TOY))
 import toy_train  # noqa: E402
+from launchers import all_logs, rank_logs, run_data_parallel  # noqa: E402
 
 JOB_TIMEOUT_S = 240  # the launcher's own bound; a healthy run takes ~30 s here
 
 
-def _launch(tmp_path, *toy_args, nproc=2):
+def _scripts_launch(tmp_path, *toy_args, nproc=2):
     return [sys.executable, "-m", "scripts.launch", "--nproc", str(nproc), "--log_dir", str(tmp_path / "logs"),
             "--timeout", str(JOB_TIMEOUT_S), "--grace", "5", "--", TOY, "--out_dir", str(tmp_path / "out"),
             *toy_args]
@@ -36,11 +38,10 @@ def _launch(tmp_path, *toy_args, nproc=2):
 def two_worker_run(tmp_path_factory):
     """One launcher run: 2 workers × batch 2, 2 epochs of 12 images (6 steps), validation on 7 images."""
     tmp_path = tmp_path_factory.mktemp("dist")
-    result = subprocess.run(_launch(tmp_path, "--dump_dir", str(tmp_path / "dump"), "--batch_size", "2",
-                                    "--epochs", "2"),
-                            cwd=REPO, capture_output=True, text=True, timeout=JOB_TIMEOUT_S + 60)
-    logs = {p.name: p.read_text(errors="replace") for p in (tmp_path / "logs").iterdir() if p.is_file()}
-    assert result.returncode == 0, result.stderr + "\n".join(f"--- {k}\n{v[-3000:]}" for k, v in logs.items())
+    result = run_data_parallel(2, str(tmp_path / "logs"), [TOY, "--out_dir", str(tmp_path / "out"), "--dump_dir",
+                                                            str(tmp_path / "dump"), "--batch_size", "2", "--epochs",
+                                                            "2"], JOB_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-3000:] + all_logs(str(tmp_path / "logs"))
     return tmp_path
 
 
@@ -57,11 +58,12 @@ def test_rank0_alone_writes_one_checkpoint_and_one_log(two_worker_run):
     records = [json.loads(line) for line in (two_worker_run / "out" / "log.jsonl").read_text().splitlines()]
     assert len(records) == 1 and records[0]["world_size"] == 2
     assert len(records[0]["losses"]) == 6  # 12 images / (2 devices × 2) × 2 epochs
-    worker_logs = {p.name: p.read_text() for p in (two_worker_run / "logs").glob("rank_*.log")}
-    assert sorted(worker_logs) == ["rank_0.log", "rank_1.log"]
+    worker_logs = rank_logs(str(two_worker_run / "logs"))
+    assert sorted(worker_logs) == [0, 1]
+
     def progress_lines(text):
         return [line for line in text.splitlines() if re.match(r"epoch \d+ step \d+ loss", line)]
-    assert len(progress_lines(worker_logs["rank_0.log"])) == 6 and progress_lines(worker_logs["rank_1.log"]) == []
+    assert len(progress_lines(worker_logs[0])) == 6 and progress_lines(worker_logs[1]) == []
 
 
 def _reference_single_process():
@@ -99,13 +101,13 @@ def test_sharded_validation_equals_single_process_evaluation_of_the_checkpoint(t
     assert record["pixAcc"] == pytest.approx(pix_acc, abs=1e-12)
     assert record["mIoU"] == pytest.approx(miou, abs=1e-12)
     # Each rank evaluated only its shard (4 and 3 images), and the reduction restored the full counts.
-    shard_lines = [line for text in (p.read_text() for p in (two_worker_run / "logs").glob("rank_*.log"))
+    shard_lines = [line for text in rank_logs(str(two_worker_run / "logs")).values()
                    for line in text.splitlines() if "val pixels" in line]
     assert sorted(shard_lines) == ["rank 0: evaluated 256 of 448 val pixels", "rank 1: evaluated 192 of 448 val pixels"]
 
 
 def test_killing_one_worker_stops_the_job_and_names_the_rank(tmp_path):
-    launcher = subprocess.Popen(_launch(tmp_path, "--epochs", "200", "--step_sleep", "0.5"), cwd=REPO,
+    launcher = subprocess.Popen(_scripts_launch(tmp_path, "--epochs", "200", "--step_sleep", "0.5"), cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     rank_log = {r: tmp_path / "logs" / f"rank_{r}.log" for r in (0, 1)}
     deadline = time.monotonic() + JOB_TIMEOUT_S

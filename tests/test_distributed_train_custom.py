@@ -1,4 +1,5 @@
-"""train_custom.py data-parallel end to end: scripts/launch.py starts a scheduler + 2 CPU workers on 127.0.0.1 that
+"""train_custom.py data-parallel end to end: this stack's documented launcher (msrun on the current stack,
+scripts/launch.py on the legacy one; tests/launchers.py) starts a scheduler + 2 CPU workers on 127.0.0.1 that
 train the tiny preset on a small synthetic set (PyNative after a GRAPH_MODE init), then resume, then a
 single-process ``test.py --eval --eval_mode val`` of the checkpoint reproduces the logged validation figures.
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from launchers import all_logs, rank_logs, run_data_parallel
 
 from encoding_custom.synthetic import write_synthetic_ade20k
 from options import PRESETS
@@ -24,12 +26,8 @@ def _records(path):
 
 
 def _launch(tmp_path, log_name, train_args):
-    command = [sys.executable, "-m", "scripts.launch", "--nproc", "2", "--log_dir", str(tmp_path / log_name),
-               "--timeout", str(JOB_TIMEOUT_S), "--", "train_custom.py", *train_args]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=JOB_TIMEOUT_S + 60)
-    logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                     for p in sorted((tmp_path / log_name).glob("worker_*.log")))
-    assert result.returncode == 0, result.stderr + logs
+    result = run_data_parallel(2, str(tmp_path / log_name), ["train_custom.py", *train_args], JOB_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-3000:] + all_logs(str(tmp_path / log_name))
     return result
 
 
@@ -61,16 +59,15 @@ def test_rank0_alone_writes_and_the_lr_follows_the_global_batch(distributed_run)
     assert [s["global_step"] for s in steps] == list(range(8))
     assert sorted(os.listdir(tmp_path / "ck")) == ["dist"]
     for log_name in ("logs1", "logs2"):
-        rank1 = (tmp_path / log_name / "rank_1.log").read_text()
-        rank0 = (tmp_path / log_name / "rank_0.log").read_text()
-        assert "done: epoch" in rank0 and "done: epoch" not in rank1  # only rank 0 reports
+        logs = rank_logs(str(tmp_path / log_name))
+        assert "done: epoch" in logs[0] and "done: epoch" not in logs[1]  # only rank 0 reports
 
 
 def test_resume_continues_the_distributed_run(distributed_run):
     tmp_path, _, _ = distributed_run
     records = _records(tmp_path / "ck" / "dist" / "metrics.jsonl")
     assert [(r["epoch"], r["global_step"], r["world_size"]) for r in records] == [(1, 4, 2), (2, 8, 2)]
-    assert "resumed from" in (tmp_path / "logs2" / "rank_0.log").read_text()
+    assert "resumed from" in rank_logs(str(tmp_path / "logs2"))[0]
 
 
 def test_single_process_evaluation_reproduces_the_validation_figures(distributed_run, tmp_path):

@@ -1,4 +1,4 @@
-"""Trainer on a toy msadapter network: learns, logs the poly lr every step, resumes exactly after an interruption,
+"""Trainer on a toy torch-style network: learns, logs the poly lr every step, resumes exactly after an interruption,
 accumulation equals the larger batch, NaN stops cleanly."""
 import json
 import os

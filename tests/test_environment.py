@@ -1,25 +1,40 @@
-"""The pinned stack imports and trains: mindspore + msadapter + mindcv, and the set-up script's error path."""
+"""The pinned stack imports and trains (mindspore + mindcv, and msadapter on the legacy stack), and the set-up
+script's stack selection, interpreter search and error paths."""
 import os
 import subprocess
 
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STACK = os.environ.get("LSEG_STACK", "current")
+# What each stack's requirements file pins (requirements.txt / requirements-legacy.txt).
+PINNED = {"current": {"mindspore": "2.10.0", "numpy": "1.26.4"}, "legacy": {"mindspore": "2.0.0", "numpy": "1.23.5"}}
 
 
 def test_pinned_versions_import():
     import mindcv
     import mindspore
-    import msadapter.pytorch  # noqa: F401
 
-    assert mindspore.__version__ == "2.0.0"
+    assert mindspore.__version__ == PINNED[STACK]["mindspore"]
+    assert np.__version__ == PINNED[STACK]["numpy"]
     assert mindcv.__version__ == "0.3.0"
+    if STACK == "legacy":
+        import msadapter.pytorch  # noqa: F401
 
 
-def test_msadapter_module_trains_with_train_one_step_cell():
+def test_requirements_pin_every_line_exactly():
+    for name in ("requirements.txt", "requirements-legacy.txt"):
+        with open(os.path.join(REPO, name)) as handle:
+            lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+        assert lines and all("==" in line for line in lines), (name, [x for x in lines if "==" not in x])
+
+
+def test_torch_style_module_trains_with_train_one_step_cell():
     import mindspore as ms
-    import msadapter.pytorch.nn as tnn
     from mindspore import nn
+
+    from modules import tnn
 
     class Tiny(tnn.Module):
         def __init__(self):
@@ -28,7 +43,7 @@ def test_msadapter_module_trains_with_train_one_step_cell():
             self.fc2 = tnn.Linear(8, 1)
 
         def forward(self, x):
-            return self.fc2(tnn.functional.relu(self.fc1(x)))
+            return self.fc2(tnn.relu(self.fc1(x)))
 
     net = Tiny()
     rng = np.random.RandomState(0)
@@ -49,28 +64,58 @@ def _run_setup(env_extra):
     )
 
 
-def test_setup_rejects_missing_python(tmp_path):
-    res = _run_setup({"PYTHON": "/nonexistent/python3.9", "LSEG_VENV": str(tmp_path / "venv")})
+@pytest.mark.parametrize("stack, hint", [("current", "conda create -n lseg python=3.11"),
+                                         ("legacy", "conda create -n lseg39 python=3.9")])
+def test_setup_rejects_missing_python(tmp_path, stack, hint):
+    res = _run_setup({"LSEG_STACK": stack, "PYTHON": "/nonexistent/python", "LSEG_VENV": str(tmp_path / "venv")})
     assert res.returncode != 0
-    assert "PYTHON=/nonexistent/python3.9" in res.stderr
-    assert "conda create -n lseg python=3.9" in res.stderr
+    assert "PYTHON=/nonexistent/python" in res.stderr and f"(stack {stack})" in res.stderr
+    assert hint in res.stderr
     assert not (tmp_path / "venv").exists()
 
 
-def test_setup_stops_when_no_python39_is_findable(tmp_path):
-    # An empty PATH and HOME: no python3.9 shim, no pyenv versions.
-    res = _run_setup({"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LSEG_VENV": str(tmp_path / "venv")})
-    if os.path.exists("/usr/bin/python3.9") or os.path.exists("/usr/local/bin/python3.9"):
-        import pytest
-
-        pytest.skip("this machine has a system python3.9")
+def test_setup_rejects_an_interpreter_of_the_other_stack(tmp_path):
+    env = _fake_interpreters(tmp_path, "3.9")
+    res = _run_setup(dict(env, LSEG_STACK="current"))
     assert res.returncode != 0
-    assert "no Python 3.9 found" in res.stderr
+    assert "is not a working Python 3.11 or 3.10 interpreter (stack current)" in res.stderr
+
+
+def test_setup_rejects_an_unknown_stack(tmp_path):
+    res = _run_setup({"LSEG_STACK": "newest", "LSEG_VENV": str(tmp_path / "venv")})
+    assert res.returncode != 0
+    assert "LSEG_STACK=newest is not a stack; use current (default) or legacy" in res.stderr
+
+
+@pytest.mark.parametrize("stack, wanted", [("current", "3.11 or 3.10"), ("legacy", "3.9")])
+def test_setup_stops_when_no_python_is_findable(tmp_path, stack, wanted):
+    # An empty PATH and HOME: no pythonX.Y shim, no pyenv versions.
+    for version in wanted.split(" or "):
+        if os.path.exists(f"/usr/bin/python{version}") or os.path.exists(f"/usr/local/bin/python{version}"):
+            pytest.skip(f"this machine has a system python{version}")
+    res = _run_setup({"LSEG_STACK": stack, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+                      "LSEG_VENV": str(tmp_path / "venv")})
+    assert res.returncode != 0
+    assert f"no Python {wanted} found for the {stack} stack" in res.stderr
     assert not (tmp_path / "venv").exists()
+
+
+def test_setup_finds_pyenv_interpreters_in_preference_order(tmp_path):
+    for version in ("3.9.18", "3.10.13", "3.11.7"):
+        folder = tmp_path / ".pyenv" / "versions" / version / "bin"
+        folder.mkdir(parents=True)
+        fake = folder / "python"
+        fake.write_text(f"#!/bin/bash\necho {version.rsplit('.', 1)[0]}\n")
+        fake.chmod(0o755)
+    script = 'source scripts/setup_env.sh; _lseg_find_python 3.11 3.10; _lseg_find_python 3.10; _lseg_find_python 3.9'
+    res = subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert res.stdout.split() == [str(tmp_path / ".pyenv/versions" / v / "bin/python")
+                                  for v in ("3.11.7", "3.10.13", "3.9.18")]
 
 
 def test_setup_second_run_skips_install():
-    res = _run_setup({})
+    res = _run_setup({"LSEG_STACK": STACK})
     assert res.returncode == 0, res.stderr
     assert "installing" not in res.stderr
 
@@ -85,18 +130,18 @@ exit 0
 """
 
 _FAKE_BASE_PYTHON = """#!/bin/bash
-# Stands in for a Python 3.9 interpreter: answers the version probes and `-m venv DIR`.
+# Stands in for a Python $FAKE_VERSION interpreter: answers the version probes and `-m venv DIR`.
 case "$*" in
-    *version_info*) echo 3.9 ;;
-    *sys.version*) echo 3.9.99 ;;
+    *version_info*) echo "$FAKE_VERSION" ;;
+    *sys.version*) echo "$FAKE_VERSION.99" ;;
     "-m venv "*) mkdir -p "$3/bin" && cp "$FAKE_VENV_PYTHON" "$3/bin/python" && chmod +x "$3/bin/python" ;;
     *) exit 1 ;;
 esac
 """
 
 
-def _fake_interpreters(tmp_path):
-    base = tmp_path / "python3.9"
+def _fake_interpreters(tmp_path, version):
+    base = tmp_path / "python-fake"
     base.write_text(_FAKE_BASE_PYTHON)
     base.chmod(0o755)
     venv_py = tmp_path / "venv-python"
@@ -104,6 +149,7 @@ def _fake_interpreters(tmp_path):
     venv_py.chmod(0o755)
     return {
         "PYTHON": str(base),
+        "FAKE_VERSION": version,
         "FAKE_VENV_PYTHON": str(venv_py),
         "FAKE_PIP_LOG": str(tmp_path / "pip.log"),
         "LSEG_VENV": str(tmp_path / "venv"),
@@ -118,16 +164,18 @@ def _run_setup_strict(env_extra):
     return subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
 
 
-def test_setup_fresh_install_under_pipefail_then_skips(tmp_path):
+@pytest.mark.parametrize("stack, version, requirements", [("current", "3.11", "requirements.txt"),
+                                                          ("legacy", "3.9", "requirements-legacy.txt")])
+def test_setup_fresh_install_under_pipefail_then_skips(tmp_path, stack, version, requirements):
     # A quiet, successful pip prints nothing: the fresh-machine path CI takes.
-    env = _fake_interpreters(tmp_path)
+    env = dict(_fake_interpreters(tmp_path, version), LSEG_STACK=stack)
     first = _run_setup_strict(env)
     assert first.returncode == 0, first.stderr
-    assert "installing requirements.txt" in first.stderr
+    assert f"installing {requirements}" in first.stderr
     assert f"LSEG_PYTHON={tmp_path / 'venv' / 'bin' / 'python'}" in first.stdout
     pip_calls = (tmp_path / "pip.log").read_text().splitlines()
-    assert len(pip_calls) == 1 and pip_calls[0].endswith("requirements.txt")
-    assert (tmp_path / "venv" / ".lseg-requirements-stamp").read_text().startswith("3.9.99 ")
+    assert len(pip_calls) == 1 and pip_calls[0].endswith("/" + requirements)
+    assert (tmp_path / "venv" / ".lseg-requirements-stamp").read_text().startswith(f"{version}.99 ")
 
     second = _run_setup_strict(env)
     assert second.returncode == 0, second.stderr
@@ -136,8 +184,7 @@ def test_setup_fresh_install_under_pipefail_then_skips(tmp_path):
 
 
 def test_setup_failed_pip_records_nothing(tmp_path):
-    env = _fake_interpreters(tmp_path)
-    env["FAKE_PIP_RC"] = "1"
+    env = dict(_fake_interpreters(tmp_path, "3.11"), LSEG_STACK="current", FAKE_PIP_RC="1")
     res = _run_setup_strict(env)
     assert res.returncode != 0
     assert "pip install -r" in res.stderr and "failed" in res.stderr

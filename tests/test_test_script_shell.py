@@ -9,13 +9,16 @@ import subprocess
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(tmp_path, script, args=(), env_extra=None):
-    bin_dir = tmp_path / "bin"
+def _run(tmp_path, script, args=(), env_extra=None, msrun=False):
+    bin_dir = tmp_path / ("bin_msrun" if msrun else "bin")
     bin_dir.mkdir(exist_ok=True)
-    fake = bin_dir / "python"
-    fake.write_text("#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    env = dict(os.environ, LSEG_SKIP_SETUP="1", PATH="%s:%s" % (bin_dir, os.environ["PATH"]))
+    for name in ("python", "msrun") if msrun else ("python",):
+        fake = bin_dir / name
+        fake.write_text(f"#!/bin/sh\necho {name}; echo \"PATH=$PATH\"\n"
+                        "for a in \"$@\"; do printf '%s\\n' \"$a\"; done\n")
+        fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    # Only the fakes and the system tools: no msrun of a real venv may be found by accident.
+    env = dict(os.environ, LSEG_SKIP_SETUP="1", PATH="%s:/usr/bin:/bin" % bin_dir)
     env.pop("DEVICE", None)
     env.pop("DEVICE_NUM", None)
     env.update(env_extra or {})
@@ -25,12 +28,18 @@ def _run(tmp_path, script, args=(), env_extra=None):
     return res.stdout.splitlines()
 
 
+def _command(lines):
+    """The one recorded command line: ``[program, PATH=..., arg, ...]`` with the program's name first."""
+    assert lines[0] in ("python", "msrun") and lines[1].startswith("PATH="), lines[:2]
+    return lines
+
+
 def _value(argv, option):
     return argv[len(argv) - 1 - argv[::-1].index(option) + 1]  # the last occurrence wins, as in argparse
 
 
 def test_train_sh_has_official_settings_default_ascend_and_passthrough(tmp_path):
-    argv = _run(tmp_path, "train_custom.sh", ["--max_epochs", "3", "--data_path", "/data"])
+    argv = _command(_run(tmp_path, "train_custom.sh", ["--max_epochs", "3", "--data_path", "/data"]))[2:]
     assert argv[0] == "train_custom.py"
     assert _value(argv, "--device_target") == "Ascend"
     for option, value in (("--batch_size", "1"), ("--accumulate_grad_batches", "2"), ("--base_lr", "0.004"),
@@ -41,17 +50,29 @@ def test_train_sh_has_official_settings_default_ascend_and_passthrough(tmp_path)
     assert "--widehead" in argv and "--no-scaleinv" in argv
 
 
-def test_train_sh_device_env_and_nproc_launcher(tmp_path):
-    argv = _run(tmp_path, "train_custom.sh", ["--nproc", "2", "--resume"], {"DEVICE": "CPU"})
+def test_train_sh_nproc_uses_msrun_where_it_exists(tmp_path):
+    argv = _command(_run(tmp_path, "train_custom.sh", ["--nproc", "2", "--resume"],
+                         {"DEVICE": "CPU", "MASTER_PORT": "8129"}, msrun=True))
+    assert argv[0] == "msrun"
+    # msrun starts `python` from PATH: the set-up's interpreter folder comes first.
+    assert argv[1].startswith(f"PATH={tmp_path / 'bin_msrun'}:")
+    assert argv[2:8] == ["--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1", "--master_port=8129",
+                         "--log_dir=logs/lseg_ade20k_l16", "--join=True"]
+    assert argv[8] == "train_custom.py" and _value(argv, "--device_target") == "CPU" and argv[-1] == "--resume"
+    assert "--nproc" not in argv
+
+
+def test_train_sh_nproc_falls_back_to_scripts_launch_without_msrun(tmp_path):
+    argv = _command(_run(tmp_path, "train_custom.sh", ["--nproc", "2", "--resume"], {"DEVICE": "CPU"}))[2:]
     assert argv[:4] == ["-m", "scripts.launch", "--nproc", "2"]
     assert "--" in argv and argv[argv.index("--") + 1] == "train_custom.py"
     assert _value(argv, "--device_target") == "CPU" and argv[-1] == "--resume" and argv.count("--nproc") == 1
-    argv = _run(tmp_path, "train_custom.sh", [], {"DEVICE_NUM": "4", "DEVICE": "GPU"})
+    argv = _command(_run(tmp_path, "train_custom.sh", [], {"DEVICE_NUM": "4", "DEVICE": "GPU"}))[2:]
     assert argv[:4] == ["-m", "scripts.launch", "--nproc", "4"] and _value(argv, "--device_target") == "GPU"
 
 
 def test_test_sh_official_multiscale_eval_and_passthrough(tmp_path):
-    argv = _run(tmp_path, "test.sh", ["--weights", "w.ckpt"], {"DEVICE": "CPU"})
+    argv = _command(_run(tmp_path, "test.sh", ["--weights", "w.ckpt"], {"DEVICE": "CPU"}))[2:]
     assert argv[0] == "test.py" and "--eval" in argv and "--flip" in argv
     assert _value(argv, "--scales") == "official" and _value(argv, "--weights") == "w.ckpt"
     assert _value(argv, "--device_target") == "CPU"

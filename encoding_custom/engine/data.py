@@ -2,7 +2,7 @@
 
 Data order depends only on ``(seed, epoch)``, so a resumed run sees exactly the batches the uninterrupted run saw.
 With several devices each rank takes every ``world_size``-th index of the same permutation (the contract of
-msadapter's ``DistributedSampler``, issue 8).
+PyTorch's ``DistributedSampler``, issue 8).
 """
 import multiprocessing
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -66,8 +66,8 @@ class BatchLoader:
         batch_size: images per batch; incomplete last batches are dropped when ``drop_last``.
         seed: run seed for the permutation.
         shuffle: permute every epoch.
-        workers: 0 loads in this process; N > 0 uses N forked processes (fork, because msadapter forces a
-            spawn context whose workers die).
+        workers: 0 loads in this process; N > 0 uses N forked processes (fork: children inherit the dataset
+            without pickling it and do not import MindSpore again, as spawned ones would).
         drop_last: drop the incomplete last batch (training) or keep it (validation).
         max_items: use only the first N dataset items (quick runs).
         sampler: optional ``f(epoch) -> indices`` replacing :func:`epoch_indices` (custom sharding).

@@ -244,7 +244,7 @@ def _check_rank(rank: int, world_size: int) -> None:
 
 
 class ShardedSampler:
-    """Per-rank dataset indices, reseeded every epoch; usable as a ``sampler=`` of msadapter's ``DataLoader`` and as
+    """Per-rank dataset indices, reseeded every epoch; usable as a ``sampler=`` of a PyTorch-style ``DataLoader`` and as
     the ``sampler(epoch)`` callable of :class:`encoding_custom.engine.data.BatchLoader`.
 
     Training (``evaluation=False``): the permutation of :func:`encoding_custom.engine.data.epoch_indices` for
@@ -400,7 +400,7 @@ def broadcast_from_rank0(network, select: Optional[Callable[[object], bool]] = N
     A no-op on a single device. A collective: call it on every rank, with the same network structure.
 
     Args:
-        network: Cell / msadapter Module whose parameters are overwritten in place.
+        network: Cell / ``modules.tnn`` Module whose parameters are overwritten in place.
         select: optional ``f(parameter) -> bool`` choosing which parameters to broadcast (same on every rank).
 
     Returns:
@@ -450,7 +450,7 @@ def broadcast_from_rank0(network, select: Optional[Callable[[object], bool]] = N
     return len(params)
 
 
-# Names of BatchNorm running statistics: msadapter/PyTorch and MindSpore spellings.
+# Names of BatchNorm running statistics: PyTorch (modules.tnn, msadapter) and MindSpore spellings.
 BATCHNORM_STATISTICS_SUFFIXES: Sequence[str] = ("running_mean", "running_var", "num_batches_tracked",
                                                 "moving_mean", "moving_variance")
 
@@ -476,7 +476,7 @@ def broadcast_batchnorm_statistics(network) -> int:
     rank 0 saves — so the all-reduced figures equal a single-device evaluation of the checkpoint.
 
     Args:
-        network: Cell / msadapter Module.
+        network: Cell / ``modules.tnn`` Module.
 
     Returns:
         number of parameters broadcast (0 on a single device).

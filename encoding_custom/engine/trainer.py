@@ -159,8 +159,8 @@ class Trainer:
     """Trains a built network.
 
     Args:
-        network: the model (msadapter Module or Cell), ``network(images) → logits (B, C, H, W)``. Its Parameters
-            are re-created once (:func:`refresh_parameters`) so graph-mode updates are visible to checkpoints.
+        network: the model (``modules.tnn`` Module or any Cell), ``network(images) → logits (B, C, H, W)``. Its
+            Parameters are re-created once (:func:`refresh_parameters`) so graph-mode updates are visible to checkpoints.
         loss_fn: Cell ``(logits, masks int32 (B,H,W)) → scalar``.
         train_set: map-style dataset ``→ (image (3,H,W), mask (H,W))``.
         config: :class:`TrainConfig`.

@@ -1,18 +1,20 @@
 """Measure data-pipeline throughput (train mode, images/s) on a synthetic set of ADE20K-like image sizes.
 
-    python -m encoding_custom.pipeline_benchmark --root /tmp/ade_bench --images 64 --workers 0 2
+    python -m bench.pipeline --root /tmp/ade_bench --images 64 --workers 0 2
 
 Writes the synthetic set once (``--size`` 512 683 gives ADE20K-like sides), then times full passes of
-:func:`encoding_custom.datasets.make_loader` (decode, flip, rescale, pad, crop, normalise, collate).
+:class:`encoding_custom.engine.BatchLoader`, the training loader (decode, flip, rescale, pad, crop, normalise,
+stack).
 """
 import argparse
 import json
 import os
 import time
 
-from .datasets import ADE20KSegmentation, make_loader
-from .layout import check_layout
-from .synthetic import write_synthetic_ade20k
+from encoding_custom.datasets import ADE20KSegmentation
+from encoding_custom.engine import BatchLoader
+from encoding_custom.layout import check_layout
+from encoding_custom.synthetic import write_synthetic_ade20k
 
 
 def measure(root: str, workers: int, batch_size: int = 8, base_size: int = 520, crop_size: int = 480,
@@ -30,13 +32,14 @@ def measure(root: str, workers: int, batch_size: int = 8, base_size: int = 520, 
 
     Returns:
         ``(images per second, CPU seconds per image spent in this process)``; with workers the second figure
-        only counts the main process (collation hand-off), with 0 workers it is the whole pipeline's cost.
+        only counts the main process (batch hand-off), with 0 workers it is the whole pipeline's cost. With workers
+        every pass includes the start of its worker pool, as in training.
     """
     dataset = ADE20KSegmentation(root, "train", base_size=base_size, crop_size=crop_size, seed=seed)
-    loader = make_loader(dataset, batch_size, shuffle=True, workers=workers, seed=seed, drop_last=True)
+    loader = BatchLoader(dataset, batch_size, seed=seed, shuffle=True, workers=workers, drop_last=True)
     count, started, cpu_started = 0, None, None
-    for _ in range(passes):
-        for images, _ in loader:
+    for epoch in range(passes):
+        for images, _ in loader.iterate(epoch):
             if started is None:  # the first batch includes worker start-up
                 started, cpu_started = time.perf_counter(), time.process_time()
                 continue

@@ -1,0 +1,81 @@
+"""Test helper (not a test module): start a 2-worker data-parallel job with the launcher a user of this stack is
+told to use, and read each rank's log whichever launcher wrote it.
+
+* current stack (MindSpore 2.3+): MindSpore's ``msrun`` (what ``train_custom.sh --nproc N`` runs); logs
+  ``worker_<k>.log`` and ``scheduler.log``, rank order decided by MindSpore;
+* legacy stack (2.0.0, no msrun): ``python -m scripts.launch``; logs ``worker_<k>.log`` plus ``rank_<r>.log`` links.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+from typing import List, Sequence
+
+from modules.tnn import msrun_command
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MSRUN = msrun_command()
+LAUNCHER = "msrun" if MSRUN else "scripts.launch"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def data_parallel_command(nproc: int, log_dir: str, script_and_args: Sequence[str], timeout_s: int) -> List[str]:
+    """The command line starting ``script_and_args`` on ``nproc`` CPU workers with this stack's launcher."""
+    if MSRUN:
+        return [MSRUN, f"--worker_num={nproc}", f"--local_worker_num={nproc}", "--master_addr=127.0.0.1",
+                f"--master_port={_free_port()}", f"--log_dir={log_dir}", "--join=True",
+                f"--cluster_time_out={timeout_s}", *script_and_args]
+    return [sys.executable, "-m", "scripts.launch", "--nproc", str(nproc), "--log_dir", log_dir, "--timeout",
+            str(timeout_s), "--grace", "5", "--", *script_and_args]
+
+
+def launcher_env() -> dict:
+    """msrun starts ``python`` from PATH: put this interpreter's folder first (train_custom.sh does the same)."""
+    return dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+
+
+def run_data_parallel(nproc: int, log_dir: str, script_and_args: Sequence[str], timeout_s: int):
+    """Run the job to its end (the whole process group is killed if it outlives ``timeout_s`` + 60 s).
+
+    Returns: ``(CompletedProcess-like returncode, stdout, stderr)`` as a ``subprocess.CompletedProcess``.
+    """
+    command = data_parallel_command(nproc, log_dir, script_and_args, timeout_s)
+    process = subprocess.Popen(command, cwd=REPO, env=launcher_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s + 60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        stderr += f"\n[test] {LAUNCHER} job killed after {timeout_s + 60} s"
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def rank_logs(log_dir: str) -> dict:
+    """Returns: ``{rank: log text}`` for every worker log that announces its rank."""
+    found = {}
+    for name in sorted(os.listdir(log_dir)):
+        if not name.startswith("worker_"):
+            continue
+        with open(os.path.join(log_dir, name), errors="replace") as handle:
+            text = handle.read()
+        for line in text.splitlines():
+            if line.startswith("[distributed] rank "):
+                found[int(line.split()[2])] = text
+                break
+    return found
+
+
+def all_logs(log_dir: str) -> str:
+    """Every log of the job, for assertion messages."""
+    parts = []
+    for name in sorted(os.listdir(log_dir)) if os.path.isdir(log_dir) else []:
+        with open(os.path.join(log_dir, name), errors="replace") as handle:
+            parts.append(f"--- {name}\n{handle.read()[-3000:]}")
+    return "\n".join(parts)
