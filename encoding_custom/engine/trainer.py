@@ -160,7 +160,8 @@ class Trainer:
 
     Args:
         network: the model (``modules.tnn`` Module or any Cell), ``network(images) → logits (B, C, H, W)``. Its
-            Parameters are re-created once (:func:`refresh_parameters`) so graph-mode updates are visible to checkpoints.
+            Parameters are re-created once (:func:`refresh_parameters`) so graph-mode updates are visible to
+            checkpoints.
         loss_fn: Cell ``(logits, masks int32 (B,H,W)) → scalar``.
         train_set: map-style dataset ``→ (image (3,H,W), mask (H,W))``.
         config: :class:`TrainConfig`.
