@@ -11,6 +11,8 @@ import argparse
 import os
 from typing import Dict, List, Optional, Sequence
 
+from modules import tnn
+
 DEVICE_TARGETS = ("Ascend", "GPU", "CPU")
 MODES = ("graph", "pynative")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
@@ -212,12 +214,11 @@ def validate_options(args: argparse.Namespace, for_training: bool = False) -> ar
         # float-status ops (NPUClearFloatStatusV2 / FloatStatus), which have no CPU kernel.
         raise OptionError("--amp_level: %s needs Ascend or GPU (the loss-scale overflow check has no CPU kernel); "
                           "use O0 with --device_target CPU (got %r)" % (args.amp_level, args.amp_level))
-    if args.amp_level in ("O2", "O3") and args.mode == "graph":
-        # Measured with mindspore 2.0.0 + msadapter 0.1.0: under O2/O3 in GRAPH_MODE the msadapter convolutions
-        # receive float16 inputs but keep float32 weights ("For primitive[Conv2D], the input type must be same"),
-        # a type-inference error on every device. O1 (white-listed ops in float16) compiles.
-        raise OptionError("--amp_level: %s does not compile in graph mode with msadapter modules; use --amp_level "
-                          "O1, or --mode pynative (got %r)" % (args.amp_level, args.amp_level))
+    if args.amp_level != "O0" and args.mode == "graph" and args.amp_level not in tnn.GRAPH_AMP_LEVELS:
+        # Only the msadapter layer (legacy stack, LSEG_NN=msadapter) has such levels: see modules.tnn.
+        raise OptionError("--amp_level: %s does not compile in graph mode with the %s layer; use --amp_level %s, "
+                          "LSEG_NN=native, or --mode pynative (got %r)"
+                          % (args.amp_level, tnn.BACKEND, "/".join(tnn.GRAPH_AMP_LEVELS), args.amp_level))
     if for_training:
         _check(os.path.isdir(args.data_path), "--data_path", "folder not found", args.data_path)
         if args.resume is not None and args.resume != "last":

@@ -9,7 +9,8 @@ from mindcv.models.vit import VisionTransformer
 from mindspore import nn as msnn
 from mindspore import ops
 
-from . import tnn
+from modules import tnn
+
 from .config import BackboneConfig
 
 # timm's ViT uses LayerNorm eps 1e-6 and exact (erf) GELU; MindSpore's defaults (1e-7, tanh GELU) differ

@@ -1,5 +1,5 @@
 """DPT fusion ("scratch" refinenets) as used by LSeg: residual conv units with BatchNorm and fusion blocks."""
-from . import tnn
+from modules import tnn
 
 
 class ResidualConvUnit(tnn.Module):

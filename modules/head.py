@@ -2,7 +2,7 @@
 import numpy as np
 from mindspore import ops
 
-from . import tnn
+from modules import tnn
 
 # The official code builds logit_scale as exp(log(1/0.07)) in float32 and never trains it.
 LOGIT_SCALE = float(np.exp(np.float32(np.log(1 / 0.07)), dtype=np.float32))
@@ -39,7 +39,8 @@ def pixel_text_logits(pixel_embeddings, text_features, logit_scale: float = LOGI
     batch, dim, height, width = pixel_embeddings.shape
     pixels = ops.reshape(ops.transpose(pixel_embeddings, (0, 2, 3, 1)), (-1, dim))
     pixels = l2_normalize(pixels)
-    text = l2_normalize(text_features)
+    # Under O2/O3 mixed precision the pixels arrive in float16 while the cached text features stay float32.
+    text = l2_normalize(text_features).astype(pixels.dtype)
     logits = logit_scale * ops.matmul(pixels, ops.transpose(text, (1, 0)))
     return ops.transpose(ops.reshape(logits, (batch, height, width, -1)), (0, 3, 1, 2))
 

@@ -5,7 +5,9 @@ Parameter layout follows the official checkpoint's top level: ``pretrained`` (Vi
 so one MindSpore checkpoint holds everything.
 
 Text-feature cache: the encoded label list lives in the non-trainable Parameter ``text_features_cache``
-(graph-friendly: GRAPH_MODE training reads it like any weight). It is recomputed in Python whenever the
+(graph-friendly: GRAPH_MODE training reads it like any weight; a plain Tensor attribute would be frozen into the
+graph at its first compilation and a new label list silently ignored: re-measured 2026-12-01 on 2.0.0 and 2.10.0
+with ``python -m bench.workarounds text_cache``). It is recomputed in Python whenever the
 label list changes (:meth:`LSegNet.set_labels`), whenever weights are loaded through :mod:`modules.weights`
 (explicit invalidation), and, as a last line of defence, whenever a fingerprint of the text-encoder
 parameters differs from the one the cache was computed with (checked on every top-level ``net(...)`` call in
@@ -20,7 +22,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, ops
 
-from . import tnn
+from modules import tnn
+
 from .backbone import ViTBackbone
 from .config import BackboneConfig, get_backbone_config
 from .fusion import FeatureFusionBlock

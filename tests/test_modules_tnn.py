@@ -125,6 +125,30 @@ def test_interpolate_follows_pytorch_coordinates(align_corners):
         tnn.native_interpolate(ms.Tensor(x), size=(2, 2), mode="nearest")
 
 
+@pytest.mark.parametrize("level", ["O1", "O2", "O3"])
+def test_graph_mode_mixed_precision_compiles_exactly_the_levels_the_layer_claims(level, tmp_path, monkeypatch):
+    """``tnn.GRAPH_AMP_LEVELS`` is what options.py lets through; the others must really fail (msadapter)."""
+    from mindspore import amp
+
+    from modules import LSegNet
+
+    monkeypatch.chdir(tmp_path)  # MindSpore's O1 rewrite writes rewritten_network/ into the working folder
+    net = LSegNet("tiny_vit16", labels=["sky", "tree"], text_config="tiny")
+    net.set_train(False)
+    images = ms.Tensor(np.random.RandomState(5).uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32))
+    reference = net(images).asnumpy()
+    ms.set_context(mode=ms.GRAPH_MODE)
+    mixed = amp.auto_mixed_precision(net, level)
+    mixed.set_train(False)
+    if level not in tnn.GRAPH_AMP_LEVELS:
+        with pytest.raises(TypeError, match="Conv2D"):
+            mixed(images)
+        return
+    logits = mixed(images).asnumpy().astype(np.float32)
+    assert logits.shape == reference.shape
+    assert np.abs(logits - reference).max() <= 0.02 * np.abs(reference).max()  # float16 rounding, not a bug
+
+
 def _import_tnn(env_value):
     env = dict(os.environ, LSEG_NN=env_value)
     return subprocess.run([sys.executable, "-c", "from modules import tnn; print(tnn.BACKEND)"], cwd=REPO, env=env,

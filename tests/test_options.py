@@ -1,6 +1,8 @@
 """options.py: official names/defaults, presets, and validation errors that name the option."""
 import pytest
 
+from modules import tnn
+
 import options
 
 
@@ -61,8 +63,7 @@ def test_effective_lr_is_base_over_16_times_global_batch():
     (["--image", "/no/such.png", "--labels", "a,b"], "--image"),
     (["--exp_name", "a/b"], "--exp_name"),
     (["--device_target", "CPU", "--amp_level", "O2"], "--amp_level"),
-    (["--device_target", "GPU", "--mode", "graph", "--amp_level", "O2"], "--amp_level"),
-    (["--device_target", "Ascend", "--amp_level", "O3"], "--amp_level"),
+    (["--device_target", "CPU", "--mode", "pynative", "--amp_level", "O1"], "--amp_level"),
     (["--device_target", "TPU"], "--device_target"),
     (["--mode", "eager"], "--mode"),
     (["--scales", "big"], "--scales"),
@@ -72,6 +73,17 @@ def test_invalid_value_error_names_the_option(argv, option, capsys):
         options.parse_options(argv)
     assert info.value.code == 2
     assert option in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("level", ["O1", "O2", "O3"])
+def test_graph_mode_amp_levels_follow_the_layer(level, capsys):
+    argv = ["--device_target", "Ascend", "--mode", "graph", "--amp_level", level]
+    if level in tnn.GRAPH_AMP_LEVELS:
+        assert options.parse_options(argv).amp_level == level
+        return
+    with pytest.raises(SystemExit):
+        options.parse_options(argv)
+    assert f"--amp_level: {level} does not compile in graph mode with the msadapter layer" in capsys.readouterr().err
 
 
 def test_image_needs_labels(tmp_path, capsys):

@@ -6,7 +6,7 @@ Takes an already built network (it never imports ``modules``). Public API:
 - :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`read_checkpoint`, :class:`CheckpointManager`.
 - :class:`Trainer`, :class:`TrainConfig`, :class:`NonFiniteLossError`, :func:`build_optimizer`,
   :func:`evaluate`, :func:`network_predictor` (the validation used in training and by test.py).
-- :func:`refresh_parameters` — works around stale graph-mode parameter read-back of msadapter modules.
+- :func:`refresh_parameters` — works around stale graph-mode parameter read-back of msadapter modules (legacy stack).
 - :func:`get_rank`, :func:`get_world_size`, :func:`is_main_process`, :func:`epoch_indices`.
 - :func:`plot_curves`.
 - :func:`configure_runtime` — device, mode, data-parallel group and seeds of a process.

@@ -5,6 +5,10 @@ the *last* msadapter ``nn.Linear``/``Conv2d`` is updated inside the training gra
 ``asnumpy()``, ``save_checkpoint``, and even another compiled graph of the same network — still sees its initial
 value, while PyNative shows it trained. ``Parameter.set_data`` does not help; replacing each Parameter object by a
 fresh ``mindspore.Parameter`` holding the same value does (graph and PyNative then agree bit for bit).
+
+Re-measured 2026-12-01 (``python -m bench.workarounds stale_readback``): still so with msadapter on 2.0.0
+(``classifier.bias`` stale); no stale parameter with the native layer of ``modules.tnn`` on 2.0.0 or 2.10.0. The
+Trainer therefore calls this only where ``modules.tnn.STALE_GRAPH_READBACK`` is set (the msadapter layer).
 """
 from typing import Dict
 

@@ -15,6 +15,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
+from modules import tnn
+
 from ..metrics import to_numpy
 from .checkpoint import CheckpointManager, load_checkpoint
 from .data import BatchLoader
@@ -160,8 +162,8 @@ class Trainer:
 
     Args:
         network: the model (``modules.tnn`` Module or any Cell), ``network(images) → logits (B, C, H, W)``. Its
-            Parameters are re-created once (:func:`refresh_parameters`) so graph-mode updates are visible to
-            checkpoints.
+            Parameters are re-created once (:func:`refresh_parameters`) where graph-mode updates would otherwise not
+            be visible to checkpoints (``modules.tnn.STALE_GRAPH_READBACK``: the msadapter layer).
         loss_fn: Cell ``(logits, masks int32 (B,H,W)) → scalar``.
         train_set: map-style dataset ``→ (image (3,H,W), mask (H,W))``.
         config: :class:`TrainConfig`.
@@ -194,7 +196,7 @@ class Trainer:
         self.main = is_main_process()
         self.exp_dir = config.exp_dir
 
-        mapping = refresh_parameters(network)
+        mapping = refresh_parameters(network) if tnn.STALE_GRAPH_READBACK else {}
         if param_groups is None:
             param_groups = [(list(network.trainable_params()), 1.0)]
         else:
@@ -212,9 +214,11 @@ class Trainer:
                 % (self.loader.n_items, n_micro, config.batch_size, config.accumulate_grad_batches))
         self.optimizer, self.schedules = build_optimizer(param_groups, config.lr, self.steps_per_epoch,
                                                          config.max_epochs, config.momentum, config.weight_decay)
-        if config.amp_level != "O0":
-            ms.amp.auto_mixed_precision(network, config.amp_level)
-        self.net_with_loss = nn.WithLossCell(network, loss_fn)
+        # O1 rewrites the network into a new cell sharing its Parameters (MindSpore 2.0 and 2.10 alike): train that
+        # one; checkpoints and validation keep using ``self.network``.
+        train_network = network if config.amp_level == "O0" else ms.amp.auto_mixed_precision(network,
+                                                                                             config.amp_level)
+        self.net_with_loss = nn.WithLossCell(train_network, loss_fn)
         self.uses_loss_scale = config.amp_level != "O0"
         if config.accumulate_grad_batches > 1:
             buffers = self.optimizer.parameters.clone(prefix="accumulated_grads", init="zeros")
