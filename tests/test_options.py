@@ -1,9 +1,8 @@
 """options.py: official names/defaults, presets, and validation errors that name the option."""
 import pytest
 
-from modules import tnn
-
 import options
+from modules import tnn
 
 
 def test_defaults_are_the_official_ones():
