@@ -151,22 +151,14 @@ class Module(_TorchModuleAPI, nn.Cell):
     ``parameters_and_names()``, ``save_checkpoint`` and optimisers see PyTorch's names.
     """
 
-    def __init_subclass__(cls, **kwargs):
-        # A subclass's forward *is* its construct (no ``construct(*args) -> self.forward(*args)`` trampoline):
-        # MindSpore 2.10's O1 mixed precision rewrites a network from the source of its construct, and on the
-        # trampoline it generated invalid code ("SyntaxError: 'return' outside function", measured with
-        # bench.workarounds amp_graph); with forward as construct, O1 compiles on 2.0.0 and 2.10.0.
-        super().__init_subclass__(**kwargs)
-        if "forward" in cls.__dict__ and "construct" not in cls.__dict__:
-            cls.construct = cls.forward
-
     def __init__(self):
         super().__init__(auto_prefix=True)
 
+    def construct(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
-
-    construct = forward
 
 
 class Conv2d(Module):
