@@ -25,6 +25,7 @@ if REPO not in sys.path:
 from bench.cases import CaseContext, get_variant, make_workdir, remove_workdir  # noqa: E402
 from bench.machine import process_peak_rss_mib, process_thread_count  # noqa: E402
 from bench.timing import PEAK_RSS_PHASES  # noqa: E402
+from modules import tnn  # noqa: E402  (first, before any op: its oneDNN ISA cap must precede oneDNN's first kernel)
 
 # Our packages: an ImportError naming one of them means "not landed yet", not a benchmark failure.
 PROJECT_PACKAGES = ("modules", "clip_ms", "encoding_custom")
@@ -124,6 +125,8 @@ def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats
                 ms.set_context(**context)
             ms.set_seed(0)
             record["runtime_num_threads"] = ms.get_context("runtime_num_threads")
+        record["torch_style_layer"] = tnn.BACKEND
+        record["onednn_max_cpu_isa"] = os.environ.get("ONEDNN_MAX_CPU_ISA")
         ctx = CaseContext(variant=name, quick=quick, device_target=device_target, mode=variant.mode, warmup=warmup,
                           repeats=repeats, params=params, workdir=workdir)
         record["result"] = variant.func(ctx)

@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 import math
 import os
+import platform
 import shutil
 import sys
 from typing import Optional, Sequence, Tuple, Union
@@ -49,6 +50,17 @@ MINDSPORE_VERSION: Tuple[int, ...] = _version_tuple(ms.__version__)
 # ops.BatchNorm on CPU updates running_var with the biased batch variance on 2.0.0 and with the unbiased one
 # (PyTorch's rule) on 2.7+ (measured: channel variance of a 1x2x5x7 batch, momentum 0.1, both stacks).
 BN_CPU_BIASED_RUNNING_VAR = MINDSPORE_VERSION < (2, 3)
+
+# MindSpore 2.7+ runs CPU convolutions through oneDNN 3.x, which on AVX-512 x86 CPUs picks its *reference* kernel for
+# the plain NCHW layouts MindSpore passes ("jit_uni_ncsp:conv+ref:any" in ONEDNN_VERBOSE): a 256-channel 3x3 conv at
+# 120x120 took 40.7 s on 2.10.0 (and 42.2 s on 2.9.0) against 0.11 s on 2.0.0. Capped at AVX2, oneDNN takes its
+# gemm convolution ("x64:gemm:jit"): 0.23 s. The cap also slows oneDNN's AVX-512 matmuls (2048^3: 126 -> 75 GFLOP/s
+# measured), far the smaller loss, so it is set unless the user chose a value. oneDNN reads it when it first runs a
+# kernel, so this module must be imported before any CPU op (the scripts, tests and bench import it first).
+ONEDNN_ISA_CAPPED = (MINDSPORE_VERSION >= (2, 7) and platform.machine().lower() in ("x86_64", "amd64")
+                     and "ONEDNN_MAX_CPU_ISA" not in os.environ and "DNNL_MAX_CPU_ISA" not in os.environ)
+if ONEDNN_ISA_CAPPED:
+    os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
 
 # msrun, MindSpore's dynamic-cluster launcher, ships with 2.3+ (a console script next to the interpreter).
 HAS_MSRUN = MINDSPORE_VERSION >= (2, 3)
@@ -414,6 +426,7 @@ def describe() -> str:
 
 
 __all__ = ["BACKEND", "BACKENDS", "BackendError", "MINDSPORE_VERSION", "BN_CPU_BIASED_RUNNING_VAR", "HAS_MSRUN",
+           "ONEDNN_ISA_CAPPED",
            "STALE_GRAPH_READBACK", "GRAPH_AMP_LEVELS",
            "msrun_command", "describe", "Module", "Conv2d", "ConvTranspose2d", "BatchNorm2d", "Linear", "ReLU",
            "LeakyReLU", "Tanh", "Identity", "Sequential", "relu", "interpolate", "tensor"]
