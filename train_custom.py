@@ -12,6 +12,7 @@ The option-to-library glue here (context, classes, network, dataset) is shared w
 import sys
 from typing import List, Optional, Sequence, Tuple
 
+from modules import tnn
 from options import OptionError, effective_lr, experiment_dir, parse_options, resolve_resume_path
 
 
@@ -95,9 +96,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     main_process = is_main_process()
     if main_process:
         print("training %s (%d labels) on %s: %d train / %d val images, %d device(s), lr %.3g (head %.3g), "
-              "%d optimizer steps per epoch, %s mode -> %s"
+              "%d optimizer steps per epoch, %s mode (%s) -> %s"
               % (args.backbone, len(labels), args.data_path, trainer.loader.n_items, len(val_set), world_size,
-                 lr, lr * 10, trainer.steps_per_epoch, args.mode, exp_dir), flush=True)
+                 lr, lr * 10, trainer.steps_per_epoch, args.mode, tnn.describe(), exp_dir), flush=True)
     if resume_path is not None:
         meta = trainer.resume(resume_path)
         if main_process:

@@ -299,15 +299,23 @@ class Linear(Module):
         return ops.reshape(out, leading + (self.out_features,))
 
 
-class ReLU(Module):
-    """max(x, 0)."""
+class _Elementwise(Module):
+    """One element-wise primitive as a module; subclasses name it in ``PRIMITIVE``."""
+
+    PRIMITIVE = None
 
     def __init__(self):
         super().__init__()
-        self._relu = ops.ReLU()
+        self._op = self.PRIMITIVE()
 
     def forward(self, x):
-        return self._relu(x)
+        return self._op(x)
+
+
+class ReLU(_Elementwise):
+    """max(x, 0)."""
+
+    PRIMITIVE = ops.ReLU
 
 
 class LeakyReLU(Module):
@@ -328,15 +336,10 @@ class LeakyReLU(Module):
         return self._maximum(x * self.negative_slope, x)
 
 
-class Tanh(Module):
+class Tanh(_Elementwise):
     """tanh(x)."""
 
-    def __init__(self):
-        super().__init__()
-        self._tanh = ops.Tanh()
-
-    def forward(self, x):
-        return self._tanh(x)
+    PRIMITIVE = ops.Tanh
 
 
 class Identity(Module):
