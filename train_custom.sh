@@ -36,9 +36,9 @@ official=(--dataset ade20k --data_path ../datasets --batch_size 1 --exp_name lse
 
 if [ "$NPROC" -gt 1 ]; then
     LOG_DIR=logs/lseg_ade20k_l16
+    # Only the msrun of the interpreter's own MindSpore (another one on PATH may belong to another version).
     MSRUN="$(dirname "$LSEG_PYTHON")/msrun"
-    [ -x "$MSRUN" ] || MSRUN="$(command -v msrun || true)"
-    if [ -n "$MSRUN" ]; then
+    if [ -x "$MSRUN" ]; then
         PORT="${MASTER_PORT:-$("$LSEG_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
         # msrun starts each process as `python` from PATH: make that the set-up's interpreter.
         PATH="$(dirname "$LSEG_PYTHON"):$PATH" exec "$MSRUN" --worker_num="$NPROC" --local_worker_num="$NPROC" --master_addr=127.0.0.1 \

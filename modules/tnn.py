@@ -25,7 +25,6 @@ import importlib.util
 import math
 import os
 import platform
-import shutil
 import sys
 from typing import Optional, Sequence, Tuple, Union
 
@@ -67,11 +66,9 @@ HAS_MSRUN = MINDSPORE_VERSION >= (2, 3)
 
 
 def msrun_command() -> Optional[str]:
-    """Returns: the path of ``msrun`` for this interpreter's MindSpore, or None where it does not exist (2.0)."""
-    if not HAS_MSRUN:
-        return None
+    """Returns: the ``msrun`` installed with this interpreter's MindSpore, or None where there is none (2.0)."""
     beside = os.path.join(os.path.dirname(sys.executable), "msrun")
-    return beside if os.path.exists(beside) else shutil.which("msrun")
+    return beside if HAS_MSRUN and os.path.exists(beside) else None
 
 
 class BackendError(RuntimeError):
