@@ -7,29 +7,23 @@ told to use, and read each rank's log whichever launcher wrote it.
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 from typing import List, Sequence
 
 from modules.tnn import msrun_command
+from scripts.launch import find_free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MSRUN = msrun_command()
 LAUNCHER = "msrun" if MSRUN else "scripts.launch"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def data_parallel_command(nproc: int, log_dir: str, script_and_args: Sequence[str], timeout_s: int) -> List[str]:
     """The command line starting ``script_and_args`` on ``nproc`` CPU workers with this stack's launcher."""
     if MSRUN:
         return [MSRUN, f"--worker_num={nproc}", f"--local_worker_num={nproc}", "--master_addr=127.0.0.1",
-                f"--master_port={_free_port()}", f"--log_dir={log_dir}", "--join=True",
+                f"--master_port={find_free_port()}", f"--log_dir={log_dir}", "--join=True",
                 f"--cluster_time_out={timeout_s}", *script_and_args]
     return [sys.executable, "-m", "scripts.launch", "--nproc", str(nproc), "--log_dir", log_dir, "--timeout",
             str(timeout_s), "--grace", "5", "--", *script_and_args]
