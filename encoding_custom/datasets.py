@@ -6,15 +6,28 @@ Samples are numpy arrays (the framework conversion happens in the training/evalu
 Randomness: the augmentation of sample ``index`` in epoch ``epoch`` uses its own ``random.Random`` seeded from
 ``(seed, epoch, index)``, so results do not depend on the number of loader workers or on which worker loads the
 sample, and every (epoch, sample) pair gets a distinct stream.
+
+Bad data: construction fails listing every image without a mask and mask without an image (``DataCheckError``);
+each sample checks its files as it loads them (decodable, single-channel mask, equal sizes, mask values in
+``0..150``) and raises a one-line ``BadSampleError`` naming the file, so no data value reaches a MindSpore kernel.
+The full check of a split before training is :func:`encoding_custom.data_check.verify_data`.
 """
-import os
 import random
-from typing import Optional, Sequence
+from typing import Collection, Optional, Sequence
 
 import numpy as np
-from PIL import Image
 
-from .layout import dataset_dir, list_pairs
+from .data_check import (
+    ADE20K_NUM_CLASSES,
+    DataCheckError,
+    check_mask,
+    check_sizes,
+    file_stem,
+    format_problems,
+    list_split,
+    read_sample_file,
+)
+from .layout import dataset_dir
 from .transforms import (
     DEFAULT_MEAN,
     DEFAULT_STD,
@@ -30,18 +43,6 @@ MODES = ("train", "val", "testval")
 def _sample_seed(seed: int, epoch: int, index: int) -> int:
     """A well-mixed 32-bit seed for one (seed, epoch, index) triple."""
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
-
-
-def _open_image(path: str, mode: str) -> Image.Image:
-    """Open and fully decode an image, naming the file in any error."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"ADE20K file missing: {path}")
-    try:
-        with Image.open(path) as handle:
-            handle.load()
-            return handle.convert(mode) if mode else handle.copy()
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise OSError(f"cannot read {path}: {error}") from error
 
 
 class ADE20KSegmentation:
@@ -60,16 +61,20 @@ class ADE20KSegmentation:
         seed: augmentation seed.
         mean: normalisation mean per channel (0..1 scale).
         std: normalisation std per channel.
+        exclude: file stems (``ADE_train_00000001``) to leave out: the pairs and unpaired files that
+            ``data_check.verify_data(..., skip_bad_samples=True)`` reported (``report.excluded(split)``).
 
     Raises:
-        FileNotFoundError: if the split's image folder is missing or empty (message names the folder).
+        FileNotFoundError: if the split's image folder is missing (message names the folder).
+        DataCheckError: listing the images without a mask and masks without an image not in ``exclude``, or
+            naming the image folder when no pair is left.
     """
 
-    NUM_CLASS = 150
+    NUM_CLASS = ADE20K_NUM_CLASSES
 
     def __init__(self, root: str, split: str = "train", mode: Optional[str] = None, base_size: int = 520,
                  crop_size: int = 480, seed: int = 0, mean: Sequence[float] = DEFAULT_MEAN,
-                 std: Sequence[float] = DEFAULT_STD):
+                 std: Sequence[float] = DEFAULT_STD, exclude: Optional[Collection[str]] = None):
         self.root = dataset_dir(root)
         self.split = split
         self.mode = mode if mode is not None else ("train" if split == "train" else "val")
@@ -81,9 +86,18 @@ class ADE20KSegmentation:
         self.mean = tuple(mean)
         self.std = tuple(std)
         self.epoch = 0
-        pairs, _, _ = list_pairs(root, split)
-        if not pairs:
-            raise FileNotFoundError(f"no image/mask pairs found for split {split!r} under {self.root}")
+        pairs, listing = list_split(root, split, missing_ok=False)
+        excluded = set(exclude or ())
+        for problem, entries in list(listing.problems.items()):  # the unpaired files: accepted when excluded
+            listing.problems[problem] = [entry for entry in entries if file_stem(entry[0]) not in excluded]
+            if not listing.problems[problem]:
+                del listing.problems[problem]
+        pairs = [(image, mask) for image, mask in pairs if file_stem(image) not in excluded]
+        if not pairs and not listing.fatal:
+            listing.fatal = f"no image/mask pair left for split {split!r} in {listing.image_folder}"
+        if listing.problems or listing.fatal:
+            raise DataCheckError(f"bad data in {self.root}:\n"
+                                 + format_problems([listing], self.NUM_CLASS, relative_to=self.root))
         self.images = [image for image, _ in pairs]
         self.masks = [mask for _, mask in pairs]
 
@@ -104,7 +118,10 @@ class ADE20KSegmentation:
         return len(self.images)
 
     def load_pair(self, index: int):
-        """Read image ``index`` (RGB) and its mask, checking they have the same size.
+        """Read image ``index`` (RGB) and its raw mask, checking the mask and that the sizes agree.
+
+        The check runs on the raw mask (before any ``ClassSubset`` renumbering): a value above 150 would index
+        past the logits in the loss kernel. Its cost is a min/max over the mask already decoded.
 
         Args:
             index: sample index.
@@ -113,16 +130,13 @@ class ADE20KSegmentation:
             ``(image, mask)`` PIL images.
 
         Raises:
-            FileNotFoundError / OSError: naming the missing or unreadable file.
-            ValueError: naming both files when their sizes differ.
+            BadSampleError: one line naming the missing or undecodable file, a multi-channel mask, a mask value
+                outside 0..150, or both files when their sizes differ.
         """
-        image = _open_image(self.images[index], "RGB")
-        mask = _open_image(self.masks[index], None)
-        if mask.mode not in ("L", "P", "I", "I;16"):
-            raise ValueError(f"{self.masks[index]}: mask must be single-channel, got PIL mode {mask.mode}")
-        if image.size != mask.size:
-            raise ValueError(f"size mismatch: {self.images[index]} is {image.size[0]}x{image.size[1]} but "
-                             f"{self.masks[index]} is {mask.size[0]}x{mask.size[1]} (WxH)")
+        image = read_sample_file(self.images[index], "RGB", "unreadable_image")
+        mask = read_sample_file(self.masks[index], None, "unreadable_mask")
+        check_mask(mask, self.masks[index], self.NUM_CLASS)
+        check_sizes(image.size, mask.size, self.images[index], self.masks[index])
         return image, mask
 
     def __getitem__(self, key):
@@ -191,19 +205,22 @@ class ClassSubset:
 
 
 def build_ade20k(root: str, split: str, mode: str, base_size: int = 520, crop_size: int = 480, seed: int = 0,
-                 class_indices: Optional[Sequence[int]] = None, ignore_index: int = -1):
+                 class_indices: Optional[Sequence[int]] = None, ignore_index: int = -1,
+                 exclude: Optional[Collection[str]] = None):
     """ADE20K for ``split``/``mode``, restricted to ``class_indices`` when given.
 
     Args:
         root: data root holding ``ADEChallengeData2016/`` (or that folder itself).
-        split, mode, base_size, crop_size, seed: as :class:`ADE20KSegmentation`.
+        split, mode, base_size, crop_size, seed, exclude: as :class:`ADE20KSegmentation` (the checks run on the
+            raw masks, before the class renumbering).
         class_indices: ADE20K class indices to keep (see :class:`ClassSubset`); None keeps all 150.
         ignore_index: mask value of pixels outside the kept classes.
 
     Returns:
         :class:`ADE20KSegmentation` or a :class:`ClassSubset` of it.
     """
-    dataset = ADE20KSegmentation(root, split=split, mode=mode, base_size=base_size, crop_size=crop_size, seed=seed)
+    dataset = ADE20KSegmentation(root, split=split, mode=mode, base_size=base_size, crop_size=crop_size, seed=seed,
+                                 exclude=exclude)
     if class_indices is not None:
         dataset = ClassSubset(dataset, class_indices, ignore_index)
     return dataset

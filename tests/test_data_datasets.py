@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from encoding_custom.data_check import BadSampleError
 from encoding_custom.datasets import ADE20KSegmentation, ClassSubset, build_ade20k
 from encoding_custom.engine import BatchLoader
 from encoding_custom.synthetic import DEFAULT_CLASS_VALUES, write_synthetic_ade20k
@@ -120,15 +121,16 @@ def test_train_augmentation_is_seeded_per_epoch_and_sample(synthetic_root):
 def test_errors_name_the_file(tmp_path):
     write_synthetic_ade20k(str(tmp_path), 3, 1, seed=0, size=(32, 40))
     dataset = ADE20KSegmentation(str(tmp_path), "train", mode="testval")
-    os.remove(dataset.masks[0])
-    with pytest.raises(FileNotFoundError, match="ADE_train_00000001.png"):
+    os.remove(dataset.masks[0])  # after construction (which lists unpaired files): as by a failing disk
+    with pytest.raises(BadSampleError, match="ADE_train_00000001.png: file missing"):
         dataset[0]
     with open(dataset.images[1], "wb") as handle:
         handle.write(b"not a jpeg at all")
-    with pytest.raises(OSError, match="ADE_train_00000002.jpg"):
+    with pytest.raises(OSError, match="ADE_train_00000002.jpg: cannot decode"):
         dataset[1]
     Image.fromarray(np.zeros((5, 5), np.uint8)).save(dataset.masks[2])
-    with pytest.raises(ValueError, match="ADE_train_00000003.jpg.*ADE_train_00000003.png"):
+    with pytest.raises(ValueError, match="ADE_train_00000003.png: size 5x5 differs from its image .*"
+                                         "ADE_train_00000003.jpg"):
         dataset[2]
     with pytest.raises(FileNotFoundError, match="images/validation"):
         ADE20KSegmentation(str(tmp_path / "elsewhere"), "val")
