@@ -6,22 +6,36 @@ parsing; a wrong value stops with a message that names the option, e.g. ``--crop
 
 Presets are named bundles of defaults (``--preset tiny`` for the CPU quick start, ``--preset vitl16_ade20k`` for the
 official ViT-L/16 ADE20K recipe). Options given explicitly on the command line always win over the preset.
+
+Each script sees only its options: ``build_parser("train")`` for train_custom.py, ``build_parser("test")`` for
+test.py; the shared groups (device, model, data) are in both. Choice lists come from the library that implements
+them (backbones: ``modules.BACKBONES``, text towers: ``clip_ms.TEXT_CONFIGS``, activations: ``modules.head``).
 """
 import argparse
+import math
 import os
-from typing import Dict, List, Optional, Sequence
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple
 
+from clip_ms.text_encoder import TEXT_CONFIGS
+from encoding_custom.datasets import build_ade20k
+from encoding_custom.engine.runtime import DEVICE_TARGETS, DeviceUnavailableError, configure_runtime
+from encoding_custom.labels import resolve_classes as resolve_label_set
 from modules import tnn
+from modules.config import BACKBONES
+from modules.factory import build_lseg
+from modules.head import ACTIVATIONS
 
-DEVICE_TARGETS = ("Ascend", "GPU", "CPU")
+PURPOSES = ("train", "test")
 MODES = ("graph", "pynative")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
-ACTIVATIONS = ("lrelu", "tanh")
 DATASETS = ("ade20k",)
 # The official multi-scale evaluation scales for ADE20K (test_lseg.py).
 OFFICIAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 # DPT's reassembly halves the resolution four times after a /16 or /32 patch grid; crops must divide evenly.
 CROP_MULTIPLE = 32
+# test.py --eval: full images with the official machinery, or the centre crops training validation uses.
+EVAL_MODES = ("testval", "val")
 
 PRESETS: Dict[str, Dict[str, object]] = {
     # CPU quick start: tiny ViT, synthetic ADE20K-layout data, small crops, a few epochs (minutes on 2 cores).
@@ -64,39 +78,76 @@ class OptionError(ValueError):
     """A command-line value is invalid; the message starts with the option's name."""
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (``inf``/``nan`` would train to a non-finite checkpoint and exit 0)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number, got %r" % text) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError("must be a finite number, got %r" % text)
+    return value
+
+
 def _parse_scales(text: str) -> List[float]:
     """``"official"`` → the official ADE20K scales; ``"0.75,1.0"`` → ``[0.75, 1.0]``."""
     if text.strip().lower() == "official":
         return list(OFFICIAL_SCALES)
     try:
-        return [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected comma-separated numbers or 'official', got %r" % text) from None
+        return [finite_float(part) for part in text.split(",") if part.strip()]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError("expected comma-separated finite numbers or 'official', got %r"
+                                         % text) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The one argument parser for training and testing.
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` only for options that take a value and have one (not for on/off flags)."""
+
+    def _get_help_string(self, action):
+        if action.nargs == 0 or action.default is None or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line plus a pointer to ``--help`` (not the 25-line usage)."""
+
+    def error(self, message):
+        self.exit(2, "%s: error: %s\n(%s --help lists every option)\n" % (self.prog, message, self.prog))
+
+
+def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
+    """The argument parser of one script.
+
+    Args:
+        purpose: ``"train"`` (train_custom.py: shared + training options) or ``"test"`` (test.py: shared + testing
+            options).
 
     Returns:
         an ``argparse.ArgumentParser``; use :func:`parse_options` to parse *and* validate.
     """
-    p = argparse.ArgumentParser(
-        description="LSeg (language-driven semantic segmentation) on MindSpore: training and evaluation",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    if purpose not in PURPOSES:
+        raise ValueError("purpose must be one of %s (got %r)" % (PURPOSES, purpose))
+    p = _Parser(
+        prog="train_custom.py" if purpose == "train" else "test.py",
+        description=("Train LSeg (language-driven semantic segmentation) on MindSpore" if purpose == "train" else
+                     "Evaluate LSeg (pixAcc/mIoU) or segment images with any labels, on MindSpore"),
+        formatter_class=_HelpFormatter,
     )
     g = p.add_argument_group("preset and device")
     g.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="named bundle of defaults; explicit options override it")
-    g.add_argument("--device_target", choices=DEVICE_TARGETS, default="Ascend", help="MindSpore device")
+    g.add_argument("--device_target", choices=DEVICE_TARGETS, default="auto",
+                   help="MindSpore device; auto = the first of Ascend, GPU, CPU this machine offers")
     g.add_argument("--device_id", type=int, default=None, help="device index (single-device runs)")
     g.add_argument("--mode", choices=MODES, default="graph", help="MindSpore execution mode")
-    g.add_argument("--amp_level", choices=AMP_LEVELS, default="O0",
-                   help="mixed precision level; above O0 training uses dynamic loss scaling")
     g.add_argument("--seed", type=int, default=1, help="random seed (data order, augmentation, init)")
 
     g = p.add_argument_group("model")
-    g.add_argument("--backbone", default="clip_vitl16_384", help="image encoder (modules.BACKBONES key)")
-    g.add_argument("--text_config", default="ViT-B/32", help="CLIP text tower (clip_ms.TEXT_CONFIGS key)")
+    g.add_argument("--backbone", choices=sorted(BACKBONES), default="clip_vitl16_384", metavar="NAME",
+                   help="image encoder: %s" % ", ".join(sorted(BACKBONES)))
+    g.add_argument("--text_config", choices=sorted(TEXT_CONFIGS), default="ViT-B/32", metavar="NAME",
+                   help="CLIP text tower: %s" % ", ".join(sorted(TEXT_CONFIGS)))
     g.add_argument("--arch_option", type=int, default=0, help="spatial regularisation block: 0 none, 1 or 2")
     g.add_argument("--block_depth", type=int, default=0, help="how many regularisation blocks")
     g.add_argument("--activation", choices=ACTIVATIONS, default="lrelu", help="activation inside the blocks")
@@ -106,54 +157,70 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vit_weights", default=None, help="ViT initialisation: timm .pth/.npz or MindCV .ckpt")
     # Accepted so that the official command lines run unchanged; our network always has the wide head and no
     # scale-invariance layers, which is what the released ADE20K model uses.
-    g.add_argument("--widehead", action="store_true", help="accepted for compatibility (always on)")
-    g.add_argument("--widehead_hr", action="store_true", help="accepted for compatibility (ignored)")
+    g.add_argument("--widehead", action="store_true",
+                   help="official flag, accepted and without effect: the head is always the wide one")
+    g.add_argument("--widehead_hr", action="store_true", help="official flag, accepted and ignored")
     g.add_argument("--no-scaleinv", dest="scale_inv", action="store_false",
-                   help="accepted for compatibility (scale-invariance layers are never built)")
+                   help="official flag, accepted and without effect: scale-invariance layers are never built")
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default="ade20k", help="dataset")
     g.add_argument("--data_path", "--data-path", dest="data_path", default="../datasets",
                    help="folder holding ADEChallengeData2016/")
-    g.add_argument("--base_size", "--base-size", dest="base_size", type=int, default=520, help="base image size")
-    g.add_argument("--crop_size", "--crop-size", dest="crop_size", type=int, default=480, help="crop size")
+    g.add_argument("--base_size", "--base-size", dest="base_size", type=int, default=520,
+                   help="base image size (long side before cropping; --image: long side the model sees)")
+    g.add_argument("--crop_size", "--crop-size", dest="crop_size", type=int, default=480,
+                   help="crop size (training crops, sliding-window size)")
     g.add_argument("--ignore_index", type=int, default=-1, help="mask value ignored by loss and metrics")
     g.add_argument("--classes", default="all",
                    help="label set: 'all' (150 ADE20K classes), 'synthetic' (the classes of a synthetic set) "
                         "or comma-separated ADE20K class names; other pixels are ignored")
     g.add_argument("--workers", type=int, default=4, help="data loading processes (0 = in the main process)")
+    g.add_argument("--exp_name", default="lseg",
+                   help="experiment name: checkpoints/<exp_name>/ (training), outputs/<exp_name>/ (testing)")
 
-    g = p.add_argument_group("training")
-    g.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=16,
-                   help="images per step per device")
-    g.add_argument("--base_lr", type=float, default=0.004,
-                   help="learning rate at batch 16; the used lr is base_lr / 16 * batch_size")
-    g.add_argument("--weight_decay", type=float, default=1e-4, help="SGD weight decay")
-    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
-    g.add_argument("--max_epochs", type=int, default=240, help="training epochs")
-    g.add_argument("--accumulate_grad_batches", type=int, default=1,
-                   help="micro-batches whose gradients are summed (averaged) per optimizer step")
-    g.add_argument("--exp_name", default="lseg", help="experiment name: checkpoints/<exp_name>/")
-    g.add_argument("--checkpoint_dir", default="checkpoints", help="parent folder of experiment folders")
-    g.add_argument("--keep_last", type=int, default=3, help="how many epoch checkpoints to keep (plus best)")
-    g.add_argument("--overwrite", action="store_true",
-                   help="start afresh in an experiment folder that already holds a run (deletes its checkpoints)")
-    g.add_argument("--resume", nargs="?", const="last", default=None,
-                   help="continue a run: a .ckpt path, or no value for checkpoints/<exp_name>/last.ckpt")
-    g.add_argument("--max_train_images", type=int, default=None, help="use only the first N training images")
-    g.add_argument("--max_val_images", type=int, default=None, help="validate on the first N val images")
-
-    g = p.add_argument_group("testing")
-    g.add_argument("--eval", action="store_true", help="report pixAcc/mIoU on the val split")
-    g.add_argument("--scales", type=_parse_scales, default=[1.0],
-                   help="evaluation scales, e.g. 0.75,1.0,1.25, or 'official'")
-    g.add_argument("--flip", action="store_true", help="also average horizontally flipped predictions")
-    g.add_argument("--test_batch_size", type=int, default=1, help="images per evaluation step")
-    g.add_argument("--image", nargs="+", default=None, help="segment these image files (with --labels)")
-    g.add_argument("--labels", default=None,
-                   help='labels for --image: "cat,grass,sky,other" or a text file (one label per line)')
-    g.add_argument("--outdir", default=None, help="where test.py writes pictures and logs")
-    g.add_argument("--log_file", default=None, help="evaluation log (default: <outdir>/eval_log.txt)")
+    if purpose == "train":
+        g = p.add_argument_group("training")
+        g.add_argument("--amp_level", choices=AMP_LEVELS, default="O0",
+                       help="mixed precision level; above O0 training uses dynamic loss scaling")
+        g.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=16,
+                       help="images per step per device")
+        g.add_argument("--base_lr", type=finite_float, default=0.004,
+                       help="learning rate at batch 16; the used lr is base_lr / 16 * batch_size")
+        g.add_argument("--weight_decay", type=finite_float, default=1e-4, help="SGD weight decay")
+        g.add_argument("--momentum", type=finite_float, default=0.9, help="SGD momentum")
+        g.add_argument("--max_epochs", type=int, default=240, help="training epochs")
+        g.add_argument("--accumulate_grad_batches", type=int, default=1,
+                       help="micro-batches whose gradients are summed (averaged) per optimizer step")
+        g.add_argument("--checkpoint_dir", default="checkpoints", help="parent folder of experiment folders")
+        g.add_argument("--keep_last", type=int, default=3, help="how many epoch checkpoints to keep (plus best)")
+        g.add_argument("--overwrite", action="store_true",
+                       help="start afresh in an experiment folder that already holds a run (deletes its checkpoints)")
+        g.add_argument("--resume", nargs="?", const="last", default=None,
+                       help="continue a run: a .ckpt path, or no value for checkpoints/<exp_name>/last.ckpt")
+        g.add_argument("--max_train_images", type=int, default=None, help="use only the first N training images")
+        g.add_argument("--max_val_images", type=int, default=None, help="validate on the first N val images")
+        g.add_argument("--skip_bad_samples", action="store_true",
+                       help="leave out the image/mask pairs the data check finds bad (listed in a warning) instead "
+                            "of stopping")
+        g.add_argument("--no_data_check", action="store_true",
+                       help="skip the check of every training/val pair before training (a bad file then stops "
+                            "training when it is read)")
+    else:
+        g = p.add_argument_group("testing")
+        g.add_argument("--eval", action="store_true", help="report pixAcc/mIoU on the val split")
+        g.add_argument("--eval_mode", choices=EVAL_MODES, default="testval",
+                       help="testval: full images (official); val: centre crops as in training validation")
+        g.add_argument("--scales", type=_parse_scales, default=[1.0],
+                       help="evaluation scales, e.g. 0.75,1.0,1.25, or 'official'")
+        g.add_argument("--flip", action="store_true", help="also average horizontally flipped predictions")
+        g.add_argument("--test_batch_size", type=int, default=1, help="images per evaluation step")
+        g.add_argument("--max_images", type=int, default=None, help="only the first N val images")
+        g.add_argument("--image", nargs="+", default=None, help="segment these image files (with --labels)")
+        g.add_argument("--labels", default=None,
+                       help='labels for --image: "cat,grass,sky,other" or a text file (one label per line)')
+        g.add_argument("--outdir", default=None, help="where test.py writes pictures and logs")
+        g.add_argument("--log_file", default=None, help="evaluation log (default: <outdir>/eval_log.txt)")
     return p
 
 
@@ -162,13 +229,19 @@ def _check(cond: bool, option: str, message: str, value) -> None:
         raise OptionError("%s: %s (got %r)" % (option, message, value))
 
 
+# Lower bounds of the integer options, checked when the parsed namespace has them (each script has its own set).
+_AT_LEAST = {"batch_size": 1, "test_batch_size": 1, "max_epochs": 1, "accumulate_grad_batches": 1, "workers": 0,
+             "keep_last": 1, "block_depth": 0, "device_id": 0, "max_train_images": 1, "max_val_images": 1,
+             "max_images": 1}
+
+
 def validate_options(args: argparse.Namespace, for_training: bool = False) -> argparse.Namespace:
-    """Check every value; raise naming the option that is wrong.
+    """Check every value the namespace holds; raise naming the option that is wrong.
 
     Args:
-        args: parsed options.
-        for_training: also require what training needs (an existing data folder unless synthetic data is
-            generated elsewhere; a resumable checkpoint when ``--resume`` is given).
+        args: parsed options (of either script: options the namespace lacks are not checked).
+        for_training: also require what training needs (an existing data folder; a resumable checkpoint when
+            ``--resume`` is given).
 
     Returns:
         ``args`` itself.
@@ -176,49 +249,43 @@ def validate_options(args: argparse.Namespace, for_training: bool = False) -> ar
     Raises:
         OptionError: the first invalid value, message ``"--option: what is wrong (got value)"``.
     """
-    _check(args.batch_size >= 1, "--batch_size", "must be >= 1", args.batch_size)
-    _check(args.test_batch_size >= 1, "--test_batch_size", "must be >= 1", args.test_batch_size)
-    _check(args.base_lr > 0, "--base_lr", "must be > 0", args.base_lr)
-    _check(args.weight_decay >= 0, "--weight_decay", "must be >= 0", args.weight_decay)
-    _check(0 <= args.momentum < 1, "--momentum", "must be in [0, 1)", args.momentum)
-    _check(args.max_epochs >= 1, "--max_epochs", "must be >= 1", args.max_epochs)
-    _check(args.accumulate_grad_batches >= 1, "--accumulate_grad_batches", "must be >= 1",
-           args.accumulate_grad_batches)
+    for name, lowest in _AT_LEAST.items():
+        value = getattr(args, name, None)
+        _check(value is None or value >= lowest, "--" + name, "must be >= %d" % lowest, value)
+    if hasattr(args, "base_lr"):
+        _check(args.base_lr > 0, "--base_lr", "must be > 0", args.base_lr)
+        _check(args.weight_decay >= 0, "--weight_decay", "must be >= 0", args.weight_decay)
+        _check(0 <= args.momentum < 1, "--momentum", "must be in [0, 1)", args.momentum)
     _check(args.arch_option in (0, 1, 2), "--arch_option", "must be 0, 1 or 2", args.arch_option)
-    _check(args.block_depth >= 0, "--block_depth", "must be >= 0", args.block_depth)
     _check(args.crop_size > 0 and args.crop_size % CROP_MULTIPLE == 0, "--crop_size",
            "must be a positive multiple of %d" % CROP_MULTIPLE, args.crop_size)
     _check(args.base_size >= args.crop_size, "--base_size", "must be >= --crop_size (%d)" % args.crop_size,
            args.base_size)
-    _check(args.workers >= 0, "--workers", "must be >= 0", args.workers)
-    _check(args.keep_last >= 1, "--keep_last", "must be >= 1", args.keep_last)
-    _check(args.device_id is None or args.device_id >= 0, "--device_id", "must be >= 0", args.device_id)
     _check(bool(args.exp_name) and os.sep not in args.exp_name and args.exp_name not in (".", ".."),
            "--exp_name", "must be a plain folder name", args.exp_name)
-    _check(bool(args.scales) and all(s > 0 for s in args.scales), "--scales", "must be positive numbers",
-           args.scales)
-    for name in ("max_train_images", "max_val_images"):
-        value = getattr(args, name)
-        _check(value is None or value >= 1, "--" + name, "must be >= 1", value)
-    _check(bool(args.backbone), "--backbone", "must not be empty", args.backbone)
+    if hasattr(args, "scales"):
+        _check(bool(args.scales) and all(s > 0 for s in args.scales), "--scales", "must be positive numbers",
+               args.scales)
     for name in ("weights", "clip_weights", "vit_weights"):
         value = getattr(args, name)
-        _check(value is None or os.path.isfile(value), "--" + name, "file not found", value)
-    if args.image is not None:
+        _check(value is None or os.path.isfile(value), "--" + name,
+               "is a folder, not a file" if value and os.path.isdir(value) else "file not found", value)
+    if getattr(args, "image", None) is not None:
         for path in args.image:
             _check(os.path.isfile(path), "--image", "file not found", path)
         _check(args.labels is not None and args.labels.strip() != "", "--labels",
                "is required with --image and must name at least one label", args.labels)
-    if args.amp_level != "O0" and args.device_target == "CPU":
+    amp_level = getattr(args, "amp_level", "O0")
+    if amp_level != "O0" and args.device_target == "CPU":
         # Measured with mindspore 2.0.0: TrainOneStepWithLossScaleCell detects overflow with the NPU/GPU
         # float-status ops (NPUClearFloatStatusV2 / FloatStatus), which have no CPU kernel.
         raise OptionError("--amp_level: %s needs Ascend or GPU (the loss-scale overflow check has no CPU kernel); "
-                          "use O0 with --device_target CPU (got %r)" % (args.amp_level, args.amp_level))
-    if args.amp_level != "O0" and args.mode == "graph" and args.amp_level not in tnn.GRAPH_AMP_LEVELS:
+                          "use O0 with --device_target CPU (got %r)" % (amp_level, amp_level))
+    if amp_level != "O0" and args.mode == "graph" and amp_level not in tnn.GRAPH_AMP_LEVELS:
         # Only the msadapter layer (legacy stack, LSEG_NN=msadapter) has such levels: see modules.tnn.
         raise OptionError("--amp_level: %s does not compile in graph mode with the %s layer; use --amp_level %s, "
                           "LSEG_NN=native, or --mode pynative (got %r)"
-                          % (args.amp_level, tnn.BACKEND, "/".join(tnn.GRAPH_AMP_LEVELS), args.amp_level))
+                          % (amp_level, tnn.BACKEND, "/".join(tnn.GRAPH_AMP_LEVELS), amp_level))
     if for_training:
         _check(os.path.isdir(args.data_path), "--data_path", "folder not found", args.data_path)
         if args.resume is not None and args.resume != "last":
@@ -246,28 +313,93 @@ def resolve_resume_path(args: argparse.Namespace) -> Optional[str]:
     return args.resume
 
 
-def parse_options(argv: Optional[Sequence[str]] = None, for_training: bool = False) -> argparse.Namespace:
+def explicit_options(purpose: str, argv: Sequence[str]) -> set:
+    """The destinations (``"backbone"``, ``"data_path"``, ...) given on the command line ``argv``.
+
+    Parsed by a fresh parser of ``purpose`` with every default suppressed, so abbreviations and ``--opt=value``
+    count too and a preset's defaults do not.
+    """
+    parser = build_parser(purpose)
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    given, _ = parser.parse_known_args(argv)
+    return set(vars(given))
+
+
+def parse_options(argv: Optional[Sequence[str]] = None, purpose: str = "train",
+                  for_training: bool = False) -> argparse.Namespace:
     """Parse, apply the preset, validate.
 
     Args:
         argv: arguments without the program name (default: ``sys.argv[1:]``).
-        for_training: see :func:`validate_options`.
+        purpose: ``"train"`` or ``"test"``: which script's options (:func:`build_parser`).
+        for_training: see :func:`validate_options` (train_custom.py passes True).
 
     Returns:
-        the validated ``argparse.Namespace``.
+        the validated ``argparse.Namespace``; ``args.explicit`` is the set of options given on the command line
+        (they win over a preset and must agree with a checkpoint's recorded architecture).
 
-    Exits (status 2, usage on stderr) on an unknown option or an invalid value, naming the option.
+    Exits (status 2, one line on stderr naming the option) on an unknown option or an invalid value.
     """
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(purpose)
     first, _ = parser.parse_known_args(argv)
     if first.preset is not None:
-        parser.set_defaults(**PRESETS[first.preset])
+        known = {action.dest for action in parser._actions}
+        parser.set_defaults(**{k: v for k, v in PRESETS[first.preset].items() if k in known})
     args = parser.parse_args(argv)
     try:
         validate_options(args, for_training=for_training)
     except OptionError as err:
         parser.error(str(err))
+    args.explicit = explicit_options(purpose, argv)
     return args
+
+
+# ------------------------------------------------------------------------------------------ options -> library
+# The glue between parsed options and the libraries, for both scripts: libraries speak of arguments and raise
+# their own errors; these name the option.
+def configure_context(args) -> None:
+    """Device, mode, data-parallel group and seeds from the options (``encoding_custom.engine.configure_runtime``);
+    ``args.device_target`` becomes the device in use. Raises OptionError naming ``--device_target``."""
+    try:
+        args.device_target = configure_runtime(args.device_target, args.mode, device_id=args.device_id,
+                                               seed=args.seed)
+    except DeviceUnavailableError as err:
+        raise OptionError("--" + str(err)) from err
+
+
+def resolve_classes(args, data_path: Optional[str] = None) -> Tuple[List[str], Optional[List[int]]]:
+    """``--classes`` as ``(label names, ADE20K class indices or None)``; raises OptionError naming it."""
+    try:
+        return resolve_label_set(args.classes, data_path or args.data_path, source="--classes")
+    except ValueError as err:
+        raise OptionError(str(err)) from err
+
+
+def build_network(args, labels: Sequence[str]):
+    """LSegNet from the architecture options, with ``--clip_weights`` / ``--vit_weights`` loaded when given."""
+    try:
+        return build_lseg(args.backbone, labels, arch_option=args.arch_option, block_depth=args.block_depth,
+                          activation=args.activation, text_config=args.text_config,
+                          clip_weights=getattr(args, "clip_weights", None),
+                          vit_weights=getattr(args, "vit_weights", None))
+    except ValueError as err:  # unknown backbone/text config, weights that do not fit: named in the message
+        raise OptionError(str(err)) from err
+
+
+def make_dataset(args, split: str, mode: str, class_indices: Optional[Sequence[int]],
+                 exclude: Optional[Sequence[str]] = None):
+    """ADE20K ``split``/``mode`` from the data options, restricted to ``class_indices`` when given, without the
+    pairs named in ``exclude`` (file stems; the data check's bad pairs with ``--skip_bad_samples``)."""
+    return build_ade20k(args.data_path, split, mode, base_size=args.base_size, crop_size=args.crop_size,
+                        seed=args.seed, class_indices=class_indices, ignore_index=args.ignore_index,
+                        exclude=exclude)
+
+
+def options_record(args) -> dict:
+    """The JSON-serialisable options stored in every checkpoint (test.py rebuilds the network from them)."""
+    return {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
 
 
 def effective_lr(base_lr: float, batch_size: int, world_size: int = 1) -> float:

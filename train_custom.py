@@ -5,115 +5,191 @@
 
 Writes to ``checkpoints/<exp_name>/``: ``epoch_XXX.ckpt`` (last K), ``last.ckpt``, ``best.ckpt``, ``metrics.jsonl``
 (one line per epoch), ``steps.jsonl`` (one line per optimizer step) and ``curves.png``. ``--resume`` continues
-exactly where the last completed epoch ended. Exit status: 0 done, 2 bad option, 3 non-finite loss.
+exactly where the last completed epoch ended. The folder is locked for the run's life (a second run on it stops at
+once, naming the first). SIGINT/SIGTERM stop after the running step and print the ``--resume`` command.
+Exit status: 0 done, 2 bad option or input, 3 non-finite loss, 130 SIGINT, 143 SIGTERM.
 
-The option-to-library glue here (context, classes, network, dataset) is shared with ``test.py``.
+The option-to-library glue (context, classes, network, dataset) is in ``options.py``, shared with ``test.py``.
 """
+import contextlib
+import os
+import shlex
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
+from encoding_custom.data_check import DataError, default_workers, verify_data
+from encoding_custom.engine import (
+    CheckpointError,
+    ExperimentBusyError,
+    ExperimentLock,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+    get_world_size,
+    is_main_process,
+    remove_stale_temp_files,
+)
+from encoding_custom.engine.distributed import broadcast_from_rank0
+from encoding_custom.engine.lr import poly_lr
+from encoding_custom.losses import SegmentationLoss
 from modules import tnn
-from options import OptionError, effective_lr, experiment_dir, parse_options, resolve_resume_path
+from modules.factory import load_network_weights
+from modules.weights import WeightsError
+from options import (
+    OptionError,
+    build_network,
+    configure_context,
+    effective_lr,
+    experiment_dir,
+    make_dataset,
+    options_record,
+    parse_options,
+    resolve_classes,
+    resolve_resume_path,
+)
 
 
-# ------------------------------------------------------------------------------------------ options -> library
-def configure_context(args) -> None:
-    """Device, mode, data-parallel group and seeds from the options (``encoding_custom.engine.configure_runtime``)."""
-    from encoding_custom.engine import configure_runtime
+def resume_command(argv: Sequence[str]) -> str:
+    """The command that continues this run from its experiment's ``last.ckpt``.
 
-    configure_runtime(args.device_target, args.mode, device_id=args.device_id, seed=args.seed)
-
-
-def resolve_classes(args, data_path: Optional[str] = None) -> Tuple[List[str], Optional[List[int]]]:
-    """``--classes`` as ``(label names, ADE20K class indices or None)``; raises OptionError naming it."""
-    from encoding_custom.labels import resolve_classes as resolve
-
-    try:
-        return resolve(args.classes, data_path or args.data_path, source="--classes")
-    except ValueError as err:
-        raise OptionError(str(err)) from err
-
-
-def build_network(args, labels: Sequence[str]):
-    """LSegNet from the architecture options, with ``--clip_weights`` / ``--vit_weights`` loaded when given."""
-    from modules.factory import build_lseg
-
-    try:
-        return build_lseg(args.backbone, labels, arch_option=args.arch_option, block_depth=args.block_depth,
-                          activation=args.activation, text_config=args.text_config,
-                          clip_weights=getattr(args, "clip_weights", None),
-                          vit_weights=getattr(args, "vit_weights", None))
-    except ValueError as err:  # unknown backbone/text config, weights that do not fit: named in the message
-        raise OptionError(str(err)) from err
+    It is the command that started the run (``$LSEG_COMMAND`` when a wrapper such as train_custom.sh set it, else
+    this interpreter + script + ``argv``) without ``--overwrite`` and any ``--resume [PATH]``, plus ``--resume``.
+    """
+    wrapper = os.environ.get("LSEG_COMMAND")
+    words = shlex.split(wrapper) if wrapper else [sys.executable, sys.argv[0] or "train_custom.py", *argv]
+    kept: List[str] = []
+    skip_value = False
+    for word in words:
+        if skip_value and not word.startswith("-"):
+            skip_value = False
+            continue
+        skip_value = word == "--resume"
+        if word not in ("--overwrite", "--resume") and not word.startswith("--resume="):
+            kept.append(word)
+    return " ".join(shlex.quote(word) for word in kept + ["--resume"])
 
 
-def make_dataset(args, split: str, mode: str, class_indices: Optional[Sequence[int]]):
-    """ADE20K ``split``/``mode`` from the data options, restricted to ``class_indices`` when given."""
-    from encoding_custom.datasets import build_ade20k
+def report_interrupt(err, argv: Sequence[str]) -> int:
+    """Print where an interrupted run stands and how to continue it; returns the exit status 128 + signal."""
+    print("train_custom.py: %s; nothing after the last checkpoint is kept" % err, file=sys.stderr)
+    if err.last_checkpoint:
+        print("  last good checkpoint: %s (epoch %d)\n  continue exactly with: %s"
+              % (err.last_checkpoint, err.last_epoch, resume_command(argv)), file=sys.stderr)
+    else:
+        print("  no epoch had finished, so there is no checkpoint: start again with the same command",
+              file=sys.stderr)
+    return 128 + err.signum
 
-    return build_ade20k(args.data_path, split, mode, base_size=args.base_size, crop_size=args.crop_size,
-                        seed=args.seed, class_indices=class_indices, ignore_index=args.ignore_index)
 
-
-def options_record(args) -> dict:
-    """The JSON-serialisable options stored in every checkpoint (test.py rebuilds the network from them)."""
-    return {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
+def schedule_note(stored_options: dict, trainer) -> Optional[str]:
+    """A note when a resumed run's ``--max_epochs`` differs from the checkpoint's: the poly schedule changes."""
+    planned = stored_options.get("max_epochs")
+    if planned is None or planned == trainer.config.max_epochs:
+        return None
+    base = trainer.schedules[0].base_lr
+    before = poly_lr(base, trainer.global_step, trainer.steps_per_epoch, int(planned))
+    return ("note: the checkpoint's run planned %d epochs, this one %d: the poly lr schedule is recomputed for %d "
+            "epochs, so the next lr is %.4g instead of %.4g" % (planned, trainer.config.max_epochs,
+                                                                 trainer.config.max_epochs, trainer.current_lrs()[0],
+                                                                 before))
 
 
 # ---------------------------------------------------------------------------------------------------------- main
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse options, build everything, train. Returns the process exit status."""
-    args = parse_options(argv, for_training=True)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_options(argv, purpose="train", for_training=True)
     try:
         resume_path = resolve_resume_path(args)
         configure_context(args)
-        labels, class_indices = resolve_classes(args)
-        net = build_network(args, labels)
     except OptionError as err:
         print("train_custom.py: error: %s" % err, file=sys.stderr)
         return 2
+    exp_dir = experiment_dir(args)
+    main_process = is_main_process()
+    try:
+        # Only the writing process (rank 0) owns the folder; it is taken before anything is built or read.
+        with ExperimentLock(exp_dir) if main_process else contextlib.nullcontext() as lock:
+            if main_process:
+                for line in ([lock.takeover_message()] +
+                             ["removed %s, left by a checkpoint write that did not finish" % path
+                              for path in remove_stale_temp_files(exp_dir)]):
+                    if line:
+                        print("train_custom.py: %s" % line, file=sys.stderr, flush=True)
+            return train(args, argv, resume_path, exp_dir)
+    except ExperimentBusyError as err:
+        print("train_custom.py: error: %s" % err, file=sys.stderr)
+        return 2
 
-    from encoding_custom.engine import NonFiniteLossError, TrainConfig, Trainer, get_world_size, is_main_process
-    from encoding_custom.losses import SegmentationLoss
 
-    if args.weights and resume_path is None:
-        from modules.factory import load_network_weights
-        load_network_weights(net, args.weights)
+def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -> int:
+    """Build the network, data and trainer from the options and run (the experiment folder is already ours)."""
+    try:
+        labels, class_indices = resolve_classes(args)
+        net = build_network(args, labels)
+        if args.weights and resume_path is None:
+            load_network_weights(net, args.weights)
+    except (OptionError, WeightsError, CheckpointError) as err:
+        print("train_custom.py: error: %s" % err, file=sys.stderr)
+        return 2
     world_size = get_world_size()
     lr = effective_lr(args.base_lr, args.batch_size, world_size)
-    exp_dir = experiment_dir(args)
     config = TrainConfig(lr=lr, max_epochs=args.max_epochs, batch_size=args.batch_size, momentum=args.momentum,
                          weight_decay=args.weight_decay, accumulate_grad_batches=args.accumulate_grad_batches,
                          amp_level=args.amp_level, exp_dir=exp_dir, keep_last=args.keep_last, seed=args.seed,
                          workers=args.workers, max_train_images=args.max_train_images,
                          max_val_images=args.max_val_images, val_batch_size=args.batch_size,
                          options=options_record(args), overwrite=args.overwrite)
-    train_set = make_dataset(args, "train", "train", class_indices)
-    val_set = make_dataset(args, "val", "val", class_indices)
+    main_process = is_main_process()
+    try:
+        excluded = {}
+        if not args.no_data_check:
+            # Every rank checks (the pair lists must agree); each one's share of the CPUs, rank 0 alone speaks.
+            report = verify_data(args.data_path, ("train", "val"), skip_bad_samples=args.skip_bad_samples,
+                                 cache_path=os.path.join(exp_dir, "data_check.json"),
+                                 workers=max(1, default_workers() // world_size), quiet=not main_process)
+            excluded = {split: report.excluded(split) for split in ("train", "val")}
+        train_set = make_dataset(args, "train", "train", class_indices, exclude=excluded.get("train"))
+        val_set = make_dataset(args, "val", "val", class_indices, exclude=excluded.get("val"))
+    except (DataError, FileNotFoundError) as err:
+        print("train_custom.py: error: %s" % err, file=sys.stderr)
+        return 2
     trainer = Trainer(net, SegmentationLoss(ignore_index=args.ignore_index), train_set, config,
                       param_groups=[(net.backbone_params(), 1.0), (net.head_params(), 10.0)],
                       val_set=val_set, nclass=len(labels))
-    main_process = is_main_process()
     if main_process:
-        print("training %s (%d labels) on %s: %d train / %d val images, %d device(s), lr %.3g (head %.3g), "
+        print("training %s (%d labels) on %s: %d train / %d val images, %d %s device(s), lr %.3g (head %.3g), "
               "%d optimizer steps per epoch, %s mode (%s) -> %s"
               % (args.backbone, len(labels), args.data_path, trainer.loader.n_items, len(val_set), world_size,
-                 lr, lr * 10, trainer.steps_per_epoch, args.mode, tnn.describe(), exp_dir), flush=True)
+                 args.device_target, lr, lr * 10, trainer.steps_per_epoch, args.mode, tnn.describe(), exp_dir),
+              flush=True)
     if resume_path is not None:
-        meta = trainer.resume(resume_path)
+        try:
+            meta = trainer.resume(resume_path)
+        except CheckpointError as err:
+            print("train_custom.py: error: --resume: %s" % err, file=sys.stderr)
+            return 2
         if main_process:
             print("resumed from %s after epoch %d (optimizer step %d)" % (resume_path, meta["epoch"],
                                                                        trainer.global_step), flush=True)
+            note = schedule_note(meta.get("options", {}), trainer)
+            if note:
+                print(note, flush=True)
     if world_size > 1:
         # Every rank seeds alike and reads the same files, but data parallelism is only correct from identical
         # weights: make it certain, as DDP does at construction.
-        from encoding_custom.engine.distributed import broadcast_from_rank0
         broadcast_from_rank0(net)
     try:
         history = trainer.fit()
     except NonFiniteLossError as err:
         print("train_custom.py: %s" % err, file=sys.stderr)
         return 3
+    except TrainingInterrupted as err:
+        return report_interrupt(err, argv) if main_process else 128 + err.signum
+    except DataError as err:  # a file that went bad after the check
+        print("train_custom.py: error: %s" % err, file=sys.stderr)
+        return 2
     except FileExistsError as err:
         print("train_custom.py: error: %s" % err, file=sys.stderr)
         return 2

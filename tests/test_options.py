@@ -11,7 +11,8 @@ def test_defaults_are_the_official_ones():
     assert (args.base_lr, args.weight_decay, args.momentum, args.max_epochs) == (0.004, 1e-4, 0.9, 240)
     assert (args.base_size, args.crop_size, args.ignore_index) == (520, 480, -1)
     assert (args.arch_option, args.block_depth, args.activation) == (0, 0, "lrelu")
-    assert (args.mode, args.amp_level, args.device_target) == ("graph", "O0", "Ascend")
+    assert (args.mode, args.amp_level, args.device_target) == ("graph", "O0", "auto")
+    args = options.parse_options([], purpose="test")
     assert args.scales == [1.0] and not args.flip and not args.eval
 
 
@@ -24,7 +25,7 @@ def test_official_train_command_line_parses():
 
 
 def test_official_test_spelling_data_path_with_dash():
-    args = options.parse_options(["--data-path", "/x/", "--eval", "--scales", "official", "--flip"])
+    args = options.parse_options(["--data-path", "/x/", "--eval", "--scales", "official", "--flip"], purpose="test")
     assert args.data_path == "/x/" and args.eval and args.flip
     assert args.scales == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 
@@ -57,21 +58,79 @@ def test_effective_lr_is_base_over_16_times_global_batch():
     (["--max_epochs", "0"], "--max_epochs"),
     (["--accumulate_grad_batches", "0"], "--accumulate_grad_batches"),
     (["--arch_option", "5"], "--arch_option"),
-    (["--scales", "1.0,-2"], "--scales"),
     (["--weights", "/no/such.ckpt"], "--weights"),
-    (["--image", "/no/such.png", "--labels", "a,b"], "--image"),
     (["--exp_name", "a/b"], "--exp_name"),
     (["--device_target", "CPU", "--amp_level", "O2"], "--amp_level"),
     (["--device_target", "CPU", "--mode", "pynative", "--amp_level", "O1"], "--amp_level"),
     (["--device_target", "TPU"], "--device_target"),
     (["--mode", "eager"], "--mode"),
-    (["--scales", "big"], "--scales"),
+    (["--base_lr", "inf"], "--base_lr"),
+    (["--base_lr", "nan"], "--base_lr"),
+    (["--weight_decay", "-inf"], "--weight_decay"),
+    (["--momentum", "nan"], "--momentum"),
+    (["--backbone", "vit_huge"], "--backbone"),
+    (["--text_config", "RN50"], "--text_config"),
+    (["--weights", "."], "--weights"),
 ])
 def test_invalid_value_error_names_the_option(argv, option, capsys):
     with pytest.raises(SystemExit) as info:
         options.parse_options(argv)
     assert info.value.code == 2
-    assert option in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert option in err
+    # One line saying what is wrong plus a pointer to --help, not the 25-line usage block.
+    assert len(err.strip().splitlines()) == 2 and err.startswith("train_custom.py: error: ")
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["--scales", "1.0,-2"], "--scales"),
+    (["--scales", "big"], "--scales"),
+    (["--scales", "1.0,inf"], "--scales"),
+    (["--image", "/no/such.png", "--labels", "a,b"], "--image"),
+    (["--max_images", "0"], "--max_images"),
+])
+def test_invalid_test_value_error_names_the_option(argv, option, capsys):
+    with pytest.raises(SystemExit) as info:
+        options.parse_options(argv, purpose="test")
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and err.startswith("test.py: error: ")
+
+
+def test_every_float_option_refuses_non_finite_values(capsys):
+    for purpose in options.PURPOSES:
+        for action in options.build_parser(purpose)._actions:
+            if action.type is not options.finite_float:
+                continue
+            for text in ("inf", "-inf", "nan"):
+                with pytest.raises(SystemExit):
+                    options.parse_options(["%s=%s" % (action.option_strings[0], text)], purpose=purpose)
+                assert "must be a finite number" in capsys.readouterr().err
+    assert options.parse_options(["--base_lr", "1e-3"]).base_lr == 1e-3
+
+
+def test_each_script_lists_only_its_options():
+    train = {a.dest for a in options.build_parser("train")._actions}
+    test = {a.dest for a in options.build_parser("test")._actions}
+    assert {"base_lr", "resume", "overwrite", "amp_level"} <= train and not {"image", "eval", "scales"} & train
+    assert {"image", "labels", "eval", "scales", "eval_mode"} <= test and not {"base_lr", "resume"} & test
+    assert {"backbone", "data_path", "device_target", "weights"} <= train & test
+
+
+def test_help_is_consistent():
+    text = options.build_parser("train").format_help()
+    flat = " ".join(text.split())
+    # On/off flags show no "(default: ...)": "--no-scaleinv ... (default: True)" contradicted itself.
+    assert "(default: True)" not in flat and "(default: False)" not in flat
+    for name in list(options.BACKBONES) + list(options.TEXT_CONFIGS):
+        assert name in flat, name  # the choices are listed
+    assert "(default: 0.004)" in flat
+
+
+def test_explicit_options_are_recorded():
+    args = options.parse_options(["--preset", "tiny", "--backbone=clip_vitb32_384", "--crop_size", "64"])
+    assert {"preset", "backbone", "crop_size"} <= args.explicit and "base_lr" not in args.explicit
+    assert args.backbone == "clip_vitb32_384" and args.max_epochs == 10  # explicit wins, the preset fills the rest
 
 
 @pytest.mark.parametrize("level", ["O1", "O2", "O3"])
@@ -89,7 +148,7 @@ def test_image_needs_labels(tmp_path, capsys):
     image = tmp_path / "x.png"
     image.write_bytes(b"not checked here")
     with pytest.raises(SystemExit):
-        options.parse_options(["--image", str(image), "--labels", "  "])
+        options.parse_options(["--image", str(image), "--labels", "  "], purpose="test")
     assert "--labels" in capsys.readouterr().err
 
 

@@ -9,13 +9,26 @@ Takes an already built network (it never imports ``modules``). Public API:
 - :func:`refresh_parameters` — works around stale graph-mode parameter read-back of msadapter modules (legacy stack).
 - :func:`get_rank`, :func:`get_world_size`, :func:`is_main_process`, :func:`epoch_indices`.
 - :func:`plot_curves`.
-- :func:`configure_runtime` — device, mode, data-parallel group and seeds of a process.
+- :func:`configure_runtime`, :func:`select_device`, :class:`DeviceUnavailableError` — device, mode, data-parallel
+  group and seeds of a process.
+- :class:`ExperimentLock`, :class:`ExperimentBusyError`, :func:`remove_stale_temp_files` — one run per experiment
+  folder; :class:`StopSignals`, :class:`TrainingInterrupted` — SIGINT/SIGTERM end a run between steps.
 """
 from .checkpoint import CheckpointError, CheckpointManager, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: F401
 from .data import BatchLoader, epoch_indices  # noqa: F401
 from .distributed import get_rank, get_world_size, is_main_process  # noqa: F401
+from .experiment import ExperimentBusyError, ExperimentLock, remove_stale_temp_files  # noqa: F401
 from .lr import PolyLR, poly_lr  # noqa: F401
 from .params import refresh_parameters  # noqa: F401
 from .plotting import plot_curves  # noqa: F401
-from .runtime import configure_runtime  # noqa: F401
-from .trainer import NonFiniteLossError, TrainConfig, Trainer, build_optimizer, evaluate, network_predictor  # noqa: F401
+from .runtime import DeviceUnavailableError, configure_runtime, select_device  # noqa: F401
+from .trainer import (  # noqa: F401
+    NonFiniteLossError,
+    StopSignals,
+    TrainConfig,
+    Trainer,
+    TrainingInterrupted,
+    build_optimizer,
+    evaluate,
+    network_predictor,
+)

@@ -1,34 +1,102 @@
 """Process set-up shared by training and evaluation: device, execution mode, data-parallel group, seeds."""
+import logging
 import random
-from typing import Optional
+import re
+from typing import Optional, Tuple
 
 import mindspore as ms
 import numpy as np
+from mindspore import log as ms_log
 
 from .distributed import init_distributed
 
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
+# "auto" takes the first of the others that this MindSpore build and machine offer, in this order.
+DEVICE_TARGETS = ("auto", "Ascend", "GPU", "CPU")
 
 
-def configure_runtime(device_target: str, mode: str, device_id: Optional[int] = None, seed: int = 0) -> None:
+class DeviceUnavailableError(ValueError):
+    """The requested device target does not exist here; the message lists the targets that do."""
+
+
+def _set_device_target(target: str, device_id: Optional[int] = None) -> Optional[Tuple[str, ...]]:
+    """Select ``target``; None on success, else the targets this process supports (as MindSpore reports them).
+
+    MindSpore 2.0 and 2.10 both raise ``RuntimeError("Unsupported device target Ascend. This process only supports
+    one of the ['CPU']. ...")`` at once when the device plugin or its driver is missing (measured on CPU-only
+    machines); the list in that message is the one fact a user needs. Its version checks log 5-7 ERROR/WARNING
+    lines about CUDA/CANN paths on the way: muted during the attempt, so that the user reads one line.
+    """
+    logger = ms_log._get_logger()
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        if hasattr(ms, "set_device"):  # 2.6+: set_context(device_target=...) is deprecated (warns on 2.10)
+            ms.set_device(target, device_id)
+        else:
+            ms.set_context(device_target=target, **({} if device_id is None else {"device_id": device_id}))
+    except RuntimeError as err:
+        listed = re.search(r"supports one of the \[([^\]]*)\]", str(err))
+        if listed is None:
+            first_line = (str(err).strip().splitlines() or ["(no message)"])[0]
+            raise DeviceUnavailableError(f"device_target {target!r} cannot be used: {first_line}") from None
+        return tuple(name.strip(" '\"") for name in listed.group(1).split(",") if name.strip(" '\""))
+    finally:
+        logger.setLevel(level)
+    return None
+
+
+def select_device(device_target: str, device_id: Optional[int] = None) -> str:
+    """Make ``device_target`` (device ``device_id`` of it, None: the default) MindSpore's device; ``"auto"``: the
+    first of Ascend, GPU, CPU that works.
+
+    Returns:
+        the selected target.
+
+    Raises:
+        DeviceUnavailableError: the target does not exist in this MindSpore build or on this machine, e.g.
+            ``device_target 'Ascend' is not available here (mindspore 2.10.0 on this machine offers: CPU)``.
+    """
+    if device_target not in DEVICE_TARGETS:
+        raise DeviceUnavailableError(f"device_target must be one of {DEVICE_TARGETS} (got {device_target!r})")
+    first = DEVICE_TARGETS[1] if device_target == "auto" else device_target
+    supported = _set_device_target(first, device_id)
+    if supported is None:
+        return first
+    if device_target == "auto":
+        for target in DEVICE_TARGETS[1:]:
+            if target in supported and _set_device_target(target, device_id) is None:
+                return target
+    raise DeviceUnavailableError(
+        f"device_target {device_target!r} is not available here (mindspore {ms.__version__} on this machine offers: "
+        f"{', '.join(supported) or 'nothing'}); pass one of those")
+
+
+def configure_runtime(device_target: str, mode: str, device_id: Optional[int] = None, seed: int = 0) -> str:
     """Set MindSpore's device and execution mode, join a data-parallel job if a launcher started this process,
     and seed ``random``, numpy and MindSpore.
 
     Args:
-        device_target: ``"Ascend"``, ``"GPU"`` or ``"CPU"``.
+        device_target: ``"auto"``, ``"Ascend"``, ``"GPU"`` or ``"CPU"`` (:func:`select_device`).
         mode: ``"graph"`` or ``"pynative"``.
         device_id: device to use on this host (None: MindSpore's default or the launcher's ``DEVICE_ID``).
         seed: seed of all three generators (equal on every rank, so every rank builds the same initial weights).
+
+    Returns:
+        the device target in use.
+
+    Raises:
+        ValueError: an unknown mode; DeviceUnavailableError: a device this machine does not have.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)} (got {mode!r})")
-    ms.set_context(mode=MODES[mode], device_target=device_target)
-    if device_id is not None:
-        ms.set_context(device_id=device_id)
-    init_distributed(device_target, mode=MODES[mode])
+    target = select_device(device_target, device_id)
+    ms.set_context(mode=MODES[mode])
+    init_distributed(target, mode=MODES[mode])
     random.seed(seed)
     np.random.seed(seed)
     ms.set_seed(seed)
+    return target
 
 
-__all__ = ["configure_runtime"]
+__all__ = ["DEVICE_TARGETS", "DeviceUnavailableError", "configure_runtime", "select_device"]

@@ -7,6 +7,9 @@ sharded too and its pixel counts are all-reduced, so every rank sees single-devi
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -14,13 +17,21 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
+from tqdm import tqdm
 
 from modules import tnn
 
-from ..metrics import to_numpy
-from .checkpoint import CheckpointManager, load_checkpoint
+from ..metrics import SegmentationMetric, to_numpy
+from .checkpoint import CheckpointError, CheckpointManager, load_checkpoint
 from .data import BatchLoader
-from .distributed import get_world_size, is_main_process
+from .distributed import (
+    all_reduce_counts,
+    all_reduce_metric,
+    broadcast_batchnorm_statistics,
+    get_world_size,
+    is_main_process,
+    shard_for_evaluation,
+)
 from .lr import PolyLR
 from .params import refresh_parameters
 from .plotting import plot_curves
@@ -31,6 +42,73 @@ MAX_CONSECUTIVE_OVERFLOWS = 50
 
 class NonFiniteLossError(RuntimeError):
     """Training stopped because the loss became NaN/Inf; the message names epoch, batch and optimizer step."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT/SIGTERM stopped training between two steps.
+
+    Attributes:
+        signum: the signal received.
+        epoch: 1-based epoch that was running; batch: its micro-batch index (None: during validation).
+        last_checkpoint: the newest complete checkpoint (``last.ckpt``), or None when no epoch has finished yet.
+        last_epoch: the epoch that checkpoint ends (0 without one).
+    """
+
+    def __init__(self, signum: int, epoch: int, batch: Optional[int], last_checkpoint: Optional[str],
+                 last_epoch: int):
+        self.signum, self.epoch, self.batch = signum, epoch, batch
+        self.last_checkpoint, self.last_epoch = last_checkpoint, last_epoch
+        where = "validation" if batch is None else "batch %d" % batch
+        super().__init__("stopped by %s during epoch %d (%s)" % (signal.Signals(signum).name, epoch, where))
+
+
+class StopSignals:
+    """While active, the first SIGINT/SIGTERM only sets :attr:`signum` (the loop stops after the running step);
+    a second one ends the process at once with the default action.
+
+    A step cannot be interrupted half-way anyway: Python runs handlers between bytecodes, i.e. after MindSpore's
+    step returns. Outside the main thread (signals cannot be handled there) it does nothing.
+
+    MindSpore installs its own C-level SIGINT handler while it runs (``utils/signal_util.cc``; its ``IntHandler``
+    logs "receive KeyboardInterrupt signal" and sends the process SIGTERM) and leaves it in place after a training
+    step (measured on 2.10: an ``os.kill(SIGINT)`` between steps arrived as SIGTERM). :meth:`rearm` after each step
+    puts ours back, so a SIGINT between steps is reported as SIGINT; one that lands inside a step arrives as
+    SIGTERM, which stops the run the same way.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, announce: bool = True):
+        self.signum: Optional[int] = None
+        self.announce = announce
+        self._previous: Dict[int, object] = {}
+
+    def _handle(self, signum, _frame) -> None:
+        if self.signum is not None:
+            for number in self.SIGNALS:
+                signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+        if self.announce:
+            print("\n%s received: stopping after the current step (send it again to stop at once)"
+                  % signal.Signals(signum).name, file=sys.stderr, flush=True)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def rearm(self) -> None:
+        """Install the handlers again (after a MindSpore call may have replaced the SIGINT one)."""
+        for number in self._previous:
+            signal.signal(number, self._handle)
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        self._previous.clear()
 
 
 @dataclass
@@ -243,22 +321,24 @@ class Trainer:
         self.best_miou = -1.0
         self.history: List[Dict] = []
         self.step_log: List[Dict] = []
+        self._signals: Optional[StopSignals] = None
 
     # ----------------------------------------------------------------- resume
     def resume(self, path: str) -> Dict:
         """Load network + optimizer state from ``path`` and continue after its epoch.
 
         Returns:
-            the checkpoint's meta dict. Raises ``CheckpointError`` if it does not match.
+            the checkpoint's meta dict. Raises ``CheckpointError`` (message starting with the path) if it does not
+            match the network, the optimizer or this run's steps per epoch.
         """
         meta = load_checkpoint(path, self.network, self.optimizer, strict=True)
         self.start_epoch = int(meta["epoch"])
         self.global_step = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
         expected = self.start_epoch * self.steps_per_epoch
         if self.global_step != expected:
-            raise ValueError(
-                "resume %s: optimizer step %d != %d epochs x %d steps per epoch; was the batch size, "
-                "accumulation or data changed?" % (path, self.global_step, self.start_epoch, self.steps_per_epoch))
+            raise CheckpointError(
+                "%s: optimizer step %d != %d epochs x %d steps per epoch; was the batch size, accumulation or data "
+                "changed since it was written?" % (path, self.global_step, self.start_epoch, self.steps_per_epoch))
         self.best_miou = float(meta["metrics"].get("best_mIoU", -1.0))
         if self.main:
             self._truncate_logs(self.start_epoch)
@@ -340,15 +420,20 @@ class Trainer:
         if get_world_size() > 1:
             # Ranks normalise with their own batch statistics, so their BN running stats differ; evaluate rank 0's
             # model (the one it saves), as DDP's buffer broadcast does, so the all-reduced figures match test.py.
-            from .distributed import broadcast_batchnorm_statistics
             broadcast_batchnorm_statistics(self.network)
         self.network.set_train(False)
+        signals = self._signals
+        # Shards differ by up to one batch, so a per-batch stop vote (a collective) could not pair up over ranks:
+        # with several devices validation runs to its end and the stop is agreed after it.
+        stop = (lambda: signals.signum is not None) if signals is not None and get_world_size() == 1 else None
         try:
             metric = evaluate(network_predictor(self.network), self.val_set, self.nclass,
                               batch_size=self.config.val_batch_size, max_items=self.config.max_val_images,
-                              workers=self.config.workers)
+                              workers=self.config.workers, stop=stop)
         finally:
             self.network.set_train(True)
+        if metric is None:
+            return {}
         pix_acc, miou = metric.get()
         return {"pixAcc": float(pix_acc), "mIoU": float(miou)}
 
@@ -362,15 +447,31 @@ class Trainer:
         Raises:
             NonFiniteLossError: NaN/Inf loss; the last good checkpoint stays, a ``stopped`` record is logged.
         """
-        from tqdm import tqdm
-
-        cfg = self.config
-        accumulate = cfg.accumulate_grad_batches
-        n_micro = self.steps_per_epoch * accumulate
         if self.main:
             os.makedirs(self.exp_dir, exist_ok=True)
             if self.start_epoch == 0 and self.global_step == 0:
                 self._start_afresh()
+        with StopSignals(announce=self.main) as self._signals:
+            return self._run_epochs()
+
+    def _stop_signal(self) -> Optional[int]:
+        """The signal that asked this run to stop, agreed over all ranks (a collective with several devices, so
+        every rank stops after the same step), or None."""
+        signum = self._signals.signum if self._signals is not None else None
+        if get_world_size() == 1:
+            return signum
+        agreed = all_reduce_counts(np.array([signum or 0], np.int64))  # sum: nonzero when any rank was signalled
+        return None if int(agreed[0]) == 0 else (signum or int(signal.SIGTERM))
+
+    def _interrupted(self, signum: int, epoch: int, batch: Optional[int]) -> TrainingInterrupted:
+        """The exception for a stop during 0-based ``epoch``: its checkpoint is that of ``epoch`` completed ones."""
+        last = self.checkpoints.last_path if epoch > 0 and os.path.isfile(self.checkpoints.last_path) else None
+        return TrainingInterrupted(signum, epoch + 1, batch, last, epoch if last else 0)
+
+    def _run_epochs(self) -> List[Dict]:
+        cfg = self.config
+        accumulate = cfg.accumulate_grad_batches
+        n_micro = self.steps_per_epoch * accumulate
         overflow_run = 0
         for epoch in range(self.start_epoch, cfg.max_epochs):
             started = time.time()
@@ -383,6 +484,7 @@ class Trainer:
                 lrs = self.current_lrs()
                 apply = (index + 1) % accumulate == 0
                 loss, stepped = self._micro_step(images, masks, apply)
+                self._signals.rearm()
                 if not math.isfinite(loss):
                     if self.uses_loss_scale and not stepped and overflow_run < MAX_CONSECUTIVE_OVERFLOWS:
                         overflow_run += 1  # the loss-scale cell skipped this update and lowers the scale
@@ -401,9 +503,16 @@ class Trainer:
                 bar.update(1)
                 if self.step_hook is not None:
                     self.step_hook(self, epoch, index, self.global_step)
+                signum = self._stop_signal()
+                if signum is not None:
+                    bar.close()
+                    raise self._interrupted(signum, epoch, index)
             bar.close()
             self._check_step_counter()
             metrics = self.validate()
+            signum = self._stop_signal()
+            if signum is not None:  # validation of this epoch was abandoned: its checkpoint would lack metrics
+                raise self._interrupted(signum, epoch, None)
             record = {"epoch": epoch + 1, "global_step": self.global_step,
                       "train_loss": float(np.mean(losses)) if losses else None,
                       "lrs": [s.value(self.global_step - 1) for s in self.schedules],
@@ -447,7 +556,8 @@ def network_predictor(network) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def evaluate(predict_labels: Callable[[np.ndarray], np.ndarray], dataset, nclass: int, batch_size: int = 1,
-             max_items: Optional[int] = None, workers: int = 0, progress: bool = False, desc: str = "eval"):
+             max_items: Optional[int] = None, workers: int = 0, progress: bool = False, desc: str = "eval",
+             stop: Optional[Callable[[], bool]] = None):
     """Accumulate pixAcc/mIoU of ``predict_labels`` over a dataset in order (the training validation and
     ``test.py --eval`` both use this, so their figures agree).
 
@@ -458,15 +568,11 @@ def evaluate(predict_labels: Callable[[np.ndarray], np.ndarray], dataset, nclass
         batch_size, max_items, workers: see :class:`BatchLoader`.
         progress: show a tqdm bar with the running pixAcc/mIoU.
         desc: bar title.
+        stop: optional ``() → bool`` asked after every batch; True abandons the evaluation (single device only).
 
     Returns:
-        the filled ``encoding_custom.metrics.SegmentationMetric``.
+        the filled ``encoding_custom.metrics.SegmentationMetric``, or None when ``stop`` abandoned it.
     """
-    from tqdm import tqdm
-
-    from ..metrics import SegmentationMetric
-    from .distributed import all_reduce_metric, get_world_size, shard_for_evaluation
-
     metric = SegmentationMetric(nclass)
     n_items = len(dataset) if max_items is None else min(len(dataset), int(max_items))
     world_size = get_world_size()
@@ -481,6 +587,9 @@ def evaluate(predict_labels: Callable[[np.ndarray], np.ndarray], dataset, nclass
         pix_acc, miou = metric.get()
         bar.set_postfix(pixAcc="%.4f" % pix_acc, mIoU="%.4f" % miou)
         bar.update(1)
+        if stop is not None and stop():
+            bar.close()
+            return None
     bar.close()
     if world_size > 1:
         all_reduce_metric(metric)

@@ -1,0 +1,228 @@
+"""Faults around a training run: one run per experiment folder, leftovers of killed writers, SIGINT/SIGTERM, a
+missing device, a resumed run with another length (issue 13 items 1, 2, 9, 13, 15)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import train_custom
+from encoding_custom.engine import (ExperimentBusyError, ExperimentLock, TrainConfig, Trainer, TrainingInterrupted,
+                                    remove_stale_temp_files)
+from encoding_custom.losses import SegmentationLoss
+from encoding_custom.synthetic import write_synthetic_ade20k
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
+from toys import NCLASS, ToySegData, ToySegNet  # noqa: E402
+
+# Every wait on a child process is bounded by this (s); the runs take ~10-30 s on 2 loaded cores.
+CHILD_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("data"))
+    write_synthetic_ade20k(root, n_train=16, n_val=4, seed=3, size=(64, 96))
+    return root
+
+
+def _argv(root, checkpoints, exp="run", epochs=2):
+    return ["--preset", "tiny", "--data_path", root, "--checkpoint_dir", str(checkpoints), "--exp_name", exp,
+            "--mode", "pynative", "--base_size", "64", "--crop_size", "64", "--batch_size", "4",
+            "--max_epochs", str(epochs), "--seed", "5"]
+
+
+def _records(path):
+    if not os.path.isfile(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+# ----------------------------------------------------------------------------------------------- item 1: lock
+def test_a_second_lock_on_one_folder_fails_at_once_naming_the_holder(tmp_path):
+    with ExperimentLock(str(tmp_path / "exp")):
+        with pytest.raises(ExperimentBusyError) as info:
+            ExperimentLock(str(tmp_path / "exp")).acquire()
+    message = str(info.value)
+    assert str(tmp_path / "exp") in message and "pid %d" % os.getpid() in message
+    with ExperimentLock(str(tmp_path / "exp")) as lock:  # released: free again, and a clean release is no takeover
+        assert lock.takeover_message() is None
+
+
+def test_train_custom_refuses_a_folder_another_process_holds(data_root, tmp_path, capsys):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from encoding_custom.engine.experiment import ExperimentLock; "
+                               "lock = ExperimentLock(sys.argv[1]).acquire(); print('held', flush=True); "
+                               "time.sleep(120)", str(tmp_path / "ck" / "run")],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.time()
+        assert train_custom.main(_argv(data_root, tmp_path / "ck")) == 2
+        elapsed = time.time() - started
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    err = capsys.readouterr().err
+    assert "is in use by another run: pid %d" % holder.pid in err and str(tmp_path / "ck" / "run") in err
+    assert elapsed < 60  # refused before the network or the data were built (a ViT-L build takes longer)
+    assert not os.path.exists(tmp_path / "ck" / "run" / "metrics.jsonl")
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_message(data_root, tmp_path, capsys):
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from encoding_custom.engine.experiment import ExperimentLock; "
+                               "ExperimentLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(120)",
+         str(tmp_path / "ck" / "run")], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "held"
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert train_custom.main(_argv(data_root, tmp_path / "ck", epochs=1)) == 0
+    err = capsys.readouterr().err
+    assert "taking over the lock of an earlier run that did not end cleanly (pid %d" % child.pid in err
+
+
+# ----------------------------------------------------------------------------------- item 2: stale temp files
+def test_temp_checkpoints_of_dead_writers_are_removed_at_the_next_start(data_root, tmp_path, capsys):
+    exp = tmp_path / "ck" / "run"
+    exp.mkdir(parents=True)
+    stale = [exp / ".epoch_002.ckpt.tmp4242.ckpt", exp / ".last.ckpt.tmp4242.ckpt"]
+    for path in stale:
+        path.write_bytes(b"\0" * 1000)
+    (exp / "notes.tmp1.txt").write_text("not ours")
+    assert train_custom.main(_argv(data_root, tmp_path / "ck", epochs=1)) == 0
+    err = capsys.readouterr().err
+    for path in stale:
+        assert not path.exists() and "removed %s" % path in err
+    assert (exp / "notes.tmp1.txt").exists()
+    assert remove_stale_temp_files(str(tmp_path / "missing")) == []
+
+
+# --------------------------------------------------------------------------------------- item 13: signals
+def _toy_trainer(exp_dir, hook):
+    net = ToySegNet()
+    cfg = TrainConfig(lr=0.05, max_epochs=3, batch_size=4, exp_dir=str(exp_dir), progress=False, seed=7)
+    return Trainer(net, SegmentationLoss(), ToySegData(24), cfg,
+                   param_groups=[(net.backbone_params(), 1.0), (net.head_params(), 10.0)],
+                   val_set=ToySegData(6, seed=1), nclass=NCLASS, step_hook=hook)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_training_after_the_running_step(tmp_path, signum, capsys):
+    sent = []
+
+    def hook(trainer, epoch, index, step):
+        if epoch == 1 and index == 2 and not sent:
+            sent.append(step)
+            os.kill(os.getpid(), signum)  # delivered now; the loop must finish this step and stop
+
+    trainer = _toy_trainer(tmp_path, hook)
+    with pytest.raises(TrainingInterrupted) as info:
+        trainer.fit()
+    err = info.value
+    assert (err.signum, err.epoch, err.batch, err.last_epoch) == (signum, 2, 2, 1)
+    assert err.last_checkpoint == os.path.join(str(tmp_path), "last.ckpt")
+    assert trainer.global_step == sent[0]  # no step after the one that was running
+    assert [r["epoch"] for r in _records(str(tmp_path / "metrics.jsonl"))] == [1]
+    assert signal.getsignal(signum) is not None and signal.getsignal(signum) != signal.SIG_IGN
+    assert "received: stopping after the current step" in capsys.readouterr().err
+
+
+def test_a_signal_before_the_first_checkpoint_says_there_is_none(tmp_path, capsys):
+    def hook(trainer, epoch, index, step):
+        if index == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted) as info:
+        _toy_trainer(tmp_path, hook).fit()
+    assert info.value.last_checkpoint is None
+    assert train_custom.report_interrupt(info.value, ["--preset", "tiny"]) == 143
+    assert "no epoch had finished" in capsys.readouterr().err
+
+
+def test_resume_command_drops_overwrite_and_old_resume_paths(monkeypatch):
+    monkeypatch.delenv("LSEG_COMMAND", raising=False)
+    command = train_custom.resume_command(["--preset", "tiny", "--overwrite", "--resume", "old/epoch_001.ckpt",
+                                           "--exp_name", "my run"])
+    assert command.endswith("--preset tiny --exp_name 'my run' --resume") and "old/epoch" not in command
+    monkeypatch.setenv("LSEG_COMMAND", "bash train_custom.sh --max_epochs 3 --overwrite")
+    assert train_custom.resume_command(["ignored"]) == "bash train_custom.sh --max_epochs 3 --resume"
+
+
+def test_sigterm_to_a_real_run_exits_143_with_the_resume_command_that_works(data_root, tmp_path):
+    argv = _argv(data_root, tmp_path / "ck", epochs=40)
+    exp = tmp_path / "ck" / "run"
+    proc = subprocess.Popen([sys.executable, "train_custom.py"] + argv, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + CHILD_TIMEOUT
+        while time.time() < deadline and proc.poll() is None:
+            if any(r.get("epoch") == 1 for r in _records(str(exp / "steps.jsonl"))):
+                break  # epoch 1 is checkpointed and epoch 2 is running
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=CHILD_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err
+    lines = [line.strip() for line in err.splitlines()]
+    assert "last good checkpoint: %s (epoch 1)" % (exp / "last.ckpt") in lines
+    command = next(line for line in lines if line.startswith("continue exactly with: "))
+    assert command.endswith("--resume") and "--max_epochs 40" in command
+    assert not (exp / ".lock").exists() or json.loads((exp / ".lock").read_text()).get("released")
+
+
+# ------------------------------------------------------------------------------- item 15: resume with a new length
+def test_resume_with_more_epochs_says_the_schedule_changes(data_root, tmp_path, capsys):
+    assert train_custom.main(_argv(data_root, tmp_path / "ck", epochs=1)) == 0
+    assert train_custom.main(_argv(data_root, tmp_path / "ck", epochs=2) + ["--resume"]) == 0
+    out = capsys.readouterr().out
+    assert "the checkpoint's run planned 1 epochs, this one 2: the poly lr schedule is recomputed for 2" in out
+
+
+# ----------------------------------------------------------------------------------------- item 9: the device
+def test_a_device_this_machine_lacks_is_one_line(data_root, tmp_path):
+    import mindspore as ms
+
+    from encoding_custom.engine.runtime import select_device
+    if select_device("auto") != "CPU":
+        pytest.skip("the expected message lists CPU only; this machine has a device")
+    missing = "Ascend"
+    done = subprocess.run([sys.executable, "train_custom.py"] + _argv(data_root, tmp_path / "ck")
+                          + ["--device_target", missing], cwd=REPO, capture_output=True, text=True,
+                          timeout=CHILD_TIMEOUT)
+    assert done.returncode == 2
+    ours = [line for line in done.stderr.splitlines() if line.startswith("train_custom.py: error:")]
+    assert ours == ["train_custom.py: error: --device_target %r is not available here (mindspore %s on this "
+                    "machine offers: CPU); pass one of those" % (missing, ms.__version__)]
+    assert "Traceback" not in done.stderr and "[WARNING]" not in done.stderr and "[ERROR]" not in done.stderr
+
+
+# ------------------------------------------------------------------------------------- item 4: the data check
+def test_bad_training_data_stops_before_training_or_is_skipped_on_request(tmp_path, capsys):
+    import shutil
+
+    from PIL import Image
+
+    root = str(tmp_path / "data")
+    write_synthetic_ade20k(root, n_train=16, n_val=4, seed=3, size=(64, 96))
+    masks = os.path.join(root, "ADEChallengeData2016", "annotations", "training")
+    bad = sorted(os.listdir(masks))[3]
+    Image.new("L", (10, 10)).save(os.path.join(masks, bad))  # a mask of the wrong size
+    assert train_custom.main(_argv(root, tmp_path / "ck")) == 2
+    err = capsys.readouterr().err
+    assert "bad data in" in err and os.path.splitext(bad)[0] in err
+    assert not os.path.exists(tmp_path / "ck" / "run" / "steps.jsonl")  # stopped before the first step
+    shutil.rmtree(tmp_path / "ck")
+    assert train_custom.main(_argv(root, tmp_path / "ck", epochs=1) + ["--skip_bad_samples"]) == 0
+    captured = capsys.readouterr()
+    assert os.path.splitext(bad)[0] in captured.err and "15 train" in captured.out
