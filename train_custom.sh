@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train LSeg ViT-L/16 on ADE20K with the official settings of lang-seg's train.sh, on MindSpore.
 #
-#   bash train_custom.sh                                   # Ascend, one device
+#   bash train_custom.sh                                   # one device: Ascend, else GPU, else CPU
 #   DEVICE=GPU bash train_custom.sh --data_path /data      # extra arguments override the defaults below
 #   DEVICE_NUM=8 bash train_custom.sh   (or: bash train_custom.sh --nproc 8)
 #                                      # N data-parallel processes on this machine: MindSpore's msrun (2.3+, the
@@ -9,16 +9,19 @@
 #                                      # legacy); logs in logs/lseg_ade20k_l16/. Several hosts: README (msrun)
 #   bash train_custom.sh --resume      # continue checkpoints/lseg_ade20k_l16/last.ckpt exactly
 #
-# Environment: DEVICE = Ascend | GPU | CPU (default Ascend), DEVICE_NUM (default 1), MASTER_PORT (msrun's scheduler
-# port, default: a free one), plus the set-up variables of scripts/setup_env.sh (LSEG_STACK, PYTHON, LSEG_VENV,
-# LSEG_SKIP_SETUP).
+# Environment: DEVICE = auto | Ascend | GPU | CPU (default auto: the first of Ascend, GPU, CPU this machine has),
+# DEVICE_NUM (default 1), MASTER_PORT (msrun's scheduler port, default: a free one), plus the set-up variables of
+# scripts/setup_env.sh (LSEG_STACK, PYTHON, LSEG_VENV, LSEG_SKIP_SETUP).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_env.sh
 lseg_setup
 
-DEVICE="${DEVICE:-Ascend}"
+DEVICE="${DEVICE:-auto}"
 NPROC="${DEVICE_NUM:-1}"
+# What train_custom.py prints as the command that resumes an interrupted run: this script with the same arguments.
+LSEG_COMMAND="bash train_custom.sh$(printf ' %q' "$@")"
+export LSEG_COMMAND
 passthrough=()
 while [ $# -gt 0 ]; do
     case "$1" in

@@ -1,4 +1,7 @@
 """options.py: official names/defaults, presets, and validation errors that name the option."""
+import os
+import re
+
 import pytest
 
 import options
@@ -166,3 +169,16 @@ def test_resume_without_value_points_at_last_ckpt(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last.ckpt").write_bytes(b"x")
     assert options.resolve_resume_path(args) == str(tmp_path / "run" / "last.ckpt")
+
+
+def test_readme_options_table_lists_every_option():
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"),
+              encoding="utf-8") as handle:
+        readme = handle.read()
+    table = readme[readme.index("### Options"):readme.index("### What a run leaves behind")]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    listed = set(re.findall(r"`(--[a-z_-]+)", "\n".join(row.split("|")[1] for row in rows)))
+    for purpose in options.PURPOSES:
+        for action in options.build_parser(purpose)._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.option_strings[0] in listed, (purpose, action.option_strings[0])

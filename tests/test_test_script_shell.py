@@ -38,10 +38,10 @@ def _value(argv, option):
     return argv[len(argv) - 1 - argv[::-1].index(option) + 1]  # the last occurrence wins, as in argparse
 
 
-def test_train_sh_has_official_settings_default_ascend_and_passthrough(tmp_path):
+def test_train_sh_has_official_settings_default_auto_device_and_passthrough(tmp_path):
     argv = _command(_run(tmp_path, "train_custom.sh", ["--max_epochs", "3", "--data_path", "/data"]))[2:]
     assert argv[0] == "train_custom.py"
-    assert _value(argv, "--device_target") == "Ascend"
+    assert _value(argv, "--device_target") == "auto"
     for option, value in (("--batch_size", "1"), ("--accumulate_grad_batches", "2"), ("--base_lr", "0.004"),
                           ("--weight_decay", "1e-4"), ("--backbone", "clip_vitl16_384"),
                           ("--exp_name", "lseg_ade20k_l16")):
