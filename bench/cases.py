@@ -605,6 +605,45 @@ def case_eval(ctx: CaseContext) -> Dict[str, object]:
             "s_per_forward": timing["median_s"] / max(1, forwards[0])}
 
 
+def case_photo(ctx: CaseContext) -> Dict[str, object]:
+    """Case 4b: ``test.py --image`` on a phone photo of ``params["image_hw"]``: JPEG read
+    (``transforms.read_image``) plus ``evaluator.segment_image`` (long side to ``base_size``, ``crop_size`` windows,
+    logits resized back band by band).
+
+    Returns: timing (per photo, read included), build time, the number of network forwards, output shape and dtype.
+    """
+    from PIL import Image
+
+    from encoding_custom.evaluator import segment_image
+    from encoding_custom.transforms import read_image
+
+    params = ctx.params
+    net, labels, build_s = _build_net(params)
+    net.set_train(False)
+    height, width = params["image_hw"]
+    rng = np.random.RandomState(0)
+    blocks = rng.randint(0, 256, (height // 96 + 2, width // 96 + 2, 3)).astype(np.uint8)
+    photo = os.path.join(ctx.workdir, "photo.jpg")
+    Image.fromarray(blocks).resize((width, height), Image.BILINEAR).save(photo, quality=90)
+    forwards = [0]
+
+    def counting_network(images, labels):
+        forwards[0] += 1
+        return net(images, labels=labels)
+
+    outputs = []
+
+    def run_once():
+        forwards[0] = 0
+        prediction = segment_image(counting_network, read_image(photo), labels, base_size=int(params["base_size"]),
+                                   crop_size=int(params["crop_size"]))
+        outputs.append((list(prediction.shape), str(prediction.dtype)))
+
+    timing = measure(run_once, ctx.warmup, ctx.repeats)
+    return {"timing": timing, "build_s": build_s, "forwards_per_image": forwards[0], "output_shape": outputs[-1][0],
+            "output_dtype": outputs[-1][1]}
+
+
 def case_text_tokenize(ctx: CaseContext) -> Dict[str, object]:
     """Case 5a: ``clip_ms.tokenize`` of the label list. Returns: timing and the token array shape."""
     import clip_ms
@@ -740,6 +779,12 @@ def _variants() -> List[Variant]:
                       warmup=1, repeats=1 if flip else 2, timeout_s=900),
             quick=dict(_TINY, image_hw=(48, 64), base_size=48, crop_size=64, scales=scales, flip=flip,
                        warmup=1, repeats=1, timeout_s=90)))
+    out.append(Variant(
+        "eval/pynative/photo_12mp", "eval", "test.py --image: read + segment a 4032x3024 JPEG (150 labels)",
+        case_photo, "pynative",
+        full=dict(_VITL, image_hw=(3024, 4032), base_size=520, crop_size=480, warmup=0, repeats=1, timeout_s=900),
+        quick=dict(_TINY, image_hw=(600, 800), base_size=80, crop_size=64, warmup=0, repeats=1, timeout_s=90),
+        in_quick=False))
     out.append(Variant("text/tokenize", "text", "tokenize the 150 labels", case_text_tokenize, None,
                        full={"n_labels": 150, "warmup": 1, "repeats": 10, "timeout_s": 120},
                        quick={"n_labels": 150, "warmup": 1, "repeats": 3, "timeout_s": 60}))
@@ -767,7 +812,7 @@ RUN_ORDER = (
     "data/engine/workers0", "data/engine/workers2",
     "text/tokenize", "text/pynative/encode", "text/pynative/encode_full_context", "text/graph/encode",
     "eval/pynative/single_scale", "forward/pynative/stages", "forward/pynative/vit_block_ops",
-    "eval/pynative/multiscale_flip",
+    "eval/pynative/multiscale_flip", "eval/pynative/photo_12mp",
     "train/graph/profile", "train/pynative/cached", "train/graph/text_in_step", "train/pynative/text_in_step",
 )
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from modules import tnn
 
+from .labels import index_dtype, label_token_ids
 from .metrics import to_numpy
 from .transforms import DEFAULT_MEAN, DEFAULT_STD
 
@@ -109,45 +110,95 @@ def pad_to_crop(image: np.ndarray, crop_size: int, pad_values: np.ndarray) -> np
     return _pad_bottom_right(image, max(height, crop_size), max(width, crop_size), pad_values)
 
 
-def pad_to_multiple(image: np.ndarray, multiple: int, pad_values: np.ndarray) -> np.ndarray:
-    """Pad right/bottom so both sides are multiples of ``multiple``.
+# Float32 bytes of one band of full-size logits in resize_argmax: 150 labels x 4032 columns x 4 B = 2.4 MB a row,
+# so 13 rows a band; the band's temporaries (interpolation terms) take about three times this.
+RESIZE_BAND_BYTES = 32 * 2**20
+
+
+def resize_argmax(logits: np.ndarray, height: int, width: int, band_bytes: int = RESIZE_BAND_BYTES,
+                  dtype=np.int64) -> np.ndarray:
+    """``argmax`` over classes of ``resize_bilinear(logits, height, width, "numpy")``, one band of rows at a time.
+
+    The full-size logits of a 12 MP photo with 150 labels would take 7 GB; a band of rows needs only
+    ``band_bytes``. The arithmetic is that of :func:`resize_bilinear`'s numpy backend (width first, then height,
+    same taps), applied to the few source rows a band needs, so the result is identical to the whole-array version.
 
     Args:
-        image: float (B, 3, H, W) normalised image.
-        multiple: e.g. 32, what the LSeg backbones need.
-        pad_values: (3,) per-channel fill (the normalised value of black).
+        logits: float (C, h, w).
+        height, width: output size.
+        band_bytes: float32 budget of one band of (C, rows, width) logits.
+        dtype: integer type of the result (must hold C - 1).
 
     Returns:
-        float32 (B, 3, ceil(H / multiple) * multiple, ceil(W / multiple) * multiple).
+        ``dtype`` (height, width) class indices.
     """
-    height, width = image.shape[2:]
-    return _pad_bottom_right(image, -(-height // multiple) * multiple, -(-width // multiple) * multiple, pad_values)
+    logits = np.asarray(logits, dtype=np.float32)
+    nclass, in_h, in_w = logits.shape
+    row_low, row_high, row_frac = _linear_taps(height, in_h)
+    col_low, col_high, col_frac = _linear_taps(width, in_w)
+    rows_per_band = max(1, int(band_bytes) // (4 * nclass * width))
+    labels = np.empty((height, width), dtype=dtype)
+    for top in range(0, height, rows_per_band):
+        bottom = min(height, top + rows_per_band)
+        low, high, frac = row_low[top:bottom], row_high[top:bottom], row_frac[top:bottom, None]
+        first, last = int(low.min()), int(high.max()) + 1  # the source rows this band interpolates between
+        source = logits[:, first:last]
+        columns = np.take(source, col_low, axis=2)
+        columns *= 1.0 - col_frac
+        columns += np.take(source, col_high, axis=2) * col_frac
+        band = np.take(columns, low - first, axis=1)
+        band *= 1.0 - frac
+        band += np.take(columns, high - first, axis=1) * frac
+        labels[top:bottom] = band.argmax(axis=0)
+    return labels
 
 
-def segment_image(network, image: np.ndarray, labels: Sequence[str], multiple: int = 32,
-                  mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD) -> np.ndarray:
-    """Label map of one image of any size for any label list, in one forward pass.
+def segment_image(network, image: np.ndarray, labels: Sequence[str], base_size: int = 520, crop_size: int = 480,
+                  mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD,
+                  band_bytes: int = RESIZE_BAND_BYTES) -> np.ndarray:
+    """Label map of one image of any size for any label list, in memory that does not grow with the image.
 
-    The image is padded at the right/bottom to multiples of ``multiple`` with the normalised value of black and
-    the prediction is cropped back, so every pixel keeps its place.
+    The official single-scale evaluation (:class:`MultiScaleEvaluator` at scale 1.0, no flip): the image is
+    resized so its long side is ``base_size``, segmented in ``crop_size`` windows (sliding with 2/3 stride when
+    the long side exceeds the crop), and the small logits are resized back to the image's size and reduced to
+    labels band by band (:func:`resize_argmax`). All resizes use the numpy backend: MindSpore's resize of a 12 MP
+    photo would copy it into a tensor (and 150 full-size logit maps would not fit at all).
 
     Args:
-        network: LSegNet-like callable ``(images (1, 3, h, w), labels=[...]) -> logits (1, len(labels), h, w)``,
-            in eval mode.
-        image: float32 (3, H, W) normalised with ``mean``/``std``.
-        labels: the label list of this call.
-        multiple: side multiple the network needs.
+        network: LSegNet-like callable ``(images (1, 3, h, w) tensor, labels=[...]) -> logits (1, len(labels), h,
+            w)``, in eval mode.
+        image: float32 (3, H, W) normalised with ``mean``/``std``, any H, W >= 1.
+        labels: the label list of this call (checked against CLIP's 77-token context before any forward).
+        base_size: long side the image is resized to (``--base_size``, 520 in lang-seg).
+        crop_size: network input side (``--crop_size``, 480).
         mean, std: normalisation of ``image`` (for the padding value).
+        band_bytes: memory budget of one band of full-size logits.
 
     Returns:
-        int64 (H, W) indices into ``labels``.
-    """
-    import mindspore as ms  # local import: the rest of this module needs no framework
+        (H, W) indices into ``labels``, of the smallest unsigned type that holds them
+        (:func:`encoding_custom.labels.index_dtype`: uint8 up to 256 labels).
 
-    height, width = image.shape[1:]
-    padded = pad_to_multiple(np.asarray(image, np.float32)[None], multiple, black_pad_values(mean, std))
-    logits = to_numpy(network(ms.Tensor(padded), labels=list(labels)))
-    return logits[0, :, :height, :width].argmax(axis=0)
+    Raises:
+        ValueError: ``image`` is not (3, H, W), no labels, a label longer than CLIP's context, or a size <= 0.
+    """
+    labels = list(labels)
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[0] != 3 or min(image.shape[1:]) < 1:
+        raise ValueError(f"segment_image: expected a normalised image (3, H, W), got shape {image.shape}")
+    if not labels:
+        raise ValueError("segment_image: no labels given")
+    if base_size < 1 or crop_size < 1:
+        raise ValueError(f"segment_image: base_size ({base_size}) and crop_size ({crop_size}) must be >= 1")
+    label_token_ids(labels, source="segment_image")
+
+    def forward(images: np.ndarray):
+        output = network(tnn.tensor(images), labels=labels)
+        return output.detach() if hasattr(output, "detach") else output
+
+    evaluator = MultiScaleEvaluator(forward, nclass=len(labels), multi_scale=False, base_size=base_size,
+                                    crop_size=crop_size, mean=mean, std=std, resize_backend="numpy")
+    small = evaluator.scale_logits(image[None], 1.0)[0]
+    return resize_argmax(small, image.shape[1], image.shape[2], band_bytes, index_dtype(len(labels)))
 
 
 class MultiScaleEvaluator:
@@ -227,6 +278,28 @@ class MultiScaleEvaluator:
         total /= count  # in place: at scale 1.75 these maps hold 150 x 910 x 683 floats
         return total[:, :, :height, :width]
 
+    def scale_logits(self, images: np.ndarray, scale: float) -> np.ndarray:
+        """Logits of one scale at the resized size (before they are resized back to the image's size).
+
+        Args:
+            images: float32 (B, 3, H, W) normalised images.
+            scale: fraction of ``base_size`` for the long side.
+
+        Returns:
+            float32 (B, C, out_h, out_w): long side ``ceil(base_size * scale)``, short side scaled and rounded; the
+            flip is included when enabled.
+        """
+        _, _, height, width = images.shape
+        long_size = int(math.ceil(self.base_size * scale))
+        if height > width:
+            out_h, out_w = long_size, int(1.0 * width * long_size / height + 0.5)
+        else:
+            out_w, out_h = long_size, int(1.0 * height * long_size / width + 0.5)
+        resized = resize_bilinear(images, out_h, out_w, self.resize_backend)
+        if long_size <= self.crop_size:
+            return self._infer(pad_to_crop(resized, self.crop_size, self.pad_values))[:, :, :out_h, :out_w]
+        return self._sliding(resized, out_h, out_w)
+
     def __call__(self, images) -> np.ndarray:
         """Evaluate a batch of same-sized images.
 
@@ -242,17 +315,7 @@ class MultiScaleEvaluator:
         _, _, height, width = images.shape
         scores = None
         for scale in self.scales:
-            long_size = int(math.ceil(self.base_size * scale))
-            if height > width:
-                out_h, out_w = long_size, int(1.0 * width * long_size / height + 0.5)
-            else:
-                out_w, out_h = long_size, int(1.0 * height * long_size / width + 0.5)
-            resized = resize_bilinear(images, out_h, out_w, self.resize_backend)
-            if long_size <= self.crop_size:
-                logits = self._infer(pad_to_crop(resized, self.crop_size, self.pad_values))[:, :, :out_h, :out_w]
-            else:
-                logits = self._sliding(resized, out_h, out_w)
-            logits = resize_bilinear(logits, height, width, self.resize_backend)
+            logits = resize_bilinear(self.scale_logits(images, scale), height, width, self.resize_backend)
             if scores is None:
                 scores = np.array(logits, dtype=np.float32, copy=True)
             else:

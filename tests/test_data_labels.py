@@ -1,7 +1,16 @@
 """encoding_custom.labels: the ADE20K name table and user label parsing."""
+import numpy as np
 import pytest
 
-from encoding_custom.labels import ade20k_labels, parse_labels, read_label_file, resolve_classes
+from encoding_custom.labels import (
+    ade20k_labels,
+    index_dtype,
+    looks_like_path,
+    parse_labels,
+    read_label_file,
+    read_labels_argument,
+    resolve_classes,
+)
 
 
 def test_ade20k_labels_are_first_synonyms_in_order():
@@ -45,6 +54,72 @@ def test_read_label_file_names_the_file(tmp_path):
         read_label_file(str(empty))
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         read_label_file(str(tmp_path / "missing.txt"))
+
+
+# --- read_labels_argument: the --labels option ----------------------------------------------------------------
+
+def test_labels_argument_takes_a_list_or_a_file_with_any_script(tmp_path):
+    assert read_labels_argument("cat, 草地 ,café,🐱") == (["cat", "草地", "café", "🐱"], [])
+    path = tmp_path / "labels.txt"
+    path.write_text("\ufeffroad\n天空\n", encoding="utf-8")  # a byte-order mark, as Windows Notepad writes
+    assert read_labels_argument(str(path)) == (["road", "天空"], [])
+
+
+@pytest.mark.parametrize("value", ["labels_missing.txt", "data/labels", "LABELS.CSV"])
+def test_a_labels_value_that_looks_like_a_missing_file_is_an_error(tmp_path, value):
+    assert looks_like_path(value)
+    with pytest.raises(ValueError, match="^--labels: label file '%s' does not exist" % value):
+        read_labels_argument(value)
+
+
+def test_label_lists_are_not_taken_for_paths():
+    assert not looks_like_path("cat, dog.txt") and not looks_like_path("potted plant")
+    assert read_labels_argument("a.txt,b") == (["a.txt", "b"], [])
+
+
+@pytest.mark.parametrize("value, message", [
+    ("", "no labels given"), ("  ", "no labels given"), ("cat,,dog", "line 1, field 2: empty label"),
+])
+def test_empty_labels_are_errors_naming_the_option(value, message):
+    with pytest.raises(ValueError, match="^--labels: " + message):
+        read_labels_argument(value)
+
+
+def test_directories_and_non_utf8_files_are_errors_naming_them(tmp_path):
+    with pytest.raises(ValueError, match="^--labels: .* is a directory"):
+        read_labels_argument(str(tmp_path))
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="^--labels: .*latin1.txt: not UTF-8 text"):
+        read_labels_argument(str(latin1))
+
+
+def test_a_label_longer_than_clips_context_names_the_label_and_its_token_count():
+    long_label = "a very long description " * 20  # 4 tokens x 20 + start + end = 82 tokens
+    with pytest.raises(ValueError, match=r"^--classes_text: label 2 'a very long.*\.\.\.' is 82 CLIP tokens long; "
+                                         r"the text encoder takes at most 77") as error:
+        read_labels_argument("cat," + long_label, source="--classes_text")
+    assert "truncate" not in str(error.value)
+    labels, _ = read_labels_argument(",".join(["cat", "x " * 75]))  # 75 tokens + start + end = 77: accepted
+    assert len(labels) == 2
+
+
+def test_duplicate_labels_are_warnings_because_the_second_copy_never_wins(tmp_path):
+    labels, warnings = read_labels_argument("cat, sky, Cat, dog, cat")
+    assert labels == ["cat", "sky", "Cat", "dog", "cat"]
+    assert warnings == [
+        "--labels: label 3 'Cat' is the same text as label 1 'cat' for CLIP; label 3 can never be predicted (ties "
+        "go to the first)",
+        "--labels: label 5 'cat' is the same text as label 1 'cat' for CLIP; label 5 can never be predicted (ties "
+        "go to the first)"]
+    path = tmp_path / "dup.txt"
+    path.write_text("road\nroad\n", encoding="utf-8")
+    assert read_labels_argument(str(path))[1][0].startswith("--labels %s: label 2 'road'" % path)
+
+
+def test_index_dtype_is_the_smallest_that_holds_the_labels():
+    assert [index_dtype(n) for n in (1, 256, 257, 65536, 65537)] == [np.uint8, np.uint8, np.uint16, np.uint16,
+                                                                      np.int32]
 
 
 # --- resolve_classes: the --classes option -------------------------------------------------------------------

@@ -7,9 +7,7 @@ import pytest
 from encoding_custom.evaluator import (
     MultiScaleEvaluator,
     network_forward,
-    pad_to_multiple,
     resize_bilinear,
-    segment_image,
 )
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "encoding_custom", "evaluator_reference.npz")
@@ -186,36 +184,3 @@ def test_full_size_official_configuration():
     np.testing.assert_allclose(fast, exact, rtol=1e-3, atol=1e-2)
     assert np.mean(fast.argmax(1) == exact.argmax(1)) > 0.9999
 
-
-# --- one-pass segmentation of any image (test.py --image) ------------------------------------------------------
-
-class ChannelLabeller:
-    """A fake LSegNet: the logit of label k at a pixel is input channel k (3 labels); records its inputs."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, images, labels):
-        array = images.asnumpy()
-        self.calls.append((array.shape, list(labels)))
-        return array[:, :len(labels)].copy()
-
-
-def test_pad_to_multiple_pads_right_and_bottom_only():
-    image = np.arange(2 * 3 * 33 * 64, dtype=np.float32).reshape(2, 3, 33, 64)
-    padded = pad_to_multiple(image, 32, np.array([-1.0, -2.0, -3.0]))
-    assert padded.shape == (2, 3, 64, 64)
-    np.testing.assert_array_equal(padded[:, :, :33], image)
-    for channel, value in enumerate((-1.0, -2.0, -3.0)):
-        assert np.all(padded[:, channel, 33:] == value)
-    assert pad_to_multiple(image[:, :, :32], 32, np.zeros(3)).shape == (2, 3, 32, 64)
-
-
-def test_segment_image_keeps_every_pixel_in_place_for_odd_sizes():
-    rng = np.random.RandomState(0)
-    image = rng.uniform(-1, 1, (3, 37, 50)).astype(np.float32)
-    net = ChannelLabeller()
-    prediction = segment_image(net, image, ["a", "b", "c"])
-    assert net.calls == [((1, 3, 64, 64), ["a", "b", "c"])]
-    assert prediction.shape == (37, 50)
-    np.testing.assert_array_equal(prediction, image.argmax(axis=0))

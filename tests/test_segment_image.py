@@ -1,0 +1,119 @@
+"""encoding_custom.evaluator.segment_image: any photo size, bounded memory, the official single-scale result."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from encoding_custom.evaluator import MultiScaleEvaluator, resize_argmax, resize_bilinear, segment_image
+from encoding_custom.transforms import read_image
+from modules import LSegNet, tnn
+
+RSS_CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "encoding_custom",
+                         "segment_photo_rss.py")
+
+
+class RecordingLabeller:
+    """A fake LSegNet: the logit of label k at a pixel is input channel k mod 3 plus k / 10; records input shapes."""
+
+    def __init__(self):
+        self.shapes = []
+
+    def __call__(self, images, labels):
+        array = images.asnumpy()
+        self.shapes.append(array.shape)
+        return np.stack([array[:, k % 3] + k / 10.0 for k in range(len(labels))], axis=1)
+
+
+def _photo(path, height, width, seed=0):
+    """A smooth random JPEG (blurred blocks, like a photo's large regions); returns the path."""
+    rng = np.random.RandomState(seed)
+    blocks = rng.randint(0, 256, (height // 96 + 2, width // 96 + 2, 3)).astype(np.uint8)
+    Image.fromarray(blocks).resize((width, height), Image.BILINEAR).save(path, quality=90)
+    return path
+
+
+@pytest.mark.parametrize("band_bytes", [1, 4 * 5 * 37 * 7, 1 << 30])
+def test_resize_argmax_equals_argmax_of_the_whole_resize(band_bytes):
+    rng = np.random.RandomState(1)
+    logits = rng.normal(size=(5, 13, 17)).astype(np.float32)
+    expected = resize_bilinear(logits[None], 101, 37, "numpy")[0].argmax(axis=0)
+    result = resize_argmax(logits, 101, 37, band_bytes=band_bytes, dtype=np.uint8)
+    assert result.dtype == np.uint8
+    np.testing.assert_array_equal(result, expected)  # same taps, same order of operations: bit-identical
+
+
+def test_segment_image_runs_crop_sized_forwards_and_returns_the_smallest_index_type():
+    net = RecordingLabeller()
+    image = np.random.RandomState(0).uniform(-1, 1, (3, 37, 50)).astype(np.float32)
+    prediction = segment_image(net, image, ["a", "b", "c"], base_size=64, crop_size=64)
+    assert prediction.shape == (37, 50) and prediction.dtype == np.uint8
+    assert net.shapes == [(1, 3, 64, 64)]  # long side 50 -> 64 = the crop: one padded forward
+    many = segment_image(RecordingLabeller(), image, ["l%d" % i for i in range(300)], base_size=64, crop_size=64)
+    assert many.dtype == np.uint16 and many.max() == 299  # k / 10 makes the last label win everywhere
+    wide = np.random.RandomState(1).uniform(-1, 1, (3, 40, 300)).astype(np.float32)
+    net = RecordingLabeller()
+    assert segment_image(net, wide, ["a", "b"], base_size=160, crop_size=64).shape == (40, 300)
+    assert set(net.shapes) == {(1, 3, 64, 64)} and len(net.shapes) == 4  # 160 x 21 -> windows at 0, 42, 84, 126
+
+
+@pytest.mark.parametrize("image, labels, message", [
+    (np.zeros((37, 50), np.float32), ["a"], r"expected a normalised image \(3, H, W\)"),
+    (np.zeros((3, 0, 5), np.float32), ["a"], r"expected a normalised image"),
+    (np.zeros((3, 8, 8), np.float32), [], "no labels"),
+    (np.zeros((3, 8, 8), np.float32), ["a", "word " * 80], "label 2 'word word.*' is 82 CLIP tokens long"),
+])
+def test_segment_image_refuses_bad_input_before_any_forward(image, labels, message):
+    net = RecordingLabeller()
+    with pytest.raises(ValueError, match="^segment_image: " + message):
+        segment_image(net, image, labels)
+    assert net.shapes == []
+
+
+def test_a_12_megapixel_photo_equals_downscale_predict_upscale(tmp_path):
+    """4032 x 3024 through the tiny model. Reference: the official single-scale evaluator (numpy resizes) on the
+    whole image, whose full-size logits fit here because there are only 4 labels. Tolerance: none (the band-wise
+    resize does the same float32 operations as the whole-array one)."""
+    labels = ["sky", "grass", "road", "other"]
+    net = LSegNet("tiny_vit16", labels=labels, text_config="tiny")
+    net.set_train(False)
+    image = read_image(_photo(str(tmp_path / "phone.jpg"), 3024, 4032))
+    shapes = []
+
+    def forward(images):
+        shapes.append(images.shape)
+        return net(tnn.tensor(images), labels=labels)
+
+    prediction = segment_image(net, image, labels)
+    assert prediction.shape == (3024, 4032) and prediction.dtype == np.uint8
+    reference = MultiScaleEvaluator(forward, nclass=4, multi_scale=False, base_size=520, crop_size=480,
+                                    resize_backend="numpy").predict(image[None])[0]
+    assert shapes == [(1, 3, 480, 480)] * 2  # 520 x 390 padded to 520 x 480: two windows, never the photo size
+    np.testing.assert_array_equal(prediction, reference)
+    # The randomly initialised tiny model may predict one label everywhere: a colour-driven fake network checks
+    # the same equality on a map with many regions.
+    fake = RecordingLabeller()
+    prediction = segment_image(fake, image, labels)
+    reference = MultiScaleEvaluator(lambda images: fake(tnn.tensor(images), labels), nclass=4, multi_scale=False,
+                                    resize_backend="numpy").predict(image[None])[0]
+    assert np.unique(reference).tolist() == [1, 2, 3]  # label 0 (channel 0) always loses to label 3 (+0.3)
+    np.testing.assert_array_equal(prediction, reference)
+
+
+def test_peak_memory_grows_by_at_most_a_few_image_copies(tmp_path):
+    """Peak RSS of a child segmenting a 640 x 480 and a 4032 x 3024 photo with 32 labels. Full-size logits would
+    add 32 x 12.2 M x 4 B = 1.56 GB; the bound is 3 float32 copies of the photo (3 x 146 MB)."""
+    peaks = {}
+    for height, width in ((480, 640), (3024, 4032)):
+        photo = _photo(str(tmp_path / f"photo_{width}.jpg"), height, width)
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        result = subprocess.run([sys.executable, RSS_CHILD, photo, "32"], capture_output=True, text=True, env=env,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        out_h, out_w, peak_mib = result.stdout.split()[-3:]
+        assert (int(out_h), int(out_w)) == (height, width)
+        peaks[width] = float(peak_mib)
+    float_image_mib = 3 * 3024 * 4032 * 4 / 2**20
+    assert peaks[4032] - peaks[640] <= 3 * float_image_mib, peaks
