@@ -248,7 +248,8 @@ def main(argv=None):
         argv: argument list (default ``sys.argv[1:]``).
 
     Returns:
-        Process exit code: 0 on success, 1 with the problem printed to stderr.
+        Process exit code: 0 on success, 1 with the problem printed to stderr as one
+        ``python -m clip_ms.convert: error: <file>: <what is wrong>`` line (2: usage error, from argparse).
     """
     parser = argparse.ArgumentParser(prog="python -m clip_ms.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("src", help="OpenAI ViT-*.pt (TorchScript), or a .pt/.pth/.ckpt holding a CLIP state_dict")
@@ -259,9 +260,13 @@ def main(argv=None):
                         help="name prefix of the CLIP model in SRC, e.g. 'clip_pretrained.' (default: detected)")
     args = parser.parse_args(argv)
     try:
+        if os.path.isdir(args.src):  # the torch reader would call it "no such file"
+            raise ConversionError("%s: is a directory, not a checkpoint file" % args.src)
         cfg, tower = convert_file(args.src, args.dst, config=args.config, prefix=args.prefix)
     except (ConversionError, ValueError, OSError) as exc:
-        print("error: %s" % exc, file=sys.stderr)
+        # One line: the listing of a mismatch (one category per line in the message) is joined with "; ".
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        print("%s: error: %s" % (parser.prog, " ".join(lines[:1] + ["; ".join(lines[1:])]).strip()), file=sys.stderr)
         return 1
     count = sum(int(v.size) for v in tower.values())
     print("wrote %s: %d tensors, %d parameters, %s" % (args.dst, len(tower), count, cfg))

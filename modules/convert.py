@@ -3,8 +3,13 @@
     python -m modules.convert demo_e200.ckpt lseg_vitl16.ckpt
     python -m modules.convert SRC DST --backbone clip_vitb32_384 --arch-option 0
 
-Options missing from the checkpoint's ``hyper_parameters`` are inferred from its weights; flags override both.
-Exit status 1 with the list of missing / unexpected / shape-mismatched names when the checkpoint does not fit.
+Options missing from the checkpoint's ``hyper_parameters`` are inferred from its weights; a flag the checkpoint
+contradicts is refused (both values named), and ``--arch-option`` / ``--block-depth`` are required when the weights
+cannot tell them (the spatial regularisation block without ``hyper_parameters``).
+Exit status: 0 written; 1 the source cannot be converted or the destination cannot be written, with one
+``python -m modules.convert: error: <file>: <what is wrong>`` line on stderr (missing, empty, truncated, not a
+torch file, a checkpoint of something else, an option to give, or the missing / unexpected / shape-mismatched
+names); 2 a usage error (argparse).
 """
 import argparse
 import sys
@@ -12,7 +17,7 @@ import sys
 import numpy as np
 
 from .config import BACKBONES
-from .weights import WeightsError, convert_official_checkpoint
+from .weights import WeightsError, WeightsOptionError, convert_official_checkpoint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,13 +36,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Args: argv: argument list (default sys.argv[1:]). Returns: process exit status (0 ok, 1 failure)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         net = convert_official_checkpoint(args.src, args.dst, backbone=args.backbone, arch_option=args.arch_option,
                                           block_depth=args.block_depth, activation=args.activation,
                                           text_config=args.text_config, labels=["other"])
+    except WeightsOptionError as error:
+        print(f"{parser.prog}: error: {error.describe('--' + error.option.replace('_', '-'))}", file=sys.stderr)
+        return 1
     except WeightsError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # writing dst: permissions, a directory in the way, a full disk
+        print(f"{parser.prog}: error: {args.dst}: cannot write ({error.strerror or error})", file=sys.stderr)
         return 1
     count = sum(int(np.prod(p.shape)) for p in net.get_parameters() if p.name != "text_features_cache")
     print(f"wrote {args.dst}: {net.build_options()} ({count} parameters)")

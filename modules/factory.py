@@ -3,17 +3,28 @@
 Three checkpoint kinds reach the scripts: ``"official"`` (a lang-seg PyTorch ``.ckpt``, converted on the fly),
 ``"weights"`` (:func:`modules.weights.save_lseg_checkpoint`: network + build options) and ``"training"``
 (``encoding_custom.engine.save_checkpoint``: network, optimizer state, epoch and the training options).
-All three end in ``.ckpt``; :func:`checkpoint_kind` tells them apart by content.
+All three end in ``.ckpt``; :func:`checkpoint_kind` tells them apart by content. Every problem with a weights file
+is one :class:`modules.weights.WeightsError` line that starts with the file's path.
 """
 import os
-import tempfile
 from typing import Optional, Sequence
 
-import mindspore as ms
+from encoding_custom.engine.checkpoint import FORMAT_KEY as TRAINING_FORMAT_KEY  # the format belongs to the engine
+from encoding_custom.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 
 from .config import BACKBONES
 from .lseg import LSegNet
-from .weights import convert_official_checkpoint, init_backbone_from_pretrained, load_lseg_checkpoint
+from .weights import (
+    OPTIONS_KEY,
+    WeightsError,
+    describe_foreign_checkpoint,
+    differing_options,
+    init_backbone_from_pretrained,
+    load_lseg_checkpoint,
+    load_mindspore_checkpoint,
+    load_official_checkpoint,
+    mindspore_entry_names,
+)
 
 OFFICIAL, WEIGHTS, TRAINING = "official", "weights", "training"
 
@@ -66,8 +77,12 @@ def load_text_encoder_weights(net: LSegNet, path: str) -> None:
     from clip_ms.convert import ConversionError, load_text_tower
 
     prefix = "clip_pretrained."
+    try:
+        raw = load_mindspore_checkpoint(path)
+    except WeightsError as err:
+        raise ValueError(f"--clip_weights: {err}") from None
     tower = {(name[len(prefix):] if name.startswith(prefix) else name): value.asnumpy()
-             for name, value in ms.load_checkpoint(path).items()}
+             for name, value in raw.items() if hasattr(value, "asnumpy")}
     try:
         load_text_tower(net.clip_pretrained, tower)
     except ConversionError as err:
@@ -83,38 +98,66 @@ def is_torch_file(path: str) -> bool:
 
 
 def checkpoint_kind(path: str) -> str:
-    """Returns: ``"official"``, ``"training"`` or ``"weights"`` for the checkpoint at ``path`` (by content)."""
-    if is_torch_file(path):
+    """What a weights file is, by content (MindSpore files by their entry names, no tensor is read).
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``"official"`` (a torch file), ``"training"`` or ``"weights"``.
+
+    Raises:
+        WeightsError: ``"<path>: ..."``: missing, a directory, empty, truncated, damaged, not a checkpoint, or a
+            MindSpore checkpoint of something else (with a few of its entry names).
+    """
+    if os.path.isfile(path) and is_torch_file(path):
         return OFFICIAL
-    from encoding_custom.engine.checkpoint import FORMAT_KEY  # the training format belongs to the engine
+    names = mindspore_entry_names(path)
+    if TRAINING_FORMAT_KEY in names:
+        return TRAINING
+    if OPTIONS_KEY in names:
+        return WEIGHTS
+    raise WeightsError(describe_foreign_checkpoint(path, names))
 
-    return TRAINING if FORMAT_KEY in ms.load_checkpoint(path) else WEIGHTS
 
-
-def load_network_weights(net: LSegNet, path: str) -> None:
+def load_network_weights(net: LSegNet, path: str, backbone: Optional[str] = None, arch_option: Optional[int] = None,
+                         block_depth: Optional[int] = None, activation: Optional[str] = None) -> None:
     """Load network weights from any supported checkpoint into an already built ``net``, strictly.
 
     Args:
         net: LSegNet built with the checkpoint's architecture options and label count.
         path: a training ``.ckpt``, a ``modules.weights`` ``.ckpt`` or an official PyTorch ``.ckpt``.
+        backbone, arch_option, block_depth, activation: the values the user gave explicitly (None = not given).
+            Official checkpoints need them when their weights cannot tell (``block_depth`` of arch_option 1/2
+            without ``hyper_parameters``) and refuse values they contradict; the other kinds record their options.
 
     Raises:
-        modules.weights.WeightsError / encoding_custom.engine.CheckpointError: missing, unexpected or
-            mismatched parameters, listed.
+        modules.weights.WeightsError: ``"<path>: ..."``: an unreadable or foreign file, a network built with other
+            options than the checkpoint's (named), or missing, unexpected or mismatched parameters (listed);
+            :class:`modules.weights.WeightsOptionError` (a subclass) for an option to give or correct.
     """
     kind = checkpoint_kind(path)
     if kind == TRAINING:
-        from encoding_custom.engine import load_checkpoint
-
-        load_checkpoint(path, net, strict=True)
+        try:
+            stored = load_checkpoint(path, net, strict=True)["options"]
+        except CheckpointError as err:
+            differing = [] if "does not match" not in str(err) else \
+                differing_options(read_checkpoint(path)[2]["options"], net.build_options())
+            if differing:  # name the options first: they explain the parameter mismatch
+                raise WeightsError(f"{path}: training checkpoint of a network built with other options: "
+                                   + "; ".join(differing) + "; so it " + str(err)[len(path) + 2:]) from None
+            raise WeightsError(str(err)) from None
         net.invalidate_text_cache()
+        # Options without parameters (arch_option 1 vs 2, block_depth, activation) pass the strict name check.
+        differing = differing_options(stored, net.build_options())
+        if differing:
+            raise WeightsError(f"{path}: training checkpoint of a network built with other options: "
+                               + "; ".join(differing))
     elif kind == WEIGHTS:
         load_lseg_checkpoint(net, path)
     else:
-        with tempfile.TemporaryDirectory() as folder:
-            converted = os.path.join(folder, "converted.ckpt")
-            convert_official_checkpoint(path, converted, backbone=net.cfg.name)
-            load_lseg_checkpoint(net, converted)
+        load_official_checkpoint(net, path, backbone=backbone, arch_option=arch_option, block_depth=block_depth,
+                                 activation=activation)
 
 
 __all__ = ["build_lseg", "load_text_encoder_weights", "is_torch_file", "checkpoint_kind", "load_network_weights",

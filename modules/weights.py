@@ -1,14 +1,20 @@
 """Weight I/O for LSegNet, torch-free: official lang-seg checkpoints, our MindSpore checkpoints, ViT init.
 
 * :func:`official_state_to_lseg` maps an official Lightning ``state_dict`` onto LSegNet names, strictly.
-* :func:`convert_official_checkpoint` = read official ``.ckpt`` -> build the matching LSegNet -> write our ``.ckpt``.
+* :func:`official_build_options` resolves an official checkpoint's architecture options from the user's explicit
+  values, its ``hyper_parameters`` and its weights (a value they contradict, or one they cannot tell such as
+  ``block_depth``, raises :class:`WeightsOptionError` naming the option).
+* :func:`build_lseg_from_official` / :func:`load_official_checkpoint`: an official ``.ckpt`` into a new / a built
+  LSegNet; :func:`convert_official_checkpoint` also writes our ``.ckpt``.
 * :func:`save_lseg_checkpoint` / :func:`load_lseg_checkpoint` / :func:`build_lseg_from_checkpoint`: our format
   (a MindSpore checkpoint plus a JSON string entry ``lseg_build_options``; loading into a network built with other
   options fails with the differing options named).
 * :func:`init_backbone_from_pretrained`: initialise the ViT from timm ``.pth`` / ``.npz`` (timm-named or the
   original JAX/big_vision layout) or a MindCV ``.ckpt``, resizing the position embedding when needed.
 
-Every load path calls ``net.invalidate_text_cache()`` so cached text features are never stale.
+Every load path calls ``net.invalidate_text_cache()`` so cached text features are never stale. Every error about a
+file is one :class:`WeightsError` line that starts with the file's path and says what is wrong with it (missing,
+empty, truncated, not a checkpoint, a checkpoint of something else, or the mismatching options and names).
 """
 import json
 import os
@@ -19,6 +25,13 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor
+
+from clip_ms.torch_archive import TorchArchiveError, find_state_dict, load_torch_file, torch_file_format
+from encoding_custom.engine.checkpoint import FORMAT_KEY as TRAINING_FORMAT_KEY
+from encoding_custom.engine.checkpoint import CheckpointError, checkpoint_entry_names
+
+from .config import BACKBONES
+from .head import ACTIVATIONS, ARCH_OPTIONS
 
 OPTIONS_KEY = "lseg_build_options"
 FORMAT_VERSION = 1
@@ -39,8 +52,37 @@ _OFFICIAL_IGNORED = (re.compile(r"\.num_batches_tracked$"), re.compile(r"^clip_p
                      re.compile(r"^clip_pretrained\.logit_scale$"))
 
 
+# The official lang-seg default (modules/lseg_module.py --activation); the activation has no parameters.
+OFFICIAL_DEFAULT_ACTIVATION = "lrelu"
+# Our name of the spatial regularisation block's one conv weight (official: scratch.head_block.depthwise.depthwise.*).
+HEAD_BLOCK_WEIGHT = "scratch.head_block.label_conv.conv.weight"
+_PATCH_EMBED = "pretrained.model.patch_embed.proj.weight"
+
+
 class WeightsError(ValueError):
-    """A checkpoint does not fit the network (the message names the file and the offending entries)."""
+    """A weights file is unreadable or does not fit the network; the message starts with the file's path and says
+    what is wrong (with the offending options and entries)."""
+
+
+class WeightsOptionError(WeightsError):
+    """An architecture option that an official checkpoint cannot tell, or that contradicts it.
+
+    Args:
+        path: the checkpoint.
+        option: the option's name (``"backbone"``, ``"arch_option"``, ``"block_depth"``, ``"activation"``,
+            ``"text_config"``).
+        template: what is wrong, with ``{flag}`` where the option is named.
+
+    ``str(error)`` names the option as ``option``; scripts call :meth:`describe` with their own spelling.
+    """
+
+    def __init__(self, path: str, option: str, template: str):
+        self.path, self.option, self.template = path, option, template
+        super().__init__(self.describe(option))
+
+    def describe(self, flag: str) -> str:
+        """Args: flag: how the caller spells the option (e.g. ``"--block_depth"``). Returns: the one-line message."""
+        return f"{self.path}: " + self.template.replace("{flag}", flag)
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -52,13 +94,16 @@ def expected_parameters(net) -> "OrderedDict[str, Tuple[int, ...]]":
     return OrderedDict((name, tuple(p.shape)) for name, p in net.parameters_and_names() if name != TEXT_CACHE_NAME)
 
 
-def _list_block(title: str, names: Iterable[str], limit: int = 25) -> str:
+def _listing(title: str, names: Iterable[str], limit: int = 25) -> str:
+    """Args: title: category; names: entries; limit: how many to show.
+
+    Returns: ``"title (N): a, b, ... and M more"``, or ``""`` when there are none.
+    """
     names = list(names)
     if not names:
         return ""
-    shown = "\n    ".join(names[:limit])
-    more = f"\n    ... and {len(names) - limit} more" if len(names) > limit else ""
-    return f"\n  {title} ({len(names)}):\n    {shown}{more}"
+    more = f" ... and {len(names) - limit} more" if len(names) > limit else ""
+    return f"{title} ({len(names)}): " + ", ".join(names[:limit]) + more
 
 
 def match_strictly(source: Dict[str, np.ndarray], expected: Dict[str, Tuple[int, ...]], where: str,
@@ -89,16 +134,86 @@ def match_strictly(source: Dict[str, np.ndarray], expected: Dict[str, Tuple[int,
     return out
 
 
-def _report_mismatch(shapes: Dict[str, Tuple[int, ...]], expected: Dict[str, Tuple[int, ...]], where: str) -> None:
-    """Raise WeightsError listing missing, unexpected and shape-mismatched names (no-op when all match)."""
+def mismatch_summary(shapes: Dict[str, Tuple[int, ...]], expected: Dict[str, Tuple[int, ...]]) -> str:
+    """One line listing the missing, unexpected and shape-mismatched names.
+
+    Args:
+        shapes: name -> shape found in the checkpoint (our naming).
+        expected: name -> shape of the network.
+
+    Returns:
+        ``"missing (N): ...; unexpected (N): ...; shape mismatch (N): name: checkpoint (..) vs network (..)"``, or
+        ``""`` when names and shapes all match.
+    """
     missing = [name for name in expected if name not in shapes]
     unexpected = [name for name in shapes if name not in expected]
     mismatched = [f"{name}: checkpoint {shapes[name]} vs network {expected[name]}"
                   for name in expected if name in shapes and shapes[name] != tuple(expected[name])]
-    if missing or unexpected or mismatched:
-        raise WeightsError(f"{where}: checkpoint does not match the network"
-                           + _list_block("missing", missing) + _list_block("unexpected", unexpected)
-                           + _list_block("shape mismatch", mismatched))
+    parts = (_listing("missing", missing), _listing("unexpected", unexpected), _listing("shape mismatch", mismatched))
+    return "; ".join(part for part in parts if part)
+
+
+def _report_mismatch(shapes: Dict[str, Tuple[int, ...]], expected: Dict[str, Tuple[int, ...]], where: str) -> None:
+    """Raise WeightsError listing missing, unexpected and shape-mismatched names (no-op when all match)."""
+    summary = mismatch_summary(shapes, expected)
+    if summary:
+        raise WeightsError(f"{where}: checkpoint does not match the network: {summary}")
+
+
+def differing_options(found: Dict, wanted: Dict) -> List[str]:
+    """Args: found: the checkpoint's options; wanted: the network's. Returns: ``"key: checkpoint A vs network B"``."""
+    return [f"{key}: checkpoint {found[key]!r} vs network {value!r}" for key, value in wanted.items()
+            if key in found and found[key] != value]
+
+
+def _raise_other_options(path: str, differing: List[str], summary: str) -> None:
+    """Raise the WeightsError for a checkpoint of a network built with other options (no-op when none differ)."""
+    if differing:
+        names = f"; its parameters: {summary}" if summary else " (the parameter names and shapes are the same)"
+        raise WeightsError(f"{path}: checkpoint of a network built with other options: " + "; ".join(differing)
+                           + names)
+
+
+# ---------------------------------------------------------------------------------------------- reading files
+def mindspore_entry_names(path: str) -> List[str]:
+    """Args: path: a MindSpore ``.ckpt``. Returns: its entry names (no tensor is read).
+
+    Raises: WeightsError ``"<path>: ..."``: missing, a directory, empty, truncated, damaged, not a MindSpore checkpoint.
+    """
+    try:
+        return checkpoint_entry_names(path)
+    except CheckpointError as error:
+        raise WeightsError(str(error)) from None
+
+
+def load_mindspore_checkpoint(path: str) -> Dict:
+    """``mindspore.load_checkpoint`` behind a structural check, so a bad file is one WeightsError line.
+
+    Args:
+        path: a MindSpore ``.ckpt``.
+
+    Returns:
+        name -> Parameter (strings for text entries), as ``mindspore.load_checkpoint``.
+
+    Raises:
+        WeightsError: ``"<path>: ..."`` missing, a directory, empty, truncated, damaged, not a MindSpore checkpoint.
+    """
+    mindspore_entry_names(path)
+    try:
+        return ms.load_checkpoint(path)
+    except (ValueError, RuntimeError) as error:
+        first_line = (str(error).splitlines() or [""])[0]
+        raise WeightsError(f"{path}: unreadable MindSpore checkpoint ({first_line})") from None
+
+
+def describe_foreign_checkpoint(path: str, names: List[str]) -> str:
+    """Args: path: a MindSpore checkpoint that is none of ours; names: its entries.
+
+    Returns: the one-line message saying so, with a few of its entry names.
+    """
+    shown = ", ".join(names[:5]) + (f", ... ({len(names)} entries)" if len(names) > 5 else "")
+    return (f"{path}: a MindSpore checkpoint of something else, not an LSegNet checkpoint (no '{OPTIONS_KEY}' entry "
+            f"of modules.weights nor '{TRAINING_FORMAT_KEY}' of training); its entries: {shown}")
 
 
 def _assign(net, arrays: Dict[str, np.ndarray]) -> None:
@@ -207,6 +322,40 @@ def official_state_to_lseg(state: Dict[str, np.ndarray], expected: Dict[str, Tup
     return match_strictly(OrderedDict((ours, state[original]) for original, ours in mapping.items()), expected, where)
 
 
+def read_official_checkpoint(path: str) -> Tuple[object, "OrderedDict[str, np.ndarray]"]:
+    """Read an official lang-seg checkpoint (torch.save zip or legacy pickle), without torch.
+
+    Args:
+        path: the file.
+
+    Returns:
+        (the loaded checkpoint object, its state_dict: name -> array, names as in the file).
+
+    Raises:
+        WeightsError: ``"<path>: ..."``: missing, a directory, empty, truncated or damaged, not a torch file (a
+            MindSpore checkpoint is named as such), or a torch file holding no LSeg state_dict.
+    """
+    if os.path.isfile(path) and torch_file_format(path) is None:
+        names = mindspore_entry_names(path)  # raises for what is no MindSpore checkpoint either (empty, text, ...)
+        if OPTIONS_KEY in names or TRAINING_FORMAT_KEY in names:
+            raise WeightsError(f"{path}: already a MindSpore checkpoint of ours, not an official lang-seg PyTorch "
+                               "checkpoint; load it as it is")
+        raise WeightsError(describe_foreign_checkpoint(path, names))
+    if not os.path.isfile(path):
+        mindspore_entry_names(path)  # the same "no such file" / "is a directory" message as every other reader
+    try:
+        checkpoint = load_torch_file(path)
+        state = find_state_dict(checkpoint, path=path)
+    except TorchArchiveError as error:
+        raise WeightsError(str(error)) from None
+    names = strip_lightning_prefix(state)
+    if not any(name.startswith(("pretrained.", "scratch.")) for name in names):
+        raise WeightsError(f"{path}: a PyTorch checkpoint of something else, not lang-seg's LSeg (no pretrained.* or "
+                           f"scratch.* entries); its state_dict holds {len(names)} tensors such as "
+                           + ", ".join(list(names)[:5]))
+    return checkpoint, state
+
+
 def infer_official_options(checkpoint, state: Dict[str, np.ndarray]) -> Dict:
     """Build options of an official checkpoint: Lightning ``hyper_parameters`` when present, else the weights.
 
@@ -216,26 +365,111 @@ def infer_official_options(checkpoint, state: Dict[str, np.ndarray]) -> Dict:
 
     Returns:
         dict with ``backbone``, ``arch_option``, ``block_depth``, ``activation`` (values that could not be
-        determined are absent).
+        determined are absent; ``block_depth`` and ``activation`` leave no trace in the weights).
     """
-    options = {}
+    options = _weights_options(state)
+    options.update(_hyper_options(checkpoint))
+    return options
+
+
+def _hyper_options(checkpoint) -> Dict:
+    """Returns: the architecture options recorded in a Lightning checkpoint's ``hyper_parameters`` (maybe none)."""
     hyper = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if isinstance(hyper, dict):
-        for key in ("backbone", "arch_option", "block_depth", "activation"):
-            if key in hyper:
-                options[key] = hyper[key]
+    if not isinstance(hyper, dict):
+        return {}
+    return {key: hyper[key] for key in ("backbone", "arch_option", "block_depth", "activation") if key in hyper}
+
+
+def _weights_options(state: Dict[str, np.ndarray]) -> Dict:
+    """Returns: what the weights alone tell: ``arch_option`` 0 when there is no block, ``backbone`` by patch shape."""
     names = strip_lightning_prefix(state)
-    if "arch_option" not in options and not any(name.startswith("scratch.head_block.") for name in names):
+    options = {}
+    if not _has_head_block(names):
         options["arch_option"] = 0
+    patch = names.get(_PATCH_EMBED)
+    if patch is not None:
+        width, _, kernel, _ = np.shape(patch)
+        for cfg in BACKBONES.values():
+            if cfg.width == width and cfg.patch_size == kernel:
+                options["backbone"] = cfg.name
+                break
+    return options
+
+
+def _has_head_block(names: Iterable[str]) -> bool:
+    return any(name.startswith("scratch.head_block.") for name in names)
+
+
+def official_build_options(path: str, checkpoint, state: Dict[str, np.ndarray], backbone: Optional[str] = None,
+                           arch_option: Optional[int] = None, block_depth: Optional[int] = None,
+                           activation: Optional[str] = None) -> Dict:
+    """The architecture of an official checkpoint, from the user's explicit values, its ``hyper_parameters`` and
+    its weights.
+
+    What the weights tell: the backbone (patch embedding shape) and whether the spatial regularisation block exists
+    (arch_option 0 or not). They cannot tell arch_option 1 from 2 (the same one shared 3x3 conv), nor block_depth
+    (how many times that conv is applied) nor the activation (no parameters), see lang-seg's lseg_blocks.py /
+    lseg_net.py. So with the block present and no hyper_parameters, ``arch_option`` and ``block_depth`` must be
+    given; the activation defaults to the official ``lrelu``.
+
+    Args:
+        path: the checkpoint (for messages).
+        checkpoint, state: :func:`read_official_checkpoint`'s result.
+        backbone, arch_option, block_depth, activation: the values the user gave explicitly; None = not given.
+
+    Returns:
+        dict with ``backbone``, ``arch_option``, ``block_depth``, ``activation``.
+
+    Raises:
+        WeightsOptionError: an explicit value the checkpoint contradicts (both values named), a value that cannot
+            be told and is not given, or a value that is not one of ours.
+    """
+    names = strip_lightning_prefix(state)
+    hyper, weights = _hyper_options(checkpoint), _weights_options(state)
+    explicit = {key: value for key, value in dict(backbone=backbone, arch_option=arch_option, block_depth=block_depth,
+                                                  activation=activation).items() if value is not None}
+    has_block = _has_head_block(names)
+    if has_block:
+        facts = {"arch_option": ("1 or 2", f"its weights hold the spatial regularisation block ({HEAD_BLOCK_WEIGHT}) "
+                                           "of arch options 1 and 2")}
+    else:
+        facts = {"arch_option": (0, f"its weights hold no spatial regularisation block ({HEAD_BLOCK_WEIGHT} absent)")}
+    if "backbone" in weights:
+        facts["backbone"] = (weights["backbone"], f"{_PATCH_EMBED} has shape {tuple(np.shape(names[_PATCH_EMBED]))}")
+    for key, given in explicit.items():
+        if key in facts:
+            found, why = facts[key]
+            fits = (given in (1, 2)) == has_block if key == "arch_option" else given == found
+            if not fits:
+                raise WeightsOptionError(path, key, f"{{flag}} {given} was given, but the checkpoint's is {found}: "
+                                                    f"{why}")
+        if key in hyper and hyper[key] != given:
+            raise WeightsOptionError(path, key, f"{{flag}} {given} was given, but the checkpoint's hyper_parameters "
+                                                f"say {hyper[key]}")
+    options = {**weights, **hyper, **explicit}
     if "backbone" not in options:
-        patch = names.get("pretrained.model.patch_embed.proj.weight")
-        if patch is not None:
-            from .config import BACKBONES
-            width, _, kernel, _ = np.shape(patch)
-            for cfg in BACKBONES.values():
-                if cfg.width == width and cfg.patch_size == kernel:
-                    options["backbone"] = cfg.name
-                    break
+        raise WeightsOptionError(path, "backbone", "cannot tell {flag}: no hyper_parameters and "
+                                 f"{_PATCH_EMBED} matches none of {sorted(BACKBONES)}; pass {{flag}}")
+    if options["backbone"] not in BACKBONES:
+        raise WeightsOptionError(path, "backbone", f"{{flag}} {options['backbone']!r} is none of {sorted(BACKBONES)}")
+    if "arch_option" not in options:
+        raise WeightsOptionError(path, "arch_option", "cannot tell {flag} 1 from 2: the checkpoint has no "
+                                 f"hyper_parameters and its weights hold the spatial regularisation block "
+                                 f"({HEAD_BLOCK_WEIGHT}), which both build with the same parameters; pass {{flag}}")
+    if options["arch_option"] not in ARCH_OPTIONS:
+        raise WeightsOptionError(path, "arch_option", f"{{flag}} {options['arch_option']!r} is none of {ARCH_OPTIONS}")
+    if "block_depth" not in options:
+        if options["arch_option"] != 0:
+            raise WeightsOptionError(path, "block_depth", "{flag} is required: the checkpoint has no hyper_parameters "
+                                     f"and how often the block of arch_option {options['arch_option']} is applied "
+                                     "leaves no trace in its weights (one shared 3x3 conv); pass the {flag} it was "
+                                     "trained with")
+        options["block_depth"] = 0
+    if not isinstance(options["block_depth"], int) or options["block_depth"] < 0:
+        raise WeightsOptionError(path, "block_depth", f"{{flag}} {options['block_depth']!r} is not an integer >= 0")
+    options.setdefault("activation", OFFICIAL_DEFAULT_ACTIVATION)
+    if options["activation"] not in ACTIVATIONS:
+        raise WeightsOptionError(path, "activation", f"{{flag}} {options['activation']!r} is none of {ACTIVATIONS}")
     return options
 
 
@@ -272,6 +506,74 @@ def infer_text_config_name(state: Dict[str, np.ndarray], where: str) -> str:
                        f"{sorted(clip_ms.TEXT_CONFIGS)}")
 
 
+def _official_text_config(path: str, state: Dict[str, np.ndarray], text_config: Optional[str]) -> str:
+    """Returns: the explicit ``text_config`` (checked) or the one inferred from the CLIP text tower's shapes."""
+    import clip_ms
+    if text_config is not None and text_config not in clip_ms.TEXT_CONFIGS:
+        raise WeightsOptionError(path, "text_config",
+                                 f"{{flag}} {text_config!r} is none of {sorted(clip_ms.TEXT_CONFIGS)}")
+    return text_config or infer_text_config_name(state, path)
+
+
+def build_lseg_from_official(path: str, labels: Optional[List[str]] = None, backbone: Optional[str] = None,
+                             arch_option: Optional[int] = None, block_depth: Optional[int] = None,
+                             activation: Optional[str] = None, text_config: Optional[str] = None):
+    """Build the LSegNet an official lang-seg ``.ckpt`` (or bare state_dict file) needs and load it, strictly.
+
+    Args:
+        path: official checkpoint (torch.save zip or legacy pickle; float16 or float32).
+        labels: label list of the network (default ADE20K).
+        backbone, arch_option, block_depth, activation, text_config: the values the user gave explicitly
+            (None = read from the checkpoint, see :func:`official_build_options`).
+
+    Returns:
+        the loaded LSegNet.
+
+    Raises:
+        WeightsError: unreadable file or any missing/unexpected/mismatched entry;
+            WeightsOptionError: an option the checkpoint contradicts or cannot tell (``block_depth``).
+    """
+    from .lseg import LSegNet
+    checkpoint, state = read_official_checkpoint(path)
+    options = official_build_options(path, checkpoint, state, backbone=backbone, arch_option=arch_option,
+                                     block_depth=block_depth, activation=activation)
+    net = LSegNet(options["backbone"], labels=labels, arch_option=int(options["arch_option"]),
+                  block_depth=int(options["block_depth"]), activation=options["activation"],
+                  text_config=_official_text_config(path, state, text_config))
+    _assign(net, official_state_to_lseg(state, expected_parameters(net), where=path))
+    net.invalidate_text_cache()
+    return net
+
+
+def load_official_checkpoint(net, path: str, backbone: Optional[str] = None, arch_option: Optional[int] = None,
+                             block_depth: Optional[int] = None, activation: Optional[str] = None) -> Dict:
+    """Load an official lang-seg ``.ckpt`` into an already built ``net``, strictly, without a temporary file.
+
+    Args:
+        net: LSegNet built with the checkpoint's architecture.
+        path: official checkpoint.
+        backbone, arch_option, block_depth, activation: the values the user gave explicitly (None = not given).
+
+    Returns:
+        the checkpoint's options (:func:`official_build_options` plus ``text_config``).
+
+    Raises:
+        WeightsOptionError: an option the checkpoint contradicts or cannot tell; WeightsError: the network was
+            built with other options (named, with the mismatching parameter names) or the parameters do not fit.
+    """
+    checkpoint, state = read_official_checkpoint(path)
+    options = official_build_options(path, checkpoint, state, backbone=backbone, arch_option=arch_option,
+                                     block_depth=block_depth, activation=activation)
+    options["text_config"] = _official_text_config(path, state, None)
+    expected = expected_parameters(net)
+    mapping = official_name_map(state, expected, path)
+    shapes = {ours: tuple(np.shape(state[original])) for original, ours in mapping.items()}
+    _raise_other_options(path, differing_options(options, net.build_options()), mismatch_summary(shapes, expected))
+    _assign(net, official_state_to_lseg(state, expected, where=path))
+    net.invalidate_text_cache()
+    return options
+
+
 def convert_official_checkpoint(src: str, dst: str, backbone: Optional[str] = None,
                                 arch_option: Optional[int] = None, block_depth: Optional[int] = None,
                                 activation: Optional[str] = None, text_config: Optional[str] = None,
@@ -279,40 +581,24 @@ def convert_official_checkpoint(src: str, dst: str, backbone: Optional[str] = No
     """Convert an official lang-seg Lightning ``.ckpt`` (or a bare state_dict file) into our MindSpore ``.ckpt``.
 
     Options not given are read from the checkpoint's ``hyper_parameters`` or inferred from its weights
-    (the official defaults ``block_depth=0``, ``activation="lrelu"`` fill the rest).
+    (:func:`official_build_options`: ``block_depth`` is required when neither tells it).
 
     Args:
         src: official checkpoint (torch.save zip or legacy pickle; float16 or float32).
         dst: our checkpoint to write (atomically).
-        backbone, arch_option, block_depth, activation, text_config: overrides.
+        backbone, arch_option, block_depth, activation, text_config: the user's explicit values (None = infer).
         labels: label list of the built network (default ADE20K; does not affect the file).
 
     Returns:
         the LSegNet built and loaded with the converted weights.
 
     Raises:
-        WeightsError: unreadable file or any missing/unexpected/mismatched entry.
+        WeightsError: unreadable file or any missing/unexpected/mismatched entry; WeightsOptionError: an option
+            the checkpoint contradicts or cannot tell.
     """
-    from clip_ms.torch_archive import find_state_dict, load_torch_file
-
-    from .lseg import LSegNet
-    checkpoint = load_torch_file(src)
-    state = find_state_dict(checkpoint, path=src)
-    options = {"block_depth": 0, "activation": "lrelu"}
-    options.update(infer_official_options(checkpoint, state))
-    overrides = dict(backbone=backbone, arch_option=arch_option, block_depth=block_depth, activation=activation)
-    options.update({k: v for k, v in overrides.items() if v is not None})
-    if "backbone" not in options:
-        raise WeightsError(f"{src}: cannot tell the backbone; pass --backbone")
-    if "arch_option" not in options:
-        raise WeightsError(f"{src}: cannot tell arch_option; pass --arch-option")
-    text_config = text_config or infer_text_config_name(state, src)
-    net = LSegNet(options["backbone"], labels=labels if labels is not None else ["other"],
-                  arch_option=int(options["arch_option"]), block_depth=int(options["block_depth"]),
-                  activation=options["activation"], text_config=text_config)
-    arrays = official_state_to_lseg(state, expected_parameters(net), where=src)
-    _assign(net, arrays)
-    net.invalidate_text_cache()
+    net = build_lseg_from_official(src, labels=labels if labels is not None else ["other"], backbone=backbone,
+                                   arch_option=arch_option, block_depth=block_depth, activation=activation,
+                                   text_config=text_config)
     save_lseg_checkpoint(net, dst)
     if labels is None:
         net.set_labels(_default_labels())
@@ -346,18 +632,23 @@ def read_lseg_checkpoint(path: str) -> Tuple[Dict, "OrderedDict[str, np.ndarray]
 
     Returns: (build options dict, OrderedDict name -> array).
 
-    Raises: WeightsError if the file is missing or not an LSegNet checkpoint.
+    Raises: WeightsError ``"<path>: ..."``: missing, unreadable, or not an LSegNet checkpoint of ours (says what
+    it is instead).
     """
-    if not os.path.isfile(path):
-        raise WeightsError(f"{path}: no such checkpoint file")
+    if os.path.isfile(path) and torch_file_format(path) is not None:
+        raise WeightsError(f"{path}: a PyTorch file (an official lang-seg checkpoint?), not our MindSpore .ckpt; "
+                           "convert it with `python -m modules.convert`")
+    names = mindspore_entry_names(path)
+    if OPTIONS_KEY not in names:
+        if TRAINING_FORMAT_KEY in names:
+            raise WeightsError(f"{path}: a training checkpoint (train_custom.py), not an LSegNet weights checkpoint "
+                               "of modules.weights; load it with modules.factory.load_network_weights")
+        raise WeightsError(describe_foreign_checkpoint(path, names))
+    raw = load_mindspore_checkpoint(path)
     try:
-        raw = ms.load_checkpoint(path)
-    except (ValueError, RuntimeError) as error:
-        raise WeightsError(f"{path}: not a readable MindSpore checkpoint ({error})") from None
-    if OPTIONS_KEY not in raw:
-        raise WeightsError(f"{path}: no '{OPTIONS_KEY}' entry; not an LSegNet checkpoint written by modules.weights "
-                           f"(convert official lang-seg checkpoints with `python -m modules.convert`)")
-    options = json.loads(str(raw.pop(OPTIONS_KEY)))
+        options = json.loads(str(raw.pop(OPTIONS_KEY)))
+    except ValueError as error:
+        raise WeightsError(f"{path}: damaged '{OPTIONS_KEY}' entry ({error})") from None
     arrays = OrderedDict((name, value.asnumpy()) for name, value in raw.items()
                          if isinstance(value, (Parameter, Tensor)))
     return options, arrays
@@ -374,17 +665,15 @@ def load_lseg_checkpoint(net, path: str) -> Dict:
         the stored options (including ``extra`` metadata if any).
 
     Raises:
-        WeightsError: naming each option that differs, or the missing/unexpected/mismatched parameters.
+        WeightsError: naming each option that differs (and the parameter names that differ with it), or the
+            missing/unexpected/mismatched parameters.
     """
     options, arrays = read_lseg_checkpoint(path)
-    wanted = net.build_options()
-    differing = [f"{key}: checkpoint {options.get(key)!r} vs network {value!r}"
-                 for key, value in wanted.items() if options.get(key) != value]
-    if differing:
-        raise WeightsError(f"{path}: checkpoint was saved from a network built with other options:\n  "
-                           + "\n  ".join(differing) + "\nbuild the network with the checkpoint's options "
-                           "(modules.weights.build_lseg_from_checkpoint does this)")
-    _assign(net, match_strictly(arrays, expected_parameters(net), path))
+    expected = expected_parameters(net)
+    shapes = {name: tuple(np.shape(value)) for name, value in arrays.items()}
+    stored = {key: options.get(key) for key in net.build_options()}
+    _raise_other_options(path, differing_options(stored, net.build_options()), mismatch_summary(shapes, expected))
+    _assign(net, match_strictly(arrays, expected, path))
     net.invalidate_text_cache()
     return options
 
@@ -449,9 +738,9 @@ def _jax_vit_to_timm(npz: Dict[str, np.ndarray]) -> "OrderedDict[str, np.ndarray
 def _read_vit_source(path: str) -> "OrderedDict[str, np.ndarray]":
     """Read a ViT checkpoint into MindCV-style names without the ``pretrained.model.`` prefix."""
     if not os.path.isfile(path):
-        raise WeightsError(f"{path}: no such file")
+        mindspore_entry_names(path)  # "no such file" / "is a directory"
     if path.endswith(".ckpt"):
-        raw = ms.load_checkpoint(path)
+        raw = load_mindspore_checkpoint(path)
         state = OrderedDict((name, value.asnumpy()) for name, value in raw.items() if isinstance(value, Tensor))
         for prefix in ("pretrained.model.", "network.", "model."):
             if state and all(name.startswith(prefix) for name in state):
@@ -463,8 +752,10 @@ def _read_vit_source(path: str) -> "OrderedDict[str, np.ndarray]":
             arrays = {name: npz[name] for name in npz.files}
         state = _jax_vit_to_timm(arrays) if "embedding/kernel" in arrays else OrderedDict(arrays)
     else:
-        from clip_ms.torch_archive import find_state_dict, load_torch_file
-        state = find_state_dict(load_torch_file(path), path=path)
+        try:
+            state = find_state_dict(load_torch_file(path), path=path)
+        except TorchArchiveError as error:
+            raise WeightsError(str(error)) from None
     renamed = OrderedDict()
     for name, value in state.items():
         mindcv_name = re.sub(r"((?:^|\.)norm\d?)\.bias$", r"\1.beta", name)

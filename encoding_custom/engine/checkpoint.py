@@ -8,6 +8,10 @@ File layout (one ``.ckpt`` written by ``mindspore.save_checkpoint``):
 
 Writes go to a temporary file in the same folder, are fsync'ed, then ``os.replace``d over the target, so a process
 killed at any moment leaves either the previous complete file or the new complete file, never a torn one.
+
+Reads check the file's structure first (:func:`checkpoint_entry_names`), so a missing, empty, truncated or foreign
+file gives one :class:`CheckpointError` line naming the file and what is wrong, and MindSpore never logs its own
+misleading ERROR line ("May not have permission to read it", "check 'filter_prefix'") for it.
 """
 import glob
 import json
@@ -26,8 +30,135 @@ FORMAT_KEY = "lseg_ckpt_format"  # present in every checkpoint this module write
 META_KEYS = (FORMAT_KEY, "epoch", "options_json", "metrics_json")
 
 
+# MindSpore's .ckpt is a protobuf ``Checkpoint`` message (mindspore/train/checkpoint.proto, identical on 2.0.0 and
+# 2.10): ``repeated Value value = 1`` with ``Value {string tag = 1; TensorProto tensor = 2; MapTensorProto maptensor
+# = 3}``. save_checkpoint serialises one parameter (or one slice of a large one) at a time, so the file is a plain run
+# of field-1 records; ``crc_check=True`` appends b"crc_num" and a 10-byte CRC.
+_RECORD_KEY = 0x0A  # field 1, wire type 2 (length-delimited)
+_TAG_KEY = 0x0A  # Value.tag
+_DATA_KEYS = (0x12, 0x1A)  # Value.tensor, Value.maptensor
+_CRC_TRAILER = b"crc_num"
+_CRC_TRAILER_SIZE = len(_CRC_TRAILER) + 10
+_MAX_VARINT_BYTES = 10
+
+
 class CheckpointError(RuntimeError):
-    """A checkpoint is unreadable or does not match the network/optimizer; the message names the file."""
+    """A checkpoint is unreadable or does not match the network/optimizer; the message starts with the file."""
+
+
+def _read_varint(handle) -> Optional[int]:
+    """Args: handle: binary file. Returns: the protobuf varint at its position, or None (end of file / not one)."""
+    value = 0
+    for index in range(_MAX_VARINT_BYTES):
+        byte = handle.read(1)
+        if not byte:
+            return None
+        value |= (byte[0] & 0x7F) << (7 * index)
+        if byte[0] < 0x80:
+            return value
+    return None
+
+
+def _leading_tag(handle, end: int) -> Optional[str]:
+    """The name in the ``tag`` field at the handle's position (the first field of a ``Value``), or None."""
+    if _read_varint(handle) != _TAG_KEY:
+        return None
+    length = _read_varint(handle)
+    if length is None or handle.tell() + length > end:
+        return None
+    try:
+        name = handle.read(length).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return name if name.isprintable() else None
+
+
+def _value_tag(handle, end: int) -> Optional[str]:
+    """The name of the ``Value`` record that starts at the handle's position and ends at ``end``.
+
+    Returns:
+        the name, or None when those bytes are not a ``Value`` (tag first, then tensor/maptensor fields filling
+        the record exactly).
+    """
+    name = _leading_tag(handle, end)
+    has_data = False
+    while name is not None and handle.tell() < end:
+        key = _read_varint(handle)
+        length = _read_varint(handle) if key in _DATA_KEYS else None
+        if length is None or handle.tell() + length > end:
+            return None
+        handle.seek(length, os.SEEK_CUR)
+        has_data = True
+    return name if has_data else None
+
+
+def _describe_content(head: bytes) -> str:
+    """Args: head: the first bytes of a file. Returns: what the file looks like, for error messages."""
+    if head[:2] == b"PK":
+        return "a zip archive (torch.save writes these: a PyTorch or official lang-seg checkpoint?)"
+    if head[:1] == b"\x80":
+        return "a Python pickle (a legacy torch.save file?)"
+    if all(32 <= byte < 127 or byte in b"\t\n\r" for byte in head):
+        return "a text file (starts with %r)" % head[:24].decode("ascii")
+    return "unrecognised content (first bytes %s)" % head[:8].hex()
+
+
+def checkpoint_entry_names(path: str) -> List[str]:
+    """The entry names of a MindSpore ``.ckpt``, read from its record headers without loading any tensor.
+
+    Walks the protobuf records (see ``_RECORD_KEY``): every record must be a parameter entry and the last must end
+    exactly at the end of the file, which catches empty, truncated, damaged and non-MindSpore files before
+    ``mindspore.load_checkpoint`` sees them (it logs its own ERROR line and blames permissions or ``filter_prefix``).
+
+    Args:
+        path: the file.
+
+    Returns:
+        the entry names in file order, each once (slices of one large parameter share a name).
+
+    Raises:
+        CheckpointError: ``"<path>: <what is wrong>"``: no such file, a directory, empty, not a MindSpore checkpoint
+            (says what it looks like: zip, pickle, text), truncated or damaged (with the byte offset).
+    """
+    if not os.path.exists(path):
+        raise CheckpointError("%s: no such file" % path)
+    if os.path.isdir(path):
+        raise CheckpointError("%s: is a directory, not a checkpoint file" % path)
+    size = os.path.getsize(path)
+    if size == 0:
+        raise CheckpointError("%s: empty file (0 bytes), not a checkpoint" % path)
+    names: List[str] = []
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+        position = 0
+        while position < size:
+            handle.seek(position)
+            if size - position == _CRC_TRAILER_SIZE and handle.read(len(_CRC_TRAILER)) == _CRC_TRAILER:
+                break
+            handle.seek(position)
+            key = _read_varint(handle)
+            length = _read_varint(handle) if key == _RECORD_KEY else None
+            end = None if length is None else handle.tell() + length
+            if end is not None and end > size:
+                name = _leading_tag(handle, size)
+                if name is not None:
+                    raise CheckpointError("%s: truncated: entry %d (%s) ends at byte %d, the file has %d bytes"
+                                          % (path, len(names) + 1, name, end, size))
+            name = _value_tag(handle, end) if end is not None and end <= size else None
+            if name is None:
+                if not names:
+                    raise CheckpointError("%s: not a MindSpore checkpoint: %s" % (path, _describe_content(head)))
+                if (end is not None and end > size) or (end is None and handle.tell() >= size):
+                    raise CheckpointError("%s: truncated after entry %d (%s), at byte %d of %d"
+                                          % (path, len(names), names[-1], position, size))
+                raise CheckpointError("%s: damaged: byte %d (after entry %d, %s) does not start a parameter entry"
+                                      % (path, position, len(names), names[-1]))
+            if not names or names[-1] != name:
+                names.append(name)
+            position = end
+    if not names:
+        raise CheckpointError("%s: holds no entries (only a CRC record)" % path)
+    return names
 
 
 def _optimizer_state(optimizer: nn.Cell, network: nn.Cell) -> List[Dict]:
@@ -104,14 +235,16 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, ms.Parameter], Dict[str, ms.Pa
         ``options`` and ``metrics`` (dicts), ``format`` (int or None for a plain network checkpoint).
 
     Raises:
-        CheckpointError: missing or unreadable file.
+        CheckpointError: ``"<path>: ..."``: missing, empty, truncated, damaged or not a MindSpore checkpoint
+            (see :func:`checkpoint_entry_names`).
     """
-    if not os.path.isfile(path):
-        raise CheckpointError("checkpoint not found: %s" % path)
+    checkpoint_entry_names(path)
     try:
         raw = ms.load_checkpoint(path)
     except Exception as err:  # MindSpore raises ValueError/RuntimeError with its own wording
-        raise CheckpointError("checkpoint %s is unreadable (%s: %s)" % (path, type(err).__name__, err)) from err
+        first_line = (str(err).splitlines() or [""])[0]
+        raise CheckpointError("%s: unreadable MindSpore checkpoint (%s: %s)" % (path, type(err).__name__,
+                                                                                first_line)) from None
     network_params, optimizer_params = {}, {}
     for name, value in raw.items():
         if name in META_KEYS:
@@ -149,7 +282,7 @@ def _match(path: str, what: str, target: Dict[str, ms.Parameter], stored: Dict[s
     if strict and unexpected:
         problems.append("%d checkpoint entries unknown to the %s, e.g. %s" % (len(unexpected), what, unexpected[:5]))
     if problems:
-        raise CheckpointError("checkpoint %s does not match the %s: %s" % (path, what, " | ".join(problems)))
+        raise CheckpointError("%s: does not match the %s: %s" % (path, what, " | ".join(problems)))
 
 
 def load_checkpoint(path: str, network: nn.Cell, optimizer: Optional[nn.Cell] = None, strict: bool = True) -> Dict:
@@ -169,12 +302,16 @@ def load_checkpoint(path: str, network: nn.Cell, optimizer: Optional[nn.Cell] = 
         CheckpointError: unreadable file, missing/unexpected names or shape mismatch (listing the first ones).
     """
     network_params, optimizer_params, meta = read_checkpoint(path)
+    if optimizer is not None and meta["format"] is None:
+        raise CheckpointError("%s: not a training checkpoint (no %s entry; it holds %d entries such as %s), so it "
+                              "cannot be resumed" % (path, FORMAT_KEY, len(network_params) + len(optimizer_params),
+                                                     ", ".join(sorted(network_params)[:3])))
     target = {p.name: p for p in network.get_parameters()}
     _match(path, "network", target, network_params, strict)
     ms.load_param_into_net(network, {k: v for k, v in network_params.items() if k in target})
     if optimizer is not None:
         if not optimizer_params:
-            raise CheckpointError("checkpoint %s holds no optimizer state (needed to resume)" % path)
+            raise CheckpointError("%s: holds no optimizer state (needed to resume)" % path)
         network_ids = {id(p) for p in network.get_parameters()}
         opt_target = {p.name: p for p in optimizer.get_parameters() if id(p) not in network_ids}
         _match(path, "optimizer", opt_target, optimizer_params, strict)

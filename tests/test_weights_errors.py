@@ -1,0 +1,411 @@
+"""Bad weights files and official architecture options (issue 13, items 10 and 11).
+
+Every bad file given as ``--weights`` (modules.factory / modules.weights), to ``python -m modules.convert`` or to
+``--resume`` (encoding_custom.engine.load_checkpoint) must end in one exception of one type whose message starts
+with the file's path and says what is wrong, and the command line must print one stderr line, no traceback and no
+MindSpore ERROR log line. Official checkpoints with the spatial regularisation block need ``block_depth`` when
+their weights cannot tell it, and refuse explicit options they contradict.
+"""
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn
+from PIL import Image
+
+import test as test_script
+from clip_ms.torch_archive import load_torch_file, save_torch_file
+from encoding_custom.engine import CheckpointError, load_checkpoint, save_checkpoint
+from modules import LSegNet, tnn
+from modules.convert import main as convert_main
+from modules.factory import build_lseg, checkpoint_kind, load_network_weights
+from modules.weights import (
+    WeightsError,
+    WeightsOptionError,
+    build_lseg_from_checkpoint,
+    build_lseg_from_official,
+    convert_official_checkpoint,
+    load_lseg_checkpoint,
+    save_lseg_checkpoint,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(HERE, "fixtures", "modules"))
+sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
+from support import load_parity, official_tiny_path, write_full_official_checkpoint  # noqa: E402
+from toys import ToySegNet  # noqa: E402
+
+ARRAYS, META = load_parity()
+LABELS = ["cat", "dog", "other"]
+
+
+def tiny(**kwargs):
+    return build_lseg("tiny_vit16", LABELS, text_config="tiny", **kwargs)
+
+
+def weights_of(net):
+    return {name: p.asnumpy().copy() for name, p in net.parameters_and_names() if name != "text_features_cache"}
+
+
+# ------------------------------------------------------------------------------------------ bad files
+def write_bad_files(folder):
+    """Returns: case name -> (path, regex the message must match right after "<path>: ")."""
+    folder = str(folder)
+    files = {}
+
+    def add(name, expected, data=None):
+        path = os.path.join(folder, name + ".ckpt")
+        if data is not None:
+            with open(path, "wb") as handle:
+                handle.write(data)
+        files[name] = (path, expected)
+        return path
+
+    add("empty", r"empty file \(0 bytes\), not a checkpoint$", b"")
+    random_bytes = np.random.RandomState(0).bytes(4096)
+    assert random_bytes[:1] not in (b"\x0a", b"\x80", b"P")  # neither protobuf, pickle nor zip by chance
+    add("random", r"not a MindSpore checkpoint: unrecognised content \(first bytes ac0a7f8c2faac497\)$", random_bytes)
+    add("text", r"not a MindSpore checkpoint: a text file \(starts with 'model: lseg", b"model: lseg\nepochs: 3\n" * 9)
+    whole = os.path.join(folder, "whole_lseg.ckpt")
+    save_lseg_checkpoint(tiny(), whole)
+    with open(whole, "rb") as handle:
+        data = handle.read()
+    add("truncated", r"truncated: entry \d+ \([\w.]+\) ends at byte \d+, the file has %d bytes$" % (len(data) // 2),
+        data[:len(data) // 2])
+    with open(official_tiny_path(0), "rb") as handle:
+        official = handle.read()
+    add("truncated_official", r"damaged zip archive .*the file is probably truncated$", official[:len(official) // 2])
+    zipped = add("zip", r"zip archive has no <folder>/data.pkl record, so it is not a torch.save/torch.jit.save file "
+                        r"\(records: notes.txt\)$")
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("notes.txt", "not a checkpoint")
+    dense = add("dense", r"a MindSpore checkpoint of something else, not an LSegNet checkpoint .*; "
+                         r"its entries: weight, bias$")
+    ms.save_checkpoint(nn.Dense(3, 4), dense)
+    os.makedirs(add("directory", r"is a directory, not a checkpoint file$"))
+    add("absent", r"no such file$")
+    return files
+
+
+BAD = ["empty", "random", "text", "truncated", "truncated_official", "zip", "dense", "directory", "absent"]
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    return write_bad_files(tmp_path_factory.mktemp("bad"))
+
+
+def assert_message(error, path, expected):
+    message = str(error)
+    assert "\n" not in message, message
+    assert message.startswith(path + ": "), message
+    assert re.search(expected, message[len(path) + 2:]), message
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_weights_file_is_one_weights_error_naming_the_file(bad_files, case):
+    path, expected = bad_files[case]
+    net = tiny()
+    before = weights_of(net)
+    with pytest.raises(WeightsError) as error:
+        load_network_weights(net, path)
+    assert_message(error.value, path, expected)
+    after = weights_of(net)
+    assert all(np.array_equal(after[name], before[name]) for name in before)
+    if case not in ("truncated_official", "zip"):  # torch files: checkpoint_kind says "official", reading fails
+        with pytest.raises(WeightsError) as error:
+            checkpoint_kind(path)
+        assert_message(error.value, path, expected)
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_file_as_our_weights_format_names_the_file(bad_files, case):
+    """test.py's path for a non-official --weights: build_lseg_from_checkpoint."""
+    path, expected = bad_files[case]
+    if case in ("truncated_official", "zip"):
+        expected = r"a PyTorch file \(an official lang-seg checkpoint\?\), not our MindSpore .ckpt"
+    with pytest.raises(WeightsError) as error:
+        build_lseg_from_checkpoint(path)
+    assert_message(error.value, path, expected)
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_file_given_to_resume_is_one_checkpoint_error_naming_the_file(bad_files, case):
+    path, expected = bad_files[case]
+    if case in ("truncated_official", "zip"):
+        expected = r"not a MindSpore checkpoint: a zip archive \(torch.save writes these"
+    if case == "dense":
+        expected = r"not a training checkpoint \(no lseg_ckpt_format entry; it holds 2 entries such as bias, weight\)"
+    net = ToySegNet()
+    optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.1, momentum=0.9)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(path, net, optimizer)
+    assert_message(error.value, path, expected)
+
+
+_LOAD_EACH = r"""
+import os
+import sys
+sys.path.insert(0, sys.argv[1])
+from modules import tnn
+from encoding_custom.engine import CheckpointError, load_checkpoint
+from modules.factory import build_lseg, load_network_weights
+from modules.weights import WeightsError
+net = build_lseg("tiny_vit16", ["cat", "other"], text_config="tiny")
+for path in sys.argv[2:]:
+    for load in (lambda: load_network_weights(net, path), lambda: load_checkpoint(path, net)):
+        try:
+            load()
+        except (WeightsError, CheckpointError) as error:
+            print(type(error).__name__, str(error).startswith(path + ": "), flush=True)
+# Skip interpreter teardown: MindSpore 2.10's Cell.__del__ then prints "Exception ignored" tracebacks to stderr.
+os._exit(0)
+"""
+
+
+def test_mindspore_logs_nothing_for_bad_files(bad_files):
+    """MindSpore's load_checkpoint logs its own ERROR line on stderr ("May not have permission to read it"); the
+    structure check must stop every bad file before it. A separate process: MindSpore's logger writes to the stderr
+    of the process, which pytest's capture does not see in-process."""
+    paths = [bad_files[case][0] for case in BAD]
+    result = subprocess.run([sys.executable, "-c", _LOAD_EACH, REPO, *paths], capture_output=True, text=True,
+                            timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.splitlines() == ["WeightsError True", "CheckpointError True"] * len(paths)
+
+
+def test_the_structure_check_accepts_every_checkpoint_mindspore_writes(tmp_path):
+    """No false alarm: our two formats, a training checkpoint with optimizer state, and crc_check files load."""
+    net = ToySegNet()
+    optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.1, momentum=0.9)
+    path = save_checkpoint(str(tmp_path / "train.ckpt"), net, optimizer, epoch=2, options={"note": "x"})
+    fresh = ToySegNet()
+    assert load_checkpoint(path, fresh, nn.Momentum(fresh.trainable_params(), 0.1, 0.9))["epoch"] == 2
+    source, target = tiny(), tiny()
+    save_lseg_checkpoint(source, str(tmp_path / "weights.ckpt"))
+    load_lseg_checkpoint(target, str(tmp_path / "weights.ckpt"))
+    assert weights_of(target).keys() == weights_of(source).keys()
+    if tnn.MINDSPORE_VERSION >= (2, 1):  # save_checkpoint(crc_check=True) appends a CRC record
+        crc = str(tmp_path / "crc.ckpt")
+        ms.save_checkpoint(net, crc, crc_check=True)
+        assert load_checkpoint(crc, ToySegNet())["format"] is None
+
+
+def run_convert(src, dst, *flags):
+    return subprocess.run([sys.executable, "-m", "modules.convert", src, dst, *flags], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_convert_command_prints_one_line_for_a_bad_file(bad_files, tmp_path, case):
+    path, expected = bad_files[case]
+    dst = str(tmp_path / "out.ckpt")
+    result = run_convert(path, dst)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # one line: no traceback, no MindSpore [ERROR] log line
+    prefix = "python -m modules.convert: error: " + path + ": "
+    assert result.stderr.startswith(prefix), result.stderr
+    assert re.search(expected, result.stderr[len(prefix):]), result.stderr
+    assert not os.path.exists(dst)
+
+
+def test_convert_command_names_an_already_converted_checkpoint_and_a_wrong_backbone(tmp_path):
+    ours = str(tmp_path / "ours.ckpt")
+    save_lseg_checkpoint(tiny(), ours)
+    result = run_convert(ours, str(tmp_path / "out.ckpt"))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr == (f"python -m modules.convert: error: {ours}: already a MindSpore checkpoint of ours, "
+                             "not an official lang-seg PyTorch checkpoint; load it as it is\n")
+    src = official_tiny_path(0)
+    result = run_convert(src, str(tmp_path / "out.ckpt"), "--backbone", "clip_vitb32_384")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr == (f"python -m modules.convert: error: {src}: --backbone clip_vitb32_384 was given, but the "
+                             "checkpoint's is tiny_vit16: pretrained.model.patch_embed.proj.weight has shape "
+                             "(32, 3, 16, 16)\n")
+
+
+# ------------------------------------------------------------------------------------------ another backbone
+@pytest.fixture(scope="module")
+def vitb32_net():
+    return LSegNet("clip_vitb32_384", labels=["cat"], text_config="ViT-B/32")
+
+
+def test_a_checkpoint_of_another_backbone_names_the_backbones_and_mismatching_parameters(tmp_path, vitb32_net):
+    weights, training = str(tmp_path / "weights.ckpt"), str(tmp_path / "training.ckpt")
+    source = tiny()
+    save_lseg_checkpoint(source, weights)
+    save_checkpoint(training, source, epoch=1, options=source.build_options())
+    official = str(tmp_path / "official.ckpt")
+    write_full_official_checkpoint(0, official)
+    expected = {
+        weights: r"checkpoint of a network built with other options: backbone: checkpoint 'tiny_vit16' vs network "
+                 r"'clip_vitb32_384'; text_config: checkpoint 'tiny' vs network 'ViT-B/32'; its parameters: .*"
+                 r"shape mismatch \(\d+\): pretrained.model.cls_token: checkpoint \(1, 1, 32\) vs network "
+                 r"\(1, 1, 768\)",
+        training: r"training checkpoint of a network built with other options: backbone: checkpoint 'tiny_vit16' vs "
+                  r"network 'clip_vitb32_384'; .*; so it does not match the network: shape mismatch: "
+                  r"clip_pretrained.ln_final.bias: checkpoint \(32,\) vs network \(512,\)",
+        official: r"checkpoint of a network built with other options: backbone: checkpoint 'tiny_vit16' vs network "
+                  r"'clip_vitb32_384'; .*its parameters: .*shape mismatch \(\d+\): pretrained.model.cls_token: "
+                  r"checkpoint \(1, 1, 32\) vs network \(1, 1, 768\)",
+    }
+    for path, pattern in expected.items():
+        with pytest.raises(WeightsError) as error:
+            load_network_weights(vitb32_net, path)
+        assert_message(error.value, path, pattern)
+
+
+# ------------------------------------------------------------------------------------------ official options
+def without_hyper_parameters(src, dst):
+    checkpoint = load_torch_file(src)
+    del checkpoint["hyper_parameters"]
+    save_torch_file(dst, checkpoint)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def official_arch2(tmp_path_factory):
+    """(with hyper_parameters, without): full official arch-2 checkpoints (block_depth 3, tanh, as trained)."""
+    folder = tmp_path_factory.mktemp("arch2")
+    with_hyper = str(folder / "official2.ckpt")
+    write_full_official_checkpoint(2, with_hyper)
+    return with_hyper, without_hyper_parameters(with_hyper, str(folder / "official2_bare.ckpt"))
+
+
+def arch2_logits(net):
+    """Returns: the logits of the fixture's arch-2 case ("b": one 96x64 image, per-call labels)."""
+    net.set_train(False)
+    return net(ms.Tensor(ARRAYS["images_b"]), labels=META["labels_b"]).asnumpy()
+
+
+def relative_error(ours, reference):
+    return np.abs(ours - reference).max() / np.abs(reference).max()
+
+
+def test_official_block_without_hyper_parameters_requires_arch_option_then_block_depth(official_arch2):
+    _, bare = official_arch2
+    with pytest.raises(WeightsOptionError) as error:
+        build_lseg_from_official(bare)
+    assert error.value.option == "arch_option"
+    assert error.value.describe("--arch_option") == (
+        f"{bare}: cannot tell --arch_option 1 from 2: the checkpoint has no hyper_parameters and its weights hold the "
+        "spatial regularisation block (scratch.head_block.label_conv.conv.weight), which both build with the same "
+        "parameters; pass --arch_option")
+    with pytest.raises(WeightsOptionError) as error:
+        build_lseg_from_official(bare, arch_option=2)
+    assert error.value.option == "block_depth"
+    assert str(error.value).startswith(f"{bare}: block_depth is required: the checkpoint has no hyper_parameters")
+    assert error.value.describe("--block_depth").startswith(f"{bare}: --block_depth is required")
+
+
+def test_official_block_depth_given_reproduces_the_official_logits_and_depth_matters(official_arch2):
+    _, bare = official_arch2
+    reference = ARRAYS["arch2_logits_b"]
+    net = build_lseg_from_official(bare, arch_option=2, block_depth=3, activation="tanh")
+    assert net.build_options()["block_depth"] == 3
+    assert relative_error(arch2_logits(net), reference) <= 1e-4
+    # What the old silent default built: the same weights at depth 0 give other logits.
+    shallow = build_lseg_from_official(bare, arch_option=2, block_depth=0, activation="tanh")
+    assert relative_error(arch2_logits(shallow), reference) > 0.05
+
+
+def test_test_py_passes_the_block_options_to_the_official_converter(official_arch2, tmp_path, capsys):
+    """Issue 13 item 11 from the command line: test.py --weights <official arch-2 file without hyper_parameters>."""
+    _, bare = official_arch2
+    image = str(tmp_path / "photo.png")
+    Image.fromarray(np.random.RandomState(0).randint(0, 255, (40, 56, 3), np.uint8)).save(image)
+    base = ["--weights", bare, "--image", image, "--labels", "cat,other", "--device_target", "CPU", "--mode",
+            "pynative", "--base_size", "64", "--crop_size", "64", "--outdir", str(tmp_path / "out")]
+    assert test_script.main(base + ["--arch_option", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("test.py: error: %s: --block_depth is required" % bare) and len(err.splitlines()) == 1
+    assert test_script.main(base + ["--arch_option", "2", "--block_depth", "3", "--activation", "tanh"]) == 0
+    assert os.path.isfile(tmp_path / "out" / "photo_mask.png")
+
+
+def test_explicit_options_the_checkpoint_contradicts_are_refused_naming_both_values(official_arch2):
+    with_hyper, bare = official_arch2
+    cases = [
+        (with_hyper, {"block_depth": 2}, "block_depth", "block_depth 2 was given, but the checkpoint's "
+                                                        "hyper_parameters say 3"),
+        (with_hyper, {"arch_option": 1}, "arch_option", "arch_option 1 was given, but the checkpoint's "
+                                                        "hyper_parameters say 2"),
+        (with_hyper, {"activation": "relu"}, "activation", "activation relu was given, but the checkpoint's "
+                                                           "hyper_parameters say tanh"),
+        (bare, {"arch_option": 0}, "arch_option",
+         "arch_option 0 was given, but the checkpoint's is 1 or 2: its weights hold the spatial regularisation block "
+         "(scratch.head_block.label_conv.conv.weight) of arch options 1 and 2"),
+        (official_tiny_path(0), {"arch_option": 2}, "arch_option",
+         "arch_option 2 was given, but the checkpoint's is 0: its weights hold no spatial regularisation block "
+         "(scratch.head_block.label_conv.conv.weight absent)"),
+    ]
+    for path, explicit, option, message in cases:
+        with pytest.raises(WeightsOptionError) as error:
+            convert_official_checkpoint(path, path + ".out.ckpt", **explicit)
+        assert error.value.option == option
+        assert str(error.value) == f"{path}: {message}"
+        assert not os.path.exists(path + ".out.ckpt")
+    # Values that agree with the checkpoint are accepted.
+    net = build_lseg_from_official(with_hyper, arch_option=2, block_depth=3, activation="tanh")
+    assert relative_error(arch2_logits(net), ARRAYS["arch2_logits_b"]) <= 1e-4
+
+
+def test_load_network_weights_takes_the_explicit_options_of_an_official_checkpoint(official_arch2):
+    """train_custom.py/test.py path: the network is built from the options, the options reach the loader."""
+    with_hyper, bare = official_arch2
+    net = build_lseg("tiny_vit16", META["labels_a"], arch_option=2, block_depth=3, activation="tanh",
+                     text_config="tiny")
+    with pytest.raises(WeightsOptionError) as error:
+        load_network_weights(net, bare, arch_option=2)
+    assert error.value.option == "block_depth"
+    load_network_weights(net, bare, arch_option=2, block_depth=3, activation="tanh")
+    assert relative_error(arch2_logits(net), ARRAYS["arch2_logits_b"]) <= 1e-4
+    # A network built with the defaults (block_depth 0) does not take a depth-3 checkpoint silently.
+    shallow = build_lseg("tiny_vit16", META["labels_a"], arch_option=2, activation="tanh", text_config="tiny")
+    with pytest.raises(WeightsError) as error:
+        load_network_weights(shallow, with_hyper)
+    assert str(error.value) == (f"{with_hyper}: checkpoint of a network built with other options: block_depth: "
+                                "checkpoint 3 vs network 0 (the parameter names and shapes are the same)")
+
+
+def test_a_training_checkpoint_of_another_block_depth_is_refused(tmp_path):
+    source = tiny(arch_option=2, block_depth=3, activation="tanh")
+    path = str(tmp_path / "training.ckpt")
+    save_checkpoint(path, source, epoch=1, options=source.build_options())
+    with pytest.raises(WeightsError) as error:
+        load_network_weights(tiny(arch_option=2, block_depth=1, activation="tanh"), path)
+    assert str(error.value) == (f"{path}: training checkpoint of a network built with other options: block_depth: "
+                                "checkpoint 3 vs network 1")
+
+
+def test_convert_command_asks_for_the_block_depth_with_its_own_flag_spelling(official_arch2, tmp_path, capsys):
+    _, bare = official_arch2
+    dst = str(tmp_path / "ours.ckpt")
+    assert convert_main([bare, dst, "--arch-option", "2"]) == 1
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1
+    assert message.startswith(f"python -m modules.convert: error: {bare}: --block-depth is required: ")
+    assert "pass the --block-depth it was trained with" in message
+    assert convert_main([bare, dst, "--arch-option", "2", "--block-depth", "3", "--activation", "tanh"]) == 0
+    net = build_lseg_from_checkpoint(dst, labels=META["labels_a"])
+    assert relative_error(arch2_logits(net), ARRAYS["arch2_logits_b"]) <= 1e-4
+
+
+def test_clip_convert_command_prints_one_line_for_a_directory_and_a_mismatch(tmp_path):
+    clip_fixture = os.path.join(HERE, "fixtures", "clip_ms", "openai_tiny_jit.pt")
+    for src, flags, expected in [(str(tmp_path), [], f"{tmp_path}: is a directory, not a checkpoint file"),
+                                 (clip_fixture, ["--config", "ViT-B/32"], "missing (120)")]:
+        result = subprocess.run([sys.executable, "-m", "clip_ms.convert", src, str(tmp_path / "out.ckpt"), *flags],
+                                cwd=REPO, capture_output=True, text=True, timeout=300,
+                                env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith(f"python -m clip_ms.convert: error: {src}")
+        assert expected in result.stderr
