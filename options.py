@@ -388,6 +388,12 @@ def build_network(args, labels: Sequence[str]):
         raise OptionError(str(err)) from err
 
 
+def explicit_architecture(args) -> Dict[str, object]:
+    """The architecture options given on the command line, for the weight loaders to check against the file."""
+    return {key: getattr(args, key) for key in ("backbone", "arch_option", "block_depth", "activation")
+            if key in args.explicit}
+
+
 def make_dataset(args, split: str, mode: str, class_indices: Optional[Sequence[int]],
                  exclude: Optional[Sequence[str]] = None):
     """ADE20K ``split``/``mode`` from the data options, restricted to ``class_indices`` when given, without the

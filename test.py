@@ -12,112 +12,150 @@ checkpoint, or an official lang-seg PyTorch ``.ckpt`` (converted on the fly, no 
 Outputs go to ``--outdir`` (default ``outputs/<exp_name>/``): ``eval_log.txt`` (appended, with a per-class IoU
 table), ``masks/`` (val predictions), ``<image>_mask.png`` / ``_overlay.png`` / ``_legend.png`` for ``--image``.
 """
-import argparse
 import os
 import sys
 import time
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from options import OptionError, build_parser, validate_options
-from train_custom import build_network, configure_context, make_dataset, resolve_classes
+from tqdm import tqdm
 
-# Architecture options a train_custom.py checkpoint records; they override the command line when loading it.
+from encoding_custom.data_check import DataError, probe_sample_file
+from encoding_custom.engine import CheckpointError, evaluate, network_predictor, read_checkpoint
+from encoding_custom.evaluator import MultiScaleEvaluator, network_forward, segment_image
+from encoding_custom.labels import ade20k_labels, read_labels_argument
+from encoding_custom.transforms import read_image
+from encoding_custom.visualize import colour_mask, label_colours, legend, save_segmentation
+from modules.factory import OFFICIAL, TRAINING, checkpoint_kind, load_network_weights
+from modules.weights import WeightsError, WeightsOptionError, build_lseg_from_checkpoint, build_lseg_from_official
+from options import (
+    OptionError,
+    build_network,
+    configure_context,
+    explicit_architecture,
+    make_dataset,
+    parse_options,
+    resolve_classes,
+)
+
+# Architecture options a train_custom.py checkpoint records; the network is built from the recorded values.
 ARCH_OPTIONS = ("backbone", "text_config", "arch_option", "block_depth", "activation", "classes")
 
 
-def parse_test_options(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """The shared parser plus test-only options, validated (exits 2 naming the option)."""
-    parser = build_parser()
-    parser.add_argument("--eval_mode", choices=("testval", "val"), default="testval",
-                        help="testval: full images (official); val: centre crops as in training validation")
-    parser.add_argument("--max_images", type=int, default=None, help="only the first N val images")
-    from options import PRESETS
-    first, _ = parser.parse_known_args(argv)
-    if first.preset is not None:
-        parser.set_defaults(**PRESETS[first.preset])
-    args = parser.parse_args(argv)
-    try:
-        validate_options(args)
-        if args.max_images is not None and args.max_images < 1:
-            raise OptionError("--max_images: must be >= 1 (got %r)" % args.max_images)
-    except OptionError as err:
-        parser.error(str(err))
-    args.explicit = {a.lstrip("-").replace("-", "_") for a in (argv if argv is not None else sys.argv[1:])
-                     if a.startswith("--")}
-    return args
+def parse_test_options(argv: Optional[Sequence[str]] = None):
+    """test.py's options (``options.parse_options(purpose="test")``), validated (exits 2 naming the option)."""
+    return parse_options(argv, purpose="test")
 
 
 # ------------------------------------------------------------------------------------------------------- network
+def apply_recorded_architecture(args, stored: Dict, weights: str) -> None:
+    """Take the architecture a training checkpoint records; an explicit option that says otherwise is an error.
+
+    Raises:
+        OptionError: e.g. ``--backbone: clip_vitb32_384 given, but W.ckpt was trained with tiny_vit16``.
+    """
+    for key in ARCH_OPTIONS:
+        if key not in stored:
+            continue
+        if key in args.explicit and getattr(args, key) != stored[key]:
+            raise OptionError("--%s: %r given, but %s was trained with %r; drop the option to use the "
+                              "checkpoint's" % (key, getattr(args, key), weights, stored[key]))
+        setattr(args, key, stored[key])
+
+
 def load_network(args) -> Tuple[object, List[str], Optional[List[int]]]:
     """Build the network the weights need and load them.
 
     Returns:
         ``(network, label names, ADE20K class indices or None)``; with a training checkpoint the architecture and
         the class set come from the checkpoint.
-    """
-    from modules.factory import OFFICIAL, TRAINING, checkpoint_kind, load_network_weights
 
+    Raises:
+        OptionError, WeightsError, CheckpointError: a bad option or weights file, named in the message.
+    """
     if args.weights is None:
         print("test.py: warning: no --weights, evaluating a randomly initialised network", file=sys.stderr)
         labels, indices = resolve_classes(args)
         return build_network(args, labels), labels, indices
-    kind = checkpoint_kind(args.weights)
-    if kind == TRAINING:
-        from encoding_custom.engine import read_checkpoint
-        stored = read_checkpoint(args.weights)[2]["options"]
-        for key in ARCH_OPTIONS:
-            if key in stored:
-                setattr(args, key, stored[key])
-        data_path = args.data_path if "data_path" in args.explicit else stored.get("data_path", args.data_path)
-        labels, indices = resolve_classes(args, data_path)
-        net = build_network(args, labels)
-        load_network_weights(net, args.weights)
-        return net, labels, indices
-    if kind == OFFICIAL:
-        import tempfile
-
-        from modules.weights import convert_official_checkpoint
-        with tempfile.TemporaryDirectory() as folder:
-            net = convert_official_checkpoint(args.weights, os.path.join(folder, "converted.ckpt"))
-    else:
-        from modules.weights import build_lseg_from_checkpoint
-        net = build_lseg_from_checkpoint(args.weights)
-    from encoding_custom.labels import ade20k_labels
-
+    given = explicit_architecture(args)
+    try:
+        kind = checkpoint_kind(args.weights)
+        if kind == TRAINING:
+            stored = read_checkpoint(args.weights)[2]["options"]
+            apply_recorded_architecture(args, stored, args.weights)
+            data_path = args.data_path if "data_path" in args.explicit else stored.get("data_path", args.data_path)
+            labels, indices = resolve_classes(args, data_path)
+            net = build_network(args, labels)
+            load_network_weights(net, args.weights, **given)
+            return net, labels, indices
+        if kind == OFFICIAL:
+            text_config = args.text_config if "text_config" in args.explicit else None
+            net = build_lseg_from_official(args.weights, text_config=text_config, **given)
+        else:
+            net = build_lseg_from_checkpoint(args.weights)
+    except WeightsOptionError as err:
+        raise OptionError(err.describe("--" + err.option)) from err
     return net, ade20k_labels(), None  # released LSeg weights are the 150-class ADE20K model
 
 
 # -------------------------------------------------------------------------------------------------------- inputs
-def read_labels_argument(text: str) -> List[str]:
-    """``--labels``: a label file path or a comma-separated list. Raises OptionError when empty."""
-    from encoding_custom.labels import parse_labels, read_label_file
+def labels_option(text: str) -> List[str]:
+    """``--labels``: a label file or a comma-separated list, checked before any network runs (warnings printed).
 
+    Raises:
+        OptionError: naming ``--labels``: a path-like value naming no file, an empty or too long label, ...
+    """
     try:
-        labels = read_label_file(text) if os.path.isfile(text) else parse_labels(text, source="--labels")
+        labels, warnings = read_labels_argument(text, source="--labels")
     except ValueError as err:
-        message = str(err) if str(err).startswith("--labels") else "--labels: %s" % err
-        raise OptionError("%s (got %r)" % (message, text)) from err
-    if not labels:
-        raise OptionError("--labels: no label given (got %r)" % text)
+        raise OptionError(str(err)) from err
+    for warning in warnings:
+        print("test.py: warning: %s" % warning, file=sys.stderr)
     return labels
+
+
+def check_image(path: str) -> None:
+    """Prove that an ``--image`` file decodes (a reduced-scale decode); raises OptionError naming it if not."""
+    try:
+        probe_sample_file(path)
+    except DataError as err:
+        raise OptionError("--image: %s" % err) from err
 
 
 def load_image(path: str):
     """``--image`` file as a normalised float32 (3, H, W); raises OptionError naming it if unreadable."""
-    from encoding_custom.transforms import read_image
-
     try:
         return read_image(path)
     except ValueError as err:
         raise OptionError("--image: %s" % err) from err
 
 
+def output_stems(paths: Sequence[str]) -> List[str]:
+    """One distinct output name per ``--image``: the file's stem, with as many parent folders as it takes to tell
+    equal stems apart (``a/cat.jpg`` → ``a_cat``, ``b/cat.jpg`` → ``b_cat``); what folders cannot tell apart (a file
+    given twice, ``cat.jpg`` beside ``cat.png``) gets ``_2``, ``_3``.
+    """
+    parts = [os.path.normpath(os.path.abspath(path)).split(os.sep) for path in paths]
+    stems = [os.path.splitext(p[-1])[0] for p in parts]
+    for depth in range(2, max(len(p) for p in parts) + 1):
+        clashing = {stem for stem in stems if stems.count(stem) > 1}
+        if not clashing:
+            break
+        folders = {tuple(p[:-1]) for p, stem in zip(parts, stems) if stem in clashing}
+        if len(folders) == 1:
+            break  # the clashing files share their folder: no parent name separates them
+        stems = ["_".join(p[-depth:-1] + [os.path.splitext(p[-1])[0]]).lstrip("_") if stem in clashing else stem
+                 for stem, p in zip(stems, parts)]
+    seen: Dict[str, int] = {}
+    unique = []
+    for stem in stems:
+        seen[stem] = seen.get(stem, 0) + 1
+        unique.append(stem if seen[stem] == 1 else "%s_%d" % (stem, seen[stem]))
+    return unique
+
+
 # ---------------------------------------------------------------------------------------------------------- main
 def run_eval(args, net, labels: List[str], indices, outdir: str) -> Tuple[float, float]:
     """pixAcc/mIoU on the val split; prints them and appends them with a per-class IoU table to the log."""
-    from encoding_custom.engine import evaluate, network_predictor
-    from encoding_custom.evaluator import MultiScaleEvaluator, network_forward
-
     dataset = make_dataset(args, "val", args.eval_mode, indices)
     if args.eval_mode == "val":
         predict, batch = network_predictor(net), args.test_batch_size
@@ -143,23 +181,19 @@ def run_eval(args, net, labels: List[str], indices, outdir: str) -> Tuple[float,
 
 def write_val_masks(args, net, labels, indices, outdir: str) -> str:
     """Coloured predictions of the val images (testval mode, single pass per ``--scales``) into ``outdir/masks``."""
-    from tqdm import tqdm
-
-    from encoding_custom.evaluator import MultiScaleEvaluator, network_forward
-    from encoding_custom.visualize import colour_mask, legend
-
     dataset = make_dataset(args, "val", "testval", indices)
     evaluator = MultiScaleEvaluator(network_forward(net), nclass=len(labels), scales=args.scales, flip=args.flip,
                                     base_size=args.base_size, crop_size=args.crop_size)
     folder = os.path.join(outdir, "masks")
     os.makedirs(folder, exist_ok=True)
+    colours = label_colours(len(labels), labels)  # the official ADE20K palette for ADE20K names
     count = min(len(dataset), args.max_images or len(dataset))
     for index in tqdm(range(count), desc="masks"):
         image, _ = dataset[index]
         prediction = evaluator.predict(image[None])[0]
         stem = os.path.splitext(os.path.basename(dataset.images[index]))[0]
-        colour_mask(prediction, len(labels)).save(os.path.join(folder, stem + ".png"))
-    legend(labels).save(os.path.join(folder, "legend.png"))
+        colour_mask(prediction, len(labels), colours).save(os.path.join(folder, stem + ".png"))
+    legend(labels, colours=colours).save(os.path.join(folder, "legend.png"))
     return folder
 
 
@@ -167,25 +201,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Returns the process exit status (0 ok, 2 bad option or input)."""
     args = parse_test_options(argv)
     outdir = args.outdir or os.path.join("outputs", args.exp_name)
-    os.makedirs(outdir, exist_ok=True)
     try:
         configure_context(args)
-        image_labels = read_labels_argument(args.labels) if args.image else None
-        images = [(path, load_image(path)) for path in args.image] if args.image else []
+        image_labels = labels_option(args.labels) if args.image else None
+        for path in args.image or []:
+            check_image(path)  # every input decodes before the first is segmented; each is read when its turn comes
         net, labels, indices = load_network(args)
         net.set_train(False)
-        if images:
-            from encoding_custom.evaluator import segment_image
-            from encoding_custom.visualize import save_segmentation
-            for path, image in images:
-                prediction = segment_image(net, image, image_labels)
-                for written in save_segmentation(path, image_labels, prediction, outdir):
-                    print("wrote %s" % written)
+        os.makedirs(outdir, exist_ok=True)
+        if args.image:
+            for path, stem in zip(args.image, output_stems(args.image)):
+                image = load_image(path)
+                try:
+                    prediction = segment_image(net, image, image_labels, base_size=args.base_size,
+                                               crop_size=args.crop_size)
+                    written = save_segmentation(path, image_labels, prediction, outdir, stem=stem)
+                except ValueError as err:  # segment_image / save_segmentation name the input that does not fit
+                    raise OptionError("--image %s: %s" % (path, err)) from err
+                for output in written:
+                    print("wrote %s" % output)
         elif args.eval:
             run_eval(args, net, labels, indices, outdir)
         else:
             print("wrote %s" % write_val_masks(args, net, labels, indices, outdir))
-    except OptionError as err:
+    except (OptionError, WeightsError, CheckpointError, DataError, FileNotFoundError) as err:
         print("test.py: error: %s" % err, file=sys.stderr)
         return 2
     return 0

@@ -35,13 +35,14 @@ from encoding_custom.engine.lr import poly_lr
 from encoding_custom.losses import SegmentationLoss
 from modules import tnn
 from modules.factory import load_network_weights
-from modules.weights import WeightsError
+from modules.weights import WeightsError, WeightsOptionError
 from options import (
     OptionError,
     build_network,
     configure_context,
     effective_lr,
     experiment_dir,
+    explicit_architecture,
     make_dataset,
     options_record,
     parse_options,
@@ -129,7 +130,10 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
         labels, class_indices = resolve_classes(args)
         net = build_network(args, labels)
         if args.weights and resume_path is None:
-            load_network_weights(net, args.weights)
+            load_network_weights(net, args.weights, **explicit_architecture(args))
+    except WeightsOptionError as err:
+        print("train_custom.py: error: %s" % err.describe("--" + err.option), file=sys.stderr)
+        return 2
     except (OptionError, WeightsError, CheckpointError) as err:
         print("train_custom.py: error: %s" % err, file=sys.stderr)
         return 2

@@ -75,7 +75,7 @@ def test_without_eval_writes_coloured_val_masks_and_a_legend(trained, tmp_path, 
     assert sorted(os.listdir(str(folder))) == ["ADE_val_00000001.png", "ADE_val_00000002.png", "legend.png"]
     names, _ = resolve_classes("synthetic", root)  # the tiny preset trains on the synthetic set's classes
     assert Image.open(str(folder / "legend.png")).size[1] == LEGEND_ROW_PX * len(names) + 8
-    palette = {tuple(c) for c in label_colours(len(names)).tolist()}
+    palette = {tuple(c) for c in label_colours(len(names), names).tolist()}
     for stem in ("ADE_val_00000001", "ADE_val_00000002"):
         image_path = os.path.join(root, "ADEChallengeData2016", "images", "validation", stem + ".jpg")
         mask = np.asarray(Image.open(str(folder / (stem + ".png"))).convert("RGB"))
@@ -164,3 +164,44 @@ def test_sigkill_mid_epoch_then_resume_reproduces_the_uninterrupted_run(trained,
     for name, value in want.items():
         if hasattr(value, "asnumpy") and name != "epoch":
             np.testing.assert_allclose(got[name].asnumpy(), value.asnumpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_output_stems_are_unique():
+    assert test_script.output_stems(["a/cat.jpg", "b/dog.png"]) == ["cat", "dog"]
+    # As many parent folders as each clash needs, and no more.
+    assert test_script.output_stems(["x/a/cat.jpg", "x/b/cat.jpg", "y/b/cat.png"]) == ["a_cat", "x_b_cat", "y_b_cat"]
+    assert test_script.output_stems(["cat.jpg", "cat.jpg"]) == ["cat", "cat_2"]
+    assert test_script.output_stems(["/cat.jpg", "/cat.png", "a/cat.jpg"]) == ["cat", "cat_2", "a_cat"]
+
+
+def test_two_images_with_one_name_do_not_overwrite_each_other(trained, tmp_path, capsys):
+    root, exp_dir, _ = trained
+    source = os.path.join(root, "ADEChallengeData2016", "images", "validation")
+    inputs = []
+    for folder, name, size in (("a", "ADE_val_00000001.jpg", (96, 64)), ("b", "ADE_val_00000002.jpg", (80, 72))):
+        (tmp_path / folder).mkdir()
+        Image.open(os.path.join(source, name)).convert("RGB").resize(size).save(str(tmp_path / folder / "photo.jpg"))
+        inputs.append(str(tmp_path / folder / "photo.jpg"))
+    out = tmp_path / "out"
+    assert test_script.main(["--weights", os.path.join(exp_dir, "last.ckpt"), "--image", *inputs,
+                             "--labels", "sky,grass,other", "--device_target", "CPU", "--mode", "pynative",
+                             "--outdir", str(out)]) == 0
+    written = capsys.readouterr().out
+    for stem, path in (("a_photo", inputs[0]), ("b_photo", inputs[1])):
+        mask = out / ("%s_mask.png" % stem)
+        assert "wrote %s" % mask in written
+        with Image.open(path) as image:
+            assert Image.open(str(mask)).size == image.size  # each mask is its own image's (sizes differ)
+
+
+def test_an_option_the_checkpoint_contradicts_is_an_error(trained, tmp_path, capsys):
+    _, exp_dir, _ = trained
+    weights = os.path.join(exp_dir, "last.ckpt")
+    status = test_script.main(["--weights", weights, "--backbone", "clip_vitb32_384", "--image",
+                               os.path.join(trained[0], "ADEChallengeData2016", "images", "validation",
+                                            "ADE_val_00000001.jpg"),
+                               "--labels", "sky,other", "--device_target", "CPU", "--outdir", str(tmp_path)])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("test.py: error: --backbone: 'clip_vitb32_384' given, but %s was trained with "
+                           "'tiny_vit16'; drop the option to use the checkpoint's" % weights)
