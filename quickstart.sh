@@ -5,7 +5,7 @@
 #   bash quickstart.sh                     # extra arguments go to train_custom.py, e.g. --max_epochs 4
 #
 # Outputs: datasets/synthetic_ade20k/ (data), checkpoints/tiny_synthetic/ (checkpoints, metrics.jsonl, curves.png),
-# outputs/tiny_synthetic/ (eval_log.txt, <image>_mask.png / _overlay.png / _legend.png).
+# outputs/tiny_synthetic/ (eval_log.txt, <image>_mask.png / _index.png / _overlay.png / _legend.png / _legend.txt).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_env.sh
@@ -44,5 +44,5 @@ Quick start finished in ${elapsed} s.
   checkpoints:  checkpoints/$EXP/{best,last}.ckpt   per-epoch metrics: checkpoints/$EXP/metrics.jsonl
   curves:       checkpoints/$EXP/curves.png
   evaluation:   $OUT/eval_log.txt (pixAcc / mIoU and per-class IoU)
-  segmentation: $OUT/ADE_val_00000001_{mask,overlay,legend}.png
+  segmentation: $OUT/ADE_val_00000001_{mask,index,overlay,legend}.png and _legend.txt
 MSG
