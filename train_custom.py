@@ -30,6 +30,7 @@ from encoding_custom.engine import (
     is_main_process,
     remove_stale_temp_files,
 )
+from encoding_custom.engine.checkpoint import check_resumable
 from encoding_custom.engine.distributed import broadcast_from_rank0
 from encoding_custom.engine.lr import poly_lr
 from encoding_custom.losses import SegmentationLoss
@@ -131,6 +132,8 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
         net = build_network(args, labels)
         if args.weights and resume_path is None:
             load_network_weights(net, args.weights, **explicit_architecture(args))
+        if resume_path is not None:
+            check_resumable(resume_path)  # before the data check: a bad file should not cost its minute
     except WeightsOptionError as err:
         print("train_custom.py: error: %s" % err.describe("--" + err.option), file=sys.stderr)
         return 2

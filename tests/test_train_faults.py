@@ -240,3 +240,13 @@ def test_bad_training_data_stops_before_training_or_is_skipped_on_request(tmp_pa
     assert train_custom.main(_argv(root, tmp_path / "ck", epochs=1) + ["--skip_bad_samples"]) == 0
     captured = capsys.readouterr()
     assert os.path.splitext(bad)[0] in captured.err and "15 train" in captured.out
+
+
+# ------------------------------------------------------------------------------ item 10: bad --weights / --resume
+@pytest.mark.parametrize("option", ["--weights", "--resume"])
+def test_a_damaged_checkpoint_is_one_line_naming_it(data_root, tmp_path, capsys, option):
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(b"\x0a\x05hello this is not a checkpoint")
+    assert train_custom.main(_argv(data_root, tmp_path / "ck") + [option, str(damaged)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("train_custom.py: error: ") and str(damaged) in err

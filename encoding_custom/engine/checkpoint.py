@@ -267,6 +267,20 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, ms.Parameter], Dict[str, ms.Pa
     return network_params, optimizer_params, meta
 
 
+def check_resumable(path: str) -> None:
+    """Prove, from its record headers alone (no tensor is read), that ``path`` is a training checkpoint written by
+    :func:`save_checkpoint`, so a run can resume from it. Cheap: train_custom.py calls it before the data check.
+
+    Raises:
+        CheckpointError: ``"<path>: ..."``: unreadable (see :func:`checkpoint_entry_names`) or a checkpoint of
+            another kind.
+    """
+    names = checkpoint_entry_names(path)
+    if FORMAT_KEY not in names:
+        raise CheckpointError("%s: not a training checkpoint (no %s entry; it holds %d entries such as %s), so it "
+                              "cannot be resumed" % (path, FORMAT_KEY, len(names), ", ".join(sorted(names)[:3])))
+
+
 def _match(path: str, what: str, target: Dict[str, ms.Parameter], stored: Dict[str, ms.Parameter],
            strict: bool) -> None:
     missing = sorted(set(target) - set(stored))
@@ -301,11 +315,9 @@ def load_checkpoint(path: str, network: nn.Cell, optimizer: Optional[nn.Cell] = 
     Raises:
         CheckpointError: unreadable file, missing/unexpected names or shape mismatch (listing the first ones).
     """
+    if optimizer is not None:
+        check_resumable(path)
     network_params, optimizer_params, meta = read_checkpoint(path)
-    if optimizer is not None and meta["format"] is None:
-        raise CheckpointError("%s: not a training checkpoint (no %s entry; it holds %d entries such as %s), so it "
-                              "cannot be resumed" % (path, FORMAT_KEY, len(network_params) + len(optimizer_params),
-                                                     ", ".join(sorted(network_params)[:3])))
     target = {p.name: p for p in network.get_parameters()}
     _match(path, "network", target, network_params, strict)
     ms.load_param_into_net(network, {k: v for k, v in network_params.items() if k in target})
