@@ -63,6 +63,11 @@ if ONEDNN_ISA_CAPPED:
 
 # msrun, MindSpore's dynamic-cluster launcher, ships with 2.3+ (a console script next to the interpreter).
 HAS_MSRUN = MINDSPORE_VERSION >= (2, 3)
+# MindSpore 2.0.0's rpc TCPClient::ReceiveSync (libmindspore_backend.so) sends the request, *then* locks its mutex
+# and clears the reply slot before waiting (disassembly: call Send; pthread_mutex_lock; movq $0x0, received_message_):
+# a reply that arrives in between is erased. 2.10.0 (libmindspore_cluster.so) clears the slot under the lock before
+# sending; versions in between were not checked. engine.distributed.cluster_start_affinity works around it.
+CLUSTER_CLIENT_LOSES_FAST_REPLIES = MINDSPORE_VERSION < (2, 10)
 
 
 def msrun_command() -> Optional[str]:

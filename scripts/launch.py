@@ -224,9 +224,11 @@ def launch(command: Sequence[str], nproc: int, log_dir: str, host: str = "127.0.
     """Run ``command`` as one scheduler + ``nproc`` workers and supervise them until done, failed or timed out.
 
     If a worker fails while the cluster is forming (before every worker announced its rank, so before any
-    training), the whole cluster is restarted on a new port, up to ``start_retries`` times: on a loaded machine
-    mindspore 2.0 was seen here to lose a registration reply and abort with "The state of the cluster is error".
-    The failed attempt's logs are kept in ``<log_dir>/attempt<k>/``.
+    training), the whole cluster is restarted on a new port, up to ``start_retries`` times. This is a last resort,
+    not the cure for load: mindspore 2.0 losing a registration reply when every CPU is busy ("The state of the
+    cluster is error" 30 s into the start) recurred on restarts at the rate of first starts (6 of 21 starts under 4
+    busy loops on 2 cores, three in a row once); ``encoding_custom.engine.distributed.cluster_start_affinity``
+    removes its cause. The failed attempt's logs are kept in ``<log_dir>/attempt<k>/``.
 
     Args:
         command: argv each process runs (see :func:`build_command`).
@@ -329,6 +331,19 @@ def _run_cluster(command: Sequence[str], nproc: int, log_dir: str, host: str, po
                 if any(p.rank is None for p in workers) and code > 0:
                     raise _StartupFailed(status)
                 return status
+            if scheduler.popen.poll() == 0 and not workers_ok:
+                for process in workers:
+                    _read_rank(process)  # an announcement written just before the scheduler exited
+                if any(p.rank is None for p in workers):
+                    # mindspore 2.0's scheduler exits with status 0 when it has declared registered workers timed
+                    # out ("The total number of timed out node is 2" from its exit handler), while those workers
+                    # keep retrying to register for ~7 minutes: seen here as a start that hung until --timeout.
+                    print(f"launch: the {scheduler.describe()} exited before every worker announced its rank, so "
+                          f"the cluster cannot form; stopping the workers.\n"
+                          f"launch: its log {scheduler.log_path} ends with:\n{_tail(scheduler.log_path)}",
+                          file=out, flush=True)
+                    _stop(processes, grace)
+                    raise _StartupFailed(1)
             if interrupted:
                 print(f"launch: received {signal.Signals(interrupted[0]).name}; stopping all processes.",
                       file=out, flush=True)

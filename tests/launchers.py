@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from modules.tnn import msrun_command
 from scripts.launch import find_free_port
@@ -19,14 +19,27 @@ MSRUN = msrun_command()
 LAUNCHER = "msrun" if MSRUN else "scripts.launch"
 
 
-def data_parallel_command(nproc: int, log_dir: str, script_and_args: Sequence[str], timeout_s: int) -> List[str]:
-    """The command line starting ``script_and_args`` on ``nproc`` CPU workers with this stack's launcher."""
+def data_parallel_command(nproc: int, log_dir: str, script_and_args: Sequence[str], timeout_s: int,
+                          start_retries: Optional[int] = None) -> List[str]:
+    """The command line starting ``script_and_args`` on ``nproc`` CPU workers with this stack's launcher.
+
+    Args:
+        nproc: workers.
+        log_dir: the launcher's log folder.
+        script_and_args: what every process runs.
+        timeout_s: the launcher's bound on the whole job.
+        start_retries: scripts.launch's ``--start_retries`` (None: its default); msrun has no such restarts.
+
+    Returns:
+        argv list.
+    """
     if MSRUN:
         return [MSRUN, f"--worker_num={nproc}", f"--local_worker_num={nproc}", "--master_addr=127.0.0.1",
                 f"--master_port={find_free_port()}", f"--log_dir={log_dir}", "--join=True",
                 f"--cluster_time_out={timeout_s}", *script_and_args]
+    retries = [] if start_retries is None else ["--start_retries", str(start_retries)]
     return [sys.executable, "-m", "scripts.launch", "--nproc", str(nproc), "--log_dir", log_dir, "--timeout",
-            str(timeout_s), "--grace", "5", "--", *script_and_args]
+            str(timeout_s), "--grace", "5", *retries, "--", *script_and_args]
 
 
 def launcher_env() -> dict:
@@ -34,12 +47,15 @@ def launcher_env() -> dict:
     return dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
 
 
-def run_data_parallel(nproc: int, log_dir: str, script_and_args: Sequence[str], timeout_s: int):
+def run_data_parallel(nproc: int, log_dir: str, script_and_args: Sequence[str], timeout_s: int,
+                      start_retries: Optional[int] = None):
     """Run the job to its end (the whole process group is killed if it outlives ``timeout_s`` + 60 s).
+
+    Args: as :func:`data_parallel_command`.
 
     Returns: ``(CompletedProcess-like returncode, stdout, stderr)`` as a ``subprocess.CompletedProcess``.
     """
-    command = data_parallel_command(nproc, log_dir, script_and_args, timeout_s)
+    command = data_parallel_command(nproc, log_dir, script_and_args, timeout_s, start_retries)
     process = subprocess.Popen(command, cwd=REPO, env=launcher_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:

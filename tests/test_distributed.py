@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -103,6 +104,47 @@ def test_init_distributed_is_a_no_op_without_a_launcher(monkeypatch):
     assert ms.get_context("mode") == ms.PYNATIVE_MODE
     with pytest.raises(ValueError, match="device_target"):
         dist.init_distributed("TPU")
+
+
+def test_cluster_cpu_split_gives_the_scheduler_its_own_cpu():
+    assert dist.cluster_cpu_split({0, 1, 2, 3}, "MS_SCHED") == {3}
+    assert dist.cluster_cpu_split({0, 1, 2, 3}, "MS_WORKER") == {0, 1, 2}
+    assert dist.cluster_cpu_split({4, 9}, "MS_WORKER") == {4}
+    assert dist.cluster_cpu_split({5}, "MS_SCHED") is None and dist.cluster_cpu_split({5}, "MS_WORKER") is None
+
+
+needs_two_cpus = pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                                    reason="needs Linux CPU affinity and 2+ CPUs")
+
+
+@needs_two_cpus
+def test_cluster_start_affinity_keeps_workers_off_the_scheduler_cpu_during_init_only():
+    allowed = os.sched_getaffinity(0)
+    seen = {}
+
+    def record_thread_affinity():
+        seen["thread"] = os.sched_getaffinity(0)
+
+    with dist.cluster_start_affinity("MS_WORKER") as cpus:
+        seen["inside"] = os.sched_getaffinity(0)
+        started_inside = threading.Thread(target=record_thread_affinity)  # stands for MindSpore's rpc threads
+        started_inside.start()
+        started_inside.join()
+    assert cpus == allowed - {max(allowed)} == seen["inside"] == seen["thread"]
+    assert os.sched_getaffinity(0) == allowed  # the caller (later compute threads) gets every CPU back
+    with dist.cluster_start_affinity("MS_WORKER", enabled=False) as cpus:
+        assert cpus is None and os.sched_getaffinity(0) == allowed
+
+
+@needs_two_cpus
+def test_cluster_start_affinity_leaves_the_scheduler_on_its_cpu():
+    allowed = os.sched_getaffinity(0)
+    try:
+        with dist.cluster_start_affinity("MS_SCHED") as cpus:
+            pass
+        assert cpus == {max(allowed)} == os.sched_getaffinity(0)
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 def test_rank_zero_only_runs_on_rank_zero(monkeypatch):
@@ -235,6 +277,14 @@ def test_start_up_failures_beyond_the_retries_fail_the_job(tmp_path):
     status, message, _, _ = _run_launcher(tmp_path, extra=["--startup_fail_once"], start_retries=0)
     assert status == 1 and "restarting" not in message
     assert "rank unknown (it failed before announcing it)" in message
+
+
+def test_a_scheduler_that_exits_before_the_cluster_forms_fails_the_start_at_once(tmp_path):
+    status, message, elapsed, _ = _run_launcher(tmp_path, scheduler="vanish", extra=["--hang_before_rank"])
+    assert status == 1
+    assert "the scheduler (pid" in message and "exited before every worker announced its rank" in message
+    assert elapsed < 20, f"the waiting workers were not stopped promptly ({elapsed:.1f} s)"
+    _assert_gone(_pids_of(tmp_path / "logs"))
 
 
 def test_timeout_stops_everything(tmp_path):

@@ -25,7 +25,10 @@ Facts measured here (mindspore 2.0.0, CPU, mccl) that shape this module:
 * Ranks are assigned by registration order, not by start order; setting ``MS_NODE_ID`` to differing values broke
   the mccl group set-up, so the launcher learns each process's rank from the line :func:`init_distributed` prints.
 * The CPU ``AllReduce`` kernel takes float32/float64 only (no int32/int64), hence the exact integer reduction below.
+* MindSpore 2.0's cluster client loses replies that come back fast (see :func:`cluster_start_affinity`); with every
+  CPU busy a worker's registration reply was lost in 6 of 21 cluster starts, which broke the cluster 30 s later.
 """
+import contextlib
 import functools
 import os
 import sys
@@ -33,6 +36,8 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence, TypeVar
 
 import numpy as np
+
+from modules import tnn
 
 # Printed by every worker once it knows its rank; scripts/launch.py parses it to name ranks in its messages.
 RANK_ANNOUNCEMENT = "[distributed] rank {rank} of {world_size} (pid {pid})"
@@ -154,7 +159,8 @@ def init_distributed(device_target: str = "CPU", mode: Optional[int] = None,
 
     Under a launcher: sets GRAPH_MODE and ``device_target`` (and ``device_id`` from ``DEVICE_ID`` on Ascend), calls
     ``mindspore.communication.init()``, exits the process right away if it is the dynamic-cluster scheduler, then
-    sets ``DATA_PARALLEL`` with ``gradients_mean=True`` and restores ``mode``. Build the network and the
+    sets ``DATA_PARALLEL`` with ``gradients_mean=True`` and restores ``mode``. On MindSpore 2.0 ``init()`` runs
+    inside :func:`cluster_start_affinity` (scheduler and workers on disjoint CPUs). Build the network and the
     ``TrainOneStepCell`` *after* this call: the cell decides at construction whether to all-reduce gradients.
 
     Args:
@@ -176,17 +182,20 @@ def init_distributed(device_target: str = "CPU", mode: Optional[int] = None,
         raise ValueError(f"init_distributed: device_target must be CPU, GPU or Ascend, got {device_target!r}")
     requested_mode = ms.get_context("mode") if mode is None else mode
     if not launched_distributed():
-        ms.set_context(mode=requested_mode, device_target=device_target)
+        ms.set_context(mode=requested_mode)
+        _use_device(ms, device_target)
         return DistributedContext()
 
     from mindspore.communication import init
     from mindspore.context import ParallelMode
 
     # Dynamic networking rejects PyNative at init time ("PyNative mode is not supported in dynamic networking").
-    ms.set_context(mode=ms.GRAPH_MODE, device_target=device_target)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    _use_device(ms, device_target)
     if device_target == "Ascend" and os.environ.get("DEVICE_ID"):
         ms.set_context(device_id=int(os.environ["DEVICE_ID"]))
-    init()
+    with cluster_start_affinity(os.environ.get("MS_ROLE", ""), enabled=tnn.CLUSTER_CLIENT_LOSES_FAST_REPLIES):
+        init()
     if os.environ.get("MS_ROLE") == "MS_SCHED":
         # The scheduler only brokers the cluster; MindSpore's exit handler keeps it up until the workers are done.
         sys.exit(0)
@@ -200,6 +209,77 @@ def init_distributed(device_target: str = "CPU", mode: Optional[int] = None,
     if announce:
         print(RANK_ANNOUNCEMENT.format(rank=rank, world_size=world_size, pid=os.getpid()), flush=True)
     return DistributedContext(rank=rank, world_size=world_size, distributed=True, backend=backend)
+
+
+def _use_device(ms, device_target: str) -> None:
+    """Select ``device_target`` unless it already is (runtime.select_device usually did it; asking again with
+    ``set_context(device_target=...)`` logs a deprecation warning on 2.10)."""
+    if ms.get_context("device_target") != device_target:
+        ms.set_context(device_target=device_target)
+
+
+def cluster_cpu_split(allowed_cpus, role: str) -> Optional[set]:
+    """The CPUs a dynamic-cluster process may use while the cluster forms: the scheduler gets the highest allowed
+    CPU alone, every worker all the others.
+
+    Args:
+        allowed_cpus: CPU numbers this process may run on (``os.sched_getaffinity(0)``).
+        role: ``MS_ROLE`` of the process (``MS_SCHED``, ``MS_WORKER``, ...).
+
+    Returns:
+        set of CPU numbers, or None when fewer than 2 CPUs are allowed (nothing to split).
+    """
+    cpus = set(allowed_cpus)
+    if len(cpus) < 2:
+        return None
+    scheduler_cpu = max(cpus)
+    return {scheduler_cpu} if role == "MS_SCHED" else cpus - {scheduler_cpu}
+
+
+@contextlib.contextmanager
+def cluster_start_affinity(role: str, enabled: bool = True):
+    """Keep the scheduler and the workers on disjoint CPUs while ``communication.init()`` forms the cluster.
+
+    Why: MindSpore 2.0's cluster client sends a request and only then clears the slot its reply lands in (see
+    ``modules.tnn.CLUSTER_CLIENT_LOSES_FAST_REPLIES``). On an idle machine the scheduler answers on another core and the
+    reply comes after the clear; when every core is busy, the scheduler's receive thread, woken by the request, can
+    only run by preempting the worker on the worker's own core, right after the send, and answer before the worker
+    clears the slot. Measured with tests/fixtures/distributed/all_reduce_once.py, 4 busy loops on 2 cores, GLOG_v=1:
+    the scheduler logged "The new node ... is registered successfully" 0.1 ms after the worker sent its
+    registration; the worker waited its 30 s reply timeout; the scheduler declared the node timed out 31.7 s after
+    registering it, 1.3 s before MindSpore's own re-registration; the other rank then failed with "The state of the
+    cluster is error ... abnormal nodes num: 1" (or, when both replies were lost, the scheduler exited and the
+    workers retried until the launcher's timeout). 6 of 21 starts failed so, restarts failed as often (3 in a row
+    seen). Alternating starts with this split on and off under the same load: 8 of 8 succeeded with it, 2 of 8
+    without it; 20 of 20 with it in all. A scheduler that cannot run on a worker's CPU cannot preempt the worker
+    inside that window.
+
+    The affinity of the calling thread is narrowed for the block; the threads MindSpore starts inside it (the rpc
+    event loops, the heartbeat thread that keeps sending requests for the whole run, the collective's TCP threads)
+    inherit it and keep it, and the calling thread gets its CPUs back afterwards, so compute threads created later
+    use every CPU. The scheduler keeps its single CPU (it only brokers the cluster and exits).
+
+    Args:
+        role: ``MS_ROLE`` of this process.
+        enabled: False makes this a no-op (MindSpore versions without the lost-reply bug).
+
+    Yields:
+        the CPU set used inside the block, or None when nothing was changed (disabled, no affinity API, < 2 CPUs).
+    """
+    if not enabled or not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    allowed = os.sched_getaffinity(0)
+    cpus = cluster_cpu_split(allowed, role)
+    if cpus is None:
+        yield None
+        return
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield cpus
+    finally:
+        if role != "MS_SCHED":
+            os.sched_setaffinity(0, allowed)
 
 
 def rank_zero_only(function: Callable[..., T]) -> Callable[..., Optional[T]]:
