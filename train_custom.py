@@ -123,6 +123,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ExperimentBusyError as err:
         print("train_custom.py: error: %s" % err, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before training started (during the build or the data check)
+        print("\ntrain_custom.py: interrupted before the first training step; nothing to resume", file=sys.stderr)
+        return 130
 
 
 def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -> int:

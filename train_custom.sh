@@ -19,8 +19,10 @@ lseg_setup
 
 DEVICE="${DEVICE:-auto}"
 NPROC="${DEVICE_NUM:-1}"
-# What train_custom.py prints as the command that resumes an interrupted run: this script with the same arguments.
-LSEG_COMMAND="bash train_custom.sh$(printf ' %q' "$@")"
+# What train_custom.py prints as the command that resumes an interrupted run: this script with the same device
+# settings and arguments (train_custom.py drops --overwrite and any --resume PATH, and adds --resume).
+LSEG_COMMAND="DEVICE=$DEVICE DEVICE_NUM=$NPROC bash train_custom.sh"
+if [ $# -gt 0 ]; then LSEG_COMMAND+="$(printf ' %q' "$@")"; fi
 export LSEG_COMMAND
 passthrough=()
 while [ $# -gt 0 ]; do

@@ -38,6 +38,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .layout import dataset_dir, list_pairs, split_folders
+from .workers import detach_worker
 
 ADE20K_NUM_CLASSES = 150
 MASK_MODES = ("L", "P", "I", "I;16")  # single-channel modes whose pixel values are the class values
@@ -452,7 +453,7 @@ def _check_pairs(pairs: Sequence[Tuple[str, str]], num_class: int, workers: int,
         return results
     # fork, as engine.BatchLoader: children start at once and do not import MindSpore again
     context = multiprocessing.get_context("fork")
-    with context.Pool(min(workers, len(chunks))) as pool:
+    with context.Pool(min(workers, len(chunks)), initializer=detach_worker) as pool:
         for chunk_results in pool.imap(_check_chunk, chunks):
             results += chunk_results
             bar.update(len(chunk_results))

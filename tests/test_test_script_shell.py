@@ -3,6 +3,7 @@
 A fake ``python`` on PATH (with LSEG_SKIP_SETUP=1) records the command line instead of running anything.
 """
 import os
+import shlex
 import stat
 import subprocess
 
@@ -14,7 +15,9 @@ def _run(tmp_path, script, args=(), env_extra=None, msrun=False):
     bin_dir.mkdir(exist_ok=True)
     for name in ("python", "msrun") if msrun else ("python",):
         fake = bin_dir / name
+        # Also keeps the LSEG_COMMAND it was started with (the resume hint train_custom.sh hands down).
         fake.write_text(f"#!/bin/sh\necho {name}; echo \"PATH=$PATH\"\n"
+                        "printf '%s' \"$LSEG_COMMAND\" > \"$0.lseg_command\"\n"
                         "for a in \"$@\"; do printf '%s\\n' \"$a\"; done\n")
         fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     # Only the fakes and the system tools: no msrun of a real venv may be found by accident.
@@ -84,3 +87,12 @@ def test_quickstart_runs_data_train_eval_and_image_steps(tmp_path):
     assert "train_custom.py" in lines and "--preset" in lines and "--max_epochs" in lines
     assert text.count("test.py") == 2 and "--image" in lines and "--labels" in lines
     assert "Quick start finished" in text and "eval_log.txt" in text
+
+
+def test_train_sh_hands_down_a_resume_command_that_reruns_it(tmp_path):
+    _run(tmp_path, "train_custom.sh")
+    assert (tmp_path / "bin" / "python.lseg_command").read_text() == "DEVICE=auto DEVICE_NUM=1 bash train_custom.sh"
+    _run(tmp_path, "train_custom.sh", ["--exp_name", "my run", "--max_epochs", "3"], {"DEVICE": "CPU"})
+    command = (tmp_path / "bin" / "python.lseg_command").read_text()
+    assert shlex.split(command) == ["DEVICE=CPU", "DEVICE_NUM=1", "bash", "train_custom.sh", "--exp_name", "my run",
+                                    "--max_epochs", "3"]

@@ -161,9 +161,11 @@ def test_resume_command_drops_overwrite_and_old_resume_paths(monkeypatch):
     assert train_custom.resume_command(["ignored"]) == "bash train_custom.sh --max_epochs 3 --resume"
 
 
-@pytest.mark.parametrize("signum, workers", [(signal.SIGTERM, 0), (signal.SIGINT, 2)])
-def test_a_signal_to_a_real_run_exits_cleanly_with_the_resume_command(data_root, tmp_path, signum, workers):
-    """SIGTERM to the process (a scheduler) / SIGINT to its process group (Ctrl-C, data workers included)."""
+@pytest.mark.parametrize("signum, workers, to_group", [(signal.SIGTERM, 0, False), (signal.SIGINT, 2, True),
+                                                      (signal.SIGTERM, 2, True)])
+def test_a_signal_to_a_real_run_exits_cleanly_with_the_resume_command(data_root, tmp_path, signum, workers, to_group):
+    """SIGTERM to the process (a scheduler's kill), or a signal to its whole process group (Ctrl-C, ``scancel``,
+    ``kill -- -PGID``) with data workers, which must neither die mid-task (the pool would wait for ever) nor print."""
     argv = _argv(data_root, tmp_path / "ck", epochs=40) + ["--workers", str(workers)]
     exp = tmp_path / "ck" / "run"
     proc = subprocess.Popen([sys.executable, "train_custom.py"] + argv, cwd=REPO, stdout=subprocess.PIPE,
@@ -174,7 +176,7 @@ def test_a_signal_to_a_real_run_exits_cleanly_with_the_resume_command(data_root,
             if any(r.get("epoch") == 1 for r in _records(str(exp / "steps.jsonl"))):
                 break  # epoch 1 is checkpointed and epoch 2 is running
             time.sleep(0.05)
-        if signum == signal.SIGINT:
+        if to_group:
             os.killpg(proc.pid, signum)
         else:
             proc.send_signal(signum)
@@ -189,7 +191,9 @@ def test_a_signal_to_a_real_run_exits_cleanly_with_the_resume_command(data_root,
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     lines = [line.strip() for line in err.splitlines()]
     assert sum("received: stopping after the current step" in line for line in lines) == 1
-    assert "last good checkpoint: %s (epoch 1)" % (exp / "last.ckpt") in lines
+    # On a loaded machine epoch 2 may have been completed before the signal came: the message names what is there.
+    completed = max(r["epoch"] for r in _records(str(exp / "metrics.jsonl")))
+    assert completed >= 1 and "last good checkpoint: %s (epoch %d)" % (exp / "last.ckpt", completed) in lines
     command = next(line for line in lines if line.startswith("continue exactly with: "))
     assert command.endswith("--resume") and "--max_epochs 40" in command
     assert json.loads((exp / ".lock").read_text()).get("released")

@@ -5,11 +5,11 @@ With several devices each rank takes every ``world_size``-th index of the same p
 PyTorch's ``DistributedSampler``, issue 8).
 """
 import multiprocessing
-import signal
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..workers import detach_worker
 from .distributed import get_rank, get_world_size
 
 
@@ -52,11 +52,7 @@ _WORKER_DATASET = None
 def _worker_init(dataset):
     global _WORKER_DATASET
     _WORKER_DATASET = dataset
-    # A forked worker inherits the trainer's stop-after-this-step handlers (StopSignals): with them a Ctrl-C in the
-    # terminal (sent to the whole process group) would print once per worker, and Pool.terminate's SIGTERM would
-    # not end the worker, so the pool's join would hang. The parent decides when to stop; workers just die.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    detach_worker()
 
 
 def _worker_load(indices):
