@@ -79,7 +79,17 @@ class OptionError(ValueError):
 
 
 def finite_float(text: str) -> float:
-    """argparse type: a finite number (``inf``/``nan`` would train to a non-finite checkpoint and exit 0)."""
+    """argparse type: a finite number (``inf``/``nan`` would train to a non-finite checkpoint and exit 0).
+
+    Args:
+        text: the option value.
+
+    Returns:
+        the number.
+
+    Raises:
+        argparse.ArgumentTypeError: not a number, or not finite (argparse names the option).
+    """
     try:
         value = float(text)
     except ValueError:
@@ -275,12 +285,16 @@ def validate_options(args: argparse.Namespace, for_training: bool = False) -> ar
             _check(os.path.isfile(path), "--image", "file not found", path)
         _check(args.labels is not None and args.labels.strip() != "", "--labels",
                "is required with --image and must name at least one label", args.labels)
+        _check(not args.eval, "--eval", "evaluates the val split; --image segments files: give one of them", True)
+    elif getattr(args, "labels", None) is not None:
+        _check(False, "--labels", "labels the --image files; give --image too (--eval uses --classes)", args.labels)
+    log_file = getattr(args, "log_file", None)
+    if log_file is not None:
+        folder = os.path.dirname(os.path.abspath(log_file))
+        _check(os.path.isdir(folder) and not os.path.isdir(log_file), "--log_file",
+               "must be a file in an existing folder", log_file)
+    check_amp_device(args, args.device_target)
     amp_level = getattr(args, "amp_level", "O0")
-    if amp_level != "O0" and args.device_target == "CPU":
-        # Measured with mindspore 2.0.0: TrainOneStepWithLossScaleCell detects overflow with the NPU/GPU
-        # float-status ops (NPUClearFloatStatusV2 / FloatStatus), which have no CPU kernel.
-        raise OptionError("--amp_level: %s needs Ascend or GPU (the loss-scale overflow check has no CPU kernel); "
-                          "use O0 with --device_target CPU (got %r)" % (amp_level, amp_level))
     if amp_level != "O0" and args.mode == "graph" and amp_level not in tnn.GRAPH_AMP_LEVELS:
         # Only the msadapter layer (legacy stack, LSEG_NN=msadapter) has such levels: see modules.tnn.
         raise OptionError("--amp_level: %s does not compile in graph mode with the %s layer; use --amp_level %s, "
@@ -314,10 +328,17 @@ def resolve_resume_path(args: argparse.Namespace) -> Optional[str]:
 
 
 def explicit_options(purpose: str, argv: Sequence[str]) -> set:
-    """The destinations (``"backbone"``, ``"data_path"``, ...) given on the command line ``argv``.
+    """The options given on a command line.
 
     Parsed by a fresh parser of ``purpose`` with every default suppressed, so abbreviations and ``--opt=value``
     count too and a preset's defaults do not.
+
+    Args:
+        purpose: ``"train"`` or ``"test"``.
+        argv: the arguments.
+
+    Returns:
+        their destinations, e.g. ``{"backbone", "data_path"}``.
     """
     parser = build_parser(purpose)
     for action in parser._actions:
@@ -359,18 +380,54 @@ def parse_options(argv: Optional[Sequence[str]] = None, purpose: str = "train",
 # ------------------------------------------------------------------------------------------ options -> library
 # The glue between parsed options and the libraries, for both scripts: libraries speak of arguments and raise
 # their own errors; these name the option.
-def configure_context(args) -> None:
-    """Device, mode, data-parallel group and seeds from the options (``encoding_custom.engine.configure_runtime``);
-    ``args.device_target`` becomes the device in use. Raises OptionError naming ``--device_target``."""
+def check_amp_device(args: argparse.Namespace, device_target: str) -> None:
+    """Refuse mixed precision on CPU (checked at parsing for an explicit CPU, again once ``auto`` is resolved).
+
+    Args:
+        args: parsed options (those without ``amp_level`` pass).
+        device_target: the device the run uses or asks for.
+
+    Raises:
+        OptionError: naming ``--amp_level``.
+    """
+    amp_level = getattr(args, "amp_level", "O0")
+    if amp_level != "O0" and device_target == "CPU":
+        # Measured with mindspore 2.0.0: TrainOneStepWithLossScaleCell detects overflow with the NPU/GPU
+        # float-status ops (NPUClearFloatStatusV2 / FloatStatus), which have no CPU kernel.
+        raise OptionError("--amp_level: %s needs Ascend or GPU (the loss-scale overflow check has no CPU kernel) and "
+                          "this run uses the CPU; use O0 (got %r)" % (amp_level, amp_level))
+
+
+def configure_context(args: argparse.Namespace) -> None:
+    """Device, mode, data-parallel group and seeds from the options (``encoding_custom.engine.configure_runtime``).
+
+    Args:
+        args: parsed options; ``args.device_target`` becomes the device in use (``auto`` resolved).
+
+    Raises:
+        OptionError: naming ``--device_target`` (not on this machine) or ``--amp_level`` (AMP on the CPU).
+    """
     try:
         args.device_target = configure_runtime(args.device_target, args.mode, device_id=args.device_id,
                                                seed=args.seed)
     except DeviceUnavailableError as err:
         raise OptionError("--" + str(err)) from err
+    check_amp_device(args, args.device_target)
 
 
 def resolve_classes(args, data_path: Optional[str] = None) -> Tuple[List[str], Optional[List[int]]]:
-    """``--classes`` as ``(label names, ADE20K class indices or None)``; raises OptionError naming it."""
+    """``--classes`` resolved against a data folder.
+
+    Args:
+        args: parsed options.
+        data_path: folder to resolve ``synthetic`` against (default ``args.data_path``).
+
+    Returns:
+        ``(label names, ADE20K class indices or None)``.
+
+    Raises:
+        OptionError: naming ``--classes``.
+    """
     try:
         return resolve_label_set(args.classes, data_path or args.data_path, source="--classes")
     except ValueError as err:
@@ -378,7 +435,18 @@ def resolve_classes(args, data_path: Optional[str] = None) -> Tuple[List[str], O
 
 
 def build_network(args, labels: Sequence[str]):
-    """LSegNet from the architecture options, with ``--clip_weights`` / ``--vit_weights`` loaded when given."""
+    """The network the architecture options describe.
+
+    Args:
+        args: parsed options (backbone, text tower, block, ``--clip_weights`` / ``--vit_weights``).
+        labels: its label list.
+
+    Returns:
+        an LSegNet with the CLIP text tower / ViT initialisation loaded when given.
+
+    Raises:
+        OptionError: an unknown backbone or text tower, or weights that do not fit (named in the message).
+    """
     try:
         return build_lseg(args.backbone, labels, arch_option=args.arch_option, block_depth=args.block_depth,
                           activation=args.activation, text_config=args.text_config,
@@ -388,23 +456,62 @@ def build_network(args, labels: Sequence[str]):
         raise OptionError(str(err)) from err
 
 
-def explicit_architecture(args) -> Dict[str, object]:
-    """The architecture options given on the command line, for the weight loaders to check against the file."""
-    return {key: getattr(args, key) for key in ("backbone", "arch_option", "block_depth", "activation")
-            if key in args.explicit}
+# The options a checkpoint of ours records that decide which network it holds (and, for ``classes``, its labels).
+RECORDED_NETWORK_OPTIONS = ("backbone", "text_config", "arch_option", "block_depth", "activation", "classes")
+# Those of them the weight loaders check against a file (the others are read from it or do not apply).
+CHECKED_ARCHITECTURE_OPTIONS = ("backbone", "arch_option", "block_depth", "activation")
+
+
+def explicit_architecture(args: argparse.Namespace) -> Dict[str, object]:
+    """The architecture options given on the command line, for the weight loaders to check against the file.
+
+    Args:
+        args: options from :func:`parse_options` (``args.explicit`` set).
+
+    Returns:
+        ``{name: value}`` for each of :data:`CHECKED_ARCHITECTURE_OPTIONS` given explicitly.
+    """
+    return {key: getattr(args, key) for key in CHECKED_ARCHITECTURE_OPTIONS if key in args.explicit}
+
+
+def recorded_option_conflicts(args: argparse.Namespace, recorded: Dict) -> List[Tuple[str, object, object]]:
+    """The network options whose value in ``args`` differs from what a checkpoint recorded.
+
+    Args:
+        args: options of this run.
+        recorded: the checkpoint's options record (:func:`options_record` of the run that wrote it).
+
+    Returns:
+        ``[(name, this run's value, recorded value)]`` over :data:`RECORDED_NETWORK_OPTIONS` present in both.
+    """
+    return [(key, getattr(args, key), recorded[key]) for key in RECORDED_NETWORK_OPTIONS
+            if key in recorded and hasattr(args, key) and getattr(args, key) != recorded[key]]
 
 
 def make_dataset(args, split: str, mode: str, class_indices: Optional[Sequence[int]],
                  exclude: Optional[Sequence[str]] = None):
-    """ADE20K ``split``/``mode`` from the data options, restricted to ``class_indices`` when given, without the
-    pairs named in ``exclude`` (file stems; the data check's bad pairs with ``--skip_bad_samples``)."""
+    """ADE20K from the data options.
+
+    Args:
+        args: parsed options (data path, sizes, seed, ignore index).
+        split, mode: ``"train"``/``"val"``; ``"train"``/``"val"``/``"testval"``.
+        class_indices: ADE20K classes to keep (renumbered), None for all.
+        exclude: file stems to leave out (the data check's bad pairs with ``--skip_bad_samples``).
+
+    Returns:
+        the dataset (``encoding_custom.datasets.build_ade20k``).
+
+    Raises:
+        encoding_custom.data_check.DataError: images without masks or masks without images.
+    """
     return build_ade20k(args.data_path, split, mode, base_size=args.base_size, crop_size=args.crop_size,
                         seed=args.seed, class_indices=class_indices, ignore_index=args.ignore_index,
                         exclude=exclude)
 
 
 def options_record(args) -> dict:
-    """The JSON-serialisable options stored in every checkpoint (test.py rebuilds the network from them)."""
+    """Args: parsed options. Returns: their JSON-serialisable values, stored in every checkpoint (test.py rebuilds
+    the network from them, ``--resume`` checks them)."""
     return {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
 
 

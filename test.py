@@ -10,7 +10,9 @@ checkpoint, or an official lang-seg PyTorch ``.ckpt`` (converted on the fly, no 
 ``--eval`` uses ``--eval_mode testval`` (full images, official multi-scale machinery; ``--scales``/``--flip``) or
 ``--eval_mode val`` (the centre crops the training validation uses: reproduces the figures in metrics.jsonl).
 Outputs go to ``--outdir`` (default ``outputs/<exp_name>/``): ``eval_log.txt`` (appended, with a per-class IoU
-table), ``masks/`` (val predictions), ``<image>_mask.png`` / ``_overlay.png`` / ``_legend.png`` for ``--image``.
+table), ``masks/`` (val predictions), ``<image>_mask.png`` / ``_index.png`` / ``_overlay.png`` / ``_legend.png`` /
+``_legend.txt`` for ``--image`` (same-named inputs get their folder in the name). Exit status: 0 done, 2 bad option
+or input (one line naming it).
 """
 import os
 import sys
@@ -28,17 +30,16 @@ from encoding_custom.visualize import colour_mask, label_colours, legend, save_s
 from modules.factory import OFFICIAL, TRAINING, checkpoint_kind, load_network_weights
 from modules.weights import WeightsError, WeightsOptionError, build_lseg_from_checkpoint, build_lseg_from_official
 from options import (
+    RECORDED_NETWORK_OPTIONS,
     OptionError,
     build_network,
     configure_context,
     explicit_architecture,
     make_dataset,
     parse_options,
+    recorded_option_conflicts,
     resolve_classes,
 )
-
-# Architecture options a train_custom.py checkpoint records; the network is built from the recorded values.
-ARCH_OPTIONS = ("backbone", "text_config", "arch_option", "block_depth", "activation", "classes")
 
 
 def parse_test_options(argv: Optional[Sequence[str]] = None):
@@ -47,19 +48,24 @@ def parse_test_options(argv: Optional[Sequence[str]] = None):
 
 
 # ------------------------------------------------------------------------------------------------------- network
-def apply_recorded_architecture(args, stored: Dict, weights: str) -> None:
-    """Take the architecture a training checkpoint records; an explicit option that says otherwise is an error.
+def apply_recorded_architecture(args, recorded: Dict, weights: str) -> None:
+    """Take the network options a checkpoint records; an explicit option that says otherwise is an error.
+
+    Args:
+        args: this run's options (updated in place).
+        recorded: the checkpoint's options record.
+        weights: the checkpoint's path (for the message).
 
     Raises:
-        OptionError: e.g. ``--backbone: clip_vitb32_384 given, but W.ckpt was trained with tiny_vit16``.
+        OptionError: e.g. ``--backbone: 'clip_vitb32_384' given, but W.ckpt was trained with 'tiny_vit16'``.
     """
-    for key in ARCH_OPTIONS:
-        if key not in stored:
-            continue
-        if key in args.explicit and getattr(args, key) != stored[key]:
+    for key, given, stored in recorded_option_conflicts(args, recorded):
+        if key in args.explicit:
             raise OptionError("--%s: %r given, but %s was trained with %r; drop the option to use the "
-                              "checkpoint's" % (key, getattr(args, key), weights, stored[key]))
-        setattr(args, key, stored[key])
+                              "checkpoint's" % (key, given, weights, stored))
+    for key in RECORDED_NETWORK_OPTIONS:
+        if key in recorded:
+            setattr(args, key, recorded[key])
 
 
 def load_network(args) -> Tuple[object, List[str], Optional[List[int]]]:
@@ -92,6 +98,7 @@ def load_network(args) -> Tuple[object, List[str], Optional[List[int]]]:
             net = build_lseg_from_official(args.weights, text_config=text_config, **given)
         else:
             net = build_lseg_from_checkpoint(args.weights)
+            apply_recorded_architecture(args, net.build_options(), args.weights)
     except WeightsOptionError as err:
         raise OptionError(err.describe("--" + err.option)) from err
     return net, ade20k_labels(), None  # released LSeg weights are the 150-class ADE20K model
@@ -132,7 +139,13 @@ def load_image(path: str):
 def output_stems(paths: Sequence[str]) -> List[str]:
     """One distinct output name per ``--image``: the file's stem, with as many parent folders as it takes to tell
     equal stems apart (``a/cat.jpg`` → ``a_cat``, ``b/cat.jpg`` → ``b_cat``); what folders cannot tell apart (a file
-    given twice, ``cat.jpg`` beside ``cat.png``) gets ``_2``, ``_3``.
+    given twice, ``cat.jpg`` beside ``cat.png``) gets the first free ``_2``, ``_3``.
+
+    Args:
+        paths: the ``--image`` values, in order.
+
+    Returns:
+        one name per path, all different.
     """
     parts = [os.path.normpath(os.path.abspath(path)).split(os.sep) for path in paths]
     stems = [os.path.splitext(p[-1])[0] for p in parts]
@@ -145,17 +158,30 @@ def output_stems(paths: Sequence[str]) -> List[str]:
             break  # the clashing files share their folder: no parent name separates them
         stems = ["_".join(p[-depth:-1] + [os.path.splitext(p[-1])[0]]).lstrip("_") if stem in clashing else stem
                  for stem, p in zip(stems, parts)]
-    seen: Dict[str, int] = {}
+    used: set = set()
     unique = []
     for stem in stems:
-        seen[stem] = seen.get(stem, 0) + 1
-        unique.append(stem if seen[stem] == 1 else "%s_%d" % (stem, seen[stem]))
+        name, copy = stem, 1
+        while name in used or (name != stem and name in stems):  # "cat_2" may be another input's own stem
+            copy += 1
+            name = "%s_%d" % (stem, copy)
+        used.add(name)
+        unique.append(name)
     return unique
 
 
 # ---------------------------------------------------------------------------------------------------------- main
 def run_eval(args, net, labels: List[str], indices, outdir: str) -> Tuple[float, float]:
-    """pixAcc/mIoU on the val split; prints them and appends them with a per-class IoU table to the log."""
+    """pixAcc/mIoU on the val split; prints them and appends them with a per-class IoU table to the log.
+
+    Args:
+        args: options (``--eval_mode``, ``--scales``, ``--flip``, ``--max_images``, ``--log_file``, ...).
+        net: the network, in eval mode; labels / indices: its label names and their ADE20K class indices.
+        outdir: folder of the default log.
+
+    Returns:
+        ``(pixAcc, mIoU)``.
+    """
     dataset = make_dataset(args, "val", args.eval_mode, indices)
     if args.eval_mode == "val":
         predict, batch = network_predictor(net), args.test_batch_size
@@ -171,16 +197,23 @@ def run_eval(args, net, labels: List[str], indices, outdir: str) -> Tuple[float,
                % (time.strftime("%Y-%m-%d %H:%M:%S"), args.weights, args.eval_mode, args.scales, args.flip,
                   min(len(dataset), args.max_images or len(dataset)), pix_acc, miou, time.time() - started))
     log_path = args.log_file or os.path.join(outdir, "eval_log.txt")
+    print(metric.table(labels))
+    print("pixAcc: %.4f, mIoU: %.4f" % (pix_acc, miou), flush=True)  # shown before the log write can fail
     with open(log_path, "a", encoding="utf-8") as handle:
         handle.write(summary + "\n" + metric.table(labels) + "\n\n")
-    print(metric.table(labels))
-    print("pixAcc: %.4f, mIoU: %.4f" % (pix_acc, miou))
     print("log: %s" % log_path)
     return pix_acc, miou
 
 
 def write_val_masks(args, net, labels, indices, outdir: str) -> str:
-    """Coloured predictions of the val images (testval mode, single pass per ``--scales``) into ``outdir/masks``."""
+    """Coloured predictions of the val images (testval mode, ``--scales``/``--flip``) and a legend.
+
+    Args:
+        args: options; net / labels / indices: as :func:`run_eval`; outdir: parent of the ``masks`` folder.
+
+    Returns:
+        the folder written (``<outdir>/masks``).
+    """
     dataset = make_dataset(args, "val", "testval", indices)
     evaluator = MultiScaleEvaluator(network_forward(net), nclass=len(labels), scales=args.scales, flip=args.flip,
                                     base_size=args.base_size, crop_size=args.crop_size)

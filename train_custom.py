@@ -4,7 +4,8 @@
     python train_custom.py --preset vitl16_ade20k --device_target Ascend --data_path ../datasets
 
 Writes to ``checkpoints/<exp_name>/``: ``epoch_XXX.ckpt`` (last K), ``last.ckpt``, ``best.ckpt``, ``metrics.jsonl``
-(one line per epoch), ``steps.jsonl`` (one line per optimizer step) and ``curves.png``. ``--resume`` continues
+(one line per epoch), ``steps.jsonl`` (one line per optimizer step), ``curves.png``, ``data_check.json`` (the data
+check's cache) and ``.lock``. ``--resume`` continues
 exactly where the last completed epoch ended. The folder is locked for the run's life (a second run on it stops at
 once, naming the first). SIGINT/SIGTERM stop after the running step and print the ``--resume`` command.
 Exit status: 0 done, 2 bad option or input, 3 non-finite loss, 130 SIGINT, 143 SIGTERM.
@@ -26,11 +27,12 @@ from encoding_custom.engine import (
     TrainConfig,
     Trainer,
     TrainingInterrupted,
+    check_resumable,
     get_world_size,
     is_main_process,
+    refuse_earlier_run,
     remove_stale_temp_files,
 )
-from encoding_custom.engine.checkpoint import check_resumable
 from encoding_custom.engine.distributed import broadcast_from_rank0
 from encoding_custom.engine.lr import poly_lr
 from encoding_custom.losses import SegmentationLoss
@@ -47,6 +49,7 @@ from options import (
     make_dataset,
     options_record,
     parse_options,
+    recorded_option_conflicts,
     resolve_classes,
     resolve_resume_path,
 )
@@ -57,6 +60,12 @@ def resume_command(argv: Sequence[str]) -> str:
 
     It is the command that started the run (``$LSEG_COMMAND`` when a wrapper such as train_custom.sh set it, else
     this interpreter + script + ``argv``) without ``--overwrite`` and any ``--resume [PATH]``, plus ``--resume``.
+
+    Args:
+        argv: this process's arguments.
+
+    Returns:
+        a shell-quoted command line.
     """
     wrapper = os.environ.get("LSEG_COMMAND")
     words = shlex.split(wrapper) if wrapper else [sys.executable, sys.argv[0] or "train_custom.py", *argv]
@@ -73,7 +82,14 @@ def resume_command(argv: Sequence[str]) -> str:
 
 
 def report_interrupt(err, argv: Sequence[str]) -> int:
-    """Print where an interrupted run stands and how to continue it; returns the exit status 128 + signal."""
+    """Print where an interrupted run stands and how to continue it.
+
+    Args:
+        err: the ``TrainingInterrupted`` raised by ``Trainer.fit``; argv: this process's arguments.
+
+    Returns:
+        the exit status, 128 + the signal (130 SIGINT, 143 SIGTERM).
+    """
     print("train_custom.py: %s; nothing after the last checkpoint is kept" % err, file=sys.stderr)
     if err.last_checkpoint:
         print("  last good checkpoint: %s (epoch %d)\n  continue exactly with: %s"
@@ -85,7 +101,14 @@ def report_interrupt(err, argv: Sequence[str]) -> int:
 
 
 def schedule_note(stored_options: dict, trainer) -> Optional[str]:
-    """A note when a resumed run's ``--max_epochs`` differs from the checkpoint's: the poly schedule changes."""
+    """A note when a resumed run's ``--max_epochs`` differs from the checkpoint's: the poly schedule changes.
+
+    Args:
+        stored_options: the checkpoint's options record; trainer: the resumed ``Trainer``.
+
+    Returns:
+        the note (with the next lr under both schedules), or None when the lengths agree.
+    """
     planned = stored_options.get("max_epochs")
     if planned is None or planned == trainer.config.max_epochs:
         return None
@@ -129,18 +152,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -> int:
-    """Build the network, data and trainer from the options and run (the experiment folder is already ours)."""
+    """Build the network, data and trainer from the options and run them.
+
+    Args:
+        args: validated options; argv: the command line (for the resume hint); resume_path: ``--resume``'s
+            checkpoint or None; exp_dir: the experiment folder, already locked by this process.
+
+    Returns:
+        the exit status (see the module docstring).
+    """
     try:
+        # Cheap checks first: none of them should wait for a ViT-L build or a minute of data checking.
+        if resume_path is not None:
+            check_resumable(resume_path)
+        elif not args.overwrite:
+            refuse_earlier_run(exp_dir)
         labels, class_indices = resolve_classes(args)
         net = build_network(args, labels)
         if args.weights and resume_path is None:
             load_network_weights(net, args.weights, **explicit_architecture(args))
-        if resume_path is not None:
-            check_resumable(resume_path)  # before the data check: a bad file should not cost its minute
     except WeightsOptionError as err:
         print("train_custom.py: error: %s" % err.describe("--" + err.option), file=sys.stderr)
         return 2
-    except (OptionError, WeightsError, CheckpointError) as err:
+    except CheckpointError as err:
+        print("train_custom.py: error: --resume: %s" % err, file=sys.stderr)
+        return 2
+    except (OptionError, WeightsError, FileExistsError) as err:
         print("train_custom.py: error: %s" % err, file=sys.stderr)
         return 2
     world_size = get_world_size()
@@ -165,9 +202,13 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
     except (DataError, FileNotFoundError) as err:
         print("train_custom.py: error: %s" % err, file=sys.stderr)
         return 2
-    trainer = Trainer(net, SegmentationLoss(ignore_index=args.ignore_index), train_set, config,
-                      param_groups=[(net.backbone_params(), 1.0), (net.head_params(), 10.0)],
-                      val_set=val_set, nclass=len(labels))
+    try:
+        trainer = Trainer(net, SegmentationLoss(ignore_index=args.ignore_index), train_set, config,
+                          param_groups=[(net.backbone_params(), 1.0), (net.head_params(), 10.0)],
+                          val_set=val_set, nclass=len(labels))
+    except ValueError as err:  # e.g. fewer images than one step needs; the Trainer names the numbers
+        print("train_custom.py: error: %s" % err, file=sys.stderr)
+        return 2
     if main_process:
         print("training %s (%d labels) on %s: %d train / %d val images, %d %s device(s), lr %.3g (head %.3g), "
               "%d optimizer steps per epoch, %s mode (%s) -> %s"
@@ -179,6 +220,14 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
             meta = trainer.resume(resume_path)
         except CheckpointError as err:
             print("train_custom.py: error: --resume: %s" % err, file=sys.stderr)
+            return 2
+        # Options without parameters of their own (block depth, activation, arch 1 vs 2, the label order) are not
+        # caught by the strict load: a resumed run must build the network the checkpoint was trained as.
+        conflicts = recorded_option_conflicts(args, meta.get("options", {}))
+        if conflicts:
+            print("train_custom.py: error: --resume: %s was trained with %s; this run builds %s: pass the "
+                  "checkpoint's values" % (resume_path, ", ".join("--%s %s" % (k, v) for k, _, v in conflicts),
+                                           ", ".join("--%s %s" % (k, v) for k, v, _ in conflicts)), file=sys.stderr)
             return 2
         if main_process:
             print("resumed from %s after epoch %d (optimizer step %d)" % (resume_path, meta["epoch"],
@@ -198,9 +247,6 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
     except TrainingInterrupted as err:
         return report_interrupt(err, argv) if main_process else 128 + err.signum
     except DataError as err:  # a file that went bad after the check
-        print("train_custom.py: error: %s" % err, file=sys.stderr)
-        return 2
-    except FileExistsError as err:
         print("train_custom.py: error: %s" % err, file=sys.stderr)
         return 2
     if main_process and history:

@@ -91,6 +91,8 @@ def test_invalid_value_error_names_the_option(argv, option, capsys):
     (["--scales", "1.0,inf"], "--scales"),
     (["--image", "/no/such.png", "--labels", "a,b"], "--image"),
     (["--max_images", "0"], "--max_images"),
+    (["--labels", "cat,dog"], "--labels"),  # labels without images to segment
+    (["--log_file", "/no/such/folder/eval.txt"], "--log_file"),
 ])
 def test_invalid_test_value_error_names_the_option(argv, option, capsys):
     with pytest.raises(SystemExit) as info:
@@ -145,6 +147,14 @@ def test_graph_mode_amp_levels_follow_the_layer(level, capsys):
     with pytest.raises(SystemExit):
         options.parse_options(argv)
     assert f"--amp_level: {level} does not compile in graph mode with the msadapter layer" in capsys.readouterr().err
+
+
+def test_image_and_eval_are_either_or(tmp_path, capsys):
+    image = tmp_path / "x.png"
+    image.write_bytes(b"not checked here")
+    with pytest.raises(SystemExit):
+        options.parse_options(["--image", str(image), "--labels", "a,b", "--eval"], purpose="test")
+    assert "test.py: error: --eval: evaluates the val split; --image segments files" in capsys.readouterr().err
 
 
 def test_image_needs_labels(tmp_path, capsys):

@@ -11,6 +11,8 @@ import train_custom
 from encoding_custom.labels import resolve_classes
 from encoding_custom.synthetic import write_synthetic_ade20k
 from encoding_custom.visualize import LEGEND_ROW_PX, label_colours
+from modules.factory import build_lseg
+from modules.weights import save_lseg_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +174,7 @@ def test_output_stems_are_unique():
     assert test_script.output_stems(["x/a/cat.jpg", "x/b/cat.jpg", "y/b/cat.png"]) == ["a_cat", "x_b_cat", "y_b_cat"]
     assert test_script.output_stems(["cat.jpg", "cat.jpg"]) == ["cat", "cat_2"]
     assert test_script.output_stems(["/cat.jpg", "/cat.png", "a/cat.jpg"]) == ["cat", "cat_2", "a_cat"]
+    assert test_script.output_stems(["cat.jpg", "cat.png", "cat_2.jpg"]) == ["cat", "cat_3", "cat_2"]
 
 
 def test_two_images_with_one_name_do_not_overwrite_each_other(trained, tmp_path, capsys):
@@ -205,3 +208,32 @@ def test_an_option_the_checkpoint_contradicts_is_an_error(trained, tmp_path, cap
     err = capsys.readouterr().err
     assert err.strip() == ("test.py: error: --backbone: 'clip_vitb32_384' given, but %s was trained with "
                            "'tiny_vit16'; drop the option to use the checkpoint's" % weights)
+
+
+def test_non_ascii_labels_work_end_to_end(trained, tmp_path):
+    """The legend once raised UnicodeEncodeError after the mask was written: every output must be there."""
+    _, exp_dir, _ = trained
+    image = os.path.join(trained[0], "ADEChallengeData2016", "images", "validation", "ADE_val_00000001.jpg")
+    labels = ["猫", "🐱", "café", "sky"]
+    assert test_script.main(["--weights", os.path.join(exp_dir, "last.ckpt"), "--image", image, "--labels",
+                             ",".join(labels), "--device_target", "CPU", "--mode", "pynative",
+                             "--outdir", str(tmp_path)]) == 0
+    for kind in ("mask.png", "index.png", "overlay.png", "legend.png", "legend.txt"):
+        assert (tmp_path / ("ADE_val_00000001_" + kind)).is_file(), kind
+    legend_text = (tmp_path / "ADE_val_00000001_legend.txt").read_text(encoding="utf-8")
+    assert all(label in legend_text for label in labels)
+    index = np.asarray(Image.open(str(tmp_path / "ADE_val_00000001_index.png")))
+    assert index.max() < len(labels)
+
+
+def test_an_option_a_weights_file_contradicts_is_an_error(tmp_path, capsys):
+    weights = str(tmp_path / "tiny_weights.ckpt")
+    save_lseg_checkpoint(build_lseg("tiny_vit16", ["a", "b"], block_depth=2, arch_option=1, text_config="tiny"),
+                         weights)
+    image = str(tmp_path / "photo.png")
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(image)
+    status = test_script.main(["--weights", weights, "--block_depth", "3", "--image", image, "--labels", "a,b",
+                               "--device_target", "CPU", "--outdir", str(tmp_path)])
+    assert status == 2
+    assert capsys.readouterr().err.strip() == ("test.py: error: --block_depth: 3 given, but %s was trained with 2; "
+                                               "drop the option to use the checkpoint's" % weights)

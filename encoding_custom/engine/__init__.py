@@ -14,7 +14,14 @@ Takes an already built network (it never imports ``modules``). Public API:
 - :class:`ExperimentLock`, :class:`ExperimentBusyError`, :func:`remove_stale_temp_files` — one run per experiment
   folder; :class:`StopSignals`, :class:`TrainingInterrupted` — SIGINT/SIGTERM end a run between steps.
 """
-from .checkpoint import CheckpointError, CheckpointManager, load_checkpoint, read_checkpoint, save_checkpoint  # noqa: F401
+from .checkpoint import (  # noqa: F401
+    CheckpointError,
+    CheckpointManager,
+    check_resumable,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .data import BatchLoader, epoch_indices  # noqa: F401
 from .distributed import get_rank, get_world_size, is_main_process  # noqa: F401
 from .experiment import ExperimentBusyError, ExperimentLock, remove_stale_temp_files  # noqa: F401
@@ -29,6 +36,8 @@ from .trainer import (  # noqa: F401
     Trainer,
     TrainingInterrupted,
     build_optimizer,
+    earlier_run_files,
     evaluate,
     network_predictor,
+    refuse_earlier_run,
 )

@@ -103,6 +103,46 @@ def _describe_content(head: bytes) -> str:
     return "unrecognised content (first bytes %s)" % head[:8].hex()
 
 
+def _record_names(path: str, handle, size: int) -> List[str]:
+    """The entry names of the ``.ckpt`` open as ``handle`` (``size`` bytes): see :func:`checkpoint_entry_names`."""
+    names: List[str] = []
+    head = handle.read(64)
+    position = 0
+    while position < size:
+        handle.seek(position)
+        if size - position == _CRC_TRAILER_SIZE and handle.read(len(_CRC_TRAILER)) == _CRC_TRAILER:
+            break
+        handle.seek(position)
+        key = _read_varint(handle)
+        length = _read_varint(handle) if key == _RECORD_KEY else None
+        end = None if length is None else handle.tell() + length
+        if end is not None and end > size:
+            name = _leading_tag(handle, size)
+            if name is not None:
+                raise CheckpointError("%s: truncated: entry %d (%s) ends at byte %d, the file has %d bytes"
+                                      % (path, len(names) + 1, name, end, size))
+        name = _value_tag(handle, end) if end is not None and end <= size else None
+        if name is None:
+            if not names:
+                raise CheckpointError("%s: not a MindSpore checkpoint: %s" % (path, _describe_content(head)))
+            if (end is not None and end > size) or (end is None and handle.tell() >= size):
+                raise CheckpointError("%s: truncated after entry %d (%s), at byte %d of %d"
+                                      % (path, len(names), names[-1], position, size))
+            raise CheckpointError("%s: damaged: byte %d (after entry %d, %s) does not start a parameter entry"
+                                  % (path, position, len(names), names[-1]))
+        if not names or names[-1] != name:
+            names.append(name)
+        position = end
+    if not names:
+        raise CheckpointError("%s: holds no entries (only a CRC record)" % path)
+    return names
+
+
+def cannot_read_message(path: str, error: OSError) -> str:
+    """Args: path: the file; error: what reading it raised. Returns: ``"<path>: cannot read (<strerror>)"``."""
+    return "%s: cannot read (%s)" % (path, error.strerror or error)
+
+
 def checkpoint_entry_names(path: str) -> List[str]:
     """The entry names of a MindSpore ``.ckpt``, read from its record headers without loading any tensor.
 
@@ -117,48 +157,46 @@ def checkpoint_entry_names(path: str) -> List[str]:
         the entry names in file order, each once (slices of one large parameter share a name).
 
     Raises:
-        CheckpointError: ``"<path>: <what is wrong>"``: no such file, a directory, empty, not a MindSpore checkpoint
-            (says what it looks like: zip, pickle, text), truncated or damaged (with the byte offset).
+        CheckpointError: ``"<path>: <what is wrong>"``: no such file, a directory, unreadable (``cannot read
+            (Permission denied)``), empty, not a MindSpore checkpoint (says what it looks like: zip, pickle, text),
+            truncated or damaged (with the byte offset).
     """
     if not os.path.exists(path):
         raise CheckpointError("%s: no such file" % path)
     if os.path.isdir(path):
         raise CheckpointError("%s: is a directory, not a checkpoint file" % path)
-    size = os.path.getsize(path)
-    if size == 0:
-        raise CheckpointError("%s: empty file (0 bytes), not a checkpoint" % path)
-    names: List[str] = []
-    with open(path, "rb") as handle:
-        head = handle.read(64)
-        position = 0
-        while position < size:
-            handle.seek(position)
-            if size - position == _CRC_TRAILER_SIZE and handle.read(len(_CRC_TRAILER)) == _CRC_TRAILER:
-                break
-            handle.seek(position)
-            key = _read_varint(handle)
-            length = _read_varint(handle) if key == _RECORD_KEY else None
-            end = None if length is None else handle.tell() + length
-            if end is not None and end > size:
-                name = _leading_tag(handle, size)
-                if name is not None:
-                    raise CheckpointError("%s: truncated: entry %d (%s) ends at byte %d, the file has %d bytes"
-                                          % (path, len(names) + 1, name, end, size))
-            name = _value_tag(handle, end) if end is not None and end <= size else None
-            if name is None:
-                if not names:
-                    raise CheckpointError("%s: not a MindSpore checkpoint: %s" % (path, _describe_content(head)))
-                if (end is not None and end > size) or (end is None and handle.tell() >= size):
-                    raise CheckpointError("%s: truncated after entry %d (%s), at byte %d of %d"
-                                          % (path, len(names), names[-1], position, size))
-                raise CheckpointError("%s: damaged: byte %d (after entry %d, %s) does not start a parameter entry"
-                                      % (path, position, len(names), names[-1]))
-            if not names or names[-1] != name:
-                names.append(name)
-            position = end
-    if not names:
-        raise CheckpointError("%s: holds no entries (only a CRC record)" % path)
-    return names
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            raise CheckpointError("%s: empty file (0 bytes), not a checkpoint" % path)
+        with open(path, "rb") as handle:
+            return _record_names(path, handle, size)
+    except OSError as error:  # permissions, an I/O error of the disk
+        raise CheckpointError(cannot_read_message(path, error)) from None
+
+
+def load_raw_checkpoint(path: str) -> Dict[str, object]:
+    """``mindspore.load_checkpoint`` behind the structural check, so a bad file is one :class:`CheckpointError`.
+
+    Args:
+        path: a MindSpore ``.ckpt``.
+
+    Returns:
+        entry name -> ``mindspore.Parameter`` (``str`` for text entries), as ``mindspore.load_checkpoint``.
+
+    Raises:
+        CheckpointError: ``"<path>: ..."``: see :func:`checkpoint_entry_names`; or what MindSpore still refuses
+            (its exception type and the first line of its message).
+    """
+    checkpoint_entry_names(path)
+    try:
+        return ms.load_checkpoint(path)
+    except OSError as error:
+        raise CheckpointError(cannot_read_message(path, error)) from None
+    except Exception as error:  # MindSpore raises ValueError/RuntimeError with its own wording
+        first_line = (str(error).splitlines() or [""])[0]
+        raise CheckpointError("%s: unreadable MindSpore checkpoint (%s: %s)" % (path, type(error).__name__,
+                                                                                first_line)) from None
 
 
 def _optimizer_state(optimizer: nn.Cell, network: nn.Cell) -> List[Dict]:
@@ -235,16 +273,10 @@ def read_checkpoint(path: str) -> Tuple[Dict[str, ms.Parameter], Dict[str, ms.Pa
         ``options`` and ``metrics`` (dicts), ``format`` (int or None for a plain network checkpoint).
 
     Raises:
-        CheckpointError: ``"<path>: ..."``: missing, empty, truncated, damaged or not a MindSpore checkpoint
-            (see :func:`checkpoint_entry_names`).
+        CheckpointError: ``"<path>: ..."``: missing, unreadable, empty, truncated, damaged or not a MindSpore
+            checkpoint (see :func:`load_raw_checkpoint`).
     """
-    checkpoint_entry_names(path)
-    try:
-        raw = ms.load_checkpoint(path)
-    except Exception as err:  # MindSpore raises ValueError/RuntimeError with its own wording
-        first_line = (str(err).splitlines() or [""])[0]
-        raise CheckpointError("%s: unreadable MindSpore checkpoint (%s: %s)" % (path, type(err).__name__,
-                                                                                first_line)) from None
+    raw = load_raw_checkpoint(path)
     network_params, optimizer_params = {}, {}
     for name, value in raw.items():
         if name in META_KEYS:

@@ -19,8 +19,11 @@ import time
 from typing import List, Optional
 
 LOCK_NAME = ".lock"
-# The temp names of checkpoint.save_checkpoint (".<target>.tmp<pid>.ckpt") and of CheckpointManager's link step.
-_TEMP_CHECKPOINT = re.compile(r"^\..+\.tmp\d+(\.ckpt)?$")
+# Temp names of the writers into an experiment folder: checkpoint.save_checkpoint and CheckpointManager's link step
+# (".<name>.ckpt.tmp<pid>.ckpt") and the data check's cache ("data_check.json.<random>.tmp", tempfile.mkstemp).
+_WRITER_TEMP_FILE = re.compile(r"^(\..+\.ckpt\.tmp\d+\.ckpt|data_check\.json\..+\.tmp)$")
+# flock errors of file systems without lock support (Lustre without -o flock, some NFS set-ups).
+_NO_LOCK_SUPPORT = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
 
 class ExperimentBusyError(RuntimeError):
@@ -49,12 +52,20 @@ class ExperimentLock:
         self.path = os.path.join(folder, LOCK_NAME)
         self._handle = None
         self.previous: dict = {}
+        self.unsupported: Optional[str] = None  # a warning when the file system cannot lock
 
     def acquire(self) -> "ExperimentLock":
         """Take the lock or raise :class:`ExperimentBusyError` at once (never waits).
 
         A lock file left by a dead process is taken over; ``previous`` then holds that process's record and
-        :meth:`takeover_message` describes it.
+        :meth:`takeover_message` describes it. On a file system without locks the run goes on unprotected
+        (``unsupported`` says so).
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ExperimentBusyError: a live process holds the folder (named with its pid, host and command).
         """
         os.makedirs(self.folder, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")
@@ -64,6 +75,10 @@ class ExperimentLock:
             handle.seek(0)
             holder = _read_record(handle.read())
             handle.close()
+            if err.errno in _NO_LOCK_SUPPORT:
+                self.unsupported = "%s: the file system does not support locks (%s): this run is not protected " \
+                                   "from a second one on the same folder" % (self.folder, err.strerror or err)
+                return self
             if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise ExperimentBusyError(
                     "%s is in use by another run: %s; wait for it to finish, stop it, or choose another --exp_name"
@@ -81,14 +96,21 @@ class ExperimentLock:
         return self
 
     def takeover_message(self) -> Optional[str]:
-        """A note when the lock file was left by an earlier process (it ended without releasing it), else None."""
+        """What to tell the user about the lock, or None.
+
+        Returns:
+            a note when the lock file was left by an earlier process that ended without releasing it (killed), or
+            the warning that the folder could not be locked at all; None otherwise.
+        """
+        if self.unsupported:
+            return "warning: " + self.unsupported
         if not self.previous or self.previous.get("released"):
             return None
         return "%s: taking over the lock of an earlier run that did not end cleanly (%s)" % (
             self.folder, _describe_holder(self.previous))
 
     def release(self) -> None:
-        """Mark the lock file released and drop the lock (idempotent)."""
+        """Mark the lock file released (so the next run sees a clean end) and drop the lock; idempotent."""
         if self._handle is None:
             return
         record = _read_record(_file_text(self.path))
@@ -137,7 +159,7 @@ def remove_stale_temp_files(folder: str) -> List[str]:
     removed = []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if _TEMP_CHECKPOINT.match(name) and os.path.isfile(path):
+        if _WRITER_TEMP_FILE.match(name) and os.path.isfile(path):
             os.remove(path)
             removed.append(path)
     return removed

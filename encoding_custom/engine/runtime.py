@@ -27,6 +27,10 @@ def _set_device_target(target: str, device_id: Optional[int] = None) -> Optional
     machines); the list in that message is the one fact a user needs. Its version checks log 5-7 ERROR/WARNING
     lines about CUDA/CANN paths on the way: muted during the attempt, so that the user reads one line.
     """
+    if ms.get_context("device_target") == target and device_id is None:
+        # Already the device (MindSpore's default, or a second call in one process): on 2.10 set_device after the
+        # first kernel ran raises "The runtime has been initialized", even for the same target.
+        return None
     logger = ms_log._get_logger()
     level = logger.level
     logger.setLevel(logging.CRITICAL)

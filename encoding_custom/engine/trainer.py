@@ -235,6 +235,26 @@ def _zero(buffer):
     return ops.assign(buffer, ops.zeros_like(buffer))
 
 
+def earlier_run_files(exp_dir: str) -> List[str]:
+    """The checkpoints an earlier run left in ``exp_dir`` (epoch files oldest first, then ``last``/``best``)."""
+    checkpoints = CheckpointManager(exp_dir, writer=False)
+    return checkpoints.epoch_files() + [path for path in (checkpoints.last_path, checkpoints.best_path)
+                                        if os.path.isfile(path)]
+
+
+def refuse_earlier_run(exp_dir: str) -> None:
+    """A fresh run must not mix with an earlier one: cheap, so train_custom.py asks before building anything.
+
+    Raises:
+        FileExistsError: ``exp_dir`` holds checkpoints; the message says how to resume, rename or overwrite.
+    """
+    earlier = earlier_run_files(exp_dir)
+    if earlier:
+        raise FileExistsError(
+            "%s already holds a training run (%s); resume it (--resume), choose another --exp_name, or pass "
+            "--overwrite to delete it" % (exp_dir, os.path.basename(earlier[-1])))
+
+
 class Trainer:
     """Trains a built network.
 
@@ -369,12 +389,9 @@ class Trainer:
 
     def _start_afresh(self) -> None:
         """A new run in ``exp_dir``: refuse to mix with an earlier run unless ``config.overwrite``."""
-        earlier = self.checkpoints.epoch_files() + [p for p in (self.checkpoints.last_path,
-                                                                self.checkpoints.best_path) if os.path.isfile(p)]
-        if earlier and not self.config.overwrite:
-            raise FileExistsError(
-                "%s already holds a training run (%s); resume it (--resume), choose another --exp_name, or pass "
-                "--overwrite to delete it" % (self.exp_dir, os.path.basename(earlier[-1])))
+        earlier = earlier_run_files(self.exp_dir)
+        if not self.config.overwrite:
+            refuse_earlier_run(self.exp_dir)
         for path in earlier:
             os.remove(path)
         self._truncate_logs(0)
