@@ -231,7 +231,8 @@ def write_val_masks(args, net, labels, indices, outdir: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Returns the process exit status (0 ok, 2 bad option or input)."""
+    """Args: argv: the arguments (default ``sys.argv[1:]``). Returns: the exit status (0 ok, 2 bad option or
+    input, 130 interrupted)."""
     args = parse_test_options(argv)
     outdir = args.outdir or os.path.join("outputs", args.exp_name)
     try:
@@ -241,7 +242,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             check_image(path)  # every input decodes before the first is segmented; each is read when its turn comes
         net, labels, indices = load_network(args)
         net.set_train(False)
-        os.makedirs(outdir, exist_ok=True)
+        try:
+            os.makedirs(outdir, exist_ok=True)
+        except OSError as err:
+            raise OptionError("--outdir: cannot create %s (%s)" % (outdir, err.strerror or err)) from err
         if args.image:
             for path, stem in zip(args.image, output_stems(args.image)):
                 image = load_image(path)
@@ -260,6 +264,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OptionError, WeightsError, CheckpointError, DataError, FileNotFoundError) as err:
         print("test.py: error: %s" % err, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: what was written stays (each output is complete), the rest is not done
+        print("\ntest.py: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -237,3 +237,13 @@ def test_an_option_a_weights_file_contradicts_is_an_error(tmp_path, capsys):
     assert status == 2
     assert capsys.readouterr().err.strip() == ("test.py: error: --block_depth: 3 given, but %s was trained with 2; "
                                                "drop the option to use the checkpoint's" % weights)
+
+
+def test_an_outdir_that_cannot_be_made_is_one_line(trained, tmp_path, capsys):
+    _, exp_dir, _ = trained
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    image = os.path.join(trained[0], "ADEChallengeData2016", "images", "validation", "ADE_val_00000001.jpg")
+    assert test_script.main(["--weights", os.path.join(exp_dir, "last.ckpt"), "--image", image, "--labels", "a,b",
+                             "--device_target", "CPU", "--outdir", str(blocker / "out")]) == 2
+    assert capsys.readouterr().err.strip().startswith("test.py: error: --outdir: cannot create %s" % (blocker / "out"))
