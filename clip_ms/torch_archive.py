@@ -316,11 +316,18 @@ def _zip_prefix(path, names):
     return candidates[0]
 
 
+def _cannot_read(path, error):
+    """Args: path: the file; error: the OSError reading it raised. Returns: the TorchArchiveError to raise."""
+    return _fail(path, "cannot read (%s)" % (error.strerror or error))
+
+
 def _load_zip(path, torchscript):
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
         raise _fail(path, "damaged zip archive (%s); the file is probably truncated" % exc) from None
+    except OSError as exc:
+        raise _cannot_read(path, exc) from None
     with archive:
         names = archive.namelist()
         prefix = _zip_prefix(path, names)
@@ -435,7 +442,8 @@ def load_torch_file(path, torchscript="state_dict"):
         :class:`UnresolvedObject`.
 
     Raises:
-        TorchArchiveError: the file is missing, not a torch file, truncated or damaged (message names the file).
+        TorchArchiveError: the file is missing, unreadable (``cannot read (Permission denied)``), not a torch file,
+            truncated or damaged (message names the file).
     """
     path = os.fspath(path)
     if torchscript not in ("state_dict", "objects"):
@@ -445,7 +453,11 @@ def load_torch_file(path, torchscript="state_dict"):
     kind = torch_file_format(path)
     if kind == "zip":
         return _load_zip(path, torchscript)
-    with open(path, "rb") as fileobj:
+    try:
+        fileobj = open(path, "rb")
+    except OSError as exc:
+        raise _cannot_read(path, exc) from None
+    with fileobj:
         head = fileobj.read(4)
         if not head:
             raise _fail(path, "empty file")
@@ -464,9 +476,15 @@ def torch_file_format(path):
 
     Returns:
         ``"zip"`` (the zip format, TorchScript included), ``"legacy"`` (a pickle stream) or None (neither).
+
+    Raises:
+        TorchArchiveError: ``"<path>: cannot read (<reason>)"`` (permissions, an I/O error).
     """
-    with open(path, "rb") as fileobj:
-        head = fileobj.read(2)
+    try:
+        with open(path, "rb") as fileobj:
+            head = fileobj.read(2)
+    except OSError as exc:
+        raise _cannot_read(path, exc) from None
     if head == b"PK" or zipfile.is_zipfile(path):  # a zip local header; is_zipfile also finds prepended data
         return "zip"
     return "legacy" if head[:1] == b"\x80" else None  # pickle protocol marker

@@ -9,11 +9,11 @@ final file list and the data order (which depends on the dataset length only) is
 
 Cost, measured as CPU time on this machine (Xeon, Pillow 9.5, synthetic 512x683 JPEGs of 146 KB + PNG masks):
 3.2 ms per pair = 1.5 ms to decode the JPEG at 1/8 scale (``Image.draft``; a full decode takes 2.9 ms) + 1.0 ms
-to decode the PNG and take its min/max + the headers. ADE20K's 22,210 pairs: 70 CPU-seconds, so about 35 s on two
-free cores and a few seconds on a many-core server (real ADE20K JPEGs are smaller, so faster to decode). The
-reduced-scale decode still reads every entropy-coded byte: on 360 randomly corrupted JPEGs it failed exactly
-where the full decode fails, whereas checking only the header and the end-of-image marker passed 53 of the 64
-corrupted files (of 160) that the training decode rejects. Results are cached by ``(path, size, mtime)``
+to decode the PNG and take its min/max + the headers. ADE20K's 22,210 pairs: 69 CPU-seconds, measured ~41 s on
+two cores (~0.4 s from the cache), a few seconds on a many-core server (real ADE20K JPEGs are smaller, so faster
+to decode). The reduced-scale decode still reads every entropy-coded byte: on 360 randomly corrupted JPEGs it
+failed exactly where the full decode fails, whereas checking only the header and the end-of-image marker passed 53
+of the 64 corrupted files (of 160) that the training decode rejects. Results are cached by ``(path, size, mtime)``
 (``cache_path``), so a resumed run only re-checks the files that changed.
 
 During training the same helpers guard every sample (:meth:`ADE20KSegmentation.load_pair`): a file that turned bad

@@ -190,13 +190,9 @@ def segment_image(network, image: np.ndarray, labels: Sequence[str], base_size: 
     if base_size < 1 or crop_size < 1:
         raise ValueError(f"segment_image: base_size ({base_size}) and crop_size ({crop_size}) must be >= 1")
     label_token_ids(labels, source="segment_image")
-
-    def forward(images: np.ndarray):
-        output = network(tnn.tensor(images), labels=labels)
-        return output.detach() if hasattr(output, "detach") else output
-
-    evaluator = MultiScaleEvaluator(forward, nclass=len(labels), multi_scale=False, base_size=base_size,
-                                    crop_size=crop_size, mean=mean, std=std, resize_backend="numpy")
+    evaluator = MultiScaleEvaluator(network_forward(network, labels), nclass=len(labels), multi_scale=False,
+                                    base_size=base_size, crop_size=crop_size, mean=mean, std=std,
+                                    resize_backend="numpy")
     small = evaluator.scale_logits(image[None], 1.0)[0]
     return resize_argmax(small, image.shape[1], image.shape[2], band_bytes, index_dtype(len(labels)))
 
@@ -286,15 +282,16 @@ class MultiScaleEvaluator:
             scale: fraction of ``base_size`` for the long side.
 
         Returns:
-            float32 (B, C, out_h, out_w): long side ``ceil(base_size * scale)``, short side scaled and rounded; the
-            flip is included when enabled.
+            float32 (B, C, out_h, out_w): long side ``ceil(base_size * scale)``, short side scaled and rounded
+            (at least 1); the flip is included when enabled.
         """
         _, _, height, width = images.shape
         long_size = int(math.ceil(self.base_size * scale))
+        # The official rounding, but at least 1 pixel: a 1 x 4000 image at long side 520 rounds to 0 rows.
         if height > width:
-            out_h, out_w = long_size, int(1.0 * width * long_size / height + 0.5)
+            out_h, out_w = long_size, max(1, int(1.0 * width * long_size / height + 0.5))
         else:
-            out_w, out_h = long_size, int(1.0 * height * long_size / width + 0.5)
+            out_w, out_h = long_size, max(1, int(1.0 * height * long_size / width + 0.5))
         resized = resize_bilinear(images, out_h, out_w, self.resize_backend)
         if long_size <= self.crop_size:
             return self._infer(pad_to_crop(resized, self.crop_size, self.pad_values))[:, :, :out_h, :out_w]
@@ -334,45 +331,22 @@ class MultiScaleEvaluator:
         return self(images).argmax(axis=1)
 
 
-def network_forward(network) -> Callable[[np.ndarray], np.ndarray]:
+def network_forward(network, labels: Optional[Sequence[str]] = None) -> Callable[[np.ndarray], np.ndarray]:
     """Wrap a network (``modules.tnn`` Module or MindSpore Cell) as a ``forward_fn`` (numpy in, numpy out).
 
     Args:
         network: callable on a tensor (B, 3, h, w) returning logits (B, C, h, w); put it in eval mode first.
+        labels: None = call ``network(images)`` (its current label list); else ``network(images, labels=labels)``
+            (an LSegNet's per-call label list, C = ``len(labels)``).
 
     Returns:
         function numpy float32 (B, 3, h, w) → numpy float32 (B, C, h, w).
     """
+    label_list = None if labels is None else list(labels)
+
     def forward(images: np.ndarray) -> np.ndarray:
-        output = network(tnn.tensor(images))
+        inputs = tnn.tensor(images)
+        output = network(inputs) if label_list is None else network(inputs, labels=label_list)
         return to_numpy(output.detach() if hasattr(output, "detach") else output)
 
     return forward
-
-
-def evaluate_dataset(evaluator: MultiScaleEvaluator, dataset, metric, max_images: Optional[int] = None,
-                     progress: bool = True):
-    """Run ``evaluator`` over a ``testval``-mode dataset one image at a time and accumulate ``metric``.
-
-    Args:
-        evaluator: a :class:`MultiScaleEvaluator`.
-        dataset: map-style dataset of ``(image (3, H, W), mask (H, W))`` (e.g. ``ADE20KSegmentation(...,
-            mode="testval")``).
-        metric: an :class:`encoding_custom.metrics.SegmentationMetric` (updated in place).
-        max_images: evaluate only the first ``max_images`` images (None = all).
-        progress: show a tqdm bar with the running pixAcc / mIoU.
-
-    Returns:
-        ``metric``.
-    """
-    from tqdm import tqdm
-
-    count = len(dataset) if max_images is None else min(max_images, len(dataset))
-    bar = tqdm(range(count), desc="evaluate", disable=not progress)
-    for index in bar:
-        image, mask = dataset[index]
-        scores = evaluator(np.asarray(image)[None])
-        metric.update(scores.argmax(axis=1), np.asarray(mask)[None])
-        pix_acc, miou = metric.get()
-        bar.set_postfix(pixAcc=f"{pix_acc:.4f}", mIoU=f"{miou:.4f}")
-    return metric

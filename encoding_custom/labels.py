@@ -189,7 +189,8 @@ def read_labels_argument(value: str, source: str = "--labels",
     """A label option's value (a comma/newline list or a label file) as checked labels, before any network runs.
 
     Args:
-        value: the option value: an existing file (read as UTF-8, comma- or newline-separated), else a list.
+        value: the option value: an existing file (read as UTF-8, comma- or newline-separated), else a list (a
+            bare word such as ``data`` is a label even when a folder of that name exists here).
         source: option name starting every message (``"--labels"``).
         context_length: the text tower's context.
 
@@ -199,18 +200,18 @@ def read_labels_argument(value: str, source: str = "--labels",
 
     Raises:
         ValueError: starting with ``source``: a value that looks like a file name (:func:`looks_like_path`) but
-            names no file, a directory, an unreadable or non-UTF-8 file, an empty list or label, a label longer
+            names no file or a directory, an unreadable or non-UTF-8 file, an empty list or label, a label longer
             than CLIP's context.
     """
     if value is None or not value.strip():
         raise ValueError(f"{source}: no labels given (got {value!r})")
-    if os.path.isdir(value):
-        raise ValueError(f"{source}: {value!r} is a directory, not a label file or a comma-separated list")
     try:
         if os.path.isfile(value):
             labels = read_label_file(value)
             where = f"{source} {value}"
         elif looks_like_path(value):
+            if os.path.isdir(value):
+                raise ValueError(f"{value!r} is a directory, not a label file or a comma-separated list")
             raise ValueError(f"label file {value!r} does not exist (a label list is comma-separated; a single "
                              "label cannot contain '/' or end in a file suffix)")
         else:

@@ -20,7 +20,6 @@ from .transforms import read_rgb
 
 LEGEND_ROW_PX = 22
 LEGEND_FONT_PX = 14
-LEGEND_CHAR_PX = 8  # PIL's default bitmap font is about this wide per character
 
 # The 150-colour ADE20K palette, row i = class i (mask value i + 1), as in MMSegmentation's ADE20KDataset
 # (open-mmlab/mmsegmentation, mmseg/datasets/ade.py, METAINFO["palette"]). Rows 6 and 48 (road, skyscraper) are
@@ -212,12 +211,20 @@ def _covers(path: Optional[str], text: str) -> bool:
     return all(_has_glyph(path, char) for char in text)
 
 
+@functools.lru_cache(maxsize=256)
 def _fc_match(chars: str) -> Optional[str]:
-    """The font file fontconfig proposes for ``chars`` (None without ``fc-match`` or on any failure)."""
+    """The font file fontconfig proposes for ``chars`` (None without ``fc-match`` or on any failure).
+
+    Args:
+        chars: the characters to cover, sorted and distinct (the cache key: one process per character set).
+
+    Returns:
+        a font file path, or None.
+    """
     program = shutil.which("fc-match")
     if program is None or not chars:
         return None
-    charset = " ".join("%x" % ord(char) for char in sorted(set(chars)))
+    charset = " ".join("%x" % ord(char) for char in chars)
     try:
         found = subprocess.run([program, "-f", "%{file}", ":charset=" + charset], capture_output=True, text=True,
                                timeout=10, check=False).stdout.strip()
@@ -233,16 +240,16 @@ def find_legend_font(names: Sequence[str], candidates: Sequence[str] = FONT_CAND
     Args:
         names: label names.
         candidates: font files to try, in order.
-        use_fc_match: also ask fontconfig for a font covering the characters the candidates lack.
+        use_fc_match: also ask fontconfig (a subprocess, only when some character is in no candidate) for a font
+            covering the characters the candidates lack.
 
     Returns:
         a font file path, or None when no TrueType font loads (PIL's bitmap font is used then).
     """
     paths = [p for p in candidates if os.path.isfile(p) and _truetype(p) is not None]
-    if use_fc_match:
-        missing = "".join(char for name in names for char in name
-                          if not any(_has_glyph(p, char) for p in paths))
-        proposed = _fc_match(missing or "".join(names))
+    missing = sorted({char for name in names for char in name if not any(_has_glyph(p, char) for p in paths)})
+    if use_fc_match and missing:
+        proposed = _fc_match("".join(missing))
         if proposed and proposed not in paths and os.path.isfile(proposed) and _truetype(proposed) is not None:
             paths.append(proposed)
     best, best_count = None, -1

@@ -7,9 +7,9 @@ Options missing from the checkpoint's ``hyper_parameters`` are inferred from its
 contradicts is refused (both values named), and ``--arch-option`` / ``--block-depth`` are required when the weights
 cannot tell them (the spatial regularisation block without ``hyper_parameters``).
 Exit status: 0 written; 1 the source cannot be converted or the destination cannot be written, with one
-``python -m modules.convert: error: <file>: <what is wrong>`` line on stderr (missing, empty, truncated, not a
-torch file, a checkpoint of something else, an option to give, or the missing / unexpected / shape-mismatched
-names); 2 a usage error (argparse).
+``python -m modules.convert: error: <file>: <what is wrong>`` line on stderr (missing, unreadable, empty,
+truncated, not a torch file, a checkpoint of something else, an option to give, or the missing / unexpected /
+shape-mismatched names); 2 a usage error (argparse).
 """
 import argparse
 import sys
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     except WeightsError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 1
-    except OSError as error:  # writing dst: permissions, a directory in the way, a full disk
+    except OSError as error:  # writing dst (reading src raises WeightsError): permissions, a directory, a full disk
         print(f"{parser.prog}: error: {args.dst}: cannot write ({error.strerror or error})", file=sys.stderr)
         return 1
     count = sum(int(np.prod(p.shape)) for p in net.get_parameters() if p.name != "text_features_cache")

@@ -6,7 +6,6 @@ Three checkpoint kinds reach the scripts: ``"official"`` (a lang-seg PyTorch ``.
 All three end in ``.ckpt``; :func:`checkpoint_kind` tells them apart by content. Every problem with a weights file
 is one :class:`modules.weights.WeightsError` line that starts with the file's path.
 """
-import os
 from typing import Optional, Sequence
 
 from encoding_custom.engine.checkpoint import FORMAT_KEY as TRAINING_FORMAT_KEY  # the format belongs to the engine
@@ -20,6 +19,7 @@ from .weights import (
     describe_foreign_checkpoint,
     differing_options,
     init_backbone_from_pretrained,
+    is_torch_file,
     load_lseg_checkpoint,
     load_mindspore_checkpoint,
     load_official_checkpoint,
@@ -90,13 +90,6 @@ def load_text_encoder_weights(net: LSegNet, path: str) -> None:
     net.invalidate_text_cache()
 
 
-def is_torch_file(path: str) -> bool:
-    """True for files written by ``torch.save`` (zip archive or legacy pickle), i.e. official checkpoints."""
-    from clip_ms.torch_archive import torch_file_format
-
-    return torch_file_format(path) is not None
-
-
 def checkpoint_kind(path: str) -> str:
     """What a weights file is, by content (MindSpore files by their entry names, no tensor is read).
 
@@ -107,10 +100,10 @@ def checkpoint_kind(path: str) -> str:
         ``"official"`` (a torch file), ``"training"`` or ``"weights"``.
 
     Raises:
-        WeightsError: ``"<path>: ..."``: missing, a directory, empty, truncated, damaged, not a checkpoint, or a
-            MindSpore checkpoint of something else (with a few of its entry names).
+        WeightsError: ``"<path>: ..."``: missing, a directory, unreadable, empty, truncated, damaged, not a
+            checkpoint, or a MindSpore checkpoint of something else (with a few of its entry names).
     """
-    if os.path.isfile(path) and is_torch_file(path):
+    if is_torch_file(path):
         return OFFICIAL
     names = mindspore_entry_names(path)
     if TRAINING_FORMAT_KEY in names:

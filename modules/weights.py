@@ -14,11 +14,14 @@
 
 Every load path calls ``net.invalidate_text_cache()`` so cached text features are never stale. Every error about a
 file is one :class:`WeightsError` line that starts with the file's path and says what is wrong with it (missing,
-empty, truncated, not a checkpoint, a checkpoint of something else, or the mismatching options and names).
+unreadable, empty, truncated, not a checkpoint, a checkpoint of something else, or the mismatching options and
+names).
 """
 import json
 import os
 import re
+import zipfile
+import zlib
 from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -28,7 +31,12 @@ from mindspore import Parameter, Tensor
 
 from clip_ms.torch_archive import TorchArchiveError, find_state_dict, load_torch_file, torch_file_format
 from encoding_custom.engine.checkpoint import FORMAT_KEY as TRAINING_FORMAT_KEY
-from encoding_custom.engine.checkpoint import CheckpointError, checkpoint_entry_names
+from encoding_custom.engine.checkpoint import (
+    CheckpointError,
+    cannot_read_message,
+    checkpoint_entry_names,
+    load_raw_checkpoint,
+)
 
 from .config import BACKBONES
 from .head import ACTIVATIONS, ARCH_OPTIONS
@@ -187,7 +195,8 @@ def mindspore_entry_names(path: str) -> List[str]:
 
 
 def load_mindspore_checkpoint(path: str) -> Dict:
-    """``mindspore.load_checkpoint`` behind a structural check, so a bad file is one WeightsError line.
+    """``mindspore.load_checkpoint`` behind a structural check, so a bad file is one WeightsError line (the
+    message of ``encoding_custom.engine.checkpoint.load_raw_checkpoint``).
 
     Args:
         path: a MindSpore ``.ckpt``.
@@ -196,14 +205,34 @@ def load_mindspore_checkpoint(path: str) -> Dict:
         name -> Parameter (strings for text entries), as ``mindspore.load_checkpoint``.
 
     Raises:
-        WeightsError: ``"<path>: ..."`` missing, a directory, empty, truncated, damaged, not a MindSpore checkpoint.
+        WeightsError: ``"<path>: ..."`` missing, a directory, unreadable, empty, truncated, damaged, not a MindSpore
+            checkpoint.
     """
-    mindspore_entry_names(path)
     try:
-        return ms.load_checkpoint(path)
-    except (ValueError, RuntimeError) as error:
-        first_line = (str(error).splitlines() or [""])[0]
-        raise WeightsError(f"{path}: unreadable MindSpore checkpoint ({first_line})") from None
+        return load_raw_checkpoint(path)
+    except CheckpointError as error:
+        raise WeightsError(str(error)) from None
+
+
+def is_torch_file(path: str) -> bool:
+    """Whether ``path`` is an existing file written by ``torch.save`` (zip archive or legacy pickle), by its first
+    bytes, i.e. an official checkpoint or a timm ``.pth``.
+
+    Args:
+        path: any path (False for a missing file or a directory).
+
+    Returns:
+        True for a torch file.
+
+    Raises:
+        WeightsError: ``"<path>: cannot read (<reason>)"``.
+    """
+    if not os.path.isfile(path):
+        return False
+    try:
+        return torch_file_format(path) is not None
+    except TorchArchiveError as error:
+        raise WeightsError(str(error)) from None
 
 
 def describe_foreign_checkpoint(path: str, names: List[str]) -> str:
@@ -332,10 +361,10 @@ def read_official_checkpoint(path: str) -> Tuple[object, "OrderedDict[str, np.nd
         (the loaded checkpoint object, its state_dict: name -> array, names as in the file).
 
     Raises:
-        WeightsError: ``"<path>: ..."``: missing, a directory, empty, truncated or damaged, not a torch file (a
-            MindSpore checkpoint is named as such), or a torch file holding no LSeg state_dict.
+        WeightsError: ``"<path>: ..."``: missing, a directory, unreadable, empty, truncated or damaged, not a torch
+            file (a MindSpore checkpoint is named as such), or a torch file holding no LSeg state_dict.
     """
-    if os.path.isfile(path) and torch_file_format(path) is None:
+    if os.path.isfile(path) and not is_torch_file(path):
         names = mindspore_entry_names(path)  # raises for what is no MindSpore checkpoint either (empty, text, ...)
         if OPTIONS_KEY in names or TRAINING_FORMAT_KEY in names:
             raise WeightsError(f"{path}: already a MindSpore checkpoint of ours, not an official lang-seg PyTorch "
@@ -354,22 +383,6 @@ def read_official_checkpoint(path: str) -> Tuple[object, "OrderedDict[str, np.nd
                            f"scratch.* entries); its state_dict holds {len(names)} tensors such as "
                            + ", ".join(list(names)[:5]))
     return checkpoint, state
-
-
-def infer_official_options(checkpoint, state: Dict[str, np.ndarray]) -> Dict:
-    """Build options of an official checkpoint: Lightning ``hyper_parameters`` when present, else the weights.
-
-    Args:
-        checkpoint: the loaded checkpoint object.
-        state: its state_dict (names with or without ``net.``).
-
-    Returns:
-        dict with ``backbone``, ``arch_option``, ``block_depth``, ``activation`` (values that could not be
-        determined are absent; ``block_depth`` and ``activation`` leave no trace in the weights).
-    """
-    options = _weights_options(state)
-    options.update(_hyper_options(checkpoint))
-    return options
 
 
 def _hyper_options(checkpoint) -> Dict:
@@ -635,7 +648,7 @@ def read_lseg_checkpoint(path: str) -> Tuple[Dict, "OrderedDict[str, np.ndarray]
     Raises: WeightsError ``"<path>: ..."``: missing, unreadable, or not an LSegNet checkpoint of ours (says what
     it is instead).
     """
-    if os.path.isfile(path) and torch_file_format(path) is not None:
+    if is_torch_file(path):
         raise WeightsError(f"{path}: a PyTorch file (an official lang-seg checkpoint?), not our MindSpore .ckpt; "
                            "convert it with `python -m modules.convert`")
     names = mindspore_entry_names(path)
@@ -735,6 +748,34 @@ def _jax_vit_to_timm(npz: Dict[str, np.ndarray]) -> "OrderedDict[str, np.ndarray
     return out
 
 
+def _read_npz(path: str) -> Dict[str, np.ndarray]:
+    """Every array of a numpy ``.npz`` archive (no pickled objects).
+
+    Args:
+        path: an existing file.
+
+    Returns:
+        name -> array.
+
+    Raises:
+        WeightsError: ``"<path>: cannot read (<reason>)"`` or ``"<path>: not a readable .npz (<numpy's error>)"``
+            for pickled data, an empty, truncated or damaged archive, a single ``.npy`` array.
+    """
+    try:
+        empty = os.path.getsize(path) == 0  # numpy 1.23 calls an empty file pickled data, 1.26 raises EOFError
+        loaded = None if empty else np.load(path)  # allow_pickle=False: weights never need code to load
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                return {name: loaded[name] for name in loaded.files}
+    except OSError as error:
+        raise WeightsError(cannot_read_message(path, error)) from None
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:  # numpy's and zipfile's wording
+        first_line = (str(error).splitlines() or [""])[0]
+        raise WeightsError(f"{path}: not a readable .npz ({type(error).__name__}: {first_line})") from None
+    what = "empty file, 0 bytes" if empty else f"a single .npy array of shape {np.shape(loaded)}, not an archive"
+    raise WeightsError(f"{path}: not a readable .npz ({what})")
+
+
 def _read_vit_source(path: str) -> "OrderedDict[str, np.ndarray]":
     """Read a ViT checkpoint into MindCV-style names without the ``pretrained.model.`` prefix."""
     if not os.path.isfile(path):
@@ -748,9 +789,12 @@ def _read_vit_source(path: str) -> "OrderedDict[str, np.ndarray]":
         # MindCV names the classifier "head.classifier" in some releases; ours is "head".
         return OrderedDict((name.replace("head.classifier.", "head."), value) for name, value in state.items())
     if path.endswith(".npz"):
-        with np.load(path) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-        state = _jax_vit_to_timm(arrays) if "embedding/kernel" in arrays else OrderedDict(arrays)
+        arrays = _read_npz(path)
+        try:
+            state = _jax_vit_to_timm(arrays) if "embedding/kernel" in arrays else OrderedDict(arrays)
+        except KeyError as error:
+            raise WeightsError(f"{path}: an original JAX ViT .npz (embedding/kernel) without its "
+                               f"{error.args[0]} array") from None
     else:
         try:
             state = find_state_dict(load_torch_file(path), path=path)
@@ -778,7 +822,8 @@ def init_backbone_from_pretrained(net, path: str, skip_head: bool = True) -> Lis
         the list of our parameter names that were loaded.
 
     Raises:
-        WeightsError: missing/unexpected/mismatched ViT entries (other than the head when skipped).
+        WeightsError: ``"<path>: ..."``: an unreadable, empty, truncated or damaged file (a ``.npz`` with pickled
+            data too), or missing/unexpected/mismatched ViT entries (other than the head when skipped).
     """
     from .backbone import resize_pos_embed
     state = _read_vit_source(path)

@@ -94,6 +94,16 @@ def test_directories_and_non_utf8_files_are_errors_naming_them(tmp_path):
         read_labels_argument(str(latin1))
 
 
+def test_a_single_label_that_names_a_folder_here_is_a_label(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    assert read_labels_argument("data") == (["data"], [])
+    with pytest.raises(ValueError, match="^--labels: 'data/' is a directory"):
+        read_labels_argument("data/")  # a path separator: meant as a file
+    (tmp_path / "sky").write_text("cloud\nsun\n", encoding="utf-8")
+    assert read_labels_argument("sky") == (["cloud", "sun"], [])  # an existing file is read
+
+
 def test_a_label_longer_than_clips_context_names_the_label_and_its_token_count():
     long_label = "a very long description " * 20  # 4 tokens x 20 + start + end = 82 tokens
     with pytest.raises(ValueError, match=r"^--classes_text: label 2 'a very long.*\.\.\.' is 82 CLIP tokens long; "

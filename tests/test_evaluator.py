@@ -135,10 +135,36 @@ def test_network_forward_wraps_a_torch_style_module():
     np.testing.assert_allclose(scores, 2 * plain, rtol=1e-4, atol=1e-4)
 
 
-def test_evaluate_dataset_scores_a_perfect_model_as_perfect(tmp_path):
+def test_network_forward_passes_a_label_list_to_the_network_only_when_given():
+    calls = []
+
+    def labelled_network(images, labels=None):
+        calls.append(labels)
+        count = 2 if labels is None else len(labels)
+        return np.zeros((images.shape[0], count) + tuple(images.shape[2:]), np.float32)
+
+    image = np.zeros((1, 3, 4, 5), np.float32)
+    assert network_forward(labelled_network)(image).shape == (1, 2, 4, 5)
+    assert network_forward(labelled_network, ("cat", "dog", "sky"))(image).shape == (1, 3, 4, 5)
+    assert calls == [None, ["cat", "dog", "sky"]]
+
+
+@pytest.mark.parametrize("height, width, expected", [(1, 4000, (1, 520)), (4000, 1, (520, 1)), (3, 4000, (1, 520)),
+                                                     (390, 520, (390, 520))])
+def test_the_short_side_of_a_very_thin_image_keeps_at_least_one_pixel(height, width, expected):
+    """The official rounding int(short * 520 / long + 0.5) gives 0 rows for 1 x 4000 (and 3 x 4000); 390 x 520
+    keeps its official size."""
+    evaluator = MultiScaleEvaluator(lambda x: x[:, :2], nclass=2, multi_scale=False, base_size=520, crop_size=480,
+                                    resize_backend="numpy")
+    logits = evaluator.scale_logits(np.ones((1, 3, height, width), np.float32), 1.0)
+    assert logits.shape == (1, 2) + expected
+    np.testing.assert_allclose(logits, 1.0)  # windows averaged over the image, padding cropped away
+
+
+def test_testval_evaluation_scores_a_perfect_model_as_perfect(tmp_path):
+    """test.py's testval path: the evaluator's predict over full images through engine.evaluate."""
     from encoding_custom.datasets import ADE20KSegmentation
-    from encoding_custom.evaluator import evaluate_dataset
-    from encoding_custom.metrics import SegmentationMetric
+    from encoding_custom.engine import evaluate
     from encoding_custom.synthetic import write_synthetic_ade20k
 
     write_synthetic_ade20k(str(tmp_path), 1, 3, seed=0, size=(36, 36))  # 36x36: no resize, no pad
@@ -157,7 +183,7 @@ def test_evaluate_dataset_scores_a_perfect_model_as_perfect(tmp_path):
         return logits
 
     evaluator = MultiScaleEvaluator(oracle, nclass=150, multi_scale=False, base_size=36, crop_size=36)
-    metric = evaluate_dataset(evaluator, dataset, SegmentationMetric(150), progress=False)
+    metric = evaluate(evaluator.predict, dataset, 150, batch_size=1)
     assert metric.get()[0] == pytest.approx(1.0)
     assert metric.miou_present() == pytest.approx(1.0)
 

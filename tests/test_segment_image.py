@@ -59,6 +59,18 @@ def test_segment_image_runs_crop_sized_forwards_and_returns_the_smallest_index_t
     assert set(net.shapes) == {(1, 3, 64, 64)} and len(net.shapes) == 4  # 160 x 21 -> windows at 0, 42, 84, 126
 
 
+@pytest.mark.parametrize("shape", [(3, 1, 4000), (3, 4000, 1)])
+def test_segment_image_labels_a_one_pixel_thin_image(shape):
+    """long / short > 2 * base_size: the short side would round to 0 pixels at base_size (IndexError before)."""
+    net = RecordingLabeller()
+    image = np.zeros(shape, np.float32)
+    image[1] = 1.0  # channel 1 wins: label "b"
+    prediction = segment_image(net, image, ["a", "b", "c"])
+    assert prediction.shape == shape[1:]
+    assert np.all(prediction == 1)
+    assert set(net.shapes) == {(1, 3, 480, 480)}  # 520 x 1 (or 1 x 520) in two crop-sized windows
+
+
 @pytest.mark.parametrize("image, labels, message", [
     (np.zeros((37, 50), np.float32), ["a"], r"expected a normalised image \(3, H, W\)"),
     (np.zeros((3, 0, 5), np.float32), ["a"], r"expected a normalised image"),

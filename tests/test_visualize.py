@@ -1,10 +1,12 @@
 """encoding_custom.visualize and transforms.read_image: what test.py --image writes and reads."""
 import os
+import subprocess
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from encoding_custom import visualize
 from encoding_custom.labels import ade20k_labels
 from encoding_custom.transforms import image_to_array, read_image, read_rgb
 from encoding_custom.visualize import (
@@ -106,6 +108,32 @@ def test_a_truetype_font_is_chosen_when_it_covers_the_labels():
     accented = np.asarray(legend(["café"], font_candidates=(DEJAVU,), use_fc_match=False))
     plain = np.asarray(legend(["cafe"], font_candidates=(DEJAVU,), use_fc_match=False))
     assert accented.shape == plain.shape and not np.array_equal(accented, plain)
+
+
+@pytest.fixture
+def fake_fc_match(monkeypatch):
+    """Records every fc-match run (its charset argument) and answers DejaVu; the fc-match cache is emptied around."""
+    runs = []
+
+    def run(command, **kwargs):
+        runs.append(command[-1])
+        return subprocess.CompletedProcess(command, 0, stdout=DEJAVU, stderr="")
+
+    monkeypatch.setattr(visualize.shutil, "which", lambda program: "/usr/bin/" + program)
+    monkeypatch.setattr(visualize.subprocess, "run", run)
+    visualize._fc_match.cache_clear()
+    yield runs
+    visualize._fc_match.cache_clear()
+
+
+@pytest.mark.skipif(DEJAVU is None, reason="DejaVuSans.ttf is not installed")
+def test_fc_match_runs_only_for_characters_no_candidate_draws_once_per_character_set(fake_fc_match):
+    legend(["cat", "café"], font_candidates=(DEJAVU,))
+    legend(["straße"], font_candidates=(DEJAVU,))
+    assert fake_fc_match == []  # DejaVu draws every character: no subprocess
+    legend(["猫 cat", "草地"], font_candidates=(DEJAVU,))  # DejaVu Sans has no CJK glyphs
+    legend(["地草", "cat 猫猫", "sky"], font_candidates=(DEJAVU,))  # the same missing characters
+    assert fake_fc_match == [":charset=" + " ".join("%x" % ord(char) for char in sorted("猫草地"))]
 
 
 # --- save_segmentation ------------------------------------------------------------------------------------------

@@ -6,7 +6,11 @@ with the file's path and says what is wrong, and the command line must print one
 MindSpore ERROR log line. Official checkpoints with the spatial regularisation block need ``block_depth`` when
 their weights cannot tell it, and refuse explicit options they contradict.
 """
+import builtins
+import errno
+import io
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -19,8 +23,9 @@ from mindspore import nn
 from PIL import Image
 
 import test as test_script
-from clip_ms.torch_archive import load_torch_file, save_torch_file
-from encoding_custom.engine import CheckpointError, load_checkpoint, save_checkpoint
+from clip_ms.torch_archive import TorchArchiveError, load_torch_file, save_torch_file
+from encoding_custom.engine import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from encoding_custom.engine.checkpoint import check_resumable
 from modules import LSegNet, tnn
 from modules.convert import main as convert_main
 from modules.factory import build_lseg, checkpoint_kind, load_network_weights
@@ -30,7 +35,9 @@ from modules.weights import (
     build_lseg_from_checkpoint,
     build_lseg_from_official,
     convert_official_checkpoint,
+    init_backbone_from_pretrained,
     load_lseg_checkpoint,
+    load_mindspore_checkpoint,
     save_lseg_checkpoint,
 )
 
@@ -229,6 +236,180 @@ def test_convert_command_names_an_already_converted_checkpoint_and_a_wrong_backb
     assert result.stderr == (f"python -m modules.convert: error: {src}: --backbone clip_vitb32_384 was given, but the "
                              "checkpoint's is tiny_vit16: pretrained.model.patch_embed.proj.weight has shape "
                              "(32, 3, 16, 16)\n")
+
+
+# ------------------------------------------------------------------------------------------ unreadable files
+def deny_reading(monkeypatch, path):
+    """Opening ``path`` raises PermissionError (EACCES), as a mode-000 file does for a normal user.
+
+    The tests run as root, which reads mode-000 files, so ``open`` itself is replaced: the builtin (numpy, MindSpore,
+    our readers) and ``io.open`` (zipfile). Every other file opens as usual.
+    """
+    denied = os.path.realpath(path)
+    real_open = builtins.open
+
+    def guarded_open(file, *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and os.path.realpath(os.fsdecode(file)) == denied:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(io, "open", guarded_open)
+
+
+DENIED = "cannot read (Permission denied)"
+
+
+@pytest.fixture(scope="module")
+def readable_files(tmp_path_factory):
+    """One file of every kind a weights option reads: kind -> path."""
+    folder = tmp_path_factory.mktemp("readable")
+    net = tiny()
+    paths = {"weights": str(folder / "weights.ckpt"), "training": str(folder / "training.ckpt"),
+             "official": str(folder / "official.ckpt"), "vit.npz": str(folder / "vit.npz"),
+             "vit.pth": str(folder / "vit.pth")}
+    save_lseg_checkpoint(net, paths["weights"])
+    save_checkpoint(paths["training"], net, epoch=1, options=net.build_options())
+    write_full_official_checkpoint(0, paths["official"])
+    vit = {"cls_token": np.zeros((1, 1, 32), np.float32)}
+    np.savez(paths["vit.npz"], **vit)
+    save_torch_file(paths["vit.pth"], vit)
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["weights", "training", "official"])
+def test_an_unreadable_weights_file_is_one_line_naming_it(readable_files, monkeypatch, kind):
+    path = readable_files[kind]
+    deny_reading(monkeypatch, path)
+    for load in (lambda: load_network_weights(tiny(), path), lambda: checkpoint_kind(path),
+                 lambda: build_lseg_from_checkpoint(path)):
+        with pytest.raises(WeightsError) as error:
+            load()
+        assert str(error.value) == f"{path}: {DENIED}"
+
+
+def test_an_unreadable_checkpoint_given_to_resume_is_one_checkpoint_error(readable_files, monkeypatch):
+    path = readable_files["training"]
+    deny_reading(monkeypatch, path)
+    net = tiny()
+    optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.1, momentum=0.9)
+    for read in (lambda: check_resumable(path), lambda: read_checkpoint(path),
+                 lambda: load_checkpoint(path, net, optimizer)):
+        with pytest.raises(CheckpointError) as error:
+            read()
+        assert str(error.value) == f"{path}: {DENIED}"
+
+
+def test_an_unreadable_torch_file_is_one_torch_archive_error(readable_files, monkeypatch):
+    path = readable_files["official"]
+    deny_reading(monkeypatch, path)
+    with pytest.raises(TorchArchiveError) as error:
+        load_torch_file(path)
+    assert str(error.value) == f"{path}: {DENIED}"
+
+
+def test_convert_command_blames_an_unreadable_source_not_the_destination(readable_files, monkeypatch, capsys,
+                                                                          tmp_path):
+    src, dst = readable_files["official"], str(tmp_path / "out.ckpt")
+    deny_reading(monkeypatch, src)
+    assert convert_main([src, dst]) == 1
+    assert capsys.readouterr().err == f"python -m modules.convert: error: {src}: {DENIED}\n"
+    assert not os.path.exists(dst)
+
+
+@pytest.mark.parametrize("kind", ["vit.npz", "vit.pth", "weights"])  # "weights": a .ckpt, as MindCV's ViTs
+def test_unreadable_vit_weights_are_one_line_naming_the_file(readable_files, monkeypatch, kind):
+    path = readable_files[kind]
+    deny_reading(monkeypatch, path)
+    with pytest.raises(WeightsError) as error:
+        build_lseg("tiny_vit16", LABELS, text_config="tiny", vit_weights=path)
+    assert str(error.value) == f"{path}: {DENIED}"
+
+
+# ------------------------------------------------------------------------------------------ bad --vit_weights
+def write_bad_vit_files(folder):
+    """Returns: case name -> (path, regex the message must match right after "<path>: ")."""
+    folder = str(folder)
+    files = {}
+
+    def add(name, expected, data=None):
+        path = os.path.join(folder, name)
+        if data is not None:
+            with open(path, "wb") as handle:
+                handle.write(data)
+        files[name] = (path, expected)
+        return path
+
+    numpy_pickle = (r"not a readable .npz \(ValueError: Cannot load file containing pickled data when "
+                    r"allow_pickle=False\)$")
+    add("pickled.npz", numpy_pickle, pickle.dumps({"cls_token": [0.0]}))
+    add("text.npz", numpy_pickle, b"cls_token = 0\n")
+    add("empty.npz", r"not a readable .npz \(empty file, 0 bytes\)$", b"")
+    whole = io.BytesIO()
+    np.savez(whole, cls_token=np.zeros((1, 1, 32), np.float32), pos_embed=np.zeros((1, 5, 32), np.float32))
+    add("truncated.npz", r"not a readable .npz \(BadZipFile: File is not a zip file\)$",
+        whole.getvalue()[:len(whole.getvalue()) // 2])
+    objects = io.BytesIO()
+    np.savez(objects, cls_token=np.array([{"weights": 1}], dtype=object))
+    add("objects.npz", r"not a readable .npz \(ValueError: Object arrays cannot be loaded when allow_pickle=False\)$",
+        objects.getvalue())
+    single = io.BytesIO()
+    np.save(single, np.zeros((2, 3), np.float32))
+    add("single_array.npz", r"not a readable .npz \(a single .npy array of shape \(2, 3\), not an archive\)$",
+        single.getvalue())
+    jax = io.BytesIO()
+    np.savez(jax, **{"embedding/kernel": np.zeros((16, 16, 3, 32), np.float32)})
+    add("jax_partial.npz", r"an original JAX ViT .npz \(embedding/kernel\) without its embedding/bias array$",
+        jax.getvalue())
+    add("empty.pth", r"empty file$", b"")
+    add("text.pth", r"not a torch checkpoint: neither a zip archive nor a pickle stream", b"cls_token = 0\n")
+    timm = os.path.join(folder, "whole.pth")
+    save_torch_file(timm, {"cls_token": np.zeros((1, 1, 32), np.float32), "pos_embed": np.zeros((1, 5, 32),
+                                                                                                np.float32)})
+    with open(timm, "rb") as handle:
+        data = handle.read()
+    add("truncated.pth", r"damaged zip archive .*the file is probably truncated$", data[:len(data) // 2])
+    return files
+
+
+BAD_VIT = ["pickled.npz", "text.npz", "empty.npz", "truncated.npz", "objects.npz", "single_array.npz",
+           "jax_partial.npz", "empty.pth", "text.pth", "truncated.pth"]
+
+
+@pytest.fixture(scope="module")
+def bad_vit_files(tmp_path_factory):
+    return write_bad_vit_files(tmp_path_factory.mktemp("bad_vit"))
+
+
+@pytest.fixture(scope="module")
+def tiny_net():
+    return tiny()
+
+
+@pytest.mark.parametrize("case", BAD_VIT)
+def test_a_bad_vit_weights_file_is_one_weights_error_naming_it(bad_vit_files, tiny_net, case):
+    path, expected = bad_vit_files[case]
+    with pytest.raises(WeightsError) as error:
+        init_backbone_from_pretrained(tiny_net, path)
+    assert_message(error.value, path, expected)
+
+
+def test_mindspore_refusing_a_well_formed_file_is_the_same_line_for_weights_and_training(readable_files,
+                                                                                         monkeypatch):
+    """Both readers share engine.checkpoint.load_raw_checkpoint: MindSpore's error type and first line."""
+    path = readable_files["weights"]
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("For 'load_checkpoint', the checkpoint file is damaged.\n----- C++ Call Stack -----")
+
+    monkeypatch.setattr(ms, "load_checkpoint", refuse)
+    expected = (f"{path}: unreadable MindSpore checkpoint (RuntimeError: For 'load_checkpoint', the checkpoint file "
+                "is damaged.)")
+    with pytest.raises(CheckpointError) as training_error:
+        read_checkpoint(path)
+    with pytest.raises(WeightsError) as weights_error:
+        load_mindspore_checkpoint(path)
+    assert str(training_error.value) == str(weights_error.value) == expected
 
 
 # ------------------------------------------------------------------------------------------ another backbone

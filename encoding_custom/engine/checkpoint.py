@@ -9,9 +9,10 @@ File layout (one ``.ckpt`` written by ``mindspore.save_checkpoint``):
 Writes go to a temporary file in the same folder, are fsync'ed, then ``os.replace``d over the target, so a process
 killed at any moment leaves either the previous complete file or the new complete file, never a torn one.
 
-Reads check the file's structure first (:func:`checkpoint_entry_names`), so a missing, empty, truncated or foreign
-file gives one :class:`CheckpointError` line naming the file and what is wrong, and MindSpore never logs its own
-misleading ERROR line ("May not have permission to read it", "check 'filter_prefix'") for it.
+Reads (:func:`load_raw_checkpoint`, shared with ``modules.weights``) check the file's structure first
+(:func:`checkpoint_entry_names`), so a missing, unreadable, empty, truncated or foreign file gives one
+:class:`CheckpointError` line naming the file and what is wrong, and MindSpore never logs its own misleading ERROR
+line ("May not have permission to read it", "check 'filter_prefix'") for it.
 """
 import glob
 import json
