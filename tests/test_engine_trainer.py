@@ -139,6 +139,7 @@ def test_fresh_run_refuses_an_existing_run_unless_overwrite(tmp_path):
 
 def test_evaluation_is_sharded_by_rank_and_all_reduced(monkeypatch):
     from encoding_custom.engine import distributed, evaluate
+    from encoding_custom.engine import trainer as trainer_module
 
     data = ToySegData(5, seed=2)
     seen, reduced = [], []
@@ -148,8 +149,10 @@ def test_evaluation_is_sharded_by_rank_and_all_reduced(monkeypatch):
         return np.zeros(images.shape[:1] + images.shape[2:], np.int64)
 
     monkeypatch.setattr(distributed, "get_rank", lambda: 1)
-    monkeypatch.setattr(distributed, "get_world_size", lambda: 2)
-    monkeypatch.setattr(distributed, "all_reduce_metric", lambda metric: reduced.append(metric) or metric)
+    # The sharding asks the distributed module, the evaluation loop the names it imported from it.
+    for module in (distributed, trainer_module):
+        monkeypatch.setattr(module, "get_world_size", lambda: 2)
+    monkeypatch.setattr(trainer_module, "all_reduce_metric", lambda metric: reduced.append(metric) or metric)
     metric = evaluate(predict, data, NCLASS, batch_size=2)
     assert seen == [float(data.images[i][0, 0, 0]) for i in (1, 3)]  # rank 1 of 2: items 1 and 3
     assert reduced == [metric]
