@@ -12,10 +12,12 @@ from encoding_custom.engine.checkpoint import FORMAT_KEY as TRAINING_FORMAT_KEY 
 from encoding_custom.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 
 from .config import BACKBONES
-from .lseg import LSegNet
+from .lseg import TEXT_CACHE_NAME, LSegNet
 from .weights import (
     OPTIONS_KEY,
     WeightsError,
+    build_lseg_from_checkpoint,
+    build_lseg_from_official,
     describe_foreign_checkpoint,
     differing_options,
     init_backbone_from_pretrained,
@@ -155,3 +157,37 @@ def load_network_weights(net: LSegNet, path: str, backbone: Optional[str] = None
 
 __all__ = ["build_lseg", "load_text_encoder_weights", "is_torch_file", "checkpoint_kind", "load_network_weights",
            "OFFICIAL", "WEIGHTS", "TRAINING"]
+
+
+def build_lseg_from_any_checkpoint(path: str, labels: Sequence[str]) -> LSegNet:
+    """The network any of our three checkpoint kinds holds, built from what the file records and loaded strictly.
+
+    Args:
+        path: a training, ``modules.weights`` or official checkpoint.
+        labels: the label list to give the network (a file's own label set is not needed for that).
+
+    Returns:
+        the loaded LSegNet.
+
+    Raises:
+        modules.weights.WeightsError: ``"<path>: ..."`` (see :func:`checkpoint_kind` and :func:`load_network_weights`).
+    """
+    kind = checkpoint_kind(path)
+    if kind == OFFICIAL:
+        return build_lseg_from_official(path, labels=list(labels))
+    if kind == WEIGHTS:
+        return build_lseg_from_checkpoint(path, labels=list(labels))
+    try:
+        stored, _, meta = read_checkpoint(path)
+    except CheckpointError as error:
+        raise WeightsError(str(error)) from None
+    options = meta["options"]
+    # The strict load compares the text cache too, whose rows are the training label set's: build with as many
+    # labels, load, then switch to the wanted ones (encoded by the loaded text tower).
+    trained_labels = int(stored[TEXT_CACHE_NAME].shape[0]) if TEXT_CACHE_NAME in stored else len(labels)
+    net = build_lseg(options.get("backbone", "clip_vitl16_384"), ["label %d" % i for i in range(trained_labels)],
+                     arch_option=options.get("arch_option", 0), block_depth=options.get("block_depth", 0),
+                     activation=options.get("activation", "lrelu"), text_config=options.get("text_config", "ViT-B/32"))
+    load_network_weights(net, path)
+    net.set_labels(list(labels))
+    return net

@@ -68,6 +68,10 @@ HAS_MSRUN = MINDSPORE_VERSION >= (2, 3)
 # a reply that arrives in between is erased. 2.10.0 (libmindspore_cluster.so) clears the slot under the lock before
 # sending; versions in between were not checked. engine.distributed.cluster_start_affinity works around it.
 CLUSTER_CLIENT_LOSES_FAST_REPLIES = MINDSPORE_VERSION < (2, 10)
+# An exported MindIR whose label count is an input (modules.export --dynamic_labels) segfaults MindSpore 2.0.0 when it
+# is called with another label count than at its first call and the network has the spatial regularisation block
+# (arch_option 1/2: a convolution over the label maps); arch 0 and MindSpore 2.10.0 run any count (measured).
+DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES = MINDSPORE_VERSION < (2, 10)
 
 
 def msrun_command() -> Optional[str]:

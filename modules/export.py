@@ -1,0 +1,162 @@
+"""Command line: an LSeg network → MindIR for inference servers (MindSpore, MindSpore Lite; ATC → OM on Ascend).
+
+    python -m modules.export --weights W.ckpt --labels "cat,grass,sky,other" --height 480 --width 480 --out lseg.mindir
+    python -m modules.export --weights W.ckpt --dynamic_labels --height 480 --width 480 --out lseg_any_labels.mindir
+    python -m modules.export --weights W.ckpt --labels "cat,grass,sky,other" --features_out labels.npy
+
+``--weights`` takes every file our loaders read (a train_custom.py checkpoint, a ``modules.weights`` checkpoint, an
+official lang-seg ``.ckpt``). The first form bakes the label set's text features into the graph (no text tower in
+it): input ``images`` float32 (B, 3, H, W) normalised as in training (``(pixel / 255 - 0.5) / 0.5``), output logits
+float32 (B, N_labels, H, W). ``--dynamic_labels`` exports a graph with a second input, ``text_features`` float32
+(N, 512) for any N, made by the third form (``--features_out``: the text tower's raw features as ``.npy``), so one
+exported model serves every label set. Running a MindIR (in GRAPH_MODE: MindSpore 2.0 refuses it in PyNative):
+
+    mindspore.set_context(mode=mindspore.GRAPH_MODE)
+    graph = mindspore.nn.GraphCell(mindspore.load("lseg.mindir"))
+    logits = graph(mindspore.Tensor(images))                       # or graph(images, Tensor(np.load("labels.npy")))
+
+Exit status: 0 written; 2 a bad option, label or weights file (one ``python -m modules.export: error: ...`` line).
+"""
+import argparse
+import os
+import sys
+import time
+from typing import List, Optional, Sequence
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn
+
+from encoding_custom.labels import read_labels_argument
+
+from . import tnn
+from .factory import build_lseg_from_any_checkpoint
+from .weights import WeightsError, WeightsOptionError
+
+
+class StaticLabelsGraph(nn.Cell):
+    """``images → logits`` for the label set the network holds (its ``text_features_cache``, a weight in the graph).
+
+    Args:
+        network: an LSegNet in eval mode with its labels set.
+    """
+
+    def __init__(self, network):
+        super().__init__(auto_prefix=False)  # keep the network's parameter names (see docs/ARCHITECTURE.md)
+        self.network = network
+
+    def construct(self, images):
+        return self.network(images)
+
+
+class DynamicLabelsGraph(nn.Cell):
+    """``(images, text_features (N, D)) → logits (B, N, H, W)``: the label set is an input.
+
+    Args:
+        network: an LSegNet in eval mode.
+    """
+
+    def __init__(self, network):
+        super().__init__(auto_prefix=False)
+        self.network = network
+
+    def construct(self, images, text_features):
+        return self.network(images, text_features)
+
+
+def export_mindir(network, out: str, height: int, width: int, batch: int = 1, dynamic_labels: bool = False) -> str:
+    """Write ``network`` as a MindIR file.
+
+    Args:
+        network: an LSegNet with its labels set (static form) — any labels for the dynamic form.
+        out: target path (``.mindir`` is appended by MindSpore when missing).
+        height, width: input size (multiples of 32).
+        batch: images per call.
+        dynamic_labels: export the ``(images, text_features)`` form with any number of labels.
+
+    Returns:
+        the path written.
+
+    Raises:
+        ValueError: a size that is not a positive multiple of 32, a batch < 1, or ``dynamic_labels`` where the MindIR
+            would crash this MindSpore (``modules.tnn.DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES``).
+    """
+    if height <= 0 or width <= 0 or height % 32 or width % 32:
+        raise ValueError(f"height and width must be positive multiples of 32 (got {height}x{width})")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1 (got {batch})")
+    if dynamic_labels and network.build_options()["arch_option"] != 0 and tnn.DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES:
+        raise ValueError("--dynamic_labels: a network with the spatial regularisation block (arch_option %d) "
+                         "crashes MindSpore %s when the label count changes; export one graph per label set with "
+                         "--labels, or use the current stack (mindspore 2.10)"
+                         % (network.build_options()["arch_option"], ms.__version__))
+    network.set_train(False)
+    images = ms.Tensor(np.zeros((batch, 3, height, width), np.float32))
+    stem = out[:-len(".mindir")] if out.endswith(".mindir") else out
+    if dynamic_labels:
+        dim = int(network.text_features_cache.shape[1])
+        features = ms.Tensor(shape=[None, dim], dtype=ms.float32)  # any number of labels
+        ms.export(DynamicLabelsGraph(network), images, features, file_name=stem, file_format="MINDIR")
+    else:
+        ms.export(StaticLabelsGraph(network), images, file_name=stem, file_format="MINDIR")
+    return stem + ".mindir"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns: the argument parser of ``python -m modules.export``."""
+    parser = argparse.ArgumentParser(prog="python -m modules.export", description=__doc__.split("\n")[0])
+    parser.add_argument("--weights", required=True, help="our .ckpt (training or modules.weights) or an official one")
+    parser.add_argument("--labels", default=None,
+                        help='label set: "cat,grass,sky,other" or a text file (required unless --dynamic_labels)')
+    parser.add_argument("--dynamic_labels", action="store_true",
+                        help="export (images, text_features) -> logits, for any label set")
+    parser.add_argument("--height", type=int, default=480, help="input height (multiple of 32)")
+    parser.add_argument("--width", type=int, default=480, help="input width (multiple of 32)")
+    parser.add_argument("--batch", type=int, default=1, help="images per call")
+    parser.add_argument("--out", default=None, help="MindIR to write (default lseg.mindir)")
+    parser.add_argument("--features_out", default=None,
+                        help="instead of a graph, write the labels' text features (N, D) float32 .npy")
+    return parser
+
+
+def _labels(value: str) -> List[str]:
+    labels, warnings = read_labels_argument(value, source="--labels")
+    for warning in warnings:
+        print(f"python -m modules.export: warning: {warning}", file=sys.stderr)
+    return labels
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Args: argv: argument list (default ``sys.argv[1:]``). Returns: the exit status (0 written, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.labels is None and not args.dynamic_labels:
+            raise ValueError("--labels is required (or --dynamic_labels for a graph that takes the labels' features)")
+        labels = _labels(args.labels) if args.labels is not None else ["other"]
+        started = time.time()
+        net = build_lseg_from_any_checkpoint(args.weights, labels)
+        if args.features_out is not None:
+            features = net.encode_text(labels).asnumpy().astype(np.float32)
+            np.save(args.features_out, features)
+            print(f"wrote {args.features_out}: text features {features.shape} of {len(labels)} labels")
+            return 0
+        path = export_mindir(net, args.out or "lseg.mindir", args.height, args.width, batch=args.batch,
+                             dynamic_labels=args.dynamic_labels)
+    except WeightsOptionError as error:
+        print(f"{parser.prog}: error: {error.describe('--' + error.option)}", file=sys.stderr)
+        return 2
+    except (ValueError, WeightsError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"{parser.prog}: error: cannot write ({error.strerror or error})", file=sys.stderr)
+        return 2
+    form = "(images, text_features) -> logits" if args.dynamic_labels else f"images -> logits of {len(labels)} labels"
+    print(f"wrote {path}: {form}, input ({args.batch}, 3, {args.height}, {args.width}), "
+          f"{os.path.getsize(path) / 2 ** 20:.1f} MiB in {time.time() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
