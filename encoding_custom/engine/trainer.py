@@ -389,11 +389,11 @@ class Trainer:
 
     def _start_afresh(self) -> None:
         """A new run in ``exp_dir``: refuse to mix with an earlier run unless ``config.overwrite``."""
-        earlier = earlier_run_files(self.exp_dir)
         if not self.config.overwrite:
-            refuse_earlier_run(self.exp_dir)
-        for path in earlier:
-            os.remove(path)
+            refuse_earlier_run(self.exp_dir)  # raises when there is one; otherwise nothing to delete
+        else:
+            for path in earlier_run_files(self.exp_dir):
+                os.remove(path)
         self._truncate_logs(0)
         for name in ("curves.png",):
             if os.path.isfile(self._path(name)):
