@@ -45,4 +45,5 @@ Quick start finished in ${elapsed} s.
   curves:       checkpoints/$EXP/curves.png
   evaluation:   $OUT/eval_log.txt (pixAcc / mIoU and per-class IoU)
   segmentation: $OUT/ADE_val_00000001_{mask,index,overlay,legend}.png and _legend.txt
+  web demo:     $LSEG_PYTHON -m scripts.demo    (this model on http://127.0.0.1:7860/)
 MSG

@@ -6,6 +6,7 @@ Legends are drawn with a TrueType font that covers the labels when one is instal
 ``fc-match`` finds), and fall back to PIL's bitmap font with the label's index and ``?`` for characters no font
 has; the ``_legend.txt`` written beside the PNGs always holds the exact UTF-8 names.
 """
+import dataclasses
 import functools
 import os
 import shutil
@@ -300,6 +301,21 @@ def legend(names: Sequence[str], present: Optional[Sequence[int]] = None, colour
     return image
 
 
+def label_shares(prediction: np.ndarray, n_labels: int) -> np.ndarray:
+    """Fraction of the pixels of a label map that each label takes.
+
+    Args:
+        prediction: int (H, W) indices into ``n_labels`` labels.
+        n_labels: number of labels.
+
+    Returns:
+        float64 (n_labels,), summing to 1 (all zeros for an empty map).
+    """
+    prediction = np.asarray(prediction)
+    counts = np.bincount(prediction.ravel(), minlength=n_labels)[:n_labels]
+    return counts / max(1, int(prediction.size))
+
+
 def legend_table(names: Sequence[str], colours: np.ndarray, prediction: np.ndarray) -> str:
     """The legend as UTF-8 text for people and programs: ``index<TAB>label<TAB>#rrggbb<TAB>pixel share``.
 
@@ -311,22 +327,83 @@ def legend_table(names: Sequence[str], colours: np.ndarray, prediction: np.ndarr
     Returns:
         a header line and one line per label, each ending in a newline.
     """
-    counts = np.bincount(np.asarray(prediction).ravel(), minlength=len(names))
-    total = max(1, int(prediction.size))
+    shares = label_shares(prediction, len(names))
     lines = ["index\tlabel\tcolour\tpixels"]
     for i, name in enumerate(names):
-        lines.append("%d\t%s\t#%02x%02x%02x\t%.4f" % ((i, name) + tuple(int(c) for c in colours[i])
-                                                     + (counts[i] / total,)))
+        lines.append("%d\t%s\t%s\t%.4f" % (i, name, hex_colour(colours[i]), shares[i]))
     return "\n".join(lines) + "\n"
+
+
+def hex_colour(rgb: Sequence[int]) -> str:
+    """Args: rgb: three 0..255 values. Returns: ``"#rrggbb"``."""
+    return "#%02x%02x%02x" % tuple(int(c) for c in rgb)
+
+
+@dataclasses.dataclass
+class SegmentationPictures:
+    """What a segmentation looks like, in memory (:func:`render_segmentation`).
+
+    Attributes:
+        mask: the coloured label map (RGB, the image's size).
+        overlay: the image and the mask blended 50 %.
+        legend: colour box, index and name per label; labels not in the map marked "(not found)".
+        index: label indices as pixel values (mode ``L`` up to 256 labels, else 16-bit ``I;16``).
+        table: the legend as UTF-8 text (:func:`legend_table`).
+        colours: uint8 (N, 3), the colour of each label.
+    """
+
+    mask: Image.Image
+    overlay: Image.Image
+    legend: Image.Image
+    index: Image.Image
+    table: str
+    colours: np.ndarray
+
+
+def render_segmentation(rgb: np.ndarray, labels: Sequence[str], prediction: np.ndarray,
+                        source: str = "image") -> SegmentationPictures:
+    """Pictures of a label map over the image it was predicted for.
+
+    Colours come from ``label_colours(len(labels), labels)`` (the ADE20K palette for ADE20K class names).
+
+    Args:
+        rgb: uint8 (H, W, 3), the segmented image as displayed.
+        labels: label names of the prediction (at most 65536).
+        prediction: int (H, W) indices into ``labels``.
+        source: the image's name in messages (its path).
+
+    Returns:
+        the :class:`SegmentationPictures`.
+
+    Raises:
+        ValueError: more labels than a 16-bit index holds, a prediction whose size is not the image's, or indices
+            outside the labels.
+    """
+    if len(labels) > 65536:
+        raise ValueError(f"render_segmentation: {len(labels)} labels do not fit a 16-bit index PNG")
+    prediction = np.asarray(prediction)
+    if rgb.shape[:2] != prediction.shape:
+        raise ValueError(f"render_segmentation: prediction of shape {prediction.shape} for {source} of "
+                         f"{rgb.shape[1]}x{rgb.shape[0]} pixels (expected (H, W) = {rgb.shape[:2]})")
+    if prediction.size and (int(prediction.min()) < 0 or int(prediction.max()) >= len(labels)):
+        raise ValueError(f"render_segmentation: prediction values {int(prediction.min())}..{int(prediction.max())} "
+                         f"outside 0..{len(labels) - 1} (the {len(labels)} labels)")
+    colours = label_colours(len(labels), labels)
+    mask = colour_mask(prediction, len(labels), colours)
+    return SegmentationPictures(
+        mask=mask, overlay=Image.blend(Image.fromarray(rgb), mask, 0.5),
+        legend=legend(labels, sorted(set(np.unique(prediction).tolist())), colours),
+        index=Image.fromarray(prediction.astype(index_dtype(len(labels)))),
+        table=legend_table(labels, colours, prediction), colours=colours)
 
 
 def save_segmentation(image_path: str, labels: Sequence[str], prediction: np.ndarray, outdir: str,
                       stem: Optional[str] = None) -> List[str]:
-    """Write ``<stem>_mask.png``, ``_overlay.png`` (50 % blend), ``_legend.png``, ``_index.png`` and ``_legend.txt``.
+    """Write ``<stem>_mask.png``, ``_overlay.png`` (50 % blend), ``_legend.png``, ``_index.png`` and ``_legend.txt``
+    (:func:`render_segmentation`'s pictures).
 
     ``_index.png`` holds the label index of every pixel (label order; 8-bit up to 256 labels, else 16-bit) for
-    programs; ``_legend.txt`` the exact UTF-8 names with their colours (see :func:`legend_table`). Colours come from
-    ``label_colours(len(labels), labels)`` (the ADE20K palette for ADE20K class names).
+    programs; ``_legend.txt`` the exact UTF-8 names with their colours (see :func:`legend_table`).
 
     Args:
         image_path: the segmented image (read again for the overlay, in its displayed EXIF orientation).
@@ -342,29 +419,19 @@ def save_segmentation(image_path: str, labels: Sequence[str], prediction: np.nda
         ValueError: the prediction does not match the image's size or holds indices outside the labels; the
             image cannot be read (naming it).
     """
-    if len(labels) > 65536:
-        raise ValueError(f"save_segmentation: {len(labels)} labels do not fit a 16-bit index PNG")
     stem = os.path.splitext(os.path.basename(image_path))[0] if stem is None else stem
-    prediction = np.asarray(prediction)
-    original = read_rgb(image_path)
-    if original.shape[:2] != prediction.shape:
-        raise ValueError(f"save_segmentation: prediction of shape {prediction.shape} for {image_path} of "
-                         f"{original.shape[1]}x{original.shape[0]} pixels (expected (H, W) = {original.shape[:2]})")
-    if prediction.size and (int(prediction.min()) < 0 or int(prediction.max()) >= len(labels)):
-        raise ValueError(f"save_segmentation: prediction values {int(prediction.min())}..{int(prediction.max())} "
-                         f"outside 0..{len(labels) - 1} (the {len(labels)} labels)")
-    colours = label_colours(len(labels), labels)
-    mask = colour_mask(prediction, len(labels), colours)
+    pictures = render_segmentation(read_rgb(image_path), labels, prediction, source=image_path)
     outputs = [os.path.join(outdir, f"{stem}_{kind}") for kind in
                ("mask.png", "overlay.png", "legend.png", "index.png", "legend.txt")]
-    mask.save(outputs[0])
-    Image.blend(Image.fromarray(original), mask, 0.5).save(outputs[1])
-    legend(labels, sorted(set(np.unique(prediction).tolist())), colours).save(outputs[2])
-    Image.fromarray(prediction.astype(index_dtype(len(labels)))).save(outputs[3])
+    pictures.mask.save(outputs[0])
+    pictures.overlay.save(outputs[1])
+    pictures.legend.save(outputs[2])
+    pictures.index.save(outputs[3])
     with open(outputs[4], "w", encoding="utf-8") as handle:
-        handle.write(legend_table(labels, colours, prediction))
+        handle.write(pictures.table)
     return outputs
 
 
 __all__ = ["ADE20K_PALETTE", "label_colours", "spaced_colours", "colour_mask", "find_legend_font", "legend",
-           "legend_table", "save_segmentation"]
+           "label_shares", "legend_table", "hex_colour", "SegmentationPictures", "render_segmentation",
+           "save_segmentation"]

@@ -1,0 +1,118 @@
+"""encoding_custom.segmenter (the web demo's core): test.py --image's prediction for an upload and typed labels,
+bounded picture size, and one-line refusals of what a page visitor may send."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from encoding_custom.evaluator import segment_image
+from encoding_custom.segmenter import ImageSegmenter, SegmenterInputError, read_bounded_rgb, typed_labels
+from encoding_custom.transforms import read_image
+from encoding_custom.visualize import render_segmentation
+from modules.factory import build_lseg
+
+
+class ChannelLabeller:
+    """A fake LSegNet: the logit of label k is input channel k mod 3 plus k / 10; records the labels asked for."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, images, labels):
+        self.calls.append(list(labels))
+        array = images.asnumpy()
+        return np.stack([array[:, k % 3] + k / 10.0 for k in range(len(labels))], axis=1)
+
+
+def picture(path, height, width, seed=0):
+    rng = np.random.RandomState(seed)
+    Image.fromarray(rng.randint(0, 256, (height, width, 3)).astype(np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "labels: no labels given"),
+    ("  \n ", "labels: no labels given"),
+    ("cat,,dog", "labels: line 1, field 2: empty label"),
+    (",".join("l%d" % i for i in range(5)), "labels: 5 labels; this demo takes at most 4"),
+    ("cat, " + "a " * 80, "labels: label 2 'a a a"),
+])
+def test_typed_labels_refuses_with_one_line_naming_the_problem(text, message):
+    with pytest.raises(SegmenterInputError) as caught:
+        typed_labels(text, max_labels=4)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_typed_labels_never_reads_a_file(tmp_path, monkeypatch):
+    (tmp_path / "secret.txt").write_text("leaked,label\n")
+    monkeypatch.chdir(tmp_path)
+    assert typed_labels("secret.txt") == (["secret.txt"], [])
+    labels, warnings = typed_labels("cat, Cat ,dog")
+    assert labels == ["cat", "Cat", "dog"]
+    assert warnings == ["labels: label 2 'Cat' is the same text as label 1 'cat' for CLIP; label 2 can never be "
+                        "predicted (ties go to the first)"]
+
+
+def test_read_bounded_rgb_shrinks_the_long_side_and_names_the_upload(tmp_path):
+    path = picture(tmp_path / "wide.png", 30, 120)
+    rgb, size = read_bounded_rgb(path, max_side=60)
+    assert rgb.shape == (15, 60, 3) and rgb.dtype == np.uint8 and size == (120, 30)
+    same, _ = read_bounded_rgb(path, max_side=120)
+    np.testing.assert_array_equal(same, np.asarray(Image.open(path)))
+    broken = tmp_path / "0123abcd" / "holiday.png"
+    broken.parent.mkdir()
+    broken.write_bytes(b"\x89PNG not really")
+    with pytest.raises(SegmenterInputError) as caught:
+        read_bounded_rgb(str(broken), name="holiday.png")
+    assert str(caught.value).startswith("cannot read holiday.png as an image") and "0123abcd" not in str(caught.value)
+
+
+def test_segment_equals_test_py_image_path_and_renders_the_pictures(tmp_path):
+    path = picture(tmp_path / "photo.png", 40, 56)
+    net = ChannelLabeller()
+    segmenter = ImageSegmenter(net, base_size=64, crop_size=64)
+    result = segmenter.segment(path, "red, green, blue")
+    expected = segment_image(ChannelLabeller(), read_image(path), ["red", "green", "blue"], base_size=64,
+                             crop_size=64)
+    np.testing.assert_array_equal(result.prediction, expected)
+    assert result.labels == ["red", "green", "blue"] and net.calls == [["red", "green", "blue"]]
+    assert result.original_size == (56, 40) and result.warnings == []
+    np.testing.assert_allclose(result.shares, np.bincount(expected.ravel(), minlength=3) / expected.size)
+    reference = render_segmentation(np.asarray(Image.open(path)), result.labels, expected)
+    np.testing.assert_array_equal(np.asarray(result.pictures.overlay), np.asarray(reference.overlay))
+    np.testing.assert_array_equal(np.asarray(result.pictures.index), expected)
+    assert result.pictures.table == reference.table
+
+
+def test_segment_shrinks_a_large_upload_and_says_so(tmp_path):
+    path = picture(tmp_path / "big.png", 90, 200)
+    result = ImageSegmenter(ChannelLabeller(), base_size=64, crop_size=64, max_side=100).segment(path, "a,b")
+    assert result.prediction.shape == (45, 100) and result.pictures.mask.size == (100, 45)
+    assert result.warnings == ["big.png: 200x90 shrunk to 100x45 (long side at most 100)"]
+
+
+def test_segment_refuses_before_any_forward(tmp_path):
+    net = ChannelLabeller()
+    segmenter = ImageSegmenter(net, base_size=64, crop_size=64, max_labels=3)
+    with pytest.raises(SegmenterInputError, match="no image: upload or drop a picture first"):
+        segmenter.segment(None, "a,b")
+    with pytest.raises(SegmenterInputError, match="labels: 4 labels; this demo takes at most 3"):
+        segmenter.segment(picture(tmp_path / "ok.png", 8, 8), "a,b,c,d")
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    with pytest.raises(SegmenterInputError, match="cannot read notes.png as an image"):
+        segmenter.segment(str(text), "a,b")
+    assert net.calls == []
+
+
+def test_segment_with_a_real_network_reuses_the_label_features(tmp_path, monkeypatch):
+    net = build_lseg("tiny_vit16", ["x"], text_config="tiny")
+    net.set_train(False)
+    encoded = []
+    original = net.encode_text
+    monkeypatch.setattr(net, "encode_text", lambda labels: encoded.append(list(labels)) or original(labels))
+    segmenter = ImageSegmenter(net, base_size=64, crop_size=64)
+    path = picture(tmp_path / "p.png", 48, 64)
+    first = segmenter.segment(path, "cat, grass")
+    second = segmenter.segment(path, "cat, grass")
+    np.testing.assert_array_equal(first.prediction, second.prediction)
+    assert encoded == [["cat", "grass"]]
