@@ -17,10 +17,11 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 from collections import OrderedDict
 
 import numpy as np
+
+from encoding_custom.atomic import atomic_output
 
 from .text_encoder import TEXT_CONFIGS, TextConfig, text_parameter_shapes
 from .torch_archive import find_state_dict, load_torch_file
@@ -191,16 +192,8 @@ def save_text_tower(tower, dst):
     dst = os.fspath(dst)
     if not dst.endswith(".ckpt"):
         raise ConversionError("destination %s must end in .ckpt (MindSpore appends it otherwise)" % dst)
-    folder = os.path.dirname(os.path.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".ckpt", dir=folder)
-    os.close(fd)
-    try:
-        ms.save_checkpoint([{"name": n, "data": ms.Tensor(v)} for n, v in tower.items()], tmp)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_output(dst) as temporary:
+        ms.save_checkpoint([{"name": n, "data": ms.Tensor(v)} for n, v in tower.items()], temporary)
 
 
 def _detect_prefix(state_dict, source):

@@ -28,7 +28,6 @@ import json
 import multiprocessing
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -37,6 +36,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from .atomic import atomic_output
 from .layout import dataset_dir, list_pairs, split_folders
 from .workers import detach_worker
 
@@ -412,19 +412,9 @@ def _load_cache(cache_path: Optional[str], num_class: int) -> Dict[str, list]:
 
 
 def _save_cache(cache_path: str, num_class: int, pairs: Dict[str, list]) -> None:
-    """Write the cache atomically (temp file + rename: concurrent ranks never read half a file)."""
-    folder = os.path.dirname(os.path.abspath(cache_path))
-    os.makedirs(folder, exist_ok=True)
-    # a unique temporary name: every rank of a multi-host run may write the same (shared) file
-    handle, temporary = tempfile.mkstemp(prefix=os.path.basename(cache_path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump({"version": CACHE_VERSION, "num_class": num_class, "pairs": pairs}, stream)
-        os.replace(temporary, cache_path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
+    """Write the cache atomically (concurrent ranks never read half a file; each has its own temporary name)."""
+    with atomic_output(cache_path) as temporary, open(temporary, "w", encoding="utf-8") as stream:
+        json.dump({"version": CACHE_VERSION, "num_class": num_class, "pairs": pairs}, stream)
 
 
 # -------------------------------------------------------------------------------------------------------- check

@@ -30,6 +30,7 @@ import numpy as np
 from mindspore import Parameter, Tensor
 
 from clip_ms.torch_archive import TorchArchiveError, find_state_dict, load_torch_file, torch_file_format
+from encoding_custom.atomic import atomic_output
 from encoding_custom.engine.checkpoint import FORMAT_KEY as TRAINING_FORMAT_KEY
 from encoding_custom.engine.checkpoint import (
     CheckpointError,
@@ -249,20 +250,6 @@ def _assign(net, arrays: Dict[str, np.ndarray]) -> None:
     params = dict(net.parameters_and_names())
     for name, value in arrays.items():
         params[name].set_data(Tensor(value, dtype=params[name].dtype))
-
-
-def _atomic_save(path: str, params: List[dict], options: Dict) -> None:
-    """Write a MindSpore checkpoint atomically (temp file in the same folder, then rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # save_checkpoint appends ".ckpt" to names lacking it, so the temporary name must end with it.
-    temp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp.ckpt")
-    try:
-        ms.save_checkpoint(params, temp, append_dict={OPTIONS_KEY: json.dumps(options, sort_keys=True)})
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
 
 
 # ---------------------------------------------------------------------------------------------- official
@@ -637,7 +624,8 @@ def save_lseg_checkpoint(net, path: str, extra: Optional[Dict] = None) -> None:
         options["extra"] = extra
     params = [{"name": name, "data": Tensor(p.asnumpy())} for name, p in net.parameters_and_names()
               if name != TEXT_CACHE_NAME]
-    _atomic_save(path, params, options)
+    with atomic_output(path) as temporary:
+        ms.save_checkpoint(params, temporary, append_dict={OPTIONS_KEY: json.dumps(options, sort_keys=True)})
 
 
 def read_lseg_checkpoint(path: str) -> Tuple[Dict, "OrderedDict[str, np.ndarray]"]:

@@ -6,8 +6,9 @@ File layout (one ``.ckpt`` written by ``mindspore.save_checkpoint``):
 - optimizer state (momentum buffers ``moments.*``, ``global_step``, ...) under ``optimizer.<name>``;
 - ``lseg_ckpt_format`` (int), ``epoch`` (epochs completed), ``options_json`` and ``metrics_json`` (str).
 
-Writes go to a temporary file in the same folder, are fsync'ed, then ``os.replace``d over the target, so a process
-killed at any moment leaves either the previous complete file or the new complete file, never a torn one.
+Writes go through :func:`encoding_custom.atomic.atomic_output` (a temporary file in the same folder, fsync'ed, then
+``os.replace``d over the target), so a process killed at any moment leaves either the previous complete file or the
+new complete file, never a torn one.
 
 Reads (:func:`load_raw_checkpoint`, shared with ``modules.weights``) check the file's structure first
 (:func:`checkpoint_entry_names`), so a missing, unreadable, empty, truncated or foreign file gives one
@@ -23,6 +24,7 @@ from typing import Dict, List, Optional, Tuple
 import mindspore as ms
 from mindspore import nn
 
+from ..atomic import atomic_link, atomic_output
 from .distributed import is_main_process
 
 FORMAT_VERSION = 1
@@ -211,17 +213,6 @@ def _optimizer_state(optimizer: nn.Cell, network: nn.Cell) -> List[Dict]:
     return entries
 
 
-def _fsync_file(path: str) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _atomic_target_tmp(path: str) -> str:
-    folder, base = os.path.split(os.path.abspath(path))
-    # mindspore.save_checkpoint appends ".ckpt" to names that lack it, so the temp name must end with it.
-    return os.path.join(folder, ".%s.tmp%d.ckpt" % (base, os.getpid()))
-
-
 def save_checkpoint(path: str, network: nn.Cell, optimizer: Optional[nn.Cell] = None, epoch: int = 0,
                     options: Optional[Dict] = None, metrics: Optional[Dict] = None) -> str:
     """Write a checkpoint atomically.
@@ -237,8 +228,6 @@ def save_checkpoint(path: str, network: nn.Cell, optimizer: Optional[nn.Cell] = 
     Returns:
         ``path``.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     entries = [{"name": param.name, "data": param} for param in network.get_parameters()]
     names = [entry["name"] for entry in entries]
     if len(set(names)) != len(names):
@@ -252,14 +241,8 @@ def save_checkpoint(path: str, network: nn.Cell, optimizer: Optional[nn.Cell] = 
         "options_json": json.dumps(options or {}, sort_keys=True, default=str),
         "metrics_json": json.dumps(metrics or {}, sort_keys=True, default=str),
     }
-    tmp = _atomic_target_tmp(path)
-    try:
-        ms.save_checkpoint(entries, tmp, append_dict=append)
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_output(path) as temporary:
+        ms.save_checkpoint(entries, temporary, append_dict=append)
     return path
 
 
@@ -398,18 +381,6 @@ class CheckpointManager:
         """``<folder>/epoch_XXX.ckpt`` for a number of completed epochs."""
         return os.path.join(self.folder, "epoch_%03d.ckpt" % epoch)
 
-    def _link_atomically(self, source: str, target: str) -> None:
-        tmp = _atomic_target_tmp(target)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        try:
-            os.link(source, tmp)  # a second name for the same bytes: no copy of a ~2 GB file
-        except OSError:
-            import shutil
-            shutil.copyfile(source, tmp)
-            _fsync_file(tmp)
-        os.replace(tmp, target)
-
     def save(self, network: nn.Cell, optimizer: Optional[nn.Cell], epoch: int, options: Optional[Dict] = None,
              metrics: Optional[Dict] = None, is_best: bool = False) -> Optional[str]:
         """Write ``epoch_XXX.ckpt``, point ``last.ckpt`` (and ``best.ckpt`` when ``is_best``) at it, prune.
@@ -420,9 +391,9 @@ class CheckpointManager:
         if not self.writer:
             return None
         path = save_checkpoint(self.epoch_path(epoch), network, optimizer, epoch, options, metrics)
-        self._link_atomically(path, self.last_path)
+        atomic_link(path, self.last_path)
         if is_best:
-            self._link_atomically(path, self.best_path)
+            atomic_link(path, self.best_path)
         self.prune()
         return path
 

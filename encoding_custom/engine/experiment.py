@@ -6,22 +6,21 @@ kernel drops the lock when its process dies, however it dies (kill -9 included),
 one. The file records the holder's pid, host and command line, so that the second run can name them.
 
 Once the folder is ours, no writer is alive in it, so checkpoint temp files left by a killed writer
-(``.<name>.tmp<pid>.ckpt``, see :func:`.checkpoint.save_checkpoint`; GBs at ViT-L size) are removed.
+(``.<name>.tmp<pid>.<random>.ckpt``, see :func:`encoding_custom.atomic.atomic_output`; GBs at ViT-L size) are
+removed.
 """
 import errno
 import fcntl
 import json
 import os
-import re
 import socket
 import sys
 import time
 from typing import List, Optional
 
+from ..atomic import TEMPORARY_NAME
+
 LOCK_NAME = ".lock"
-# Temp names of the writers into an experiment folder: checkpoint.save_checkpoint and CheckpointManager's link step
-# (".<name>.ckpt.tmp<pid>.ckpt") and the data check's cache ("data_check.json.<random>.tmp", tempfile.mkstemp).
-_WRITER_TEMP_FILE = re.compile(r"^(\..+\.ckpt\.tmp\d+\.ckpt|data_check\.json\..+\.tmp)$")
 # flock errors of file systems without lock support (Lustre without -o flock, some NFS set-ups).
 _NO_LOCK_SUPPORT = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
 
@@ -159,7 +158,7 @@ def remove_stale_temp_files(folder: str) -> List[str]:
     removed = []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if _WRITER_TEMP_FILE.match(name) and os.path.isfile(path):
+        if TEMPORARY_NAME.match(name) and os.path.isfile(path):
             os.remove(path)
             removed.append(path)
     return removed

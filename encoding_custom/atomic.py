@@ -1,0 +1,78 @@
+"""The one way this project writes a file that must never be seen half-written (checkpoints, converted weights,
+caches): write a temporary file beside the target, ``fsync`` it, ``os.replace`` it over the target, ``fsync`` the
+folder. A process killed at any moment leaves the previous complete file or the new complete file, and at worst a
+temporary file whose name says whose it was (``.<name>.tmp<pid>.<random><suffix>``; a run that owns the folder
+removes those of dead writers: :func:`encoding_custom.engine.experiment.remove_stale_temp_files`).
+
+Imports nothing but the standard library, so every package (``clip_ms`` included) can use it.
+"""
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from typing import Iterator
+
+# The temporary names of :func:`atomic_output` (and of the writers before it: ".<name>.tmp<pid>.ckpt",
+# "data_check.json.<random>.tmp"), for the clean-up of dead writers' leftovers.
+TEMPORARY_NAME = re.compile(r"^(\..+\.tmp\d+(\.\w+)?\.(ckpt|json|pt)|data_check\.json\..+\.tmp)$")
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    with contextlib.suppress(OSError):
+        handle = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """A temporary path to write ``path``'s new content to; when the block ends without an exception, the file is
+    made durable and renamed over ``path``; otherwise it is removed and ``path`` is untouched.
+
+    The temporary name ends with ``path``'s own suffix (``mindspore.save_checkpoint`` appends ``.ckpt`` to names
+    that lack it) and holds the pid plus a random part (ranks on several hosts may write one shared file).
+
+    Args:
+        path: the target file; its folder is created when missing.
+
+    Yields:
+        the temporary file's path (it exists, empty).
+    """
+    folder, base = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".%s.tmp%d." % (base, os.getpid()),
+                                         suffix=os.path.splitext(base)[1], dir=folder)
+    os.close(handle)
+    try:
+        yield temporary
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+    _fsync_folder(folder)
+
+
+def atomic_link(source: str, target: str) -> None:
+    """Give ``source``'s bytes the name ``target`` atomically: a hard link (no copy of a ~2 GB checkpoint), or a
+    copy where the file system has no hard links.
+
+    Args:
+        source: an existing, complete file.
+        target: the name to (re)point at it.
+    """
+    with atomic_output(target) as temporary:
+        os.remove(temporary)  # os.link wants a free name
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+
+
+__all__ = ["TEMPORARY_NAME", "atomic_output", "atomic_link"]
