@@ -23,8 +23,9 @@ from encoding_custom.engine.runtime import DEVICE_TARGETS, DeviceUnavailableErro
 from encoding_custom.labels import resolve_classes as resolve_label_set
 from modules import tnn
 from modules.config import BACKBONES
-from modules.factory import build_lseg
+from modules.factory import ArgumentError, build_lseg
 from modules.head import ACTIVATIONS
+from modules.weights import WeightsError
 
 PURPOSES = ("train", "test")
 MODES = ("graph", "pynative")
@@ -452,7 +453,9 @@ def build_network(args, labels: Sequence[str]):
                           activation=args.activation, text_config=args.text_config,
                           clip_weights=getattr(args, "clip_weights", None),
                           vit_weights=getattr(args, "vit_weights", None))
-    except ValueError as err:  # unknown backbone/text config, weights that do not fit: named in the message
+    except ArgumentError as err:  # unknown backbone/text config, text weights that do not fit
+        raise OptionError(err.describe("--" + err.argument)) from err
+    except WeightsError as err:  # --vit_weights: the message starts with the file
         raise OptionError(str(err)) from err
 
 

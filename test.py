@@ -22,13 +22,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from encoding_custom.data_check import DataError, probe_sample_file
-from encoding_custom.engine import CheckpointError, evaluate, network_predictor, read_checkpoint
+from encoding_custom.engine import CheckpointError, evaluate, network_predictor
 from encoding_custom.evaluator import MultiScaleEvaluator, network_forward, segment_image
 from encoding_custom.labels import ade20k_labels, read_labels_argument
 from encoding_custom.transforms import read_image
 from encoding_custom.visualize import colour_mask, label_colours, legend, save_segmentation
-from modules.factory import OFFICIAL, TRAINING, checkpoint_kind, load_network_weights
-from modules.weights import WeightsError, WeightsOptionError, build_lseg_from_checkpoint, build_lseg_from_official
+from modules.factory import OFFICIAL, TRAINING, load_lseg
+from modules.weights import WeightsError, WeightsOptionError
 from options import (
     RECORDED_NETWORK_OPTIONS,
     OptionError,
@@ -69,39 +69,37 @@ def apply_recorded_architecture(args, recorded: Dict, weights: str) -> None:
 
 
 def load_network(args) -> Tuple[object, List[str], Optional[List[int]]]:
-    """Build the network the weights need and load them.
+    """Build the network the weights need and load them (``modules.factory.load_lseg``: any checkpoint kind).
 
     Returns:
-        ``(network, label names, ADE20K class indices or None)``; with a training checkpoint the architecture and
-        the class set come from the checkpoint.
+        ``(network, label names, ADE20K class indices or None)``: our checkpoints record their architecture and
+        label set (older training checkpoints only their ``--classes``, resolved here against the data set);
+        official weights are the 150-class ADE20K model.
 
     Raises:
-        OptionError, WeightsError, CheckpointError: a bad option or weights file, named in the message.
+        OptionError, WeightsError: a bad option or weights file, named in the message.
     """
     if args.weights is None:
         print("test.py: warning: no --weights, evaluating a randomly initialised network", file=sys.stderr)
         labels, indices = resolve_classes(args)
         return build_network(args, labels), labels, indices
-    given = explicit_architecture(args)
+    text_config = args.text_config if "text_config" in args.explicit else None
     try:
-        kind = checkpoint_kind(args.weights)
-        if kind == TRAINING:
-            stored = read_checkpoint(args.weights)[2]["options"]
-            apply_recorded_architecture(args, stored, args.weights)
-            data_path = args.data_path if "data_path" in args.explicit else stored.get("data_path", args.data_path)
-            labels, indices = resolve_classes(args, data_path)
-            net = build_network(args, labels)
-            load_network_weights(net, args.weights, **given)
-            return net, labels, indices
-        if kind == OFFICIAL:
-            text_config = args.text_config if "text_config" in args.explicit else None
-            net = build_lseg_from_official(args.weights, text_config=text_config, **given)
-        else:
-            net = build_lseg_from_checkpoint(args.weights)
-            apply_recorded_architecture(args, net.build_options(), args.weights)
+        loaded = load_lseg(args.weights, text_config=text_config, **explicit_architecture(args))
     except WeightsOptionError as err:
         raise OptionError(err.describe("--" + err.option)) from err
-    return net, ade20k_labels(), None  # released LSeg weights are the 150-class ADE20K model
+    if loaded.kind == OFFICIAL:
+        return loaded.network, ade20k_labels(), None
+    apply_recorded_architecture(args, loaded.record, args.weights)
+    if loaded.labels is not None:
+        labels, indices = loaded.labels, loaded.class_indices
+    elif loaded.kind == TRAINING:  # written before checkpoints recorded their label names
+        data_path = args.data_path if "data_path" in args.explicit else loaded.record.get("data_path", args.data_path)
+        labels, indices = resolve_classes(args, data_path)
+    else:
+        labels, indices = ade20k_labels(), None
+    loaded.network.set_labels(labels)
+    return loaded.network, labels, indices
 
 
 # -------------------------------------------------------------------------------------------------------- inputs

@@ -37,7 +37,7 @@ from encoding_custom.engine.distributed import broadcast_from_rank0
 from encoding_custom.engine.lr import poly_lr
 from encoding_custom.losses import SegmentationLoss
 from modules import tnn
-from modules.factory import load_network_weights
+from modules.factory import RECORDED_CLASS_INDICES_KEY, RECORDED_LABELS_KEY, load_network_weights
 from modules.weights import WeightsError, WeightsOptionError
 from options import (
     OptionError,
@@ -171,6 +171,7 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
         net = build_network(args, labels)
         if args.weights and resume_path is None:
             load_network_weights(net, args.weights, **explicit_architecture(args))
+        net.sync_text_features()  # the compiled training step reads the label features as a weight
     except WeightsOptionError as err:
         print("train_custom.py: error: %s" % err.describe("--" + err.option), file=sys.stderr)
         return 2
@@ -187,7 +188,9 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
                          amp_level=args.amp_level, exp_dir=exp_dir, keep_last=args.keep_last, seed=args.seed,
                          workers=args.workers, max_train_images=args.max_train_images,
                          max_val_images=args.max_val_images, val_batch_size=args.batch_size,
-                         options=options_record(args), overwrite=args.overwrite)
+                         options=dict(options_record(args), **{RECORDED_LABELS_KEY: labels,
+                                                               RECORDED_CLASS_INDICES_KEY: class_indices}),
+                         overwrite=args.overwrite)
     main_process = is_main_process()
     try:
         excluded = {}

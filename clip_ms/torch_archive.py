@@ -1,4 +1,4 @@
-"""Read and write PyTorch checkpoint files without importing torch.
+"""Read PyTorch checkpoint files without importing torch.
 
 Three on-disk formats are understood:
 
@@ -14,6 +14,10 @@ Three on-disk formats are understood:
 Tensors come back as ``numpy.ndarray`` (C-contiguous copies). Only a fixed set of harmless globals is ever resolved;
 any other class named in a pickle becomes an inert :class:`UnresolvedObject` that records its arguments and state, so
 loading a file never imports or runs code named by the file.
+
+The product only reads such files (official lang-seg, OpenAI CLIP and timm weights). Tests make checkpoints in these
+formats with ``tests/fixtures/torch_writer.py``, which builds on this module's :class:`TorchScriptObject` and
+:data:`STORAGE_DTYPES`.
 """
 import io
 import os
@@ -21,7 +25,6 @@ import pickle
 import re
 import struct
 import sys
-import tempfile
 import zipfile
 from collections import OrderedDict
 from zlib import error as zlib_error  # raised by damaged compressed records written by other tools
@@ -34,11 +37,9 @@ __all__ = [
     "UnresolvedObject",
     "TorchScriptObject",
     "load_torch_file",
-    "save_torch_file",
-    "save_torchscript_like",
     "find_state_dict",
     "torchscript_state_dict",
-    "make_torchscript_object",
+    "STORAGE_DTYPES",
 ]
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -46,7 +47,7 @@ LEGACY_PROTOCOL_VERSION = 1001
 
 # torch storage class name -> numpy dtype of one element. BFloat16 has no numpy dtype: it is read as uint16 bit
 # patterns and widened to float32 (exact, since bfloat16 is the top half of a float32).
-_STORAGE_DTYPES = {
+STORAGE_DTYPES = {
     "DoubleStorage": np.dtype("float64"),
     "FloatStorage": np.dtype("float32"),
     "HalfStorage": np.dtype("float16"),
@@ -61,19 +62,6 @@ _STORAGE_DTYPES = {
     "ComplexDoubleStorage": np.dtype("complex128"),
     "UntypedStorage": np.dtype("uint8"),
 }
-_NUMPY_TO_STORAGE = {
-    np.dtype("float64"): "DoubleStorage",
-    np.dtype("float32"): "FloatStorage",
-    np.dtype("float16"): "HalfStorage",
-    np.dtype("int64"): "LongStorage",
-    np.dtype("int32"): "IntStorage",
-    np.dtype("int16"): "ShortStorage",
-    np.dtype("int8"): "CharStorage",
-    np.dtype("uint8"): "ByteStorage",
-    np.dtype("bool"): "BoolStorage",
-    np.dtype("complex64"): "ComplexFloatStorage",
-    np.dtype("complex128"): "ComplexDoubleStorage",
-}
 _TORCH_DTYPE_NAMES = {
     "float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
     "complex64", "complex128", "float", "double", "half", "long", "int", "short",
@@ -81,7 +69,7 @@ _TORCH_DTYPE_NAMES = {
 
 
 class TorchArchiveError(ValueError):
-    """A checkpoint file cannot be read (or written); the message names the file and what is wrong."""
+    """A checkpoint file cannot be read; the message names the file and what is wrong."""
 
 
 class UnresolvedObject(dict):
@@ -132,7 +120,7 @@ class _TorchStorageType:
 
     def __init__(self, name):
         self.name = name
-        self.dtype = _STORAGE_DTYPES[name]
+        self.dtype = STORAGE_DTYPES[name]
 
 
 class _TorchDtype(str):
@@ -267,7 +255,7 @@ class _Unpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _SAFE_GLOBALS:
             return _SAFE_GLOBALS[(module, name)]
-        if module == "torch" and name in _STORAGE_DTYPES:
+        if module == "torch" and name in STORAGE_DTYPES:
             return _TorchStorageType(name)
         if module == "torch" and name in _TORCH_DTYPE_NAMES:
             return _TorchDtype(name)
@@ -593,243 +581,3 @@ def find_state_dict(obj, path="<object>"):
                 return OrderedDict((k, v) for k, v in inner.items() if isinstance(v, np.ndarray))
         raise _fail(path, "no state_dict found; top-level keys: %s" % ", ".join(map(str, list(obj)[:20])))
     raise _fail(path, "no state_dict found in a %s" % type(obj).__name__)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Writing. A small hand-written pickler: the standard one cannot name torch's globals without importing torch.
-# ----------------------------------------------------------------------------------------------------------------
-
-class _Writer:
-    """Protocol-2 pickle of plain containers, with arrays written as torch tensors."""
-
-    def __init__(self, tensor_as_parameter=False):
-        self.out = bytearray(b"\x80\x02")
-        self.storages = []  # list of (key, array)
-        self.tensor_as_parameter = tensor_as_parameter
-
-    def _global(self, module, name):
-        self.out += b"c" + module.encode("ascii") + b"\n" + name.encode("ascii") + b"\n"
-
-    def _str(self, text):
-        data = text.encode("utf-8")
-        self.out += b"X" + struct.pack("<I", len(data)) + data
-
-    def _int(self, value):
-        if 0 <= value < 256:
-            self.out += b"K" + bytes([value])
-        elif 0 <= value < 65536:
-            self.out += b"M" + struct.pack("<H", value)
-        elif -2 ** 31 <= value < 2 ** 31:
-            self.out += b"J" + struct.pack("<i", value)
-        else:
-            data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
-            self.out += b"\x8a" + bytes([len(data)]) + data
-
-    def _tuple(self, items):
-        self.out += b"("
-        for item in items:
-            self.save(item)
-        self.out += b"t"
-
-    def _tensor(self, array):
-        array = np.require(array, requirements="C")  # keeps 0-d arrays 0-d, unlike np.ascontiguousarray
-        if array.dtype not in _NUMPY_TO_STORAGE:
-            raise TorchArchiveError("cannot write an array of dtype %s as a torch tensor" % array.dtype)
-        key = str(len(self.storages))
-        self.storages.append((key, array))
-        if self.tensor_as_parameter:
-            self._global("torch._utils", "_rebuild_parameter")
-            self.out += b"("
-        self._global("torch._utils", "_rebuild_tensor_v2")
-        self.out += b"("
-        self.out += b"("  # persistent id tuple
-        self._str("storage")
-        self._global("torch", _NUMPY_TO_STORAGE[array.dtype])
-        self._str(key)
-        self._str("cpu")
-        self._int(int(array.size))
-        self.out += b"t" + b"Q"
-        self._int(0)
-        self._tuple([int(s) for s in array.shape])
-        self._tuple([int(s) // array.dtype.itemsize for s in array.strides] if array.size else
-                    [int(np.prod(array.shape[i + 1:])) for i in range(array.ndim)])
-        self.out += b"\x89"  # requires_grad False
-        self._global("collections", "OrderedDict")
-        self.out += b")R"
-        self.out += b"tR"
-        if self.tensor_as_parameter:
-            # torch refuses requires_grad on integer/bool tensors
-            self.out += b"\x88" if array.dtype.kind in "fc" else b"\x89"
-            self._global("collections", "OrderedDict")
-            self.out += b")R"
-            self.out += b"tR"
-
-    def save(self, obj):
-        """Append ``obj``'s pickle opcodes (no memo: shared objects are written once per reference)."""
-        if obj is None:
-            self.out += b"N"
-        elif obj is True:
-            self.out += b"\x88"
-        elif obj is False:
-            self.out += b"\x89"
-        elif isinstance(obj, np.ndarray):
-            self._tensor(obj)
-        elif isinstance(obj, (int, np.integer)):
-            self._int(int(obj))
-        elif isinstance(obj, (float, np.floating)):
-            self.out += b"G" + struct.pack(">d", float(obj))
-        elif isinstance(obj, str):
-            self._str(obj)
-        elif isinstance(obj, bytes):
-            # Protocol 2 has no bytes opcode; torch (and its weights_only loader) expect this encoding instead.
-            self._global("_codecs", "encode")
-            self._tuple([obj.decode("latin1"), "latin1"])
-            self.out += b"R"
-        elif isinstance(obj, tuple):
-            self._tuple(obj)
-        elif isinstance(obj, list):
-            self.out += b"]("
-            for item in obj:
-                self.save(item)
-            self.out += b"e"
-        elif isinstance(obj, TorchScriptObject):
-            module, _, name = obj.qualified_name.rpartition(".")
-            self._global(module, name)
-            self.out += b")\x81"
-            self.save_dict_items({k: v for k, v in obj.__dict__.items()
-                                  if k not in ("args", "kwargs", "state")})
-            self.out += b"b"
-        elif isinstance(obj, dict):
-            if isinstance(obj, OrderedDict):
-                self._global("collections", "OrderedDict")
-                self.out += b")R"
-            self.save_dict_items(obj, keep_open=isinstance(obj, OrderedDict))
-        else:
-            raise TorchArchiveError("cannot write a %s into a torch file" % type(obj).__name__)
-
-    def save_dict_items(self, mapping, keep_open=False):
-        """Write ``mapping``'s items: a new dict, or (``keep_open``) SETITEMS onto the object already on the stack."""
-        if not keep_open:
-            self.out += b"}"
-        if mapping:
-            self.out += b"("
-            for key, value in mapping.items():
-                self.save(key)
-                self.save(value)
-            self.out += b"u"
-
-
-def _write_zip_atomic(path, folder, records):
-    """Write ``records`` (name -> bytes) under ``folder/`` as an uncompressed zip with 64-byte aligned data."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".pt", dir=directory)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
-            for name, data in records:
-                info = zipfile.ZipInfo(folder + "/" + name, date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_STORED
-                # Pad the local header's extra field so the record's bytes start on a 64-byte boundary, like
-                # torch's writer (torch's reader can then memory-map storages).
-                header_end = archive.fp.tell() + 30 + len(info.filename.encode("utf-8"))
-                pad = (-(header_end + 4)) % 64
-                info.extra = struct.pack("<HH", 0x4246, pad) + b"Z" * pad
-                archive.writestr(info, data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def save_torch_file(path, obj, folder="archive", tensors_as_parameters=False):
-    """Write ``obj`` in the ``torch.save`` zip format, loadable by ``torch.load`` and :func:`load_torch_file`.
-
-    Args:
-        path: destination (written to a temporary file in the same folder, then renamed).
-        obj: nested dict/OrderedDict/list/tuple/str/int/float/bool/None/bytes with ``np.ndarray`` leaves (written as
-            CPU tensors of the same dtype; float16 stays float16).
-        folder: the archive's top-level folder name (torch uses ``archive``).
-        tensors_as_parameters: write tensors as ``torch.nn.Parameter`` (like a saved module's parameters).
-
-    Returns:
-        None.
-    """
-    writer = _Writer(tensor_as_parameter=tensors_as_parameters)
-    writer.save(obj)
-    writer.out += b"."
-    records = [("data.pkl", bytes(writer.out)), ("byteorder", b"little")]
-    records += [("data/" + key, array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
-                for key, array in writer.storages]
-    records.append(("version", b"3\n"))
-    _write_zip_atomic(path, folder, records)
-
-
-def save_torchscript_like(path, root, folder="archive"):
-    """Write a TorchScript-layout archive (``data.pkl`` of ``__torch__`` objects + ``code/`` declarations).
-
-    Only for tests of the reader: the ``code/`` files declare ``__parameters__``/``__buffers__`` but contain no
-    methods, so real ``torch.jit.load`` cannot run the result.
-
-    Args:
-        path: destination file.
-        root: :class:`TorchScriptObject` tree; each object needs ``qualified_name`` (``__torch__.<module>.<Class>``)
-            and may set ``_parameters_`` / ``_buffers_`` lists naming its array attributes.
-        folder: top-level folder name.
-
-    Returns:
-        None.
-    """
-    classes = {}
-
-    def collect(obj):
-        classes[obj.qualified_name] = (obj.__dict__.get("_parameters_", []), obj.__dict__.get("_buffers_", []))
-        for value in obj.__dict__.values():
-            if isinstance(value, TorchScriptObject):
-                collect(value)
-
-    collect(root)
-    sources = {}
-    for qualified, (params, buffers) in classes.items():
-        module, _, name = qualified.rpartition(".")
-        lines = ["class %s(Module):" % name,
-                 "  __parameters__ = [%s]" % "".join('"%s", ' % p for p in params),
-                 "  __buffers__ = [%s]" % "".join('"%s", ' % b for b in buffers)]
-        sources.setdefault(module.replace(".", "/") + ".py", []).extend(lines)
-
-    def strip(obj):
-        clone = type(obj).__new__(type(obj))
-        clone.__dict__.update({k: (strip(v) if isinstance(v, TorchScriptObject) else v)
-                               for k, v in obj.__dict__.items() if k not in ("_parameters_", "_buffers_")})
-        return clone
-
-    writer = _Writer()
-    writer.save(strip(root))
-    writer.out += b"."
-    records = [("data.pkl", bytes(writer.out))]
-    records += [("code/" + rel, ("\n".join(lines) + "\n").encode()) for rel, lines in sources.items()]
-    records += [("data/" + key, array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
-                for key, array in writer.storages]
-    records += [("constants.pkl", b"\x80\x02)."), ("version", b"3\n"), ("byteorder", b"little")]
-    _write_zip_atomic(path, folder, records)
-
-
-def make_torchscript_object(qualified_name, attributes, parameters=(), buffers=()):
-    """Build a :class:`TorchScriptObject` for :func:`save_torchscript_like`.
-
-    Args:
-        qualified_name: e.g. ``"__torch__.model.CLIP"``.
-        attributes: dict attribute name -> value (arrays, other objects, plain values), in order.
-        parameters: attribute names that are parameters.
-        buffers: attribute names that are buffers.
-
-    Returns:
-        The object.
-    """
-    cls = type(qualified_name.rpartition(".")[2], (TorchScriptObject,), {"qualified_name": qualified_name})
-    obj = cls.__new__(cls)
-    obj.__dict__.update(attributes)
-    obj._parameters_ = list(parameters)
-    obj._buffers_ = list(buffers)
-    return obj

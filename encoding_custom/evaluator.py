@@ -165,8 +165,8 @@ def segment_image(network, image: np.ndarray, labels: Sequence[str], base_size: 
     photo would copy it into a tensor (and 150 full-size logit maps would not fit at all).
 
     Args:
-        network: LSegNet-like callable ``(images (1, 3, h, w) tensor, labels=[...]) -> logits (1, len(labels), h,
-            w)``, in eval mode.
+        network: LSegNet-like: ``network.text_features(labels)`` and ``network(images (1, 3, h, w) tensor,
+            features) -> logits (1, len(labels), h, w)``, in eval mode (see :func:`network_forward`).
         image: float32 (3, H, W) normalised with ``mean``/``std``, any H, W >= 1.
         labels: the label list of this call (checked against CLIP's 77-token context before any forward).
         base_size: long side the image is resized to (``--base_size``, 520 in lang-seg).
@@ -336,17 +336,18 @@ def network_forward(network, labels: Optional[Sequence[str]] = None) -> Callable
 
     Args:
         network: callable on a tensor (B, 3, h, w) returning logits (B, C, h, w); put it in eval mode first.
-        labels: None = call ``network(images)`` (its current label list); else ``network(images, labels=labels)``
-            (an LSegNet's per-call label list, C = ``len(labels)``).
+        labels: None = call ``network(images)`` (its current label list); else
+            ``network(images, network.text_features(labels))`` (an LSegNet with a label list of this call only,
+            C = ``len(labels)``; the features are looked up once, here).
 
     Returns:
         function numpy float32 (B, 3, h, w) → numpy float32 (B, C, h, w).
     """
-    label_list = None if labels is None else list(labels)
+    features = None if labels is None else network.text_features(list(labels))
 
     def forward(images: np.ndarray) -> np.ndarray:
         inputs = tnn.tensor(images)
-        output = network(inputs) if label_list is None else network(inputs, labels=label_list)
+        output = network(inputs) if features is None else network(inputs, features)
         return to_numpy(output.detach() if hasattr(output, "detach") else output)
 
     return forward

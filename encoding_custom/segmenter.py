@@ -107,10 +107,11 @@ class ImageSegmenter:
     """Segments pictures with typed labels using one loaded network.
 
     Text features of a label list are computed once and reused while the list is among the network's recent ones
-    (the per-call cache of :meth:`modules.lseg.LSegNet.text_features_for`).
+    (:class:`modules.lseg.LabelFeatureCache`).
 
     Args:
-        network: an LSegNet in eval mode (``network(images, labels=[...]) -> logits``).
+        network: an LSegNet in eval mode (``network.text_features(labels)``, ``network(images, features) ->
+            logits``).
         base_size: long side the picture is resized to for the network (``--base_size``).
         crop_size: network input side (``--crop_size``).
         max_side: uploads with a longer side are shrunk to it first.

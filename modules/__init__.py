@@ -7,14 +7,14 @@ Public API: :data:`BACKBONES`, :class:`BackboneConfig`, :class:`LSegNet`; weight
 Example::
 
     from modules import LSegNet
-    from modules.weights import build_lseg_from_checkpoint
+    from modules.factory import load_lseg
     net = LSegNet("tiny_vit16", labels=["cat", "other"], text_config="tiny")   # quick start, random weights
     logits = net(images)                       # (B, 2, H, W), H and W multiples of 32
-    logits = net(images, labels=["dog", "sky", "other"])   # zero-shot label set for this call only
+    logits = net(images, net.text_features(["dog", "sky", "other"]))   # a label set for this call only
     pixels = net.pixel_embeddings(images)      # (B, 64, H/2, W/2), unit norm (512 for the CLIP backbones)
 
     # python -m modules.convert demo_e200.ckpt lseg_vitl16.ckpt   (official lang-seg checkpoint, no torch)
-    net = build_lseg_from_checkpoint("lseg_vitl16.ckpt")            # ViT-L/16, 150 ADE20K labels
+    net = load_lseg("lseg_vitl16.ckpt").network     # any of our checkpoints or an official one, its own labels
 """
 from .config import BACKBONES, BackboneConfig, LevelResample, get_backbone_config
 from .lseg import LSegNet

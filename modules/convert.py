@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from .config import BACKBONES
+from .lseg import TEXT_CACHE_NAME
 from .weights import WeightsError, WeightsOptionError, convert_official_checkpoint
 
 
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     except OSError as error:  # writing dst (reading src raises WeightsError): permissions, a directory, a full disk
         print(f"{parser.prog}: error: {args.dst}: cannot write ({error.strerror or error})", file=sys.stderr)
         return 1
-    count = sum(int(np.prod(p.shape)) for p in net.get_parameters() if p.name != "text_features_cache")
+    count = sum(int(np.prod(p.shape)) for p in net.get_parameters() if p.name != TEXT_CACHE_NAME)
     print(f"wrote {args.dst}: {net.build_options()} ({count} parameters)")
     return 0
 

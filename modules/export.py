@@ -18,6 +18,7 @@ exported model serves every label set. Running a MindIR (in GRAPH_MODE: MindSpor
 Exit status: 0 written; 2 a bad option, label or weights file (one ``python -m modules.export: error: ...`` line).
 """
 import argparse
+import glob
 import os
 import sys
 import time
@@ -30,7 +31,7 @@ from mindspore import nn
 from encoding_custom.labels import read_labels_argument
 
 from . import tnn
-from .factory import build_lseg_from_any_checkpoint
+from .factory import ArgumentError, load_lseg
 from .weights import WeightsError, WeightsOptionError
 
 
@@ -64,7 +65,8 @@ class DynamicLabelsGraph(nn.Cell):
         return self.network(images, text_features)
 
 
-def export_mindir(network, out: str, height: int, width: int, batch: int = 1, dynamic_labels: bool = False) -> str:
+def export_mindir(network, out: str, height: int, width: int, batch: int = 1,
+                  dynamic_labels: bool = False) -> List[str]:
     """Write ``network`` as a MindIR file.
 
     Args:
@@ -75,22 +77,26 @@ def export_mindir(network, out: str, height: int, width: int, batch: int = 1, dy
         dynamic_labels: export the ``(images, text_features)`` form with any number of labels.
 
     Returns:
-        the path written.
+        the files written (:func:`mindir_files`): ``<stem>.mindir``, or ``<stem>_graph.mindir`` (the one to load)
+        and the weight files of ``<stem>_variables/`` when they exceed MindSpore's 1 GiB single-file limit
+        (ViT-L/16: 1.3 GiB).
 
     Raises:
-        ValueError: a size that is not a positive multiple of 32, a batch < 1, or ``dynamic_labels`` where the MindIR
-            would crash this MindSpore (``modules.tnn.DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES``).
+        ValueError: a size that is not a positive multiple of 32 or a batch < 1; ArgumentError (a ValueError) for
+            ``dynamic_labels`` where the MindIR would crash this MindSpore
+            (``modules.tnn.DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES``).
     """
     if height <= 0 or width <= 0 or height % 32 or width % 32:
         raise ValueError(f"height and width must be positive multiples of 32 (got {height}x{width})")
     if batch < 1:
         raise ValueError(f"batch must be >= 1 (got {batch})")
     if dynamic_labels and network.build_options()["arch_option"] != 0 and tnn.DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES:
-        raise ValueError("--dynamic_labels: a network with the spatial regularisation block (arch_option %d) "
-                         "crashes MindSpore %s when the label count changes; export one graph per label set with "
-                         "--labels, or use the current stack (mindspore 2.10)"
-                         % (network.build_options()["arch_option"], ms.__version__))
+        raise ArgumentError("dynamic_labels", "a network with the spatial regularisation block (arch_option %d) "
+                            "crashes MindSpore %s when the label count changes; export one graph per label set "
+                            "with fixed labels, or use the current stack (mindspore 2.10)"
+                            % (network.build_options()["arch_option"], ms.__version__))
     network.set_train(False)
+    network.sync_text_features()  # the graph holds the Parameter's value at export time
     images = ms.Tensor(np.zeros((batch, 3, height, width), np.float32))
     stem = out[:-len(".mindir")] if out.endswith(".mindir") else out
     if dynamic_labels:
@@ -99,7 +105,35 @@ def export_mindir(network, out: str, height: int, width: int, batch: int = 1, dy
         ms.export(DynamicLabelsGraph(network), images, features, file_name=stem, file_format="MINDIR")
     else:
         ms.export(StaticLabelsGraph(network), images, file_name=stem, file_format="MINDIR")
-    return stem + ".mindir"
+    return mindir_files(stem + ".mindir")
+
+
+def mindir_files(path: str) -> List[str]:
+    """The files of the MindIR wrote to ``path``, the graph file first.
+
+    Above 1 GiB of parameters (ViT-L/16: 1.3 GiB) ``mindspore.export`` writes ``<stem>_graph.mindir`` plus the
+    weights in ``<stem>_variables/data_*`` instead of ``<stem>.mindir`` (both stacks, log line "Parameters in the
+    net capacity exceeds 1G, save MindIR model and parameters separately"); ``mindspore.load`` of the graph file
+    reads the variables folder beside it.
+
+    Args:
+        path: the ``.mindir`` path given to (or returned by) ``export_mindir``.
+
+    Returns:
+        list of file paths: the file to ``mindspore.load``, then the weight files, if separate.
+
+    Raises:
+        FileNotFoundError: naming both candidates when neither form is there.
+    """
+    stem = path[:-len(".mindir")] if path.endswith(".mindir") else path
+    stem = stem[:-len("_graph")] if stem.endswith("_graph") else stem
+    if os.path.exists(stem + ".mindir"):
+        return [stem + ".mindir"]
+    graph = stem + "_graph.mindir"
+    if not os.path.exists(graph):
+        raise FileNotFoundError(f"no MindIR at {stem}.mindir nor {graph}")
+    variables = stem + "_variables"
+    return [graph] + sorted(glob.glob(os.path.join(variables, "*")))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,14 +169,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise ValueError("--labels is required (or --dynamic_labels for a graph that takes the labels' features)")
         labels = _labels(args.labels) if args.labels is not None else ["other"]
         started = time.time()
-        net = build_lseg_from_any_checkpoint(args.weights, labels)
+        net = load_lseg(args.weights, labels).network
         if args.features_out is not None:
             features = net.encode_text(labels).asnumpy().astype(np.float32)
             np.save(args.features_out, features)
             print(f"wrote {args.features_out}: text features {features.shape} of {len(labels)} labels")
             return 0
-        path = export_mindir(net, args.out or "lseg.mindir", args.height, args.width, batch=args.batch,
-                             dynamic_labels=args.dynamic_labels)
+        written = export_mindir(net, args.out or "lseg.mindir", args.height, args.width, batch=args.batch,
+                                dynamic_labels=args.dynamic_labels)
+    except ArgumentError as error:
+        print(f"{parser.prog}: error: {error.describe('--' + error.argument)}", file=sys.stderr)
+        return 2
     except WeightsOptionError as error:
         print(f"{parser.prog}: error: {error.describe('--' + error.option)}", file=sys.stderr)
         return 2
@@ -153,8 +190,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{parser.prog}: error: cannot write ({error.strerror or error})", file=sys.stderr)
         return 2
     form = "(images, text_features) -> logits" if args.dynamic_labels else f"images -> logits of {len(labels)} labels"
-    print(f"wrote {path}: {form}, input ({args.batch}, 3, {args.height}, {args.width}), "
-          f"{os.path.getsize(path) / 2 ** 20:.1f} MiB in {time.time() - started:.1f} s")
+    weights = f" (weights in {os.path.dirname(written[1])}/)" if len(written) > 1 else ""
+    print(f"wrote {written[0]}{weights}: {form}, input ({args.batch}, 3, {args.height}, {args.width}), "
+          f"{sum(os.path.getsize(name) for name in written) / 2 ** 20:.1f} MiB in {time.time() - started:.1f} s")
     return 0
 
 

@@ -1,22 +1,28 @@
-"""Build an LSegNet from option values and load weights from any checkpoint the project reads.
+"""Build an LSegNet from argument values, and build-and-load one from any checkpoint the project reads.
 
 Three checkpoint kinds reach the scripts: ``"official"`` (a lang-seg PyTorch ``.ckpt``, converted on the fly),
-``"weights"`` (:func:`modules.weights.save_lseg_checkpoint`: network + build options) and ``"training"``
-(``encoding_custom.engine.save_checkpoint``: network, optimizer state, epoch and the training options).
-All three end in ``.ckpt``; :func:`checkpoint_kind` tells them apart by content. Every problem with a weights file
-is one :class:`modules.weights.WeightsError` line that starts with the file's path.
+``"weights"`` (:func:`modules.weights.save_lseg_checkpoint`: network + build options + label names) and
+``"training"`` (``encoding_custom.engine.save_checkpoint``: network, optimizer state, epoch and the training options
+record, which holds the build options and, since issue 14, the resolved label names and ADE20K class indices).
+All three end in ``.ckpt``; :func:`checkpoint_kind` tells them apart by content. :func:`load_lseg` is the one entry
+that builds the network a file holds and loads it, reading its tensors once. Every problem with a weights file is one
+:class:`modules.weights.WeightsError` line that starts with the file's path; a bad argument value is an
+:class:`ArgumentError` naming the argument (scripts map it to their flag).
 """
-from typing import Optional, Sequence
+import dataclasses
+from typing import Dict, List, Optional, Sequence
 
+import clip_ms
+from clip_ms.convert import ConversionError, load_text_tower
 from encoding_custom.engine.checkpoint import FORMAT_KEY as TRAINING_FORMAT_KEY  # the format belongs to the engine
 from encoding_custom.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 
 from .config import BACKBONES
-from .lseg import TEXT_CACHE_NAME, LSegNet
+from .lseg import TEXT_CACHE_NAME, LSegNet, default_labels
 from .weights import (
     OPTIONS_KEY,
     WeightsError,
-    build_lseg_from_checkpoint,
+    assign_checkpoint_arrays,
     build_lseg_from_official,
     describe_foreign_checkpoint,
     differing_options,
@@ -26,15 +32,37 @@ from .weights import (
     load_mindspore_checkpoint,
     load_official_checkpoint,
     mindspore_entry_names,
+    read_lseg_checkpoint,
+    recorded_build_options,
 )
 
 OFFICIAL, WEIGHTS, TRAINING = "official", "weights", "training"
+# Keys of a training checkpoint's options record that hold the resolved label set (train_custom.py writes them).
+RECORDED_LABELS_KEY, RECORDED_CLASS_INDICES_KEY = "label_names", "class_indices"
+
+
+class ArgumentError(ValueError):
+    """A bad argument value; ``argument`` names it and :meth:`describe` puts a caller's spelling in front.
+
+    Args:
+        argument: the argument's name (``"backbone"``).
+        detail: what is wrong, without the name.
+    """
+
+    def __init__(self, argument: str, detail: str):
+        super().__init__(f"{argument}: {detail}")
+        self.argument, self.detail = argument, detail
+
+    def describe(self, flag: str) -> str:
+        """Args: flag: how the caller spells the argument (``"--backbone"``). Returns: the one-line message."""
+        return f"{flag}: {self.detail}"
 
 
 def build_lseg(backbone: str, labels: Sequence[str], arch_option: int = 0, block_depth: int = 0,
                activation: str = "lrelu", text_config: str = "ViT-B/32", clip_weights: Optional[str] = None,
                vit_weights: Optional[str] = None) -> LSegNet:
-    """Build an LSegNet and initialise its towers from released weights when given.
+    """Build an LSegNet and initialise its towers from released weights when given; the labels are encoded once,
+    with the final text weights.
 
     Args:
         backbone: a key of :data:`modules.BACKBONES`.
@@ -45,23 +73,23 @@ def build_lseg(backbone: str, labels: Sequence[str], arch_option: int = 0, block
         vit_weights: ImageNet ViT (timm ``.pth``/``.npz`` or MindCV ``.ckpt``) for the image backbone.
 
     Returns:
-        the LSegNet.
+        the LSegNet, its label features encoded (ready for a compiled training step).
 
     Raises:
-        ValueError: naming ``--backbone``, ``--text_config`` or ``--clip_weights``.
+        ArgumentError: naming ``backbone``, ``text_config`` or ``clip_weights``; WeightsError: ``"<path>: ..."``
+            for ``vit_weights`` that cannot be read or do not fit.
     """
-    import clip_ms
-
     if backbone not in BACKBONES:
-        raise ValueError(f"--backbone: unknown backbone, choose from {sorted(BACKBONES)} (got {backbone!r})")
+        raise ArgumentError("backbone", f"unknown backbone, choose from {sorted(BACKBONES)} (got {backbone!r})")
     if text_config not in clip_ms.TEXT_CONFIGS:
-        raise ValueError(f"--text_config: choose from {sorted(clip_ms.TEXT_CONFIGS)} (got {text_config!r})")
+        raise ArgumentError("text_config", f"choose from {sorted(clip_ms.TEXT_CONFIGS)} (got {text_config!r})")
     net = LSegNet(backbone, labels=list(labels), arch_option=arch_option, block_depth=block_depth,
-                  activation=activation, text_config=text_config)
+                  activation=activation, text_config=text_config, encode_labels=False)
     if clip_weights:
         load_text_encoder_weights(net, clip_weights)
     if vit_weights:
         init_backbone_from_pretrained(net, vit_weights)
+    net.sync_text_features()
     return net
 
 
@@ -73,23 +101,22 @@ def load_text_encoder_weights(net: LSegNet, path: str) -> None:
         path: the text-tower checkpoint; names may carry the ``clip_pretrained.`` prefix or not.
 
     Raises:
-        ValueError: naming ``--clip_weights``, the file and the missing, unexpected or mismatched parameters;
+        ArgumentError: naming ``clip_weights``, the file and the missing, unexpected or mismatched parameters;
             nothing is assigned then.
     """
-    from clip_ms.convert import ConversionError, load_text_tower
-
     prefix = "clip_pretrained."
     try:
         raw = load_mindspore_checkpoint(path)
     except WeightsError as err:
-        raise ValueError(f"--clip_weights: {err}") from None
+        raise ArgumentError("clip_weights", str(err)) from None
     tower = {(name[len(prefix):] if name.startswith(prefix) else name): value.asnumpy()
              for name, value in raw.items() if hasattr(value, "asnumpy")}
     try:
         load_text_tower(net.clip_pretrained, tower)
     except ConversionError as err:
-        raise ValueError(f"--clip_weights: {path} does not fit --text_config {net.text_config_name}: {err}") from err
-    net.invalidate_text_cache()
+        raise ArgumentError("clip_weights", f"{path} does not fit the text tower {net.text_config_name}: "
+                                            f"{err}") from err
+    net.text_weights_changed()
 
 
 def checkpoint_kind(path: str) -> str:
@@ -142,7 +169,7 @@ def load_network_weights(net: LSegNet, path: str, backbone: Optional[str] = None
                 raise WeightsError(f"{path}: training checkpoint of a network built with other options: "
                                    + "; ".join(differing) + "; so it " + str(err)[len(path) + 2:]) from None
             raise WeightsError(str(err)) from None
-        net.invalidate_text_cache()
+        net.text_weights_changed()
         # Options without parameters (arch_option 1 vs 2, block_depth, activation) pass the strict name check.
         differing = differing_options(stored, net.build_options())
         if differing:
@@ -155,39 +182,73 @@ def load_network_weights(net: LSegNet, path: str, backbone: Optional[str] = None
                                  activation=activation)
 
 
-__all__ = ["build_lseg", "load_text_encoder_weights", "is_torch_file", "checkpoint_kind", "load_network_weights",
-           "OFFICIAL", "WEIGHTS", "TRAINING"]
+@dataclasses.dataclass
+class LoadedLSeg:
+    """What :func:`load_lseg` built from a file.
+
+    Attributes:
+        network: the LSegNet, loaded strictly; its labels are encoded on first use.
+        kind: :data:`OFFICIAL`, :data:`WEIGHTS` or :data:`TRAINING`.
+        labels: the label names the file records; None for an official file (the 150 ADE20K classes) and for files
+            written before the names were recorded (a training run's ``--classes`` is then in ``record``).
+        class_indices: the ADE20K class index of each label, when a training file records them.
+        record: a training file's options record, a weights file's stored options, or an official file's resolved
+            architecture.
+    """
+
+    network: LSegNet
+    kind: str
+    labels: Optional[List[str]]
+    class_indices: Optional[List[int]]
+    record: Dict
 
 
-def build_lseg_from_any_checkpoint(path: str, labels: Sequence[str]) -> LSegNet:
-    """The network any of our three checkpoint kinds holds, built from what the file records and loaded strictly.
+def load_lseg(path: str, labels: Optional[Sequence[str]] = None, backbone: Optional[str] = None,
+              arch_option: Optional[int] = None, block_depth: Optional[int] = None, activation: Optional[str] = None,
+              text_config: Optional[str] = None) -> LoadedLSeg:
+    """Build the network any of our checkpoint kinds holds and load it strictly; its tensors are read once.
 
     Args:
         path: a training, ``modules.weights`` or official checkpoint.
-        labels: the label list to give the network (a file's own label set is not needed for that).
+        labels: the label list to give the network; None = the file's own (else the 150 ADE20K names).
+        backbone, arch_option, block_depth, activation, text_config: values the caller gave explicitly (None = not
+            given): an official file needs those its weights cannot tell; our files record them all, and a value
+            that differs from the record is refused.
 
     Returns:
-        the loaded LSegNet.
+        the :class:`LoadedLSeg`.
 
     Raises:
-        modules.weights.WeightsError: ``"<path>: ..."`` (see :func:`checkpoint_kind` and :func:`load_network_weights`).
+        modules.weights.WeightsError: ``"<path>: ..."`` (an unreadable, foreign or damaged file, parameters that do
+            not fit); :class:`modules.weights.WeightsOptionError` (a subclass, ``.option`` names the argument) for a
+            value to give or to drop.
     """
+    explicit = dict(backbone=backbone, arch_option=arch_option, block_depth=block_depth, activation=activation)
     kind = checkpoint_kind(path)
     if kind == OFFICIAL:
-        return build_lseg_from_official(path, labels=list(labels))
+        net = build_lseg_from_official(path, labels=None if labels is None else list(labels),
+                                       text_config=text_config, **explicit)
+        return LoadedLSeg(net, kind, None, None, net.build_options())
     if kind == WEIGHTS:
-        return build_lseg_from_checkpoint(path, labels=list(labels))
-    try:
-        stored, _, meta = read_checkpoint(path)
-    except CheckpointError as error:
-        raise WeightsError(str(error)) from None
-    options = meta["options"]
-    # The strict load compares the text cache too, whose rows are the training label set's: build with as many
-    # labels, load, then switch to the wanted ones (encoded by the loaded text tower).
-    trained_labels = int(stored[TEXT_CACHE_NAME].shape[0]) if TEXT_CACHE_NAME in stored else len(labels)
-    net = build_lseg(options.get("backbone", "clip_vitl16_384"), ["label %d" % i for i in range(trained_labels)],
-                     arch_option=options.get("arch_option", 0), block_depth=options.get("block_depth", 0),
-                     activation=options.get("activation", "lrelu"), text_config=options.get("text_config", "ViT-B/32"))
-    load_network_weights(net, path)
-    net.set_labels(list(labels))
-    return net
+        record, arrays = read_lseg_checkpoint(path)
+        stored_labels, class_indices = record.get("labels"), None
+    else:
+        try:
+            network_params, _, meta = read_checkpoint(path)
+        except CheckpointError as error:
+            raise WeightsError(str(error)) from None
+        record = meta["options"]
+        arrays = {name: value.asnumpy() for name, value in network_params.items() if name != TEXT_CACHE_NAME}
+        stored_labels, class_indices = record.get(RECORDED_LABELS_KEY), record.get(RECORDED_CLASS_INDICES_KEY)
+    build = recorded_build_options(path, record, dict(explicit, text_config=text_config))
+    chosen = list(labels) if labels is not None else (stored_labels or default_labels())
+    net = LSegNet(build["backbone"], labels=chosen, arch_option=int(build["arch_option"]),
+                  block_depth=int(build["block_depth"]), activation=build["activation"],
+                  text_config=build["text_config"], encode_labels=False)
+    assign_checkpoint_arrays(net, path, record, arrays)
+    return LoadedLSeg(net, kind, stored_labels, class_indices, record)
+
+
+__all__ = ["ArgumentError", "build_lseg", "load_text_encoder_weights", "is_torch_file", "checkpoint_kind",
+           "load_network_weights", "LoadedLSeg", "load_lseg", "OFFICIAL", "WEIGHTS", "TRAINING",
+           "RECORDED_LABELS_KEY", "RECORDED_CLASS_INDICES_KEY"]

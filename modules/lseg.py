@@ -4,24 +4,28 @@ Parameter layout follows the official checkpoint's top level: ``pretrained`` (Vi
 ``scratch`` (fusion, ``head1``, optional ``head_block``) and ``clip_pretrained`` (frozen CLIP text tower),
 so one MindSpore checkpoint holds everything.
 
-Text-feature cache: the encoded label list lives in the non-trainable Parameter ``text_features_cache``
-(graph-friendly: GRAPH_MODE training reads it like any weight; a plain Tensor attribute would be frozen into the
-graph at its first compilation and a new label list silently ignored: re-measured 2026-12-01 on 2.0.0 and 2.10.0
-with ``python -m bench.workarounds text_cache``). It is recomputed in Python whenever the
-label list changes (:meth:`LSegNet.set_labels`), whenever weights are loaded through :mod:`modules.weights`
-(explicit invalidation), and, as a last line of defence, whenever a fingerprint of the text-encoder
-parameters differs from the one the cache was computed with (checked on every top-level ``net(...)`` call in
-Python; inside an outer compiled graph, e.g. ``TrainOneStepCell`` in GRAPH_MODE, the Parameter is read as is,
-which is right because the text tower is frozen there).
+Labels → text features (open_clip's zero-shot classifier, kept beside the model): :class:`LabelFeatureCache` encodes
+a label list with the frozen text tower once and keeps the last few lists. The current label list's features also
+live in the non-trainable Parameter ``text_features_cache``, which compiled graphs (GRAPH_MODE training, exported
+MindIR) read like any weight: a plain Tensor attribute would be frozen into a graph at its first compilation and a
+new label list silently ignored (re-measured 2026-12-01 on 2.0.0 and 2.10.0 with ``python -m bench.workarounds
+text_cache``). The one rule: features belong to the text weights they were encoded with, so whatever changes those
+weights calls :meth:`LSegNet.text_weights_changed` (every loader in :mod:`modules.weights` / :mod:`modules.factory`
+does); that is the only invalidation, and the current list is encoded again at once. A new network encodes its
+labels at once unless ``encode_labels=False`` (the builders that load text weights next: nothing is encoded with
+random weights only to be thrown away).
 
 Per-pixel embeddings without logits: ``net.pixel_embeddings(images)`` -> (B, 512, H/2, W/2), unit L2 norm.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections import OrderedDict
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, ops
 
+import clip_ms
+from encoding_custom.labels import ade20k_labels
 from modules import tnn
 
 from .backbone import ViTBackbone
@@ -38,12 +42,11 @@ from .head import (
 )
 
 TEXT_CACHE_NAME = "text_features_cache"
-_PER_CALL_CACHE_SIZE = 8  # label sets kept for zero-shot per-call labels
+LABEL_LISTS_KEPT = 8  # label lists whose features LabelFeatureCache keeps (per-call labels, the demo's requests)
 
 
 def default_labels() -> List[str]:
     """Returns: the 150 ADE20K class names (official ``get_labels`` rule, via ``encoding_custom.labels``)."""
-    from encoding_custom.labels import ade20k_labels
     return ade20k_labels()
 
 
@@ -51,11 +54,40 @@ def _text_config_key(text_config) -> Optional[str]:
     """Args: text_config: a TEXT_CONFIGS key or TextConfig. Returns: its TEXT_CONFIGS key, or None if custom."""
     if isinstance(text_config, str):
         return text_config
-    import clip_ms
     for key, cfg in clip_ms.TEXT_CONFIGS.items():
         if cfg == text_config:
             return key
     return None
+
+
+class LabelFeatureCache:
+    """Label list → raw text features (N, D), encoded once per list; the last ``capacity`` lists are kept.
+
+    Args:
+        encode: ``list[str] -> Tensor (N, D)`` (the frozen text tower).
+        capacity: label lists kept (least recently used dropped first).
+    """
+
+    def __init__(self, encode: Callable[[List[str]], Tensor], capacity: int = LABEL_LISTS_KEPT):
+        self._encode = encode
+        self._capacity = capacity
+        self._features: "OrderedDict[Tuple[str, ...], Tensor]" = OrderedDict()
+
+    def get(self, labels: Sequence[str]) -> Tensor:
+        """Args: labels: N label strings. Returns: their features, Tensor (N, D) float32."""
+        key = tuple(str(label) for label in labels)
+        if key in self._features:
+            self._features.move_to_end(key)
+            return self._features[key]
+        features = self._encode(list(key))
+        self._features[key] = features
+        while len(self._features) > self._capacity:
+            self._features.popitem(last=False)
+        return features
+
+    def clear(self) -> None:
+        """Forget every list (the text weights changed)."""
+        self._features.clear()
 
 
 class Scratch(tnn.Module):
@@ -109,11 +141,13 @@ class LSegNet(tnn.Module):
         text_encoder: optional prebuilt text-encoder Cell (``token_ids (N, L) int32 -> (N, D)``); built from
             ``text_config`` when None.
         tokenizer: optional ``list[str] -> np.ndarray int32 (N, L)``; default ``clip_ms.tokenize``.
+        encode_labels: encode the labels now; False leaves it to the first ``net(images)`` or
+            :meth:`sync_text_features` (for builders that load the text weights next).
     """
 
     def __init__(self, backbone="clip_vitl16_384", labels: Optional[Sequence[str]] = None, arch_option: int = 0,
                  block_depth: int = 0, activation: str = "lrelu", text_config="ViT-B/32", text_encoder=None,
-                 tokenizer=None):
+                 tokenizer=None, encode_labels: bool = True):
         super().__init__()
         cfg: BackboneConfig = get_backbone_config(backbone)
         if arch_option not in ARCH_OPTIONS:
@@ -129,7 +163,6 @@ class LSegNet(tnn.Module):
         self.logit_scale = LOGIT_SCALE
         injected_encoder = text_encoder
         if text_encoder is None:
-            import clip_ms
             if isinstance(text_config, str):
                 if text_config not in clip_ms.TEXT_CONFIGS:
                     raise KeyError(f"unknown text_config {text_config!r}; known: {sorted(clip_ms.TEXT_CONFIGS)}")
@@ -139,7 +172,6 @@ class LSegNet(tnn.Module):
                                  f"{cfg.out_dim}")
             text_encoder = clip_ms.CLIPTextEncoder(text_config)
         if tokenizer is None:
-            import clip_ms
             tokenizer = clip_ms.tokenize
         self.text_config_name = _text_config_key(text_config) if injected_encoder is None else None
         self._tokenizer = tokenizer
@@ -150,37 +182,20 @@ class LSegNet(tnn.Module):
         for param in self.text_encoder_params():
             param.requires_grad = False
 
-        self.labels: List[str] = []
-        # Digesting the text tower on every call costs ~0.1-0.5 s for ViT-B/32's 63M weights on CPU (~1-3% of a
-        # 480x480 forward); set False when nothing but modules.weights / invalidate_text_cache touches them.
-        self.verify_text_weights_each_call = True
-        self._text_cache_key = None
-        self._per_call_cache: Dict[Tuple, Tensor] = {}
-        self.text_features_cache = Parameter(Tensor(np.zeros((1, cfg.out_dim), np.float32)),
+        self.labels: List[str] = [str(label) for label in (default_labels() if labels is None else labels)]
+        if not self.labels:
+            raise ValueError("label list is empty")
+        # Looked up at each encode, so a patched encode_text (tests, instrumentation) is the one used.
+        self.label_features = LabelFeatureCache(lambda labels: self.encode_text(labels))
+        self._cache_holds: Optional[Tuple[str, ...]] = None  # the labels text_features_cache holds (None: stale)
+        self.text_features_cache = Parameter(Tensor(np.zeros((len(self.labels), cfg.out_dim), np.float32)),
                                              name=TEXT_CACHE_NAME, requires_grad=False)
-        self.set_labels(default_labels() if labels is None else labels)
+        if encode_labels:
+            self.sync_text_features()
 
     # ------------------------------------------------------------------ text side
-    def _text_fingerprint(self) -> Tuple:
-        """Digest of the text tower: per tensor, its name, shape, sum and sum of squares.
-
-        Any load, optimiser step or manual edit changes it; only an edit preserving both sums of every tensor
-        (e.g. a permutation of values) would go unnoticed, which is why all load paths also invalidate explicitly.
-        float32 BLAS reductions over the shared-memory view (no temporaries): ~0.04 s for ViT-B/32's 63M text
-        weights on 2 CPU cores, a third of float64 sum + abs-sum.
-
-        Returns:
-            tuple of (name, shape, sum, sum_of_squares) per text-encoder parameter.
-        """
-        digest = []
-        for param in self.text_encoder_params():
-            values = param.asnumpy()
-            flat = values.reshape(-1)
-            digest.append((param.name, values.shape, float(flat.sum()), float(np.dot(flat, flat))))
-        return tuple(digest)
-
     def encode_text(self, labels: Sequence[str]) -> Tensor:
-        """Encode labels with the frozen text tower (no gradient).
+        """Encode labels with the frozen text tower (no gradient, no cache: see :meth:`text_features`).
 
         Args:
             labels: N label strings.
@@ -193,79 +208,74 @@ class LSegNet(tnn.Module):
         token_ids = Tensor(np.asarray(self._tokenizer(list(labels)), dtype=np.int32))
         return ops.stop_gradient(self.clip_pretrained(token_ids)).astype(ms.float32)
 
+    def text_features(self, labels: Optional[Sequence[str]] = None) -> Tensor:
+        """Raw text features of a label list, for ``net(images, features)``.
+
+        Args:
+            labels: N label strings; None = the current label list (then the ``text_features_cache`` Parameter).
+
+        Returns:
+            Tensor (N, out_dim) float32.
+        """
+        if labels is None:
+            return self.sync_text_features()
+        return self.label_features.get(labels)
+
     def set_labels(self, labels: Sequence[str]) -> None:
-        """Make ``labels`` the default label list and (re)compute the cached text features.
+        """Make ``labels`` the current label list (what ``net(images)`` segments with) and encode it.
 
         Args:
             labels: non-empty list of label strings.
         """
         labels = [str(label) for label in labels]
-        features = self.encode_text(labels)
+        if not labels:
+            raise ValueError("label list is empty")
         self.labels = labels
-        self._store_text_cache(features, (tuple(labels), self._text_fingerprint()))
+        self.sync_text_features()
 
-    def _store_text_cache(self, features: Tensor, key) -> None:
-        """Args: features (N, D) tensor; key: (labels tuple, text fingerprint) it was computed for."""
-        self.text_features_cache.set_data(Tensor(features.asnumpy()), slice_shape=True)
-        self._text_cache_key = key
+    def sync_text_features(self) -> Parameter:
+        """Bring ``text_features_cache`` up to date with the current labels and text weights.
 
-    def invalidate_text_cache(self) -> None:
-        """Recompute the cached text features now (call after changing text-encoder weights by hand)."""
-        self._per_call_cache.clear()
-        self.set_labels(self.labels)
-
-    def refresh_text_cache(self) -> bool:
-        """Recompute the cache if the text-encoder weights changed since it was computed.
-
-        Returns: True if it was recomputed.
-        """
-        if not self.verify_text_weights_each_call:
-            return False
-        if self._text_cache_key != (tuple(self.labels), self._text_fingerprint()):
-            self.invalidate_text_cache()
-            return True
-        return False
-
-    def text_features_for(self, labels: Optional[Sequence[str]] = None) -> Tensor:
-        """Text features for ``labels`` (default: the current label list), served from a cache that is checked
-        against the text-encoder fingerprint.
-
-        Args:
-            labels: None or a list of label strings.
+        ``net(images)`` calls it; call it yourself before the network runs inside a compiled graph that you build
+        (a GRAPH_MODE training step, an export) on a network made with ``encode_labels=False``.
 
         Returns:
-            Tensor (N, out_dim) float32.
+            the Parameter (N, out_dim).
         """
-        self.refresh_text_cache()
-        if labels is None or list(labels) == self.labels:
-            return self.text_features_cache
-        key = tuple(str(label) for label in labels)
-        if key not in self._per_call_cache:
-            if len(self._per_call_cache) >= _PER_CALL_CACHE_SIZE:
-                self._per_call_cache.pop(next(iter(self._per_call_cache)))
-            self._per_call_cache[key] = self.encode_text(key)
-        return self._per_call_cache[key]
+        key = tuple(self.labels)
+        if self._cache_holds != key:
+            features = self.label_features.get(key)
+            self.text_features_cache.set_data(Tensor(features.asnumpy()), slice_shape=True)
+            self._cache_holds = key
+        return self.text_features_cache
+
+    def text_weights_changed(self) -> None:
+        """The text tower's weights were changed (loaded, edited): forget every encoded label list and encode the
+        current one with the new weights. The only invalidation of the text features."""
+        self.label_features.clear()
+        self._cache_holds = None
+        self.sync_text_features()
 
     # ------------------------------------------------------------------ image side
-    def __call__(self, images, labels=None):
-        """``net(images, labels=None)``: logits for ``labels`` (default: current label list).
+    def __call__(self, images, text_features=None):
+        """``net(images)``: logits for the current label list; ``net(images, net.text_features(labels))``: for any.
 
-        Checks the text cache in Python before running ``forward`` (PyNative or a compiled graph).
+        Brings the current list's features up to date in Python before ``forward`` runs (PyNative or a compiled
+        graph).
 
         Args:
             images: (B, 3, H, W) float32, H and W multiples of 32.
-            labels: None, or a list of label strings for this call only (zero-shot).
+            text_features: None, or Tensor (N, out_dim) raw text features (:meth:`text_features`).
 
         Returns:
             logits (B, N_labels, H, W) float32.
         """
-        if isinstance(labels, (list, tuple)):
-            return super().__call__(images, self.text_features_for(labels))
-        if labels is None:
-            self.refresh_text_cache()
+        if text_features is None:
+            self.sync_text_features()
             return super().__call__(images)
-        # A Tensor of text features (B, D): passed straight through (used by composed cells).
-        return super().__call__(images, labels)
+        if isinstance(text_features, (list, tuple)):
+            raise TypeError("net(images, labels) is gone: pass net.text_features(labels)")
+        return super().__call__(images, text_features)
 
     def raw_pixel_embeddings(self, images):
         """Args: images (B, 3, H, W). Returns: un-normalised ``head1`` output (B, out_dim, H/2, W/2)."""

@@ -12,7 +12,7 @@
 * :func:`init_backbone_from_pretrained`: initialise the ViT from timm ``.pth`` / ``.npz`` (timm-named or the
   original JAX/big_vision layout) or a MindCV ``.ckpt``, resizing the position embedding when needed.
 
-Every load path calls ``net.invalidate_text_cache()`` so cached text features are never stale. Every error about a
+Every load path calls ``net.text_weights_changed()`` so cached text features are never stale. Every error about a
 file is one :class:`WeightsError` line that starts with the file's path and says what is wrong with it (missing,
 unreadable, empty, truncated, not a checkpoint, a checkpoint of something else, or the mismatching options and
 names).
@@ -29,6 +29,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor
 
+import clip_ms
 from clip_ms.torch_archive import TorchArchiveError, find_state_dict, load_torch_file, torch_file_format
 from encoding_custom.atomic import atomic_output
 from encoding_custom.engine.checkpoint import FORMAT_KEY as TRAINING_FORMAT_KEY
@@ -41,10 +42,13 @@ from encoding_custom.engine.checkpoint import (
 
 from .config import BACKBONES
 from .head import ACTIVATIONS, ARCH_OPTIONS
+from .lseg import TEXT_CACHE_NAME, LSegNet, default_labels
 
 OPTIONS_KEY = "lseg_build_options"
 FORMAT_VERSION = 1
-TEXT_CACHE_NAME = "text_features_cache"
+# The options that fix a network's parameter layout (LSegNet.build_options), with the defaults of files that lack one.
+BUILD_DEFAULTS = {"backbone": "clip_vitl16_384", "arch_option": 0, "block_depth": 0, "activation": "lrelu",
+                  "text_config": "ViT-B/32"}
 
 # Official (PyTorch nn.Sequential index) names of the reassembly parts -> ours.
 _OFFICIAL_RENAMES: List[Tuple[re.Pattern, str]] = [
@@ -92,6 +96,25 @@ class WeightsOptionError(WeightsError):
     def describe(self, flag: str) -> str:
         """Args: flag: how the caller spells the option (e.g. ``"--block_depth"``). Returns: the one-line message."""
         return f"{self.path}: " + self.template.replace("{flag}", flag)
+
+
+class RecordedOptionConflict(WeightsOptionError):
+    """An option given explicitly that differs from what one of our checkpoints records.
+
+    Args:
+        path: the checkpoint.
+        option: the option's name.
+        given, recorded: the two values.
+    """
+
+    def __init__(self, path: str, option: str, given, recorded):
+        self.given, self.recorded = given, recorded
+        super().__init__(path, option, "")
+
+    def describe(self, flag: str) -> str:
+        """Args: flag: how the caller spells the option. Returns: the one-line message."""
+        return (f"{flag}: {self.given!r} given, but {self.path} was trained with {self.recorded!r}; drop the option "
+                "to use the checkpoint's")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -486,7 +509,6 @@ def infer_text_config_name(state: Dict[str, np.ndarray], where: str) -> str:
     Raises:
         WeightsError: no text tower or no matching config.
     """
-    import clip_ms
     names = strip_lightning_prefix(state)
     try:
         width = np.shape(names["clip_pretrained.ln_final.weight"])[0]
@@ -508,7 +530,6 @@ def infer_text_config_name(state: Dict[str, np.ndarray], where: str) -> str:
 
 def _official_text_config(path: str, state: Dict[str, np.ndarray], text_config: Optional[str]) -> str:
     """Returns: the explicit ``text_config`` (checked) or the one inferred from the CLIP text tower's shapes."""
-    import clip_ms
     if text_config is not None and text_config not in clip_ms.TEXT_CONFIGS:
         raise WeightsOptionError(path, "text_config",
                                  f"{{flag}} {text_config!r} is none of {sorted(clip_ms.TEXT_CONFIGS)}")
@@ -533,15 +554,14 @@ def build_lseg_from_official(path: str, labels: Optional[List[str]] = None, back
         WeightsError: unreadable file or any missing/unexpected/mismatched entry;
             WeightsOptionError: an option the checkpoint contradicts or cannot tell (``block_depth``).
     """
-    from .lseg import LSegNet
     checkpoint, state = read_official_checkpoint(path)
     options = official_build_options(path, checkpoint, state, backbone=backbone, arch_option=arch_option,
                                      block_depth=block_depth, activation=activation)
     net = LSegNet(options["backbone"], labels=labels, arch_option=int(options["arch_option"]),
                   block_depth=int(options["block_depth"]), activation=options["activation"],
-                  text_config=_official_text_config(path, state, text_config))
+                  text_config=_official_text_config(path, state, text_config), encode_labels=False)
     _assign(net, official_state_to_lseg(state, expected_parameters(net), where=path))
-    net.invalidate_text_cache()
+    net.text_weights_changed()
     return net
 
 
@@ -570,7 +590,7 @@ def load_official_checkpoint(net, path: str, backbone: Optional[str] = None, arc
     shapes = {ours: tuple(np.shape(state[original])) for original, ours in mapping.items()}
     _raise_other_options(path, differing_options(options, net.build_options()), mismatch_summary(shapes, expected))
     _assign(net, official_state_to_lseg(state, expected, where=path))
-    net.invalidate_text_cache()
+    net.text_weights_changed()
     return options
 
 
@@ -601,25 +621,20 @@ def convert_official_checkpoint(src: str, dst: str, backbone: Optional[str] = No
                                    text_config=text_config)
     save_lseg_checkpoint(net, dst)
     if labels is None:
-        net.set_labels(_default_labels())
+        net.set_labels(default_labels())
     return net
-
-
-def _default_labels():
-    from .lseg import default_labels
-    return default_labels()
 
 
 # ---------------------------------------------------------------------------------------------- our format
 def save_lseg_checkpoint(net, path: str, extra: Optional[Dict] = None) -> None:
-    """Save every LSegNet parameter (not the text cache) plus its build options, atomically.
+    """Save every LSegNet parameter (not the text cache) plus its build options and label names, atomically.
 
     Args:
         net: LSegNet.
         path: destination ``.ckpt``.
         extra: optional JSON-serialisable metadata stored with the options (e.g. epoch).
     """
-    options = dict(net.build_options(), format_version=FORMAT_VERSION)
+    options = dict(net.build_options(), labels=list(net.labels), format_version=FORMAT_VERSION)
     if extra:
         options["extra"] = extra
     params = [{"name": name, "data": Tensor(p.asnumpy())} for name, p in net.parameters_and_names()
@@ -670,31 +685,68 @@ def load_lseg_checkpoint(net, path: str) -> Dict:
             missing/unexpected/mismatched parameters.
     """
     options, arrays = read_lseg_checkpoint(path)
+    assign_checkpoint_arrays(net, path, options, arrays)
+    return options
+
+
+def assign_checkpoint_arrays(net, path: str, recorded: Dict, arrays: Dict[str, np.ndarray]) -> None:
+    """Load the parameter arrays read from one of our files into ``net``, strictly.
+
+    Args:
+        net: LSegNet.
+        path: the file (for messages).
+        recorded: the build options the file records (missing ones are :data:`BUILD_DEFAULTS`).
+        arrays: name -> array of every parameter but the text cache.
+
+    Raises:
+        WeightsError: naming each build option that differs from ``net``'s (and the parameter names that differ
+            with it), or the missing/unexpected/mismatched parameters; nothing is assigned then.
+    """
     expected = expected_parameters(net)
     shapes = {name: tuple(np.shape(value)) for name, value in arrays.items()}
-    stored = {key: options.get(key) for key in net.build_options()}
+    stored = {key: recorded.get(key, BUILD_DEFAULTS.get(key)) for key in net.build_options()}
     _raise_other_options(path, differing_options(stored, net.build_options()), mismatch_summary(shapes, expected))
     _assign(net, match_strictly(arrays, expected, path))
-    net.invalidate_text_cache()
+    net.text_weights_changed()
+
+
+def recorded_build_options(path: str, recorded: Dict, explicit: Dict) -> Dict:
+    """The build options one of our files records, checked against the values a caller gave explicitly.
+
+    Args:
+        path: the file (for messages).
+        recorded: what it records (missing options take :data:`BUILD_DEFAULTS`: files of older versions).
+        explicit: option -> value the caller gave (those not given are absent or None).
+
+    Returns:
+        every option of :data:`BUILD_DEFAULTS` with the file's value.
+
+    Raises:
+        RecordedOptionConflict: an explicit value that differs from the file's (``.option`` names it).
+    """
+    options = {key: recorded.get(key, default) for key, default in BUILD_DEFAULTS.items()}
+    for key, given in explicit.items():
+        if given is not None and key in options and given != options[key]:
+            raise RecordedOptionConflict(path, key, given, options[key])
     return options
 
 
 def build_lseg_from_checkpoint(path: str, labels: Optional[List[str]] = None):
-    """Build an LSegNet with the options stored in our checkpoint and load it.
+    """Build an LSegNet with the options stored in our checkpoint and load it (the file is read once).
 
     Args:
         path: our ``.ckpt``.
-        labels: label list (default ADE20K).
+        labels: label list (default: the ones the file records, else ADE20K).
 
     Returns:
         the loaded LSegNet.
     """
-    from .lseg import LSegNet
-    options, _ = read_lseg_checkpoint(path)
-    net = LSegNet(options["backbone"], labels=labels, arch_option=options["arch_option"],
-                  block_depth=options["block_depth"], activation=options["activation"],
-                  text_config=options["text_config"])
-    load_lseg_checkpoint(net, path)
+    options, arrays = read_lseg_checkpoint(path)
+    build = recorded_build_options(path, options, {})
+    net = LSegNet(build["backbone"], labels=labels or options.get("labels"), arch_option=build["arch_option"],
+                  block_depth=build["block_depth"], activation=build["activation"], text_config=build["text_config"],
+                  encode_labels=False)
+    assign_checkpoint_arrays(net, path, options, arrays)
     return net
 
 

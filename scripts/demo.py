@@ -36,7 +36,7 @@ from encoding_custom.segmenter import (
     typed_labels,
 )
 from encoding_custom.visualize import hex_colour
-from modules.factory import build_lseg_from_any_checkpoint
+from modules.factory import load_lseg
 from modules.weights import WeightsError, WeightsOptionError
 
 try:
@@ -227,7 +227,7 @@ def load_segmenter(args) -> ImageSegmenter:
     try:
         labels, _ = typed_labels(args.labels, args.max_labels, source="--labels")
         args.device_target = configure_runtime(args.device_target, "pynative")
-        network = build_lseg_from_any_checkpoint(weights, labels)
+        network = load_lseg(weights, labels).network
     except DeviceUnavailableError as err:
         raise DemoError("--" + str(err)) from None
     except WeightsOptionError as err:

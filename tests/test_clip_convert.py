@@ -18,7 +18,8 @@ from clip_ms.convert import (
     main,
     text_tower_from_state_dict,
 )
-from clip_ms.torch_archive import TorchArchiveError, save_torch_file
+from clip_ms.torch_archive import TorchArchiveError
+from tests.fixtures.torch_writer import save_torch_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "clip_ms")

@@ -35,7 +35,7 @@ from encoding_custom.engine import save_checkpoint
 from encoding_custom.evaluator import segment_image
 from encoding_custom.labels import ade20k_labels
 from encoding_custom.transforms import read_image
-from modules.factory import build_lseg, build_lseg_from_any_checkpoint
+from modules.factory import build_lseg, load_lseg
 
 try:
     import gradio  # noqa: F401  (only whether it is installed matters here)
@@ -99,7 +99,7 @@ def mixed_labels(weights, picture, count=4):
     when the picture is resized differently (then comparing masks would prove nothing).
     """
     names = ade20k_labels()
-    net = build_lseg_from_any_checkpoint(weights, names)
+    net = load_lseg(weights, names).network
     net.set_train(False)
     image = read_image(picture)
     window = np.ascontiguousarray(image[None, :, :64, :64])

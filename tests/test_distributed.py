@@ -25,13 +25,15 @@ FAKE_WORKER = os.path.join(REPO, "tests", "fixtures", "distributed", "fake_worke
 
 @pytest.mark.parametrize("n_items,world", [(12, 2), (13, 2), (17, 4)])
 def test_training_shards_are_disjoint_equal_sized_and_follow_the_epoch_permutation(n_items, world):
-    shards = [dist.ShardedSampler(n_items, seed=5, rank=r, world_size=world).indices(epoch=3) for r in range(world)]
+    shards = [epoch_indices(n_items, 3, 5, rank=r, world_size=world) for r in range(world)]
     per_rank = n_items // world
     assert all(len(shard) == per_rank for shard in shards)
     union = np.concatenate(shards)
     assert len(set(union.tolist())) == per_rank * world
     single = epoch_indices(n_items, 3, 5, rank=0, world_size=1)
-    # Step s of per-device batch b on W ranks covers exactly the items a single device of batch b*W sees at step s.
+    assert sorted(single.tolist()) == list(range(n_items))  # one device's order is a permutation of the set
+    # Step s of per-device batch b on W ranks covers exactly the items a single device of batch b*W sees at step s,
+    # so the ranks together take a prefix of the single-device permutation.
     batch = 1
     for step in range(per_rank // batch):
         together = sorted(np.concatenate([shard[step * batch:(step + 1) * batch] for shard in shards]).tolist())
@@ -39,42 +41,48 @@ def test_training_shards_are_disjoint_equal_sized_and_follow_the_epoch_permutati
 
 
 def test_training_order_is_reseeded_per_epoch_and_reproducible():
-    sampler = dist.ShardedSampler(40, seed=1, rank=1, world_size=2)
-    sampler.set_epoch(0)
-    epoch0 = list(sampler)
-    sampler.set_epoch(1)
-    epoch1 = list(sampler)
+    epoch0 = epoch_indices(40, 0, 1, rank=1, world_size=2).tolist()
+    epoch1 = epoch_indices(40, 1, 1, rank=1, world_size=2).tolist()
     assert epoch0 != epoch1
-    assert list(dist.ShardedSampler(40, seed=1, rank=1, world_size=2)) == epoch0
-    assert list(dist.ShardedSampler(40, seed=2, rank=1, world_size=2)) != epoch0
-    assert len(sampler) == 20
+    assert epoch_indices(40, 0, 1, rank=1, world_size=2).tolist() == epoch0
+    assert epoch_indices(40, 0, 2, rank=1, world_size=2).tolist() != epoch0
+    assert len(epoch0) == 20
 
 
 def test_evaluation_shards_cover_every_item_exactly_once():
     n_items, world = 7, 3
-    shards = [dist.ShardedSampler(n_items, evaluation=True, rank=r, world_size=world) for r in range(world)]
+    shards = [dist.shard_for_evaluation(n_items, rank=r, world_size=world) for r in range(world)]
     assert [len(s) for s in shards] == [3, 2, 2]
-    assert sorted(i for s in shards for i in s) == list(range(n_items))
-    assert list(dist.shard_for_evaluation(n_items, 1, world)) == [1, 4]
+    assert sorted(i for s in shards for i in s.tolist()) == list(range(n_items))
+    assert dist.shard_for_evaluation(n_items, 1, world).tolist() == [1, 4]
 
 
-def test_sampler_plugs_into_the_engine_batch_loader():
-    class Items:
-        def __len__(self):
-            return 10
+class _IndexItems:
+    """10 items whose image and mask are filled with their own index (a batch tells which items it holds)."""
 
-        def __getitem__(self, index):
-            return np.full((3, 2, 2), index, np.float32), np.full((2, 2), index, np.int32)
+    def __len__(self):
+        return 10
 
-    sampler = dist.ShardedSampler(10, seed=0, rank=1, world_size=2)
-    loader = BatchLoader(Items(), batch_size=2, sampler=sampler)
+    def __getitem__(self, index):
+        return np.full((3, 2, 2), index, np.float32), np.full((2, 2), index, np.int32)
+
+
+def test_rank_shards_plug_into_the_engine_batch_loader_as_its_sampler():
+    def rank1_training_order(epoch):
+        return epoch_indices(10, epoch, 0, rank=1, world_size=2)
+
+    loader = BatchLoader(_IndexItems(), batch_size=2, sampler=rank1_training_order)
     seen = [int(mask[0, 0, 0]) for _, mask in loader.iterate(epoch=4)]
-    assert seen == sampler.indices(epoch=4)[0:4:2].tolist()
+    assert seen == rank1_training_order(4)[0:4:2].tolist()  # 5 items: two full batches, the fifth dropped
+    evaluation = BatchLoader(_IndexItems(), batch_size=2, drop_last=False,
+                             sampler=lambda epoch: dist.shard_for_evaluation(10, rank=1, world_size=3))
+    seen = [mask[:, 0, 0].tolist() for _, mask in evaluation.iterate(epoch=0)]
+    assert seen == [[1, 4], [7]]  # every item of the shard, the last batch smaller
 
 
 def test_invalid_rank_is_an_error_naming_it():
     with pytest.raises(ValueError, match="rank 2 is outside a world of size 2"):
-        dist.ShardedSampler(10, rank=2, world_size=2)
+        dist.shard_for_evaluation(10, rank=2, world_size=2)
 
 
 # ---------------------------------------------------------------- single-process behaviour

@@ -135,18 +135,27 @@ def test_network_forward_wraps_a_torch_style_module():
     np.testing.assert_allclose(scores, 2 * plain, rtol=1e-4, atol=1e-4)
 
 
-def test_network_forward_passes_a_label_list_to_the_network_only_when_given():
-    calls = []
+def test_network_forward_looks_the_label_features_up_once_and_passes_them_only_when_given():
+    class LabelledNetwork:
+        def __init__(self):
+            self.calls, self.lookups = [], []
 
-    def labelled_network(images, labels=None):
-        calls.append(labels)
-        count = 2 if labels is None else len(labels)
-        return np.zeros((images.shape[0], count) + tuple(images.shape[2:]), np.float32)
+        def text_features(self, labels):
+            self.lookups.append(list(labels))
+            return "features of %s" % ",".join(labels)
 
+        def __call__(self, images, text_features=None):
+            self.calls.append(text_features)
+            count = 2 if text_features is None else len(self.lookups[-1])
+            return np.zeros((images.shape[0], count) + tuple(images.shape[2:]), np.float32)
+
+    network = LabelledNetwork()
     image = np.zeros((1, 3, 4, 5), np.float32)
-    assert network_forward(labelled_network)(image).shape == (1, 2, 4, 5)
-    assert network_forward(labelled_network, ("cat", "dog", "sky"))(image).shape == (1, 3, 4, 5)
-    assert calls == [None, ["cat", "dog", "sky"]]
+    assert network_forward(network)(image).shape == (1, 2, 4, 5)
+    forward = network_forward(network, ("cat", "dog", "sky"))
+    assert forward(image).shape == (1, 3, 4, 5) and forward(image).shape == (1, 3, 4, 5)
+    assert network.lookups == [["cat", "dog", "sky"]]
+    assert network.calls == [None, "features of cat,dog,sky", "features of cat,dog,sky"]
 
 
 @pytest.mark.parametrize("height, width, expected", [(1, 4000, (1, 520)), (4000, 1, (520, 1)), (3, 4000, (1, 520)),

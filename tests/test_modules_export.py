@@ -13,7 +13,8 @@ from mindspore import nn
 from encoding_custom.engine import save_checkpoint
 from modules import tnn
 from modules.export import main as export_main
-from modules.factory import build_lseg, build_lseg_from_any_checkpoint
+from modules.export import mindir_files
+from modules.factory import build_lseg, load_lseg
 from modules.weights import save_lseg_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -54,7 +55,7 @@ def test_static_mindir_logits_equal_the_networks(checkpoints, kind, tmp_path, ca
     assert export_main(["--weights", checkpoints[kind], "--labels", ",".join(LABELS), "--height", "64",
                         "--width", "96", "--out", out]) == 0
     assert "wrote %s: images -> logits of 3 labels, input (1, 3, 64, 96)" % out in capsys.readouterr().out
-    net = build_lseg_from_any_checkpoint(checkpoints[kind], LABELS)
+    net = load_lseg(checkpoints[kind], LABELS).network
     net.set_train(False)
     x = images()
     reference = net(ms.Tensor(x)).asnumpy()
@@ -81,7 +82,7 @@ def test_dynamic_mindir_takes_the_features_of_any_label_set(checkpoints, kind, t
         assert export_main(["--weights", checkpoints[kind], "--labels", ",".join(labels),
                             "--features_out", features_path]) == 0
         features = np.load(features_path)
-        net = build_lseg_from_any_checkpoint(checkpoints[kind], labels)
+        net = load_lseg(checkpoints[kind], labels).network
         net.set_train(False)
         assert features.shape == (len(labels), net.text_features_cache.shape[1]) and features.dtype == np.float32
         reference = net(ms.Tensor(x)).asnumpy()
@@ -110,3 +111,18 @@ def test_runs_as_a_module_and_names_a_bad_weights_file(tmp_path):
     assert done.returncode == 2
     assert "python -m modules.export: error: %s: empty file (0 bytes), not a checkpoint" % bad in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_mindir_files_finds_the_single_file_and_the_split_form(tmp_path):
+    single = tmp_path / "small.mindir"
+    single.write_bytes(b"g")
+    assert mindir_files(str(single)) == [str(single)]
+    # Above 1 GiB of parameters mindspore.export writes <stem>_graph.mindir + <stem>_variables/data_*.
+    (tmp_path / "big_graph.mindir").write_bytes(b"g")
+    (tmp_path / "big_variables").mkdir()
+    (tmp_path / "big_variables" / "data_0").write_bytes(b"w")
+    split = [str(tmp_path / "big_graph.mindir"), str(tmp_path / "big_variables" / "data_0")]
+    assert mindir_files(str(tmp_path / "big.mindir")) == split
+    assert mindir_files(str(tmp_path / "big_graph.mindir")) == split
+    with pytest.raises(FileNotFoundError, match="none.mindir nor"):
+        mindir_files(str(tmp_path / "none.mindir"))

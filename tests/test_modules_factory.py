@@ -12,6 +12,7 @@ from modules.factory import (
     OFFICIAL,
     TRAINING,
     WEIGHTS,
+    ArgumentError,
     build_lseg,
     checkpoint_kind,
     load_network_weights,
@@ -40,12 +41,14 @@ def differing(a, b):
     return sorted(name for name in a if not np.array_equal(a[name], b[name]))
 
 
-@pytest.mark.parametrize("option, kwargs", [("--backbone", {"backbone": "vit_huge"}),
-                                            ("--text_config", {"text_config": "RN50"})])
-def test_build_names_the_unknown_option(option, kwargs):
+@pytest.mark.parametrize("argument, kwargs", [("backbone", {"backbone": "vit_huge"}),
+                                              ("text_config", {"text_config": "RN50"})])
+def test_build_names_the_unknown_argument(argument, kwargs):
     args = {"backbone": "tiny_vit16", "labels": LABELS, "text_config": "tiny", **kwargs}
-    with pytest.raises(ValueError, match="^" + option + ": .*" + list(kwargs.values())[0]):
+    with pytest.raises(ArgumentError, match="^" + argument + ": .*" + list(kwargs.values())[0]) as caught:
         build_lseg(**args)
+    assert caught.value.argument == argument
+    assert caught.value.describe("--" + argument).startswith("--%s: " % argument)  # how a script names it
 
 
 def test_text_encoder_weights_load_with_or_without_prefix_and_refresh_the_text_cache(tmp_path):
@@ -73,9 +76,10 @@ def test_text_encoder_weights_that_do_not_fit_change_nothing(tmp_path):
     path = str(tmp_path / "partial.ckpt")
     ms.save_checkpoint(params[:-1], path)
     before = weights_of(target)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(ArgumentError) as error:
         load_text_encoder_weights(target, path)
-    assert str(error.value).startswith("--clip_weights: " + path) and dropped in str(error.value)
+    assert error.value.describe("--clip_weights").startswith("--clip_weights: " + path)
+    assert dropped in str(error.value)
     assert differing(before, weights_of(target)) == []
 
 

@@ -32,7 +32,7 @@ def copy_weights(src, dst):
     for param in dst.get_parameters():
         if param.name in values and param.name != "text_features_cache":
             param.set_data(ms.Tensor(values[param.name]))
-    dst.invalidate_text_cache()
+    dst.text_weights_changed()
 
 
 # ------------------------------------------------------------------------------------------ configuration
@@ -157,7 +157,7 @@ def test_per_call_labels_are_zero_shot_and_leave_the_default_alone():
     x = images(1)
     default_before = net(x).asnumpy()
     other = ["dog", "tree", "road", "person", "car"]
-    zero_shot = net(x, labels=other).asnumpy()
+    zero_shot = net(x, net.text_features(other)).asnumpy()
     assert zero_shot.shape == (1, 5, 64, 64)
     np.testing.assert_array_equal(net(x).asnumpy(), default_before)
     net.set_labels(other)
@@ -173,31 +173,51 @@ def test_text_features_are_encoded_once_per_label_list(monkeypatch):
     net(x)
     net(x)
     assert calls == []
-    net(x, labels=["dog", "cat"])
-    net(x, labels=["dog", "cat"])
+    net(x, net.text_features(["dog", "cat"]))
+    net(x, net.text_features(["dog", "cat"]))
     assert calls == [["dog", "cat"]]
     net.set_labels(["road"])
     assert net(x).shape[1] == 1 and calls[-1] == ["road"]
+    net.set_labels(["dog", "cat"])  # a list seen before: its features are reused
+    assert net(x).shape[1] == 2 and calls == [["dog", "cat"], ["road"]]
 
 
-def test_cache_follows_text_encoder_weights_changed_by_hand():
+def test_a_network_built_without_encoding_encodes_on_first_use(monkeypatch):
+    calls = []
+    original = LSegNet.encode_text
+    monkeypatch.setattr(LSegNet, "encode_text", lambda self, labels: calls.append(list(labels)) or original(self,
+                                                                                                          labels))
+    net = tiny_net(encode_labels=False)
+    assert calls == [] and not net.text_features_cache.asnumpy().any()
+    eager = tiny_net()
+    copy_weights(eager, net)  # text_weights_changed encodes the current labels with the new weights
+    assert calls == [LABELS, LABELS]  # the eager build, then the copy: never the random text weights of `net`
+    np.testing.assert_allclose(net(images(1)).asnumpy(), eager(images(1)).asnumpy(), atol=1e-5)
+    assert calls == [LABELS, LABELS]
+
+
+def test_text_features_follow_text_weights_changed_by_hand_once_told():
     net = tiny_net()
     x = images(1)
     before = net(x).asnumpy()
+    dog_before = net(x, net.text_features(["dog"])).asnumpy()
     projection = net.clip_pretrained.text_projection
     projection.set_data(ms.Tensor(np.random.RandomState(5).randn(*projection.shape).astype(np.float32)))
+    np.testing.assert_array_equal(net(x).asnumpy(), before)  # the contract: whoever edits the weights says so
+    net.text_weights_changed()
     after = net(x).asnumpy()
     assert not np.allclose(before, after, atol=1e-3)
+    assert not np.allclose(net(x, net.text_features(["dog"])).asnumpy(), dog_before, atol=1e-3)
     fresh = tiny_net()
     copy_weights(net, fresh)
     np.testing.assert_allclose(after, fresh(x).asnumpy(), atol=1e-5)
-    np.testing.assert_allclose(net(x, labels=["dog"]).asnumpy(), fresh(x, labels=["dog"]).asnumpy(), atol=1e-5)
-    # Opting out of the per-call digest leaves explicit invalidation as the only refresh.
-    net.verify_text_weights_each_call = False
-    projection.set_data(ms.Tensor(np.zeros(projection.shape, np.float32) + 0.01))
-    np.testing.assert_array_equal(net(x).asnumpy(), after)
-    net.invalidate_text_cache()
-    assert not np.allclose(net(x).asnumpy(), after, atol=1e-3)
+    np.testing.assert_allclose(net(x, net.text_features(["dog"])).asnumpy(),
+                               fresh(x, fresh.text_features(["dog"])).asnumpy(), atol=1e-5)
+
+
+def test_label_lists_are_not_a_features_argument():
+    with pytest.raises(TypeError, match="pass net.text_features"):
+        tiny_net()(images(1), ["dog"])
 
 
 def test_cache_is_refreshed_when_a_checkpoint_is_loaded(tmp_path):
@@ -292,12 +312,3 @@ def test_training_in_pynative_and_graph_mode_gives_the_same_saved_weights(tmp_pa
         np.testing.assert_allclose(saved["graph"][name], value, atol=2e-4, err_msg=name)
 
 
-def test_text_fingerprint_sees_one_changed_element_of_the_largest_tensor():
-    net = tiny_net()
-    embedding = net.clip_pretrained.token_embedding.weight
-    before = net._text_fingerprint()
-    values = embedding.asnumpy().copy()
-    values.flat[values.size // 2] += 0.01
-    embedding.set_data(ms.Tensor(values))
-    assert net._text_fingerprint() != before
-    assert net.refresh_text_cache()

@@ -51,7 +51,7 @@ def test_logits_match_official_network_end_to_end(converted, arch, case):
     assert net.build_options()["arch_option"] == arch
     assert net.block_depth == META["archs"][str(arch)]["block_depth"]
     images = ms.Tensor(ARRAYS[f"images_{case}"])
-    logits = net(images) if case == "a" else net(images, labels=META["labels_b"])
+    logits = net(images) if case == "a" else net(images, net.text_features(META["labels_b"]))
     assert_parity(logits.asnumpy(), ARRAYS[f"arch{arch}_logits_{case}"], f"arch {arch} case {case}")
 
 
@@ -96,7 +96,7 @@ def test_test_py_loads_the_official_checkpoint_directly_with_parity(tmp_path):
     net.set_train(False)
     assert len(labels) == 150
     for case in ("a", "b"):
-        logits = net(ms.Tensor(ARRAYS[f"images_{case}"]), labels=META[f"labels_{case}"])
+        logits = net(ms.Tensor(ARRAYS[f"images_{case}"]), net.text_features(META[f"labels_{case}"]))
         assert_parity(logits.asnumpy(), ARRAYS[f"arch0_logits_{case}"], f"test.py path, case {case}")
 
 

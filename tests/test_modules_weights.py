@@ -71,7 +71,8 @@ def test_float32_and_float16_official_checkpoints_convert_to_the_same_weights(tm
 
 
 def test_options_are_inferred_without_hyper_parameters_and_flags_override(tmp_path, capsys):
-    from clip_ms.torch_archive import load_torch_file, save_torch_file
+    from clip_ms.torch_archive import load_torch_file
+    from tests.fixtures.torch_writer import save_torch_file
     src = str(tmp_path / "official.ckpt")
     write_full_official_checkpoint(1, src)
     checkpoint = load_torch_file(src)

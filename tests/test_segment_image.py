@@ -21,6 +21,9 @@ class RecordingLabeller:
     def __init__(self):
         self.shapes = []
 
+    def text_features(self, labels):
+        return list(labels)  # what __call__ gets back as ``labels``
+
     def __call__(self, images, labels):
         array = images.asnumpy()
         self.shapes.append(array.shape)
@@ -96,7 +99,7 @@ def test_a_12_megapixel_photo_equals_downscale_predict_upscale(tmp_path):
 
     def forward(images):
         shapes.append(images.shape)
-        return net(tnn.tensor(images), labels=labels)
+        return net(tnn.tensor(images), net.text_features(labels))
 
     prediction = segment_image(net, image, labels)
     assert prediction.shape == (3024, 4032) and prediction.dtype == np.uint8

@@ -17,6 +17,9 @@ class ChannelLabeller:
     def __init__(self):
         self.calls = []
 
+    def text_features(self, labels):
+        return list(labels)  # what __call__ gets back as ``labels``
+
     def __call__(self, images, labels):
         self.calls.append(list(labels))
         array = images.asnumpy()

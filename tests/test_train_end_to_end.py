@@ -8,10 +8,11 @@ from PIL import Image
 
 import test as test_script
 import train_custom
+from encoding_custom.engine import read_checkpoint, save_checkpoint
 from encoding_custom.labels import resolve_classes
 from encoding_custom.synthetic import write_synthetic_ade20k
 from encoding_custom.visualize import LEGEND_ROW_PX, label_colours
-from modules.factory import build_lseg
+from modules.factory import build_lseg, load_lseg
 from modules.weights import save_lseg_checkpoint
 
 
@@ -41,6 +42,12 @@ def test_training_writes_checkpoints_logs_and_curves(trained):
     assert records[0]["lrs"] == pytest.approx([0.004 / 16 * 4, 0.004 / 16 * 4 * 10])  # official rule, head 10x
     assert {"last.ckpt", "best.ckpt", "epoch_001.ckpt", "epoch_002.ckpt", "curves.png", "steps.jsonl"} <= \
         set(os.listdir(exp_dir))
+    # The checkpoint knows its label set: test.py and the demo need no data set to rebuild it.
+    record = read_checkpoint(os.path.join(exp_dir, "last.ckpt"))[2]["options"]
+    labels, indices = resolve_classes("synthetic", trained[0])
+    assert record["label_names"] == labels and record["class_indices"] == indices
+    loaded = load_lseg(os.path.join(exp_dir, "last.ckpt"))
+    assert loaded.labels == labels and loaded.network.labels == labels and loaded.class_indices == indices
 
 
 def test_eval_reproduces_the_validation_figures(trained, tmp_path, capsys):
@@ -102,6 +109,29 @@ def test_image_with_any_labels_writes_three_pngs(trained, tmp_path):
     assert {tuple(c) for c in pngs["mask"].reshape(-1, 3).tolist()} <= palette
     assert not np.array_equal(pngs["overlay"], pngs["mask"])
     assert pngs["legend"].shape[0] >= 4 * 20 and len(np.unique(pngs["legend"].reshape(-1, 3), axis=0)) > 4
+
+
+def test_image_needs_no_data_set_when_the_checkpoint_records_its_labels(tmp_path, monkeypatch, capsys):
+    net = build_lseg("tiny_vit16", ["wall", "sky"], text_config="tiny")
+    record = {"backbone": "tiny_vit16", "text_config": "tiny", "arch_option": 0, "block_depth": 0,
+              "activation": "lrelu", "classes": "synthetic", "data_path": "datasets/synthetic_ade20k",
+              "label_names": ["wall", "sky"], "class_indices": [0, 2]}
+    weights = str(tmp_path / "tiny.ckpt")
+    save_checkpoint(weights, net, epoch=1, options=record)
+    image = str(tmp_path / "photo.png")
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(image)
+    monkeypatch.chdir(tmp_path)  # no datasets/ folder here, and the recorded data_path does not exist
+    argv = ["--weights", weights, "--image", image, "--labels", "grass,sky", "--device_target", "CPU",
+            "--outdir", "out"]
+    assert test_script.main(argv) == 0
+    assert os.path.isfile(tmp_path / "out" / "photo_index.png")
+    # A checkpoint written before label names were recorded falls back to resolving its --classes against the data.
+    old = {key: value for key, value in record.items() if key not in ("label_names", "class_indices")}
+    save_checkpoint(weights, net, epoch=1, options=old)
+    capsys.readouterr()
+    assert test_script.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("test.py: error: --classes: ") and "\n" not in err
 
 
 def test_image_errors_name_the_problem(trained, tmp_path, capsys):

@@ -23,7 +23,7 @@ from mindspore import nn
 from PIL import Image
 
 import test as test_script
-from clip_ms.torch_archive import TorchArchiveError, load_torch_file, save_torch_file
+from clip_ms.torch_archive import TorchArchiveError, load_torch_file
 from encoding_custom.engine import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from encoding_custom.engine.checkpoint import check_resumable
 from modules import LSegNet, tnn
@@ -40,6 +40,7 @@ from modules.weights import (
     load_mindspore_checkpoint,
     save_lseg_checkpoint,
 )
+from tests.fixtures.torch_writer import save_torch_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -463,7 +464,7 @@ def official_arch2(tmp_path_factory):
 def arch2_logits(net):
     """Returns: the logits of the fixture's arch-2 case ("b": one 96x64 image, per-call labels)."""
     net.set_train(False)
-    return net(ms.Tensor(ARRAYS["images_b"]), labels=META["labels_b"]).asnumpy()
+    return net(ms.Tensor(ARRAYS["images_b"]), net.text_features(META["labels_b"])).asnumpy()
 
 
 def relative_error(ours, reference):

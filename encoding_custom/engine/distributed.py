@@ -8,8 +8,9 @@ One training script runs unchanged on 1 or N devices:
   itself; BatchNorm keeps per-device statistics, as in the official DDP run.
 * :func:`get_rank` / :func:`get_world_size` / :func:`is_main_process` read MindSpore's communication group and
   answer 0 / 1 / True before (or without) initialisation.
-* :class:`ShardedSampler` gives each rank its share of the dataset: the training order is the epoch-seeded
-  permutation of :func:`encoding_custom.engine.data.epoch_indices`; validation shards cover every item exactly once.
+* :func:`shard_for_evaluation` gives each rank its share of an evaluation set: every item exactly once over the
+  ranks, no padding. (Training shards come from ``encoding_custom.engine.epoch_indices``: every rank takes every
+  ``world_size``-th item of the same epoch-seeded permutation, ``n_items // world_size`` items each.)
 * :func:`all_reduce_metric` sums a ``SegmentationMetric``'s pixel counts over ranks exactly, so sharded validation
   gives the figures of a single-device evaluation.
 * :func:`broadcast_from_rank0` makes the starting weights identical on every rank;
@@ -33,7 +34,7 @@ import functools
 import os
 import sys
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Sequence, TypeVar
+from typing import Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 
@@ -321,73 +322,6 @@ def shard_for_evaluation(n_items: int, rank: Optional[int] = None, world_size: O
 def _check_rank(rank: int, world_size: int) -> None:
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside a world of size {world_size}")
-
-
-class ShardedSampler:
-    """Per-rank dataset indices, reseeded every epoch; usable as a ``sampler=`` of a PyTorch-style ``DataLoader`` and as
-    the ``sampler(epoch)`` callable of :class:`encoding_custom.engine.data.BatchLoader`.
-
-    Training (``evaluation=False``): the permutation of :func:`encoding_custom.engine.data.epoch_indices` for
-    ``(seed, epoch)`` — identical on every rank — of which this rank takes every ``world_size``-th item; every rank
-    gets ``n_items // world_size`` items so all ranks run the same number of steps (a rank with one step more would
-    wait forever in the gradient all-reduce). At step ``s`` with per-device batch ``b`` the ranks together see
-    items ``s·b·W … (s+1)·b·W − 1`` of the permutation: the batch one device of batch ``b·W`` would see.
-
-    Evaluation (``evaluation=True``): :func:`shard_for_evaluation`, no shuffling, every item exactly once.
-
-    Args:
-        n_items: dataset length (or pass a dataset with ``__len__``).
-        seed: run seed, mixed with the epoch.
-        shuffle: permute the training order (ignored for evaluation).
-        evaluation: evaluation sharding instead of training sharding.
-        rank, world_size: default to :func:`get_rank` / :func:`get_world_size` at construction.
-    """
-
-    def __init__(self, n_items, seed: int = 0, shuffle: bool = True, evaluation: bool = False,
-                 rank: Optional[int] = None, world_size: Optional[int] = None):
-        self.n_items = len(n_items) if hasattr(n_items, "__len__") else int(n_items)
-        self.seed = int(seed)
-        self.shuffle = bool(shuffle)
-        self.evaluation = bool(evaluation)
-        self.rank = get_rank() if rank is None else int(rank)
-        self.world_size = get_world_size() if world_size is None else int(world_size)
-        _check_rank(self.rank, self.world_size)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose order ``__iter__`` yields (as torch's ``DistributedSampler.set_epoch``).
-
-        Args:
-            epoch: 0-based epoch.
-        """
-        self.epoch = int(epoch)
-
-    def indices(self, epoch: Optional[int] = None) -> np.ndarray:
-        """This rank's indices for ``epoch`` (the current one by default).
-
-        Args:
-            epoch: 0-based epoch or None.
-
-        Returns:
-            int64 array.
-        """
-        epoch = self.epoch if epoch is None else int(epoch)
-        if self.evaluation:
-            return shard_for_evaluation(self.n_items, self.rank, self.world_size)
-        from .data import epoch_indices  # data.py imports this module, so import it lazily
-        return np.asarray(epoch_indices(self.n_items, epoch, self.seed, self.shuffle, rank=self.rank,
-                                        world_size=self.world_size), dtype=np.int64)
-
-    def __call__(self, epoch: int) -> np.ndarray:
-        return self.indices(epoch)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(int(i) for i in self.indices())
-
-    def __len__(self) -> int:
-        if self.evaluation:
-            return len(range(self.rank, self.n_items, self.world_size))
-        return self.n_items // self.world_size
 
 
 def _all_reduce_sum_float(values: np.ndarray) -> np.ndarray:
