@@ -3,8 +3,19 @@
 A *variant* is the unit that runs in one fresh process: e.g. ``forward/graph/cached`` is case ``forward`` in
 GRAPH_MODE with the text-embedding cache. Each variant's function receives a :class:`CaseContext` and returns a
 dict with at least ``timing`` (see :func:`bench.timing.measure`); everything else it returns is reported under
-``metrics``. Imports of the code under test happen inside the functions, so a missing package only fails the
-variants that need it.
+``metrics``.
+
+Imports: what does not load MindSpore is imported at the top. MindSpore and our modules that import it
+(``mindspore``, ``mindcv``, ``modules``, ``encoding_custom.engine`` / ``.evaluator`` / ``.losses``) are imported in
+the functions that use them, because ``python -m bench`` imports this module for the registry, and its process
+lives for the whole run next to the variants' children. Measured on both stacks (2026-12-01, ``import bench.run`` in
+a fresh interpreter): importing them too takes the parent from 36 to 412 MiB resident and from 0.13 to 1.44 s
+(2.10), from 32 to 479 MiB and from 0.10 to 1.48 s (2.0), against 46 / 42 MiB with the top-level imports below:
+memory the ViT-L training variant lacks (killed by the OOM killer at 23.1 GiB on this 23.5 GiB machine); and it sets
+environment variables that every child would inherit before its own MindSpore starts (``ONEDNN_MAX_CPU_ISA``,
+``MS_DEV_ENABLE_MS_ADAPTER``, ``MS_DEV_CLOSE_VERSION_CHECK``, ``HCCL_CONNECT_TIMEOUT``, ``LD_LIBRARY_PATH``), the
+``MS_DEV_`` ones reported in the JSON's ``thread_env`` as if the user had set them. Keeping them local costs a child
+nothing: it imports them anyway, and ``bench.case`` has loaded MindSpore (``modules.tnn``) before a variant runs.
 
 Cases:
     matmul   reference: float32 matmul throughput of MindSpore on this machine (the practical peak for GFLOP/s).
@@ -13,8 +24,14 @@ Cases:
     data     3. training-crop throughput from a synthetic ADE20K-layout set with ADE20K-like image sizes.
     eval     4. multi-scale + flip evaluation of one 512x683 image, and single scale.
     text     5. tokenising and encoding the 150 ADE20K labels.
+    export   6. MindIR export of the eval network (labels baked in, or text features as an input), its file size,
+                load time and the loaded graph's forward (issue 16).
 """
+import csv
 import dataclasses
+import fnmatch
+import functools
+import glob
 import os
 import shutil
 import signal
@@ -23,8 +40,15 @@ import time
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
+from PIL import Image
 
+import clip_ms  # loads its MindSpore parts on first use of them (clip_ms/__init__.py), so importing it here is free
+from bench.flops import LSegFlopConfig, TextFlopConfig, lseg_forward_flops, text_encoder_flops
 from bench.timing import measure
+from encoding_custom.datasets import ADE20KSegmentation
+from encoding_custom.labels import ade20k_labels
+from encoding_custom.synthetic import write_synthetic_ade20k
+from encoding_custom.transforms import read_image
 
 
 @dataclasses.dataclass
@@ -102,6 +126,7 @@ def _sync(value) -> None:
 
 
 def _images(batch: int, height: int, width: int, seed: int = 0):
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
     import mindspore as ms
 
     rng = np.random.RandomState(seed)
@@ -109,8 +134,6 @@ def _images(batch: int, height: int, width: int, seed: int = 0):
 
 
 def _labels(n_labels: int) -> List[str]:
-    from encoding_custom.labels import ade20k_labels
-
     names = list(ade20k_labels())
     if n_labels > len(names):
         raise ValueError(f"n_labels={n_labels} but encoding_custom.labels.ade20k_labels() has {len(names)} names")
@@ -119,6 +142,7 @@ def _labels(n_labels: int) -> List[str]:
 
 def _build_net(params: Dict[str, object]):
     """Build an eval-mode LSegNet with random weights and the label list of ``params``."""
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
     from modules import LSegNet
 
     labels = _labels(int(params["n_labels"]))
@@ -152,8 +176,6 @@ def label_context_length(labels: List[str]) -> int:
     Returns:
         int context length.
     """
-    import clip_ms
-
     return int(clip_ms.trim_token_ids(np.asarray(clip_ms.tokenize(labels))).shape[1])
 
 
@@ -169,14 +191,12 @@ def flop_config_from_params(params: Dict[str, object], with_text: bool, text_con
     Returns:
         LSegFlopConfig.
     """
-    from bench.flops import LSegFlopConfig, TextFlopConfig
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
     from modules import BACKBONES
 
     cfg = BACKBONES[params["backbone"]]
     text = None
     if with_text:
-        import clip_ms
-
         tcfg = clip_ms.TEXT_CONFIGS[params["text_config"]]
         text = TextFlopConfig(width=tcfg.width, layers=tcfg.layers,
                               context_length=text_context or tcfg.context_length, embed_dim=tcfg.embed_dim)
@@ -192,6 +212,7 @@ def case_matmul(ctx: CaseContext) -> Dict[str, object]:
 
     Returns: timing of the MindSpore product and ``gflops_per_s`` (median), ``numpy_gflops_per_s``.
     """
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
     import mindspore as ms
     from mindspore import ops
 
@@ -214,8 +235,6 @@ def case_forward(ctx: CaseContext) -> Dict[str, object]:
 
     Returns: timing, build time, parameter counts, analytic FLOP and achieved GFLOP/s, output shape.
     """
-    from bench.flops import lseg_forward_flops
-
     params = ctx.params
     net, labels, build_s = _build_net(params)
     net.set_train(False)
@@ -254,11 +273,10 @@ def case_forward_stages(ctx: CaseContext) -> Dict[str, object]:
 
     Returns: ``stages``: name -> timing summary, and ``stage_flop`` / ``stage_gflops_per_s`` where counted.
     """
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
     import mindspore as ms
     from mindspore import ops
 
-    import clip_ms
-    from bench.flops import lseg_forward_flops
     from modules.head import pixel_text_logits
 
     params = ctx.params
@@ -290,7 +308,7 @@ def case_forward_stages(ctx: CaseContext) -> Dict[str, object]:
     stages = {
         "tokenize": lambda: clip_ms.tokenize(labels),
         "text_encoder": lambda: _sync(net.clip_pretrained(token_ids)),
-        "text_cache_check": lambda: net.refresh_text_cache(),
+        "text_cache_check": lambda: net.sync_text_features(),
         "vit": lambda: _sync(backbone.hooked_tokens(images)),
         "one_vit_block": lambda: _sync(backbone.model.blocks[0](tokens)),
         "reassemble": lambda: _sync([backbone.act_postprocess1(hooked[0], grid_h, grid_w),
@@ -325,8 +343,7 @@ def case_vit_block_ops(ctx: CaseContext) -> Dict[str, object]:
 
     Returns: ``ops``: name -> timing summary; ``op_gflops_per_s`` for the matrix products; ``timing`` = whole block.
     """
-    import functools
-
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
     import mindspore as ms
     from mindcv.models.vit import Block
     from mindspore import nn as msnn
@@ -390,6 +407,7 @@ def _train_step_cell(net, labels: List[str], text_in_step: bool, lr: float):
 
     Returns: (step cell, token ids or None, number of trainable tensors).
     """
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
     import mindspore as ms
     from mindspore import nn, ops
 
@@ -420,8 +438,6 @@ def _train_step_cell(net, labels: List[str], text_in_step: bool, lr: float):
     step.set_train(True)
     token_ids = None
     if text_in_step:
-        import clip_ms
-
         # Trimmed like CLIPTextEncoder.__call__ does (a cell call inside a compiled step bypasses __call__): the
         # full 77-position text graph costs ~14 GB in GRAPH_MODE (clip_ms commit 9468621) for the same features.
         token_ids = ms.Tensor(clip_ms.trim_token_ids(np.asarray(clip_ms.tokenize(labels), dtype=np.int32)))
@@ -433,6 +449,7 @@ def case_train(ctx: CaseContext) -> Dict[str, object]:
 
     Returns: timing (per step), build time, parameter counts, the losses seen (they must be finite).
     """
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
     import mindspore as ms
 
     params = ctx.params
@@ -473,9 +490,6 @@ def read_cpu_op_profile(profile_dir: str, top: int = 15) -> List[Dict[str, objec
     Raises:
         FileNotFoundError: naming the directory when the profiler wrote no summary.
     """
-    import csv
-    import glob
-
     paths = glob.glob(os.path.join(profile_dir, "**", "cpu_op_type_info_*.csv"), recursive=True)
     if not paths:
         raise FileNotFoundError(f"no cpu_op_type_info_*.csv under {profile_dir}: the MindSpore profiler wrote nothing")
@@ -497,6 +511,7 @@ def case_train_profile(ctx: CaseContext) -> Dict[str, object]:
 
     Returns: timing (the profiled step), ``op_types`` (slowest first, see :func:`read_cpu_op_profile`).
     """
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
     import mindspore as ms
     from mindspore import Profiler
 
@@ -525,8 +540,8 @@ def case_data(ctx: CaseContext) -> Dict[str, object]:
 
     Returns: timing (per pass), ``images_per_s`` (median), the set's generation time.
     """
-    from encoding_custom.datasets import ADE20KSegmentation
-    from encoding_custom.synthetic import write_synthetic_ade20k
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
+    from encoding_custom.engine import BatchLoader
 
     params = ctx.params
     n_images = int(params["n_images"])
@@ -537,8 +552,6 @@ def case_data(ctx: CaseContext) -> Dict[str, object]:
     dataset = ADE20KSegmentation(root, split="train", mode="train", base_size=int(params["base_size"]),
                                  crop_size=int(params["crop_size"]), seed=0)
     batch, workers = int(params["batch"]), int(params["workers"])
-    from encoding_custom.engine import BatchLoader
-
     engine_loader = BatchLoader(dataset, batch, seed=0, shuffle=True, workers=workers, drop_last=False)
     epochs = iter(range(10**6))
 
@@ -570,6 +583,7 @@ def case_eval(ctx: CaseContext) -> Dict[str, object]:
 
     Returns: timing (per image), build time, the number of network forwards per image.
     """
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
     from encoding_custom.evaluator import MultiScaleEvaluator, network_forward
 
     params = ctx.params
@@ -612,10 +626,8 @@ def case_photo(ctx: CaseContext) -> Dict[str, object]:
 
     Returns: timing (per photo, read included), build time, the number of network forwards, output shape and dtype.
     """
-    from PIL import Image
-
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
     from encoding_custom.evaluator import segment_image
-    from encoding_custom.transforms import read_image
 
     params = ctx.params
     net, labels, build_s = _build_net(params)
@@ -627,9 +639,11 @@ def case_photo(ctx: CaseContext) -> Dict[str, object]:
     Image.fromarray(blocks).resize((width, height), Image.BILINEAR).save(photo, quality=90)
     forwards = [0]
 
-    def counting_network(images, labels):
+    def counting_network(images, text_features):
         forwards[0] += 1
-        return net(images, labels=labels)
+        return net(images, text_features)
+
+    counting_network.text_features = net.text_features  # segment_image looks the label features up once
 
     outputs = []
 
@@ -644,10 +658,77 @@ def case_photo(ctx: CaseContext) -> Dict[str, object]:
             "output_dtype": outputs[-1][1]}
 
 
+def _max_relative_difference(values: np.ndarray, reference: np.ndarray) -> float:
+    """``max |values - reference| / max |reference|``, the measure ``tests/test_modules_export.py`` bounds.
+
+    Args:
+        values: array to check.
+        reference: array of the same shape it should equal.
+
+    Returns:
+        float (0.0 for identical arrays).
+    """
+    scale = float(np.abs(reference).max()) or 1.0
+    return float(np.abs(values.astype(np.float64) - reference).max() / scale)
+
+
+def case_export(ctx: CaseContext) -> Dict[str, object]:
+    """Case 6: ``modules.export.export_mindir`` of the eval network, then the MindIR as a server runs it
+    (``mindspore.load`` + ``nn.GraphCell``, GRAPH_MODE: MindSpore 2.0 refuses a MindIR in PyNative).
+    ``params["labels"]``: ``"static"`` bakes the label set's text features into the graph (``images -> logits``);
+    ``"dynamic"`` takes them as a second input (``(images, net.encode_text(labels)) -> logits``).
+
+    Everything runs in this one process, after the network was built (as ``python -m modules.export`` does);
+    the network's own forward on the same input, compiled once, is the reference of the logits.
+
+    Returns: timing (per forward of the loaded graph; ``warmup_s[0]`` = its first call, which compiles it),
+    ``export_s``, ``mindir_mib`` (size of all its files), ``mindir_files`` (their names, see
+    ``modules.export.mindir_files``), ``load_s`` (``mindspore.load`` + ``GraphCell``), ``first_call_s``,
+    ``logits_max_rel_diff`` (graph vs network, see :func:`_max_relative_difference`), build time, output shape,
+    label count.
+    """
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
+    import mindspore as ms
+    from mindspore import nn
+
+    from modules.export import export_mindir
+
+    params = ctx.params
+    net, labels, build_s = _build_net(params)
+    net.set_train(False)
+    height, width = params["image_hw"]
+    batch = int(params["batch"])
+    dynamic = params["labels"] == "dynamic"
+    images = _images(batch, height, width)
+    start = time.perf_counter()
+    files = export_mindir(net, os.path.join(ctx.workdir, "lseg.mindir"), height, width, batch=batch,
+                          dynamic_labels=dynamic)
+    export_s = time.perf_counter() - start
+    mindir_mib = sum(os.path.getsize(name) for name in files) / 2**20
+    inputs = (images, net.encode_text(labels)) if dynamic else (images,)
+    reference = net(*inputs).asnumpy()
+    start = time.perf_counter()
+    graph = nn.GraphCell(ms.load(files[0]))
+    load_s = time.perf_counter() - start
+    outputs = []
+
+    def run_once():
+        logits = graph(*inputs)
+        _sync(logits)
+        outputs[:] = [logits]  # only the last call's logits are compared: (1, 150, 480, 480) float32 is 138 MB
+
+    timing = measure(run_once, ctx.warmup, ctx.repeats)
+    logits = outputs[-1].asnumpy()
+    if logits.shape != reference.shape:
+        raise RuntimeError(f"{ctx.variant}: MindIR logits {logits.shape}, network logits {reference.shape}")
+    return {"timing": timing, "build_s": build_s, "export_s": export_s, "mindir_mib": mindir_mib, "load_s": load_s,
+            "first_call_s": timing["warmup_s"][0] if timing["warmup_s"] else None,
+            "logits_max_rel_diff": _max_relative_difference(logits, reference), "output_shape": list(logits.shape),
+            "n_labels": len(labels), "mindir_files": [os.path.relpath(name, ctx.workdir) for name in files]}
+
+
 def case_text_tokenize(ctx: CaseContext) -> Dict[str, object]:
     """Case 5a: ``clip_ms.tokenize`` of the label list. Returns: timing and the token array shape."""
-    import clip_ms
-
     labels = _labels(int(ctx.params["n_labels"]))
     shapes = []
     timing = measure(lambda: shapes.append(np.asarray(clip_ms.tokenize(labels)).shape), ctx.warmup, ctx.repeats)
@@ -663,10 +744,8 @@ def case_text_encode(ctx: CaseContext) -> Dict[str, object]:
 
     Returns: timing, the context length run, analytic FLOP and achieved GFLOP/s, output shape.
     """
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
     import mindspore as ms
-
-    import clip_ms
-    from bench.flops import TextFlopConfig, text_encoder_flops
 
     labels = _labels(int(ctx.params["n_labels"]))
     tcfg = clip_ms.TEXT_CONFIGS[ctx.params["text_config"]]
@@ -785,6 +864,14 @@ def _variants() -> List[Variant]:
         full=dict(_VITL, image_hw=(3024, 4032), base_size=520, crop_size=480, warmup=0, repeats=1, timeout_s=900),
         quick=dict(_TINY, image_hw=(600, 800), base_size=80, crop_size=64, warmup=0, repeats=1, timeout_s=90),
         in_quick=False))
+    for labels in ("static", "dynamic"):
+        out.append(Variant(
+            f"export/graph/{labels}_labels", "export",
+            "MindIR export + load + run, " + ("labels baked in" if labels == "static" else "text features as input"),
+            case_export, "graph",
+            full=dict(_VITL, image_hw=(480, 480), batch=1, labels=labels, warmup=1, repeats=3, timeout_s=900),
+            quick=dict(_TINY, image_hw=(64, 64), batch=1, labels=labels, warmup=1, repeats=2, timeout_s=120),
+            in_quick=labels == "dynamic"))
     out.append(Variant("text/tokenize", "text", "tokenize the 150 labels", case_text_tokenize, None,
                        full={"n_labels": 150, "warmup": 1, "repeats": 10, "timeout_s": 120},
                        quick={"n_labels": 150, "warmup": 1, "repeats": 3, "timeout_s": 60}))
@@ -814,6 +901,7 @@ RUN_ORDER = (
     "eval/pynative/single_scale", "forward/pynative/stages", "forward/pynative/vit_block_ops",
     "eval/pynative/multiscale_flip", "eval/pynative/photo_12mp",
     "train/graph/profile", "train/pynative/cached", "train/graph/text_in_step", "train/pynative/text_in_step",
+    "export/graph/static_labels", "export/graph/dynamic_labels",
 )
 
 # Used by the harness tests only; never selected by default.
@@ -861,8 +949,6 @@ def select_variants(patterns: Optional[List[str]], quick: bool = False) -> List[
     Raises:
         ValueError: if a pattern selects nothing (the message lists the known names).
     """
-    import fnmatch
-
     if not patterns:
         return [v for v in VARIANTS.values() if v.in_quick or not quick]
     chosen: List[Variant] = []

@@ -3,6 +3,8 @@
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -73,12 +75,21 @@ def test_flops_cached_text_and_reference_vit():
 def test_select_variants_by_case_prefix_glob_and_unknown():
     assert [v.name for v in select_variants(["forward/graph"])] == ["forward/graph/text_in_call",
                                                                       "forward/graph/cached"]
-    assert {v.case for v in select_variants(None)} == {"matmul", "forward", "train", "data", "eval", "text"}
+    assert {v.case for v in select_variants(None)} == {"matmul", "forward", "train", "data", "eval", "text",
+                                                        "export"}
     assert all(v.name.endswith("/cached") for v in select_variants(["*/cached"]))
     assert len(select_variants(["text"])) == 4
     with pytest.raises(ValueError, match="nope"):
         select_variants(["nope"])
     assert not set(SELFTEST_VARIANTS) & {v.name for v in select_variants(None)}
+
+
+def test_the_registry_does_not_load_mindspore():
+    # python -m bench imports bench.cases for the registry; MindSpore there would stay resident in the parent for
+    # the whole run and leak its environment variables into every child (bench/cases.py docstring, "Imports").
+    done = subprocess.run([sys.executable, "-c", "import sys, bench.run; print('mindspore' in sys.modules)"],
+                          cwd=run.REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr[-2000:]
 
 
 def test_every_variant_has_quick_and_full_limits():

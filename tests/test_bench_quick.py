@@ -35,4 +35,7 @@ def test_quick_run_every_case_and_valid_json(tmp_path):
     assert by_name["forward/graph/cached"]["mode"] == "graph"
     assert by_name["forward/graph/cached"]["runtime_num_threads"] >= 1
     assert by_name["forward/pynative/cached"]["result"]["flop"] > 0
+    exported = by_name["export/graph/dynamic_labels"]["result"]
+    assert exported["mindir_mib"] > 0 and exported["load_s"] > 0
+    assert exported["logits_max_rel_diff"] <= 1e-5  # the loaded MindIR computes the network's logits
     assert "variant" in proc.stdout and "median s" in proc.stdout  # the printed table
