@@ -25,6 +25,7 @@ from encoding_custom.download import (
     extract_zip,
 )
 from encoding_custom.layout import BASE_DIR, SYNTHETIC_MARKER, check_layout
+from encoding_custom.synthetic import write_synthetic_ade20k
 
 
 def parse_args(argv=None):
@@ -108,7 +109,6 @@ def main(argv=None) -> int:
     try:
         os.makedirs(root, exist_ok=True)
         if args.synthetic is not None:
-            from encoding_custom.synthetic import write_synthetic_ade20k
             n_val = max(1, args.synthetic // 5) if args.synthetic_val is None else args.synthetic_val
             info = write_synthetic_ade20k(root, args.synthetic, n_val, seed=args.seed,
                                           size=tuple(args.synthetic_size))

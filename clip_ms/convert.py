@@ -19,6 +19,7 @@ import re
 import sys
 from collections import OrderedDict
 
+import mindspore as ms
 import numpy as np
 
 from encoding_custom.atomic import atomic_output
@@ -162,8 +163,6 @@ def load_text_tower(encoder, tower):
     Raises:
         ConversionError: names or shapes differ from the encoder's.
     """
-    import mindspore as ms
-
     expected = text_parameter_shapes(encoder.cfg)
     missing = [n for n in expected if n not in tower]
     unexpected = [n for n in tower if n not in expected]
@@ -187,8 +186,6 @@ def save_text_tower(tower, dst):
     Returns:
         None.
     """
-    import mindspore as ms
-
     dst = os.fspath(dst)
     if not dst.endswith(".ckpt"):
         raise ConversionError("destination %s must end in .ckpt (MindSpore appends it otherwise)" % dst)

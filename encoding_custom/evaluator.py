@@ -16,7 +16,9 @@ The model is any callable images → logits; resizes use MindSpore (or numpy, an
 import math
 from typing import Callable, Optional, Sequence
 
+import mindspore as ms
 import numpy as np
+from mindspore import ops
 
 from modules import tnn
 
@@ -60,8 +62,6 @@ def resize_bilinear(array: np.ndarray, height: int, width: int, backend: str = "
     if (in_h, in_w) == (height, width):
         return array.copy()
     if backend == "mindspore":
-        import mindspore as ms
-        from mindspore import ops
         return ops.interpolate(ms.Tensor(array), size=(height, width), mode="bilinear",
                                align_corners=True).asnumpy()
     if backend != "numpy":

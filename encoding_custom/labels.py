@@ -12,6 +12,8 @@ import numpy as np
 
 from clip_ms.tokenizer import default_tokenizer
 
+from .layout import SYNTHETIC_MARKER, dataset_dir
+
 ADE20K_OBJECT_INFO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data",
                                   "ade20k_objectInfo150.csv")
 ALL_CLASSES = "all"
@@ -257,7 +259,6 @@ def resolve_classes(spec: str, data_path: str, source: str = "--classes") -> Tup
     Raises:
         ValueError: naming ``source``: unknown class names, or no synthetic set at ``data_path``.
     """
-    from .layout import SYNTHETIC_MARKER, dataset_dir
 
     names = ade20k_labels()
     if spec == ALL_CLASSES:

@@ -40,6 +40,7 @@ from encoding_custom.engine.checkpoint import (
     load_raw_checkpoint,
 )
 
+from .backbone import resize_pos_embed
 from .config import BACKBONES
 from .head import ACTIVATIONS, ARCH_OPTIONS
 from .lseg import TEXT_CACHE_NAME, LSegNet, default_labels
@@ -865,7 +866,6 @@ def init_backbone_from_pretrained(net, path: str, skip_head: bool = True) -> Lis
         WeightsError: ``"<path>: ..."``: an unreadable, empty, truncated or damaged file (a ``.npz`` with pickled
             data too), or missing/unexpected/mismatched ViT entries (other than the head when skipped).
     """
-    from .backbone import resize_pos_embed
     state = _read_vit_source(path)
     prefix = "pretrained.model."
     expected = OrderedDict((name[len(prefix):], shape) for name, shape in expected_parameters(net).items()
