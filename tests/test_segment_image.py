@@ -10,24 +10,10 @@ from PIL import Image
 from encoding_custom.evaluator import MultiScaleEvaluator, resize_argmax, resize_bilinear, segment_image
 from encoding_custom.transforms import read_image
 from modules import LSegNet, tnn
+from tests.fixtures.encoding_custom.channel_labeller import ChannelLabeller
 
 RSS_CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "encoding_custom",
                          "segment_photo_rss.py")
-
-
-class RecordingLabeller:
-    """A fake LSegNet: the logit of label k at a pixel is input channel k mod 3 plus k / 10; records input shapes."""
-
-    def __init__(self):
-        self.shapes = []
-
-    def text_features(self, labels):
-        return list(labels)  # what __call__ gets back as ``labels``
-
-    def __call__(self, images, labels):
-        array = images.asnumpy()
-        self.shapes.append(array.shape)
-        return np.stack([array[:, k % 3] + k / 10.0 for k in range(len(labels))], axis=1)
 
 
 def _photo(path, height, width, seed=0):
@@ -49,15 +35,15 @@ def test_resize_argmax_equals_argmax_of_the_whole_resize(band_bytes):
 
 
 def test_segment_image_runs_crop_sized_forwards_and_returns_the_smallest_index_type():
-    net = RecordingLabeller()
+    net = ChannelLabeller()
     image = np.random.RandomState(0).uniform(-1, 1, (3, 37, 50)).astype(np.float32)
     prediction = segment_image(net, image, ["a", "b", "c"], base_size=64, crop_size=64)
     assert prediction.shape == (37, 50) and prediction.dtype == np.uint8
     assert net.shapes == [(1, 3, 64, 64)]  # long side 50 -> 64 = the crop: one padded forward
-    many = segment_image(RecordingLabeller(), image, ["l%d" % i for i in range(300)], base_size=64, crop_size=64)
+    many = segment_image(ChannelLabeller(), image, ["l%d" % i for i in range(300)], base_size=64, crop_size=64)
     assert many.dtype == np.uint16 and many.max() == 299  # k / 10 makes the last label win everywhere
     wide = np.random.RandomState(1).uniform(-1, 1, (3, 40, 300)).astype(np.float32)
-    net = RecordingLabeller()
+    net = ChannelLabeller()
     assert segment_image(net, wide, ["a", "b"], base_size=160, crop_size=64).shape == (40, 300)
     assert set(net.shapes) == {(1, 3, 64, 64)} and len(net.shapes) == 4  # 160 x 21 -> windows at 0, 42, 84, 126
 
@@ -65,7 +51,7 @@ def test_segment_image_runs_crop_sized_forwards_and_returns_the_smallest_index_t
 @pytest.mark.parametrize("shape", [(3, 1, 4000), (3, 4000, 1)])
 def test_segment_image_labels_a_one_pixel_thin_image(shape):
     """long / short > 2 * base_size: the short side would round to 0 pixels at base_size (IndexError before)."""
-    net = RecordingLabeller()
+    net = ChannelLabeller()
     image = np.zeros(shape, np.float32)
     image[1] = 1.0  # channel 1 wins: label "b"
     prediction = segment_image(net, image, ["a", "b", "c"])
@@ -81,7 +67,7 @@ def test_segment_image_labels_a_one_pixel_thin_image(shape):
     (np.zeros((3, 8, 8), np.float32), ["a", "word " * 80], "label 2 'word word.*' is 82 CLIP tokens long"),
 ])
 def test_segment_image_refuses_bad_input_before_any_forward(image, labels, message):
-    net = RecordingLabeller()
+    net = ChannelLabeller()
     with pytest.raises(ValueError, match="^segment_image: " + message):
         segment_image(net, image, labels)
     assert net.shapes == []
@@ -109,7 +95,7 @@ def test_a_12_megapixel_photo_equals_downscale_predict_upscale(tmp_path):
     np.testing.assert_array_equal(prediction, reference)
     # The randomly initialised tiny model may predict one label everywhere: a colour-driven fake network checks
     # the same equality on a map with many regions.
-    fake = RecordingLabeller()
+    fake = ChannelLabeller()
     prediction = segment_image(fake, image, labels)
     reference = MultiScaleEvaluator(lambda images: fake(tnn.tensor(images), labels), nclass=4, multi_scale=False,
                                     resize_backend="numpy").predict(image[None])[0]

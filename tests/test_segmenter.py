@@ -9,21 +9,7 @@ from encoding_custom.segmenter import ImageSegmenter, SegmenterInputError, read_
 from encoding_custom.transforms import read_image
 from encoding_custom.visualize import render_segmentation
 from modules.factory import build_lseg
-
-
-class ChannelLabeller:
-    """A fake LSegNet: the logit of label k is input channel k mod 3 plus k / 10; records the labels asked for."""
-
-    def __init__(self):
-        self.calls = []
-
-    def text_features(self, labels):
-        return list(labels)  # what __call__ gets back as ``labels``
-
-    def __call__(self, images, labels):
-        self.calls.append(list(labels))
-        array = images.asnumpy()
-        return np.stack([array[:, k % 3] + k / 10.0 for k in range(len(labels))], axis=1)
+from tests.fixtures.encoding_custom.channel_labeller import ChannelLabeller
 
 
 def picture(path, height, width, seed=0):
@@ -104,7 +90,7 @@ def test_segment_refuses_before_any_forward(tmp_path):
     text.write_text("not a picture")
     with pytest.raises(SegmenterInputError, match="cannot read notes.png as an image"):
         segmenter.segment(str(text), "a,b")
-    assert net.calls == []
+    assert net.calls == [] and net.shapes == []
 
 
 def test_segment_with_a_real_network_reuses_the_label_features(tmp_path, monkeypatch):
