@@ -294,7 +294,6 @@ def validate_options(args: argparse.Namespace, for_training: bool = False) -> ar
         folder = os.path.dirname(os.path.abspath(log_file))
         _check(os.path.isdir(folder) and not os.path.isdir(log_file), "--log_file",
                "must be a file in an existing folder", log_file)
-    check_amp_device(args, args.device_target)
     amp_level = getattr(args, "amp_level", "O0")
     if amp_level != "O0" and args.mode == "graph" and amp_level not in tnn.GRAPH_AMP_LEVELS:
         # Only the msadapter layer (legacy stack, LSEG_NN=msadapter) has such levels: see modules.tnn.
@@ -381,24 +380,6 @@ def parse_options(argv: Optional[Sequence[str]] = None, purpose: str = "train",
 # ------------------------------------------------------------------------------------------ options -> library
 # The glue between parsed options and the libraries, for both scripts: libraries speak of arguments and raise
 # their own errors; these name the option.
-def check_amp_device(args: argparse.Namespace, device_target: str) -> None:
-    """Refuse mixed precision on CPU (checked at parsing for an explicit CPU, again once ``auto`` is resolved).
-
-    Args:
-        args: parsed options (those without ``amp_level`` pass).
-        device_target: the device the run uses or asks for.
-
-    Raises:
-        OptionError: naming ``--amp_level``.
-    """
-    amp_level = getattr(args, "amp_level", "O0")
-    if amp_level != "O0" and device_target == "CPU":
-        # Measured with mindspore 2.0.0: TrainOneStepWithLossScaleCell detects overflow with the NPU/GPU
-        # float-status ops (NPUClearFloatStatusV2 / FloatStatus), which have no CPU kernel.
-        raise OptionError("--amp_level: %s needs Ascend or GPU (the loss-scale overflow check has no CPU kernel) and "
-                          "this run uses the CPU; use O0 (got %r)" % (amp_level, amp_level))
-
-
 def configure_context(args: argparse.Namespace) -> None:
     """Device, mode, data-parallel group and seeds from the options (``encoding_custom.engine.configure_runtime``).
 
@@ -406,14 +387,13 @@ def configure_context(args: argparse.Namespace) -> None:
         args: parsed options; ``args.device_target`` becomes the device in use (``auto`` resolved).
 
     Raises:
-        OptionError: naming ``--device_target`` (not on this machine) or ``--amp_level`` (AMP on the CPU).
+        OptionError: naming ``--device_target`` (not on this machine).
     """
     try:
         args.device_target = configure_runtime(args.device_target, args.mode, device_id=args.device_id,
                                                seed=args.seed)
     except DeviceUnavailableError as err:
         raise OptionError("--" + str(err)) from err
-    check_amp_device(args, args.device_target)
 
 
 def resolve_classes(args, data_path: Optional[str] = None) -> Tuple[List[str], Optional[List[int]]]:

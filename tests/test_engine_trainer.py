@@ -1,6 +1,8 @@
 """Trainer on a toy torch-style network: learns, logs the poly lr every step, resumes exactly after an interruption,
-accumulation equals the larger batch, NaN stops cleanly."""
+accumulation equals the larger batch, AMP works with accumulation (an overflowing group is skipped), NaN stops
+cleanly, the epoch end is a named hook list and its printed line goes through the ``lseg.train`` logger."""
 import json
+import logging
 import os
 import sys
 
@@ -9,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoding_custom.engine import NonFiniteLossError, TrainConfig, Trainer, load_checkpoint, poly_lr
+from encoding_custom.engine import NonFiniteLossError, TrainConfig, Trainer, callbacks, load_checkpoint, poly_lr
 from encoding_custom.losses import SegmentationLoss
+from modules import tnn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
@@ -21,11 +24,12 @@ class _Interrupt(Exception):
     pass
 
 
-def _trainer(exp_dir, epochs=3, accumulate=1, batch=4, n_train=24, net=None, hook=None, train_set=None, lr=0.05):
+def _trainer(exp_dir, epochs=3, accumulate=1, batch=4, n_train=24, net=None, hook=None, train_set=None, lr=0.05,
+             amp_level="O0", progress=False):
     ms.set_seed(0)
     net = net or ToySegNet()
     cfg = TrainConfig(lr=lr, max_epochs=epochs, batch_size=batch, accumulate_grad_batches=accumulate,
-                      exp_dir=str(exp_dir), progress=False, seed=7, keep_last=2)
+                      exp_dir=str(exp_dir), progress=progress, seed=7, keep_last=2, amp_level=amp_level)
     return Trainer(net, SegmentationLoss(), train_set or ToySegData(n_train), cfg,
                    param_groups=[(net.backbone_params(), 1.0), (net.head_params(), 10.0)],
                    val_set=ToySegData(6, seed=1), nclass=NCLASS, step_hook=hook)
@@ -103,6 +107,121 @@ def test_accumulation_equals_the_larger_batch_without_batch_norm(tmp_path):
     assert big.global_step == small.global_step == 2
     for name, value in _weights(big.network).items():
         np.testing.assert_allclose(_weights(small.network)[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+def test_two_micro_batches_of_one_equal_one_batch_of_two_and_the_checkpoint_holds_them(tmp_path, mode):
+    """Exact for a network without batch norm (BN normalises a batch of 2 with other statistics than two batches
+    of 1) and images with equally many labelled pixels (the loss is a mean over them: the mean of two per-image means
+    is then the mean over both), so one step of either must give the same weights up to float32 rounding."""
+    if mode == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)
+    pair = _trainer(tmp_path / "pair", epochs=1, batch=2, n_train=2, net=ToySegNet(batch_norm=False))
+    singles = _trainer(tmp_path / "singles", epochs=1, batch=1, accumulate=2, n_train=2,
+                       net=ToySegNet(batch_norm=False))
+    for p_singles, p_pair in zip(singles.network.get_parameters(), pair.network.get_parameters()):
+        p_singles.set_data(ms.Tensor(p_pair.asnumpy()))
+    start = _weights(pair.network)
+    pair.fit()
+    singles.fit()
+    assert pair.global_step == singles.global_step == 1
+    trained = _weights(singles.network)
+    for name, value in _weights(pair.network).items():
+        assert not np.array_equal(value, start[name]), name  # one real step
+        assert np.abs(trained[name] - value).max() <= 1e-6, name
+    saved = ToySegNet(batch_norm=False)
+    load_checkpoint(str(tmp_path / "singles" / "last.ckpt"), saved)
+    for name, value in _weights(saved).items():
+        np.testing.assert_array_equal(value, trained[name], err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+def test_amp_o1_with_accumulation_is_built_and_trains(tmp_path, mode):
+    """Accumulation 2 with AMP O1 (the official recipe's pair) builds, compiles and runs on CPU: the loss-scale
+    overflow check of AccumulatingTrainStep has a CPU form (MindSpore's has not, see test_engine_train_step)."""
+    if mode == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)
+    trainer = _trainer(tmp_path / "amp", epochs=2, accumulate=2, n_train=16, amp_level="O1")
+    start = _weights(trainer.network)
+    trainer.fit()
+    steps = _read(str(tmp_path / "amp" / "steps.jsonl"))
+    assert trainer.steps_per_epoch == 2 and [s["global_step"] for s in steps] == [0, 1, 2, 3]
+    assert all(np.isfinite(s["loss"]) for s in steps)
+    assert float(trainer.train_step.scale_sense.asnumpy()) == 2.0 ** 16  # no overflow on this data
+    trained = _weights(trainer.network)
+    assert any(not np.array_equal(trained[name], value) for name, value in start.items())
+    saved = ToySegNet()
+    load_checkpoint(str(tmp_path / "amp" / "last.ckpt"), saved)
+    for name, value in _weights(saved).items():
+        np.testing.assert_array_equal(value, trained[name], err_msg=name)
+
+
+def test_amp_skips_the_group_of_an_overflowing_micro_batch_and_goes_on(tmp_path):
+    data = ToySegData(16, nan_at=(0, 3))  # image 3 is NaN in epoch 1: its micro-batch overflows
+    trainer = _trainer(tmp_path / "amp", epochs=1, accumulate=2, n_train=16, train_set=data, amp_level="O1")
+    nan_batch = [i for i, b in enumerate(trainer.loader.batch_indices(0)) if 3 in b][0]
+    trainer.fit()
+    steps = _read(str(tmp_path / "amp" / "steps.jsonl"))
+    assert [s["batch"] for s in steps] == [b for b in (1, 3) if b // 2 != nan_batch // 2]  # that group: no step
+    assert [s["global_step"] for s in steps] == [0]
+    assert int(trainer.optimizer.global_step.asnumpy().reshape(-1)[0]) == 1
+    assert float(trainer.train_step.scale_sense.asnumpy()) == 2.0 ** 15  # lowered once, for the skipped group
+    assert "event" not in _read(str(tmp_path / "amp" / "metrics.jsonl"))[-1]
+    # The checkpoint's record counts the skipped step and keeps the scale: a resume accepts it and goes on exactly.
+    resumed = _trainer(tmp_path / "amp", epochs=2, accumulate=2, n_train=16, train_set=data, amp_level="O1")
+    resumed.resume(str(tmp_path / "amp" / "last.ckpt"))
+    assert (resumed.start_epoch, resumed.global_step, resumed.skipped_steps) == (1, 1, 1)
+    assert float(resumed.train_step.scale_sense.asnumpy()) == 2.0 ** 15
+    resumed.fit()
+    assert resumed.global_step == 3 and int(resumed.optimizer.global_step.asnumpy().reshape(-1)[0]) == 3
+
+
+@pytest.mark.skipif("O2" not in tnn.GRAPH_AMP_LEVELS, reason="O2 does not compile in GRAPH_MODE with this layer")
+def test_amp_o2_with_accumulation_trains_in_graph_mode(tmp_path, graph_mode):
+    """O2 casts the network to float16 (on CPU too: its logits differ from O0's), so this exercises float16
+    gradients under the loss scale."""
+    trainer = _trainer(tmp_path / "o2", epochs=1, accumulate=2, n_train=16, amp_level="O2")
+    trainer.fit()
+    assert trainer.global_step == 2 and all(np.isfinite(s["loss"]) for s in trainer.step_log)
+
+
+def test_the_epoch_end_is_a_named_hook_list_that_takes_more_hooks(tmp_path):
+    seen = []
+
+    class Spy(callbacks.EpochEndHook):
+        name = "spy"
+
+        def on_epoch_end(self, trainer, record):
+            seen.append((dict(record), os.path.isfile(str(tmp_path / "run" / "last.ckpt"))))
+
+    trainer = _trainer(tmp_path / "run", epochs=2, n_train=8)
+    assert [hook.name for hook in trainer.epoch_end_hooks] == ["validation", "metrics.jsonl", "checkpoint",
+                                                              "curves.png", "epoch line"]
+    trainer.epoch_end_hooks.append(Spy())
+    trainer.fit()
+    lines = _read(str(tmp_path / "run" / "metrics.jsonl"))
+    assert [record for record, _ in seen] == lines and all(after_checkpoint for _, after_checkpoint in seen)
+    assert [list(line) for line in lines] == [["epoch", "global_step", "train_loss", "lrs", "time_s", "world_size",
+                                               "pixAcc", "mIoU", "best_mIoU"]] * 2
+
+
+def test_the_epoch_line_goes_through_the_train_logger_to_stdout_on_rank_0_only(tmp_path, capsys, monkeypatch):
+    received = []
+    handler = logging.Handler()
+    handler.emit = lambda record: received.append(record.getMessage())
+    logging.getLogger("lseg.train").addHandler(handler)
+    try:
+        trainer = _trainer(tmp_path / "run", epochs=1, n_train=8, progress=True)
+        trainer.fit()
+        line = "epoch 1/1: train_loss %.4f, pixAcc %.4f, mIoU %.4f -> %s" % (
+            trainer.history[0]["train_loss"], trainer.history[0]["pixAcc"], trainer.history[0]["mIoU"],
+            str(tmp_path / "run" / "epoch_001.ckpt"))
+        assert line + "\n" in capsys.readouterr().out and received == [line]
+        monkeypatch.setattr(callbacks, "is_main_process", lambda: False)  # what ranks > 0 see
+        callbacks.LogEpochLine().on_epoch_end(trainer, trainer.history[0])
+        assert capsys.readouterr().out == ""
+    finally:
+        logging.getLogger("lseg.train").removeHandler(handler)
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path):

@@ -63,8 +63,6 @@ def test_effective_lr_is_base_over_16_times_global_batch():
     (["--arch_option", "5"], "--arch_option"),
     (["--weights", "/no/such.ckpt"], "--weights"),
     (["--exp_name", "a/b"], "--exp_name"),
-    (["--device_target", "CPU", "--amp_level", "O2"], "--amp_level"),
-    (["--device_target", "CPU", "--mode", "pynative", "--amp_level", "O1"], "--amp_level"),
     (["--device_target", "TPU"], "--device_target"),
     (["--mode", "eager"], "--mode"),
     (["--base_lr", "inf"], "--base_lr"),

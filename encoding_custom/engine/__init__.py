@@ -6,6 +6,9 @@ Takes an already built network (it never imports ``modules``). Public API:
 - :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`read_checkpoint`, :class:`CheckpointManager`.
 - :class:`Trainer`, :class:`TrainConfig`, :class:`NonFiniteLossError`, :func:`build_optimizer`,
   :func:`evaluate`, :func:`network_predictor` (the validation used in training and by test.py).
+- :class:`AccumulatingTrainStep` — the training step (accumulation × dynamic loss scale × clipping, any device);
+  :class:`EpochEndHook`, :func:`default_epoch_end_hooks` (``Trainer.epoch_end_hooks``), ``train_log`` (logger
+  ``lseg.train``).
 - :func:`refresh_parameters` — works around stale graph-mode parameter read-back of msadapter modules (legacy stack).
 - :func:`get_rank`, :func:`get_world_size`, :func:`is_main_process`, :func:`epoch_indices`.
 - :func:`plot_curves`.
@@ -14,6 +17,7 @@ Takes an already built network (it never imports ``modules``). Public API:
 - :class:`ExperimentLock`, :class:`ExperimentBusyError`, :func:`remove_stale_temp_files` — one run per experiment
   folder; :class:`StopSignals`, :class:`TrainingInterrupted` — SIGINT/SIGTERM end a run between steps.
 """
+from .callbacks import EpochEndHook, default_epoch_end_hooks, train_log  # noqa: F401
 from .checkpoint import (  # noqa: F401
     CheckpointError,
     CheckpointManager,
@@ -29,6 +33,7 @@ from .lr import PolyLR, poly_lr  # noqa: F401
 from .params import refresh_parameters  # noqa: F401
 from .plotting import plot_curves  # noqa: F401
 from .runtime import DeviceUnavailableError, configure_runtime, select_device  # noqa: F401
+from .train_step import AccumulatingTrainStep  # noqa: F401
 from .trainer import (  # noqa: F401
     NonFiniteLossError,
     StopSignals,

@@ -1,5 +1,7 @@
-"""The training loop: WithLossCell + TrainOneStepCell (loss-scale variant under AMP) + Momentum with the official
-parameter groups, gradient accumulation, poly lr, per-epoch validation, checkpoints, JSONL logs and curves.
+"""The training loop: WithLossCell + one training-step cell (:class:`.train_step.AccumulatingTrainStep`: gradient
+accumulation x dynamic loss scaling under AMP x optional clipping) + Momentum with the official parameter groups,
+poly lr per optimizer step; at each epoch end the hooks of :mod:`.callbacks` (validation, metrics.jsonl,
+checkpoints, curves, the printed line).
 
 Only rank 0 writes files and shows progress; training data is sharded by rank (see :mod:`.data`); validation is
 sharded too and its pixel counts are all-reduced, so every rank sees single-device figures.
@@ -16,12 +18,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import mindspore as ms
 import numpy as np
-from mindspore import nn, ops
+from mindspore import nn
 from tqdm import tqdm
 
 from modules import tnn
 
 from ..metrics import SegmentationMetric, to_numpy
+from .callbacks import EpochEndHook, default_epoch_end_hooks
 from .checkpoint import CheckpointError, CheckpointManager, load_checkpoint
 from .data import BatchLoader
 from .distributed import (
@@ -34,10 +37,14 @@ from .distributed import (
 )
 from .lr import PolyLR
 from .params import refresh_parameters
-from .plotting import plot_curves
+from .train_step import AccumulatingTrainStep
 
-# Skipped (overflowing) loss-scale steps in a row after which an AMP run is declared diverged.
+# Micro-batches in a row with a non-finite loss that the loss-scale check flagged as an overflow (their group's update
+# is skipped and the scale lowered) after which an AMP run is declared diverged.
 MAX_CONSECUTIVE_OVERFLOWS = 50
+# Dynamic loss scale under AMP, unchanged: start at 2**16 (torch GradScaler's start), halve on an overflowing
+# optimizer step, double after 1000 good ones (MindSpore's DynamicLossScaleManager defaults: 2**24, 2, 2000).
+LOSS_SCALE_START, LOSS_SCALE_FACTOR, LOSS_SCALE_WINDOW = 2.0 ** 16, 2, 1000
 
 
 class NonFiniteLossError(RuntimeError):
@@ -121,7 +128,7 @@ class TrainConfig:
         batch_size: images per micro-batch on this device.
         momentum, weight_decay: SGD (``nn.Momentum``) settings.
         accumulate_grad_batches: micro-batches per optimizer step (gradients averaged).
-        amp_level: "O0" (float32) or O1/O2/O3 (mixed precision with dynamic loss scaling).
+        amp_level: "O0" (float32) or O1/O2/O3 (mixed precision with dynamic loss scaling; any accumulation).
         exp_dir: experiment folder (checkpoints, metrics.jsonl, steps.jsonl, curves.png).
         keep_last: epoch checkpoints kept besides best/last.
         seed: data order seed.
@@ -131,6 +138,7 @@ class TrainConfig:
         progress: show tqdm bars (rank 0 only).
         options: JSON-serialisable run options stored in every checkpoint.
         overwrite: a fresh run may delete an earlier run's checkpoints/logs in ``exp_dir`` (else it refuses).
+        clip_grad_norm: clip the averaged gradient of every optimizer step to this global L2 norm; None: no clipping.
     """
 
     lr: float
@@ -150,6 +158,7 @@ class TrainConfig:
     progress: bool = True
     options: Dict = field(default_factory=dict)
     overwrite: bool = False
+    clip_grad_norm: Optional[float] = None
 
 
 def build_optimizer(param_groups: Sequence[Tuple[List[ms.Parameter], float]], lr: float, steps_per_epoch: int,
@@ -184,55 +193,6 @@ def build_optimizer(param_groups: Sequence[Tuple[List[ms.Parameter], float]], lr
     optimizer = nn.Momentum(groups, learning_rate=PolyLR(lr, steps_per_epoch, max_epochs), momentum=momentum,
                             weight_decay=weight_decay)
     return optimizer, schedules
-
-
-class _AccumulateGrads(nn.Cell):
-    """Forward + backward of one micro-batch; adds ``grads / k`` into accumulation buffers. Returns the loss."""
-
-    def __init__(self, net_with_loss: nn.Cell, weights, buffers, accumulate: int):
-        super().__init__(auto_prefix=False)
-        self.net_with_loss = net_with_loss
-        self.weights = weights
-        self.buffers = buffers
-        self.scale = 1.0 / accumulate
-        # One forward per micro-batch (value_and_grad): a separate loss forward would update batch-norm running
-        # statistics twice in PyNative but once in graph mode (measured), making the two modes disagree.
-        self.value_and_grad = ops.value_and_grad(net_with_loss, grad_position=None, weights=weights)
-        self.hyper_map = ops.HyperMap()
-
-    def construct(self, images, masks):
-        loss, grads = self.value_and_grad(images, masks)
-        self.hyper_map(ops.partial(_add_scaled, self.scale), self.buffers, grads)
-        return loss
-
-
-def _add_scaled(scale, buffer, grad):
-    return ops.assign_add(buffer, grad * scale)
-
-
-class _ApplyAccumulated(nn.Cell):
-    """One optimizer step with the accumulated gradients, then zero the buffers."""
-
-    def __init__(self, optimizer: nn.Optimizer, buffers):
-        super().__init__(auto_prefix=False)
-        self.optimizer = optimizer
-        self.buffers = buffers
-        self.hyper_map = ops.HyperMap()
-        self.grad_reducer = ops.identity
-        if ms.get_auto_parallel_context("parallel_mode") in (ms.ParallelMode.DATA_PARALLEL,
-                                                             ms.ParallelMode.HYBRID_PARALLEL):
-            self.grad_reducer = nn.DistributedGradReducer(optimizer.parameters)
-
-    def construct(self):
-        grads = self.grad_reducer(self.buffers)
-        grads = self.hyper_map(ops.partial(ops.mul, 1.0), grads)  # a copy: the buffers are zeroed below
-        done = self.optimizer(grads)
-        self.hyper_map(_zero, self.buffers)
-        return done
-
-
-def _zero(buffer):
-    return ops.assign(buffer, ops.zeros_like(buffer))
 
 
 def earlier_run_files(exp_dir: str) -> List[str]:
@@ -282,9 +242,6 @@ class Trainer:
                  sampler: Optional[Callable[[int], Sequence[int]]] = None):
         if val_set is not None and nclass is None:
             raise ValueError("Trainer: nclass is required when val_set is given")
-        if config.accumulate_grad_batches > 1 and config.amp_level != "O0":
-            raise ValueError("Trainer: accumulate_grad_batches > 1 is only supported with amp_level O0 (got %s)"
-                             % config.amp_level)
         self.config = config
         self.network = network
         self.loss_fn = loss_fn
@@ -318,30 +275,24 @@ class Trainer:
                                                                                              config.amp_level)
         self.net_with_loss = nn.WithLossCell(train_network, loss_fn)
         self.uses_loss_scale = config.amp_level != "O0"
-        if config.accumulate_grad_batches > 1:
-            buffers = self.optimizer.parameters.clone(prefix="accumulated_grads", init="zeros")
-            self._accumulate = _AccumulateGrads(self.net_with_loss, self.optimizer.parameters, buffers,
-                                                config.accumulate_grad_batches)
-            self._apply = _ApplyAccumulated(self.optimizer, buffers)
-            self._accumulate.set_train()
-            self._apply.set_train()
-            self.train_step = None
-        elif self.uses_loss_scale:
-            scale = nn.DynamicLossScaleUpdateCell(loss_scale_value=2.0 ** 16, scale_factor=2, scale_window=1000)
-            self.train_step = nn.TrainOneStepWithLossScaleCell(self.net_with_loss, self.optimizer,
-                                                               scale_sense=scale)
-            self.train_step.set_train()
-        else:
-            self.train_step = nn.TrainOneStepCell(self.net_with_loss, self.optimizer)
-            self.train_step.set_train()
+        loss_scale = (nn.DynamicLossScaleUpdateCell(LOSS_SCALE_START, LOSS_SCALE_FACTOR, LOSS_SCALE_WINDOW)
+                      if self.uses_loss_scale else None)
+        self.train_step = AccumulatingTrainStep(self.net_with_loss, self.optimizer, config.accumulate_grad_batches,
+                                                loss_scale=loss_scale, clip_grad_norm=config.clip_grad_norm)
+        self.train_step.set_train()
 
         self.checkpoints = CheckpointManager(self.exp_dir, config.keep_last)
         self.start_epoch = 0
         self.global_step = 0
+        self.skipped_steps = 0  # optimizer steps a loss-scale overflow skipped (AMP), since the first epoch
         self.best_miou = -1.0
         self.history: List[Dict] = []
         self.step_log: List[Dict] = []
         self._signals: Optional[StopSignals] = None
+        # Run in order after every epoch's steps (see .callbacks); append hooks of your own.
+        self.epoch_end_hooks: List[EpochEndHook] = default_epoch_end_hooks()
+        self.epoch_started = 0.0  # time.time() at the start of the running epoch
+        self.epoch_is_best = False  # the last finished epoch has the best mIoU so far (set by callbacks.Validate)
 
     # ----------------------------------------------------------------- resume
     def resume(self, path: str) -> Dict:
@@ -354,11 +305,16 @@ class Trainer:
         meta = load_checkpoint(path, self.network, self.optimizer, strict=True)
         self.start_epoch = int(meta["epoch"])
         self.global_step = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
-        expected = self.start_epoch * self.steps_per_epoch
+        # Under AMP an overflow skips a step: the epoch record counts them and keeps the loss scale reached.
+        self.skipped_steps = int(meta["metrics"].get("skipped_steps", 0))
+        if self.uses_loss_scale and "loss_scale" in meta["metrics"]:
+            self.train_step.scale_sense.set_data(ms.Tensor(meta["metrics"]["loss_scale"], ms.float32))
+        expected = self.start_epoch * self.steps_per_epoch - self.skipped_steps
         if self.global_step != expected:
             raise CheckpointError(
-                "%s: optimizer step %d != %d epochs x %d steps per epoch; was the batch size, accumulation or data "
-                "changed since it was written?" % (path, self.global_step, self.start_epoch, self.steps_per_epoch))
+                "%s: optimizer step %d != %d epochs x %d steps per epoch - %d skipped; was the batch size, "
+                "accumulation or data changed since it was written?"
+                % (path, self.global_step, self.start_epoch, self.steps_per_epoch, self.skipped_steps))
         self.best_miou = float(meta["metrics"].get("best_mIoU", -1.0))
         if self.main:
             self._truncate_logs(self.start_epoch)
@@ -399,7 +355,8 @@ class Trainer:
             if os.path.isfile(self._path(name)):
                 os.remove(self._path(name))
 
-    def _append(self, name: str, record: Dict) -> None:
+    def append_jsonl(self, name: str, record: Dict) -> None:
+        """Append ``record`` as one JSON line to ``<exp_dir>/<name>`` (rank 0 only; the others do nothing)."""
         if not self.main:
             return
         os.makedirs(self.exp_dir, exist_ok=True)
@@ -408,18 +365,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def _micro_step(self, images, masks, apply: bool) -> Tuple[float, bool]:
-        """Run one micro-batch; returns ``(loss, optimizer stepped)``."""
-        images, masks = ms.Tensor(images), ms.Tensor(masks)
-        if self.train_step is None:
-            loss = self._accumulate(images, masks)
-            if apply:
-                self._apply()
-            return float(loss.asnumpy()), apply
-        out = self.train_step(images, masks)
-        if self.uses_loss_scale:
-            loss, overflow, _ = out
-            return float(loss.asnumpy()), not bool(overflow.asnumpy())
-        return float(out.asnumpy()), True
+        """Run one micro-batch (with ``apply``: the last of its group, followed by the optimizer step).
+
+        Args:
+            images: float32 (B, 3, H, W); masks: int32 (B, H, W) (numpy).
+            apply: this micro-batch ends an accumulation group.
+
+        Returns:
+            ``(loss, overflowed)``: this micro-batch's loss; True when the loss-scale check found an overflow in its
+            group so far (with ``apply``: the optimizer step was skipped), always False without AMP.
+        """
+        loss, overflow, _ = self.train_step(ms.Tensor(images), ms.Tensor(masks), apply)
+        return float(loss.asnumpy()), bool(overflow.asnumpy())
 
     def current_lrs(self) -> List[float]:
         """The lr of every parameter group for the next optimizer step (formula of :class:`PolyLR`)."""
@@ -471,7 +428,7 @@ class Trainer:
         with StopSignals(announce=self.main) as self._signals:
             return self._run_epochs()
 
-    def _stop_signal(self) -> Optional[int]:
+    def stop_signal(self) -> Optional[int]:
         """The signal that asked this run to stop, agreed over all ranks (a collective with several devices, so
         every rank stops after the same step), or None."""
         signum = self._signals.signum if self._signals is not None else None
@@ -480,76 +437,79 @@ class Trainer:
         agreed = all_reduce_counts(np.array([signum or 0], np.int64))  # sum: nonzero when any rank was signalled
         return None if int(agreed[0]) == 0 else (signum or int(signal.SIGTERM))
 
-    def _interrupted(self, signum: int, epoch: int, batch: Optional[int]) -> TrainingInterrupted:
+    def interrupted(self, signum: int, epoch: int, batch: Optional[int]) -> TrainingInterrupted:
         """The exception for a stop during 0-based ``epoch``: its checkpoint is that of ``epoch`` completed ones."""
         last = self.checkpoints.last_path if epoch > 0 and os.path.isfile(self.checkpoints.last_path) else None
         return TrainingInterrupted(signum, epoch + 1, batch, last, epoch if last else 0)
 
     def _run_epochs(self) -> List[Dict]:
+        """Every epoch: its steps (:meth:`_run_steps`), then :attr:`epoch_end_hooks` on the epoch's record."""
         cfg = self.config
-        accumulate = cfg.accumulate_grad_batches
-        n_micro = self.steps_per_epoch * accumulate
-        overflow_run = 0
         for epoch in range(self.start_epoch, cfg.max_epochs):
-            started = time.time()
-            losses = []
-            bar = tqdm(total=n_micro, desc="epoch %d/%d" % (epoch + 1, cfg.max_epochs), leave=True,
-                       disable=not (cfg.progress and self.main), dynamic_ncols=True)
-            for index, (images, masks) in enumerate(self.loader.iterate(epoch)):
-                if index >= n_micro:
-                    break  # micro-batches beyond the last full accumulation group are not used
-                lrs = self.current_lrs()
-                apply = (index + 1) % accumulate == 0
-                loss, stepped = self._micro_step(images, masks, apply)
-                self._signals.rearm()
-                if not math.isfinite(loss):
-                    if self.uses_loss_scale and not stepped and overflow_run < MAX_CONSECUTIVE_OVERFLOWS:
-                        overflow_run += 1  # the loss-scale cell skipped this update and lowers the scale
-                        bar.update(1)
-                        continue
-                    self._stop(epoch, index, loss)
-                overflow_run = 0
-                losses.append(loss)
-                if apply and stepped:
-                    record = {"epoch": epoch, "batch": index, "global_step": self.global_step, "loss": loss,
-                              "lrs": lrs}
-                    self.step_log.append(record)
-                    self._append("steps.jsonl", record)
-                    self.global_step += 1
-                bar.set_postfix(loss="%.4f" % loss, lr="%.3g" % lrs[0])
-                bar.update(1)
-                if self.step_hook is not None:
-                    self.step_hook(self, epoch, index, self.global_step)
-                signum = self._stop_signal()
-                if signum is not None:
-                    bar.close()
-                    raise self._interrupted(signum, epoch, index)
-            bar.close()
+            self.epoch_started = time.time()
+            losses = self._run_steps(epoch)
             self._check_step_counter()
-            metrics = self.validate()
-            signum = self._stop_signal()
-            if signum is not None:  # validation of this epoch was abandoned: its checkpoint would lack metrics
-                raise self._interrupted(signum, epoch, None)
             record = {"epoch": epoch + 1, "global_step": self.global_step,
                       "train_loss": float(np.mean(losses)) if losses else None,
                       "lrs": [s.value(self.global_step - 1) for s in self.schedules],
-                      "time_s": round(time.time() - started, 2), "world_size": get_world_size()}
-            record.update(metrics)
-            is_best = "mIoU" in metrics and metrics["mIoU"] > self.best_miou
-            if is_best:
-                self.best_miou = metrics["mIoU"]
-            record["best_mIoU"] = self.best_miou
-            self.history.append(record)
-            self._append("metrics.jsonl", record)
-            if self.main:
-                self.checkpoints.save(self.network, self.optimizer, epoch + 1, cfg.options, record, is_best)
-                plot_curves(self.history, self._path("curves.png"))
-                if cfg.progress:
-                    shown = ", ".join("%s %.4f" % (k, record[k]) for k in ("train_loss", "pixAcc", "mIoU")
-                                      if record.get(k) is not None)
-                    print("epoch %d/%d: %s -> %s" % (epoch + 1, cfg.max_epochs, shown,
-                                                     self.checkpoints.epoch_path(epoch + 1)), flush=True)
+                      "time_s": round(time.time() - self.epoch_started, 2), "world_size": get_world_size()}
+            if self.uses_loss_scale:  # what an exact resume needs (the checkpoint stores this record)
+                record["skipped_steps"] = self.skipped_steps
+                record["loss_scale"] = float(self.train_step.scale_sense.asnumpy())
+            for hook in self.epoch_end_hooks:
+                hook.on_epoch_end(self, record)
         return self.history
+
+    def _run_steps(self, epoch: int) -> List[float]:
+        """The micro-batches of 0-based ``epoch``: optimizer steps logged to steps.jsonl, stop signals and non-finite
+        losses handled.
+
+        Returns:
+            the finite micro-batch losses (their mean is the epoch's ``train_loss``).
+
+        Raises:
+            TrainingInterrupted: a stop signal; NonFiniteLossError: see :meth:`fit`.
+        """
+        cfg = self.config
+        accumulate = cfg.accumulate_grad_batches
+        n_micro = self.steps_per_epoch * accumulate
+        losses: List[float] = []
+        overflow_run = 0
+        bar = tqdm(total=n_micro, desc="epoch %d/%d" % (epoch + 1, cfg.max_epochs), leave=True,
+                   disable=not (cfg.progress and self.main), dynamic_ncols=True)
+        for index, (images, masks) in enumerate(self.loader.iterate(epoch)):
+            if index >= n_micro:
+                break  # micro-batches beyond the last full accumulation group are not used
+            lrs = self.current_lrs()
+            apply = (index + 1) % accumulate == 0
+            loss, overflowed = self._micro_step(images, masks, apply)
+            self._signals.rearm()
+            if apply and overflowed:
+                self.skipped_steps += 1
+            if not math.isfinite(loss):
+                if self.uses_loss_scale and overflowed and overflow_run < MAX_CONSECUTIVE_OVERFLOWS:
+                    overflow_run += 1  # the group's update is skipped and the loss scale lowered
+                    bar.update(1)
+                    continue
+                self._stop(epoch, index, loss)
+            overflow_run = 0
+            losses.append(loss)
+            if apply and not overflowed:
+                record = {"epoch": epoch, "batch": index, "global_step": self.global_step, "loss": loss,
+                          "lrs": lrs}
+                self.step_log.append(record)
+                self.append_jsonl("steps.jsonl", record)
+                self.global_step += 1
+            bar.set_postfix(loss="%.4f" % loss, lr="%.3g" % lrs[0])
+            bar.update(1)
+            if self.step_hook is not None:
+                self.step_hook(self, epoch, index, self.global_step)
+            signum = self.stop_signal()
+            if signum is not None:
+                bar.close()
+                raise self.interrupted(signum, epoch, index)
+        bar.close()
+        return losses
 
     def _check_step_counter(self) -> None:
         stored = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
@@ -561,7 +521,7 @@ class Trainer:
         last = self.checkpoints.last_path if os.path.isfile(self.checkpoints.last_path) else "none yet"
         message = ("non-finite loss %r at epoch %d, batch %d (optimizer step %d); training stopped. "
                    "Last good checkpoint: %s" % (loss, epoch + 1, index, self.global_step, last))
-        self._append("metrics.jsonl", {"epoch": epoch + 1, "event": "stopped", "reason": message})
+        self.append_jsonl("metrics.jsonl", {"epoch": epoch + 1, "event": "stopped", "reason": message})
         raise NonFiniteLossError(message)
 
 
