@@ -27,7 +27,7 @@ from encoding_custom.evaluator import MultiScaleEvaluator, network_forward, segm
 from encoding_custom.labels import ade20k_labels, read_labels_argument
 from encoding_custom.transforms import read_image
 from encoding_custom.visualize import colour_mask, label_colours, legend, save_segmentation
-from modules.factory import OFFICIAL, TRAINING, load_lseg
+from modules.factory import OFFICIAL, TRAINING, WEIGHTS, load_lseg
 from modules.weights import WeightsError, WeightsOptionError
 from options import (
     RECORDED_NETWORK_OPTIONS,
@@ -93,6 +93,10 @@ def load_network(args) -> Tuple[object, List[str], Optional[List[int]]]:
     apply_recorded_architecture(args, loaded.record, args.weights)
     if loaded.labels is not None:
         labels, indices = loaded.labels, loaded.class_indices
+        if indices is None and loaded.kind == WEIGHTS:  # a weights file records names: its ADE20K classes, if all
+            names = ade20k_labels()
+            if labels != names and set(labels) <= set(names):
+                indices = [names.index(name) for name in labels]
     elif loaded.kind == TRAINING:  # written before checkpoints recorded their label names
         data_path = args.data_path if "data_path" in args.explicit else loaded.record.get("data_path", args.data_path)
         labels, indices = resolve_classes(args, data_path)

@@ -11,11 +11,35 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Iterator
+from typing import Iterator, Optional
 
 # The temporary names of :func:`atomic_output` (and of the writers before it: ".<name>.tmp<pid>.ckpt",
-# "data_check.json.<random>.tmp"), for the clean-up of dead writers' leftovers.
-TEMPORARY_NAME = re.compile(r"^(\..+\.tmp\d+(\.\w+)?\.(ckpt|json|pt)|data_check\.json\..+\.tmp)$")
+# "data_check.json.<random>.tmp"), for the clean-up of dead writers' leftovers; group "pid" is the writer's.
+TEMPORARY_NAME = re.compile(r"^(\..+\.tmp(?P<pid>\d+)(\.\w+)?\.(ckpt|json)|data_check\.json\..+\.tmp)$")
+
+
+def is_dead_writers_temporary(name: str) -> bool:
+    """Whether ``name`` is a temporary file of :func:`atomic_output` whose writer is no longer alive on this host.
+
+    Args:
+        name: a file name (no folder).
+
+    Returns:
+        True for our temporary names with a pid that no process has (or no pid, the older cache name); False for
+        other names and for a live writer's file (e.g. ``python -m modules.convert`` writing into the folder).
+    """
+    match = TEMPORARY_NAME.match(name)
+    if not match:
+        return False
+    if match.group("pid") is None:
+        return True
+    try:
+        os.kill(int(match.group("pid")), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # a live process of another user
+        return False
+    return False  # alive: its writer may still be writing it
 
 
 def _fsync_folder(folder: str) -> None:
@@ -29,15 +53,18 @@ def _fsync_folder(folder: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[str]:
+def atomic_output(path: str, suffix: Optional[str] = None) -> Iterator[str]:
     """A temporary path to write ``path``'s new content to; when the block ends without an exception, the file is
     made durable and renamed over ``path``; otherwise it is removed and ``path`` is untouched.
 
-    The temporary name ends with ``path``'s own suffix (``mindspore.save_checkpoint`` appends ``.ckpt`` to names
-    that lack it) and holds the pid plus a random part (ranks on several hosts may write one shared file).
+    The temporary name holds the pid plus a random part (ranks on several hosts may write one shared file) and ends
+    with ``suffix``.
 
     Args:
         path: the target file; its folder is created when missing.
+        suffix: the temporary name's ending; default ``path``'s own extension. Writers that append an extension
+            to names lacking it pass theirs (``mindspore.save_checkpoint`` appends ``.ckpt``: a target named
+            ``weights`` would otherwise be replaced by the empty temporary file).
 
     Yields:
         the temporary file's path (it exists, empty).
@@ -45,7 +72,7 @@ def atomic_output(path: str) -> Iterator[str]:
     folder, base = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=".%s.tmp%d." % (base, os.getpid()),
-                                         suffix=os.path.splitext(base)[1], dir=folder)
+                                         suffix=os.path.splitext(base)[1] if suffix is None else suffix, dir=folder)
     os.close(handle)
     try:
         yield temporary
@@ -75,4 +102,4 @@ def atomic_link(source: str, target: str) -> None:
             shutil.copyfile(source, temporary)
 
 
-__all__ = ["TEMPORARY_NAME", "atomic_output", "atomic_link"]
+__all__ = ["TEMPORARY_NAME", "is_dead_writers_temporary", "atomic_output", "atomic_link"]

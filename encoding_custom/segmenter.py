@@ -20,6 +20,9 @@ from .transforms import DEFAULT_MEAN, DEFAULT_STD, image_to_array, read_rgb
 from .visualize import SegmentationPictures, label_shares, render_segmentation
 
 DEFAULT_MAX_SIDE = 2048
+# Uploads with more pixels are refused before they are decoded (a small, very compressible PNG can hold 13000x13000
+# pixels: 0.5 GB as RGB). 40 MP is three 12 MP phone photos.
+DEFAULT_MAX_PIXELS = 40_000_000
 # 256 labels still fit the 8-bit index PNG; the text tower encodes them in one call.
 DEFAULT_MAX_LABELS = 256
 
@@ -54,21 +57,31 @@ def typed_labels(text: Optional[str], max_labels: int = DEFAULT_MAX_LABELS,
     return labels, warnings
 
 
-def read_bounded_rgb(path: str, max_side: int = DEFAULT_MAX_SIDE,
-                     name: Optional[str] = None) -> Tuple[np.ndarray, Tuple[int, int]]:
+def read_bounded_rgb(path: str, max_side: int = DEFAULT_MAX_SIDE, name: Optional[str] = None,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> Tuple[np.ndarray, Tuple[int, int]]:
     """An image file as displayed, shrunk so that its long side is at most ``max_side``.
 
     Args:
         path: the image file.
         max_side: longest side kept, in pixels (>= 1).
         name: the file's name in messages (an upload's own name rather than the server's temporary path).
+        max_pixels: files with more pixels are refused from their header, before any decoding.
 
     Returns:
         ``(rgb uint8 (H, W, 3), (width, height) of the file as displayed)``.
 
     Raises:
-        SegmenterInputError: ``"<name>: ..."`` for a file that is not a readable image.
+        SegmenterInputError: ``"<name>: ..."`` for a file that is not a readable image or has too many pixels.
     """
+    shown = name or path
+    try:
+        with Image.open(path) as header:
+            width, height = header.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        width = height = 0  # read_rgb below says what is wrong with it
+    if width * height > max_pixels:
+        raise SegmenterInputError(f"{shown}: {width}x{height} is {width * height / 1e6:.0f} megapixels; this demo "
+                                  f"takes at most {max_pixels / 1e6:.0f}")
     try:
         rgb = read_rgb(path)
     except ValueError as err:

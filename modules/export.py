@@ -20,6 +20,7 @@ Exit status: 0 written; 2 a bad option, label or weights file (one ``python -m m
 import argparse
 import glob
 import os
+import shutil
 import sys
 import time
 from typing import List, Optional, Sequence
@@ -99,25 +100,26 @@ def export_mindir(network, out: str, height: int, width: int, batch: int = 1,
     network.sync_text_features()  # the graph holds the Parameter's value at export time
     images = ms.Tensor(np.zeros((batch, 3, height, width), np.float32))
     stem = out[:-len(".mindir")] if out.endswith(".mindir") else out
+    remove_mindir(stem)
     if dynamic_labels:
         dim = int(network.text_features_cache.shape[1])
         features = ms.Tensor(shape=[None, dim], dtype=ms.float32)  # any number of labels
         ms.export(DynamicLabelsGraph(network), images, features, file_name=stem, file_format="MINDIR")
     else:
         ms.export(StaticLabelsGraph(network), images, file_name=stem, file_format="MINDIR")
-    return mindir_files(stem + ".mindir")
+    return mindir_files(stem)
 
 
-def mindir_files(path: str) -> List[str]:
-    """The files of the MindIR wrote to ``path``, the graph file first.
+def mindir_files(stem: str) -> List[str]:
+    """The files ``mindspore.export(..., file_name=stem, file_format="MINDIR")`` wrote, the one to load first.
 
-    Above 1 GiB of parameters (ViT-L/16: 1.3 GiB) ``mindspore.export`` writes ``<stem>_graph.mindir`` plus the
-    weights in ``<stem>_variables/data_*`` instead of ``<stem>.mindir`` (both stacks, log line "Parameters in the
-    net capacity exceeds 1G, save MindIR model and parameters separately"); ``mindspore.load`` of the graph file
-    reads the variables folder beside it.
+    Above 1 GiB of parameters (ViT-L/16: 1.3 GiB) MindSpore writes ``<stem>_graph.mindir`` plus the weights in
+    ``<stem>_variables/data_*`` instead of ``<stem>.mindir`` (both stacks, log line "Parameters in the net capacity
+    exceeds 1G, save MindIR model and parameters separately"); ``mindspore.load`` of the graph file reads the
+    variables folder beside it.
 
     Args:
-        path: the ``.mindir`` path given to (or returned by) ``export_mindir``.
+        stem: the ``file_name`` given to ``mindspore.export`` (no ``.mindir``).
 
     Returns:
         list of file paths: the file to ``mindspore.load``, then the weight files, if separate.
@@ -125,15 +127,21 @@ def mindir_files(path: str) -> List[str]:
     Raises:
         FileNotFoundError: naming both candidates when neither form is there.
     """
-    stem = path[:-len(".mindir")] if path.endswith(".mindir") else path
-    stem = stem[:-len("_graph")] if stem.endswith("_graph") else stem
     if os.path.exists(stem + ".mindir"):
         return [stem + ".mindir"]
     graph = stem + "_graph.mindir"
     if not os.path.exists(graph):
         raise FileNotFoundError(f"no MindIR at {stem}.mindir nor {graph}")
-    variables = stem + "_variables"
-    return [graph] + sorted(glob.glob(os.path.join(variables, "*")))
+    return [graph] + sorted(glob.glob(os.path.join(stem + "_variables", "*")))
+
+
+def remove_mindir(stem: str) -> None:
+    """Delete what an earlier export to ``stem`` left (either layout), so :func:`mindir_files` finds this one's."""
+    for path in (stem + ".mindir", stem + "_graph.mindir"):
+        if os.path.isfile(path):
+            os.remove(path)
+    if os.path.isdir(stem + "_variables"):
+        shutil.rmtree(stem + "_variables")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -187,7 +187,7 @@ class LoadedLSeg:
     """What :func:`load_lseg` built from a file.
 
     Attributes:
-        network: the LSegNet, loaded strictly; its labels are encoded on first use.
+        network: the LSegNet, loaded strictly; its labels encoded with the loaded text weights.
         kind: :data:`OFFICIAL`, :data:`WEIGHTS` or :data:`TRAINING`.
         labels: the label names the file records; None for an official file (the 150 ADE20K classes) and for files
             written before the names were recorded (a training run's ``--classes`` is then in ``record``).

@@ -627,20 +627,27 @@ def convert_official_checkpoint(src: str, dst: str, backbone: Optional[str] = No
 
 
 # ---------------------------------------------------------------------------------------------- our format
-def save_lseg_checkpoint(net, path: str, extra: Optional[Dict] = None) -> None:
-    """Save every LSegNet parameter (not the text cache) plus its build options and label names, atomically.
+def save_lseg_checkpoint(net, path: str, extra: Optional[Dict] = None, labels: Optional[List[str]] = None) -> None:
+    """Save every LSegNet parameter (not the text cache) plus its build options, atomically.
 
     Args:
         net: LSegNet.
         path: destination ``.ckpt``.
         extra: optional JSON-serialisable metadata stored with the options (e.g. epoch).
+        labels: the label set the weights were trained for, recorded for loaders (None: not recorded, they fall
+            back to the 150 ADE20K names); not ``net.labels``, which may be any list set for a prediction.
     """
-    options = dict(net.build_options(), labels=list(net.labels), format_version=FORMAT_VERSION)
+    if not path.endswith(".ckpt"):
+        raise WeightsError(f"{path}: a MindSpore checkpoint's name must end in .ckpt (mindspore.load_checkpoint "
+                           "refuses other names)")
+    options = dict(net.build_options(), format_version=FORMAT_VERSION)
+    if labels is not None:
+        options["labels"] = [str(label) for label in labels]
     if extra:
         options["extra"] = extra
     params = [{"name": name, "data": Tensor(p.asnumpy())} for name, p in net.parameters_and_names()
               if name != TEXT_CACHE_NAME]
-    with atomic_output(path) as temporary:
+    with atomic_output(path, suffix=".ckpt") as temporary:
         ms.save_checkpoint(params, temporary, append_dict={OPTIONS_KEY: json.dumps(options, sort_keys=True)})
 
 

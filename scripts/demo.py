@@ -168,8 +168,10 @@ def build_page(segmenter: ImageSegmenter, results: DemoResults, title: str, defa
             raise gr.Error(html.escape(str(err)), duration=None, print_exception=False) from None
         except Exception as err:  # noqa: BLE001 - a failure of ours: one line on the page, the details in the log
             log.exception("segmenting %s failed", name)
+            first_line = (str(err).splitlines() or [""])[0]  # MindSpore's errors carry a C++ stack below
             raise gr.Error(html.escape("segmentation failed (%s: %s); the server log has the details"
-                                       % (type(err).__name__, err)), duration=None, print_exception=False) from None
+                                       % (type(err).__name__, first_line)), duration=None,
+                           print_exception=False) from None
         progress(1.0, desc="drawing")
         stem = os.path.splitext(name)[0] or "picture"
         notes = "\n".join("- " + html.escape(warning) for warning in segmentation.warnings)
@@ -263,7 +265,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 page.queue(default_concurrency_limit=1).launch(
                     server_name=args.host, server_port=args.port, quiet=True, show_error=True, ssr_mode=False,
                     prevent_thread_lock=True, max_file_size=MAX_UPLOAD, footer_links=[],
-                    allowed_paths=[os.path.dirname(path) for path in samples[:1]])
+                    allowed_paths=list(samples))  # the sample files only, not their folder
             except OSError as err:
                 raise DemoError(f"--port {args.port}: cannot listen on {args.host}:{args.port} ({err})") from None
             print(f"LSeg demo on http://{'[%s]' % args.host if ':' in args.host else args.host}:{args.port}/ "

@@ -116,13 +116,23 @@ def test_runs_as_a_module_and_names_a_bad_weights_file(tmp_path):
 def test_mindir_files_finds_the_single_file_and_the_split_form(tmp_path):
     single = tmp_path / "small.mindir"
     single.write_bytes(b"g")
-    assert mindir_files(str(single)) == [str(single)]
+    assert mindir_files(str(tmp_path / "small")) == [str(single)]
     # Above 1 GiB of parameters mindspore.export writes <stem>_graph.mindir + <stem>_variables/data_*.
     (tmp_path / "big_graph.mindir").write_bytes(b"g")
     (tmp_path / "big_variables").mkdir()
     (tmp_path / "big_variables" / "data_0").write_bytes(b"w")
     split = [str(tmp_path / "big_graph.mindir"), str(tmp_path / "big_variables" / "data_0")]
-    assert mindir_files(str(tmp_path / "big.mindir")) == split
-    assert mindir_files(str(tmp_path / "big_graph.mindir")) == split
+    assert mindir_files(str(tmp_path / "big")) == split
     with pytest.raises(FileNotFoundError, match="none.mindir nor"):
-        mindir_files(str(tmp_path / "none.mindir"))
+        mindir_files(str(tmp_path / "none"))
+
+
+def test_an_export_replaces_what_an_earlier_one_left_in_either_layout(checkpoints, tmp_path, capsys):
+    stem = tmp_path / "lseg"
+    (tmp_path / "lseg_graph.mindir").write_bytes(b"an earlier, larger model")
+    (tmp_path / "lseg_variables").mkdir()
+    (tmp_path / "lseg_variables" / "data_0").write_bytes(b"its weights")
+    assert export_main(["--weights", checkpoints["weights"], "--labels", "a,b", "--height", "64", "--width", "64",
+                        "--out", str(stem) + ".mindir"]) == 0
+    assert mindir_files(str(stem)) == [str(stem) + ".mindir"]
+    assert not (tmp_path / "lseg_graph.mindir").exists() and not (tmp_path / "lseg_variables").exists()

@@ -15,6 +15,7 @@ from modules.factory import (
     ArgumentError,
     build_lseg,
     checkpoint_kind,
+    load_lseg,
     load_network_weights,
     load_text_encoder_weights,
 )
@@ -113,3 +114,19 @@ def test_official_checkpoint_loads_into_a_network_built_from_options_with_parity
     logits = net(ms.Tensor(arrays["images_a"])).asnumpy()
     reference = arrays["arch1_logits_a"]
     assert np.abs(logits - reference).max() <= 1e-4 * np.abs(reference).max()
+
+
+def test_weights_files_record_labels_only_when_told(tmp_path):
+    """A converted official file (the ADE20K model) records no label list: loaders use the 150 ADE20K names, not the
+    placeholder list the conversion built the network with."""
+    net = tiny(1)
+    plain, labelled = str(tmp_path / "plain.ckpt"), str(tmp_path / "labelled.ckpt")
+    save_lseg_checkpoint(net, plain)
+    save_lseg_checkpoint(net, labelled, labels=["cat", "grass"])
+    assert load_lseg(plain).labels is None and len(load_lseg(plain).network.labels) == 150
+    loaded = load_lseg(labelled)
+    assert loaded.labels == ["cat", "grass"] and loaded.network.labels == ["cat", "grass"]
+    official, converted = str(tmp_path / "official0.ckpt"), str(tmp_path / "converted.ckpt")
+    write_full_official_checkpoint(0, official)
+    convert_official_checkpoint(official, converted)
+    assert load_lseg(converted).labels is None

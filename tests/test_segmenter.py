@@ -50,6 +50,8 @@ def test_read_bounded_rgb_shrinks_the_long_side_and_names_the_upload(tmp_path):
     broken = tmp_path / "0123abcd" / "holiday.png"
     broken.parent.mkdir()
     broken.write_bytes(b"\x89PNG not really")
+    with pytest.raises(SegmenterInputError, match=r"^wide.png: 120x30 is 0 megapixels; this demo takes at most 0$"):
+        read_bounded_rgb(path, name="wide.png", max_pixels=3599)  # refused from the header, before decoding
     with pytest.raises(SegmenterInputError) as caught:
         read_bounded_rgb(str(broken), name="holiday.png")
     assert str(caught.value).startswith("cannot read holiday.png as an image") and "0123abcd" not in str(caught.value)

@@ -119,16 +119,23 @@ def test_a_file_system_without_locks_runs_unprotected_with_a_warning(tmp_path, m
 def test_temp_checkpoints_of_dead_writers_are_removed_at_the_next_start(data_root, tmp_path, capsys):
     exp = tmp_path / "ck" / "run"
     exp.mkdir(parents=True)
-    stale = [exp / ".epoch_002.ckpt.tmp4242.ckpt", exp / ".last.ckpt.tmp4242.ckpt", exp / "data_check.json.x1y2.tmp"]
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    dead = ended.pid  # a writer that is gone (its pid is free until the system reuses it)
+    stale = [exp / (".epoch_002.ckpt.tmp%d.ckpt" % dead), exp / (".last.ckpt.tmp%d.ckpt" % dead),
+             exp / (".best.ckpt.tmp%d.k3j4h5.ckpt" % dead), exp / "data_check.json.x1y2.tmp",
+             exp / (".data_check.json.tmp%d.a1b2.json" % dead)]
     for path in stale:
         path.write_bytes(b"\0" * 1000)
     (exp / "notes.tmp1.txt").write_text("not ours")
     (exp / ".notes.tmp1").write_text("not ours either")
+    live = exp / (".converted.ckpt.tmp%d.zz99.ckpt" % os.getpid())  # e.g. modules.convert writing into the folder
+    live.write_bytes(b"\0")
     assert train_custom.main(_argv(data_root, tmp_path / "ck", epochs=1)) == 0
     err = capsys.readouterr().err
     for path in stale:
         assert not path.exists() and "removed %s" % path in err
-    assert (exp / "notes.tmp1.txt").exists() and (exp / ".notes.tmp1").exists()
+    assert (exp / "notes.tmp1.txt").exists() and (exp / ".notes.tmp1").exists() and live.exists()
     assert remove_stale_temp_files(str(tmp_path / "missing")) == []
 
 

@@ -241,7 +241,7 @@ def save_checkpoint(path: str, network: nn.Cell, optimizer: Optional[nn.Cell] = 
         "options_json": json.dumps(options or {}, sort_keys=True, default=str),
         "metrics_json": json.dumps(metrics or {}, sort_keys=True, default=str),
     }
-    with atomic_output(path) as temporary:
+    with atomic_output(path, suffix=".ckpt") as temporary:
         ms.save_checkpoint(entries, temporary, append_dict=append)
     return path
 

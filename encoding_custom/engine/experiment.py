@@ -18,7 +18,7 @@ import sys
 import time
 from typing import List, Optional
 
-from ..atomic import TEMPORARY_NAME
+from ..atomic import is_dead_writers_temporary
 
 LOCK_NAME = ".lock"
 # flock errors of file systems without lock support (Lustre without -o flock, some NFS set-ups).
@@ -158,7 +158,7 @@ def remove_stale_temp_files(folder: str) -> List[str]:
     removed = []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if TEMPORARY_NAME.match(name) and os.path.isfile(path):
+        if is_dead_writers_temporary(name) and os.path.isfile(path):
             os.remove(path)
             removed.append(path)
     return removed

@@ -303,6 +303,9 @@ class Trainer:
             match the network, the optimizer or this run's steps per epoch.
         """
         meta = load_checkpoint(path, self.network, self.optimizer, strict=True)
+        text_weights_changed = getattr(self.network, "text_weights_changed", None)  # an LSegNet's label features
+        if text_weights_changed is not None:
+            text_weights_changed()
         self.start_epoch = int(meta["epoch"])
         self.global_step = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
         # Under AMP an overflow skips a step: the epoch record counts them and keeps the loss scale reached.

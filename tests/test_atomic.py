@@ -1,0 +1,54 @@
+"""encoding_custom.atomic: the one atomic writer and the clean-up of dead writers' temporary files."""
+import os
+import subprocess
+import sys
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+from encoding_custom.atomic import atomic_output, is_dead_writers_temporary
+from modules.factory import build_lseg, load_lseg
+from modules.weights import WeightsError, save_lseg_checkpoint
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "cache.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_output(str(target)) as temporary:
+            with open(temporary, "w") as handle:
+                handle.write("half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["cache.json"]
+    with atomic_output(str(target)) as temporary, open(temporary, "w") as handle:
+        handle.write("new")
+    assert target.read_text() == "new" and os.listdir(tmp_path) == ["cache.json"]
+
+
+def test_a_writer_that_appends_an_extension_gets_a_temporary_name_with_it(tmp_path):
+    """mindspore.save_checkpoint appends .ckpt to names that lack it: without suffix=".ckpt" the empty temporary
+    file would be renamed over the target and the weights left in a hidden file."""
+    target = tmp_path / "lseg_tiny"
+    with atomic_output(str(target), suffix=".ckpt") as temporary:
+        ms.save_checkpoint([{"name": "w", "data": ms.Tensor(np.ones((64, 64), np.float32))}], temporary)
+    assert os.listdir(tmp_path) == ["lseg_tiny"] and target.stat().st_size > 64 * 64 * 4
+
+
+def test_weights_files_must_be_named_ckpt(tmp_path):
+    net = build_lseg("tiny_vit16", ["a", "b"], text_config="tiny")
+    with pytest.raises(WeightsError, match=r"lseg_tiny.weights: a MindSpore checkpoint's name must end in .ckpt"):
+        save_lseg_checkpoint(net, str(tmp_path / "lseg_tiny.weights"))
+    save_lseg_checkpoint(net, str(tmp_path / "lseg_tiny.ckpt"))
+    assert os.listdir(tmp_path) == ["lseg_tiny.ckpt"]
+    assert load_lseg(str(tmp_path / "lseg_tiny.ckpt")).network.build_options() == net.build_options()
+
+
+def test_only_temporaries_of_writers_that_are_gone_count_as_dead():
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    assert is_dead_writers_temporary(".epoch_001.ckpt.tmp%d.ab12.ckpt" % ended.pid)
+    assert is_dead_writers_temporary(".last.ckpt.tmp%d.ckpt" % ended.pid)  # the name before the random part
+    assert is_dead_writers_temporary("data_check.json.x1y2.tmp")
+    assert not is_dead_writers_temporary(".epoch_001.ckpt.tmp%d.ab12.ckpt" % os.getpid())  # alive: still writing
+    assert not is_dead_writers_temporary("epoch_001.ckpt") and not is_dead_writers_temporary(".notes.tmp1")
