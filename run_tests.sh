@@ -24,4 +24,13 @@ if [ "${LSEG_STACK:-current}" = "both" ]; then
 fi
 
 lseg_setup
+if [ "$LSEG_STACK" = "legacy" ] && [ "$#" -eq 0 ]; then
+    # MindSpore 2.0 segfaulted once (2026-12-01, in an msadapter cast while building a network in GRAPH_MODE) in
+    # tests/test_modules_export.py's MindIR tests after ~700 earlier tests of a full run; alone, and after the same
+    # tests in the same order in a second run, they passed. So on this stack they run in a process of their own.
+    status=0
+    "$LSEG_PYTHON" -m pytest tests/test_modules_export.py || status=$?
+    "$LSEG_PYTHON" -m pytest --ignore=tests/test_modules_export.py || status=$?
+    exit "$status"
+fi
 exec "$LSEG_PYTHON" -m pytest "$@"
