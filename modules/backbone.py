@@ -24,6 +24,24 @@ def exact_gelu() -> msnn.Cell:
     return msnn.GELU(approximate=False)
 
 
+def check_image_size(images):
+    """The fusion blocks double the stride-32 level three times onto the stride-4 one, so sides must divide by 32.
+
+    Args:
+        images: (B, 3, H, W).
+
+    Returns:
+        (H, W).
+
+    Raises:
+        ValueError: H or W is not a multiple of 32.
+    """
+    height, width = images.shape[2], images.shape[3]
+    if height % 32 or width % 32:
+        raise ValueError(f"image height and width must be multiples of 32, got {height}x{width}")
+    return height, width
+
+
 def resize_pos_embed(pos_embed, grid_h: int, grid_w: int, num_prefix_tokens: int = 1):
     """Resize a ViT position embedding to a new token grid the way the official LSeg code does.
 
@@ -146,9 +164,7 @@ class ViTBackbone(tnn.Module):
 
         Returns: 4 feature maps (B, level_width_i, H/4, W/4), (.., H/8, W/8), (.., H/16, W/16), (.., H/32, W/32).
         """
-        height, width = images.shape[2], images.shape[3]
-        if height % 32 or width % 32:
-            raise ValueError(f"image height and width must be multiples of 32, got {height}x{width}")
+        height, width = check_image_size(images)
         grid_h = height // self.patch_size
         grid_w = width // self.patch_size
         tokens_1, tokens_2, tokens_3, tokens_4 = self.hooked_tokens(images)
@@ -177,4 +193,4 @@ def build_vit(cfg: BackboneConfig) -> VisionTransformer:
     )
 
 
-__all__ = ["ViTBackbone", "ReassembleLevel", "resize_pos_embed", "build_vit", "exact_gelu"]
+__all__ = ["check_image_size", "ViTBackbone", "ReassembleLevel", "resize_pos_embed", "build_vit", "exact_gelu"]

@@ -1,10 +1,44 @@
 """Backbone architectures as data: one small frozen record per LSeg backbone.
 
 Everything that differs between the official backbones (ViT size, which blocks are tapped, the width
-and resampling of each reassembly level) lives here, so the layer code has no backbone if-chains.
+and resampling of each reassembly level; the ResNet of the zero-shot ``LSegRNNetZS``: stem width, planes and block
+counts per stage) lives here, so the layer code has no backbone if-chains. Two kinds: :class:`BackboneConfig`
+(a timm ViT + DPT reassembly) and :class:`ResNetConfig` (a torchvision Bottleneck ResNet whose four stages are the
+four levels); both name the input normalisation their weights were trained with.
 """
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
+
+# Input normalisation of each backbone kind (the keys are those of encoding_custom.fewshot.episodes.NORMALISATIONS,
+# which holds the mean/std): "vit" = mean = std = 0.5 (the official ViT LSeg transforms), "imagenet" = torchvision's
+# ImageNet mean/std (the official zero-shot ResNet-101 path).
+NORMALISATION_NAMES = ("vit", "imagenet")
+
+
+class ArgumentError(ValueError):
+    """A bad argument value; ``argument`` names it and :meth:`describe` puts a caller's spelling in front.
+
+    Defined here, below every module of the package, so that the network itself can raise it; it is public as
+    ``modules.factory.ArgumentError``.
+
+    Args:
+        argument: the argument's name (``"backbone"``).
+        detail: what is wrong, without the name.
+    """
+
+    def __init__(self, argument: str, detail: str):
+        super().__init__(f"{argument}: {detail}")
+        self.argument, self.detail = argument, detail
+
+    def describe(self, flag: str) -> str:
+        """Args: flag: how the caller spells the argument (``"--backbone"``). Returns: the one-line message."""
+        return f"{flag}: {self.detail}"
+
+
+def _check_normalisation(name: str, normalisation: str) -> None:
+    if normalisation not in NORMALISATION_NAMES:
+        raise ValueError(f"backbone {name!r}: normalisation must be one of {NORMALISATION_NAMES}, "
+                         f"got {normalisation!r}")
 
 
 @dataclass(frozen=True)
@@ -61,6 +95,7 @@ class BackboneConfig:
         features: fusion ("scratch") width.
         out_dim: pixel-embedding width = text-embedding width of the paired CLIP text tower.
         timm_name: the timm model name whose ImageNet weights initialise the ViT.
+        normalisation: input normalisation, a key of :data:`NORMALISATION_NAMES` (``"vit"``: mean = std = 0.5).
     """
     name: str
     image_size: int
@@ -75,8 +110,10 @@ class BackboneConfig:
     out_dim: int = 512
     mlp_ratio: float = 4.0
     timm_name: Optional[str] = None
+    normalisation: str = "vit"
 
     def __post_init__(self):
+        _check_normalisation(self.name, self.normalisation)
         if len(self.hooks) != 4 or len(self.level_widths) != 4 or len(self.level_resample) != 4:
             raise ValueError(f"backbone {self.name!r}: hooks, level_widths and level_resample need 4 entries")
         if any(b <= a for a, b in zip(self.hooks, self.hooks[1:])) or self.hooks[-1] >= self.depth or self.hooks[0] < 0:
@@ -104,7 +141,53 @@ class BackboneConfig:
         return self.image_size // self.patch_size
 
 
-BACKBONES: Dict[str, BackboneConfig] = {
+@dataclass(frozen=True)
+class ResNetConfig:
+    """A torchvision Bottleneck ResNet (v1.5) as the image backbone of the zero-shot ``LSegRNNetZS``.
+
+    The official network taps ``layer1`` (stem + stage 1), ``layer2``, ``layer3``, ``layer4`` at strides 4, 8, 16,
+    32 (lang-seg ``lseg_blocks_zs._make_resnet_backbone``); the level widths are the stages' outputs.
+
+    Attributes:
+        name: key in :data:`BACKBONES`.
+        stem_width: channels of the 7x7 stride-2 stem conv (64 in torchvision).
+        planes: per-stage bottleneck width (the 1x1 -> 3x3 width); a stage outputs ``planes * expansion``.
+        blocks: Bottleneck blocks per stage (ResNet-101: 3, 4, 23, 3).
+        features: fusion ("scratch") width.
+        out_dim: pixel-embedding width = text-embedding width of the paired CLIP text tower.
+        expansion: Bottleneck output / planes (4 in torchvision).
+        torchvision_name: the torchvision model whose ImageNet weights initialise the ResNet.
+        normalisation: input normalisation, a key of :data:`NORMALISATION_NAMES` (``"imagenet"``).
+    """
+    name: str
+    stem_width: int
+    planes: Tuple[int, int, int, int]
+    blocks: Tuple[int, int, int, int]
+    features: int = 256
+    out_dim: int = 512
+    expansion: int = 4
+    torchvision_name: Optional[str] = None
+    normalisation: str = "imagenet"
+
+    def __post_init__(self):
+        _check_normalisation(self.name, self.normalisation)
+        if len(self.planes) != 4 or len(self.blocks) != 4:
+            raise ValueError(f"backbone {self.name!r}: planes and blocks need 4 entries (one per stage), got "
+                             f"{tuple(self.planes)} and {tuple(self.blocks)}")
+        counts = (self.stem_width, *self.planes, *self.blocks, self.features, self.out_dim, self.expansion)
+        if any(not isinstance(count, int) or count < 1 for count in counts):
+            raise ValueError(f"backbone {self.name!r}: stem_width, planes, blocks, features, out_dim and expansion "
+                             f"must be positive integers, got {counts}")
+
+    @property
+    def level_widths(self) -> Tuple[int, int, int, int]:
+        """Returns: channels of the four stage outputs (planes * expansion), the inputs of ``scratch.layer*_rn``."""
+        return tuple(planes * self.expansion for planes in self.planes)
+
+
+AnyBackboneConfig = Union[BackboneConfig, ResNetConfig]
+
+BACKBONES: Dict[str, AnyBackboneConfig] = {
     # Official LSeg default: timm vit_large_patch16_384 + CLIP ViT-B/32 text tower.
     "clip_vitl16_384": BackboneConfig(
         name="clip_vitl16_384", image_size=384, patch_size=16, width=1024, depth=24, heads=16,
@@ -126,22 +209,31 @@ BACKBONES: Dict[str, BackboneConfig] = {
         level_resample=(upsample(4), upsample(2), NO_RESAMPLE, downsample(2)),
         features=16, out_dim=64,
     ),
+    # Official zero-shot LSegRNNetZS: torchvision's ImageNet resnet101 + CLIP ViT-B/32 text tower (not CLIP's RN101).
+    "clip_resnet101": ResNetConfig(
+        name="clip_resnet101", stem_width=64, planes=(64, 128, 256, 512), blocks=(3, 4, 23, 3),
+        torchvision_name="resnet101",
+    ),
+    # Tiny stand-in for tests (the ResNet-101 layout at small widths); out_dim = clip_ms "tiny" embed_dim.
+    "tiny_resnet": ResNetConfig(
+        name="tiny_resnet", stem_width=8, planes=(4, 8, 16, 32), blocks=(1, 2, 1, 1), features=16, out_dim=64,
+    ),
 }
 
 
-def get_backbone_config(backbone) -> BackboneConfig:
+def get_backbone_config(backbone) -> AnyBackboneConfig:
     """Resolve a backbone name or config.
 
     Args:
-        backbone: a key of :data:`BACKBONES` or a :class:`BackboneConfig`.
+        backbone: a key of :data:`BACKBONES`, a :class:`BackboneConfig` or a :class:`ResNetConfig`.
 
     Returns:
-        the BackboneConfig.
+        the config.
 
     Raises:
         KeyError: for an unknown name (the message lists the known ones).
     """
-    if isinstance(backbone, BackboneConfig):
+    if isinstance(backbone, (BackboneConfig, ResNetConfig)):
         return backbone
     if backbone not in BACKBONES:
         raise KeyError(f"unknown backbone {backbone!r}; known: {sorted(BACKBONES)}")

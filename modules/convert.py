@@ -2,6 +2,12 @@
 
     python -m modules.convert demo_e200.ckpt lseg_vitl16.ckpt
     python -m modules.convert SRC DST --backbone clip_vitb32_384 --arch-option 0
+    python -m modules.convert fold0.ckpt lseg_zs_rn101_fold0.ckpt     # a released zero-shot fold checkpoint
+
+Zero-shot checkpoints (lang-seg ``LSegModuleZS``: ``LSegNetZS`` with a ViT, ``LSegRNNetZS`` with ``clip_resnet101``)
+convert the same way: the backbone is read from ``hyper_parameters`` or, without them, from the weights (the ViT's
+patch embedding, the ResNet's stem width, stage planes and block counts); the ``arch_option``/``block_depth`` those
+modules record are ignored, as the official zero-shot networks ignore them.
 
 Options missing from the checkpoint's ``hyper_parameters`` are inferred from its weights; a flag the checkpoint
 contradicts is refused (both values named), and ``--arch-option`` / ``--block-depth`` are required when the weights

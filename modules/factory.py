@@ -17,7 +17,7 @@ from clip_ms.convert import ConversionError, load_text_tower
 from encoding_custom.engine.checkpoint import FORMAT_KEY as TRAINING_FORMAT_KEY  # the format belongs to the engine
 from encoding_custom.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 
-from .config import BACKBONES
+from .config import BACKBONES, ArgumentError
 from .lseg import TEXT_CACHE_NAME, LSegNet, default_labels
 from .weights import (
     OPTIONS_KEY,
@@ -41,26 +41,9 @@ OFFICIAL, WEIGHTS, TRAINING = "official", "weights", "training"
 RECORDED_LABELS_KEY, RECORDED_CLASS_INDICES_KEY = "label_names", "class_indices"
 
 
-class ArgumentError(ValueError):
-    """A bad argument value; ``argument`` names it and :meth:`describe` puts a caller's spelling in front.
-
-    Args:
-        argument: the argument's name (``"backbone"``).
-        detail: what is wrong, without the name.
-    """
-
-    def __init__(self, argument: str, detail: str):
-        super().__init__(f"{argument}: {detail}")
-        self.argument, self.detail = argument, detail
-
-    def describe(self, flag: str) -> str:
-        """Args: flag: how the caller spells the argument (``"--backbone"``). Returns: the one-line message."""
-        return f"{flag}: {self.detail}"
-
-
 def build_lseg(backbone: str, labels: Sequence[str], arch_option: int = 0, block_depth: int = 0,
                activation: str = "lrelu", text_config: str = "ViT-B/32", clip_weights: Optional[str] = None,
-               vit_weights: Optional[str] = None) -> LSegNet:
+               vit_weights: Optional[str] = None, backbone_weights: Optional[str] = None) -> LSegNet:
     """Build an LSegNet and initialise its towers from released weights when given; the labels are encoded once,
     with the final text weights.
 
@@ -70,25 +53,33 @@ def build_lseg(backbone: str, labels: Sequence[str], arch_option: int = 0, block
         arch_option, block_depth, activation: spatial regularisation block (see :class:`modules.LSegNet`).
         text_config: a key of ``clip_ms.TEXT_CONFIGS``.
         clip_weights: CLIP text-tower ``.ckpt`` from ``python -m clip_ms.convert``, loaded strictly.
-        vit_weights: ImageNet ViT (timm ``.pth``/``.npz`` or MindCV ``.ckpt``) for the image backbone.
+        backbone_weights: ImageNet weights of the image backbone: a timm ``.pth``/``.npz`` or MindCV ``.ckpt`` for
+            a ViT, torchvision's ``.pth`` for a ResNet (``resnet101-63fe2227.pth``,
+            :data:`modules.weights.TORCHVISION_RESNET101_URL`).
+        vit_weights: the older name of ``backbone_weights`` (kept for existing callers); giving both is an error.
 
     Returns:
         the LSegNet, its label features encoded (ready for a compiled training step).
 
     Raises:
         ArgumentError: naming ``backbone``, ``text_config`` or ``clip_weights``; WeightsError: ``"<path>: ..."``
-            for ``vit_weights`` that cannot be read or do not fit.
+            for backbone weights that cannot be read or do not fit; ArgumentError naming ``arch_option`` for a ResNet
+            backbone with a spatial regularisation block.
     """
     if backbone not in BACKBONES:
         raise ArgumentError("backbone", f"unknown backbone, choose from {sorted(BACKBONES)} (got {backbone!r})")
+    if vit_weights and backbone_weights and vit_weights != backbone_weights:
+        raise ArgumentError("backbone_weights", f"given as {backbone_weights!r} and as vit_weights {vit_weights!r}; "
+                                                "give one")
+    backbone_weights = backbone_weights or vit_weights
     if text_config not in clip_ms.TEXT_CONFIGS:
         raise ArgumentError("text_config", f"choose from {sorted(clip_ms.TEXT_CONFIGS)} (got {text_config!r})")
     net = LSegNet(backbone, labels=list(labels), arch_option=arch_option, block_depth=block_depth,
                   activation=activation, text_config=text_config, encode_labels=False)
     if clip_weights:
         load_text_encoder_weights(net, clip_weights)
-    if vit_weights:
-        init_backbone_from_pretrained(net, vit_weights)
+    if backbone_weights:
+        init_backbone_from_pretrained(net, backbone_weights)
     net.sync_text_features()
     return net
 

@@ -9,6 +9,8 @@ LOGIT_SCALE = float(np.exp(np.float32(np.log(1 / 0.07)), dtype=np.float32))
 
 ARCH_OPTIONS = (0, 1, 2)  # 0: no block, 1: bottleneck block, 2: depthwise block
 ACTIVATIONS = ("relu", "lrelu", "tanh")
+# (B, M, D) x (B, N, D) -> (B, M, N); a primitive, so the 3-D text-feature path compiles on MindSpore 2.0 and 2.10.
+_BATCH_MATMUL_TRANSPOSED = ops.BatchMatMul(transpose_b=True)
 
 
 def l2_normalize(features, axis: int = -1):
@@ -28,20 +30,26 @@ def l2_normalize(features, axis: int = -1):
 def pixel_text_logits(pixel_embeddings, text_features, logit_scale: float = LOGIT_SCALE):
     """Cosine-similarity logits between every pixel embedding and every label embedding.
 
+    Works in PyNative and inside GRAPH_MODE graphs: the only branch is on ``text_features``' rank, which is known
+    when the graph is compiled.
+
     Args:
         pixel_embeddings: (B, D, h, w) raw (un-normalised) pixel embeddings.
-        text_features: (N, D) raw text embeddings.
+        text_features: (N, D) raw text embeddings shared by the batch, or (B, N, D): one label set per image
+            (the zero-shot episodes' ``['others', name_b]`` pairs, :func:`modules.lseg.episode_text_features`).
         logit_scale: multiplier (official constant 1/0.07).
 
     Returns:
         logits (B, N, h, w) float32.
     """
     batch, dim, height, width = pixel_embeddings.shape
-    pixels = ops.reshape(ops.transpose(pixel_embeddings, (0, 2, 3, 1)), (-1, dim))
-    pixels = l2_normalize(pixels)
+    pixels = l2_normalize(ops.transpose(pixel_embeddings, (0, 2, 3, 1)))
     # Under O2/O3 mixed precision the pixels arrive in float16 while the cached text features stay float32.
     text = l2_normalize(text_features).astype(pixels.dtype)
-    logits = logit_scale * ops.matmul(pixels, ops.transpose(text, (1, 0)))
+    if len(text_features.shape) == 3:
+        logits = logit_scale * _BATCH_MATMUL_TRANSPOSED(ops.reshape(pixels, (batch, height * width, dim)), text)
+    else:
+        logits = logit_scale * ops.matmul(ops.reshape(pixels, (-1, dim)), ops.transpose(text, (1, 0)))
     return ops.transpose(ops.reshape(logits, (batch, height, width, -1)), (0, 3, 1, 2))
 
 

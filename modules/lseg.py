@@ -16,6 +16,12 @@ labels at once unless ``encode_labels=False`` (the builders that load text weigh
 random weights only to be thrown away).
 
 Per-pixel embeddings without logits: ``net.pixel_embeddings(images)`` -> (B, 512, H/2, W/2), unit L2 norm.
+
+Zero-shot segmentation (issue 15, lang-seg ``lseg_net_zs.py``): one class per image as the label pair
+``['others', name]``. The network's labels are :func:`zero_shot_labels` of the class names and
+``net(images, episode_text_features(net.text_features(), class_ids))`` gives (B, 2, H, W); the same network class
+serves ``LSegNetZS`` (a ViT, arch_option 0) and ``LSegRNNetZS`` (the ``clip_resnet101`` backbone of
+:mod:`modules.resnet`).
 """
 from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -29,7 +35,7 @@ from encoding_custom.labels import ade20k_labels
 from modules import tnn
 
 from .backbone import ViTBackbone
-from .config import BackboneConfig, get_backbone_config
+from .config import AnyBackboneConfig, ArgumentError, ResNetConfig, get_backbone_config
 from .fusion import FeatureFusionBlock
 from .head import (
     ACTIVATIONS,
@@ -40,9 +46,44 @@ from .head import (
     l2_normalize,
     pixel_text_logits,
 )
+from .resnet import ResNetBackbone
 
 TEXT_CACHE_NAME = "text_features_cache"
 LABEL_LISTS_KEPT = 8  # label lists whose features LabelFeatureCache keeps (per-call labels, the demo's requests)
+
+
+# The official zero-shot networks (lang-seg modules/models/lseg_net_zs.py) segment each class as the label pair
+# ['others', name]: channel 0 is the background, channel 1 the episode's class.
+ZERO_SHOT_BACKGROUND = "others"
+
+
+def zero_shot_labels(class_names: Sequence[str]) -> List[str]:
+    """The label list whose text features :func:`episode_text_features` picks pairs from.
+
+    Args:
+        class_names: C class names (a fold's classes, in class-id order).
+
+    Returns:
+        ``["others", *class_names]`` (1 + C labels).
+    """
+    return [ZERO_SHOT_BACKGROUND, *[str(name) for name in class_names]]
+
+
+def episode_text_features(label_features, class_ids):
+    """Per-image label pairs ``['others', names[class_ids[b]]]`` as text features, for ``net(images, features)``.
+
+    Pure MindSpore ops (one gather), so it runs in PyNative and inside a GRAPH_MODE construct (a training cell
+    passes ``net.text_features_cache`` of a network whose labels are :func:`zero_shot_labels`).
+
+    Args:
+        label_features: Tensor (1 + C, D), the raw text features of ``zero_shot_labels(names)`` (row 0 = 'others').
+        class_ids: int32 Tensor (B,), 0-based ids into ``names`` (the official ``class_info``).
+
+    Returns:
+        Tensor (B, 2, D): row b = [label_features[0], label_features[1 + class_ids[b]]].
+    """
+    rows = ops.stack((ops.zeros_like(class_ids), class_ids + 1), axis=1)
+    return ops.gather(label_features, rows, 0)
 
 
 def default_labels() -> List[str]:
@@ -131,10 +172,14 @@ class LSegNet(tnn.Module):
     """LSeg network: ``net(images) -> logits (B, N_labels, H, W)`` for the current label list.
 
     Args:
-        backbone: key of :data:`modules.BACKBONES` or a :class:`BackboneConfig`.
+        backbone: key of :data:`modules.BACKBONES`, a :class:`BackboneConfig` (ViT, ``pretrained`` =
+            :class:`modules.backbone.ViTBackbone`) or a :class:`modules.config.ResNetConfig` (the zero-shot
+            ``LSegRNNetZS``, ``pretrained`` = :class:`modules.resnet.ResNetBackbone`); the ``scratch`` fusion and
+            head are the same for both.
         labels: label names; default the 150 ADE20K names.
-        arch_option: 0 none, 1 bottleneck, 2 depthwise spatial regularization block.
-        block_depth: repetitions of that block (the last without activation).
+        arch_option: 0 none, 1 bottleneck, 2 depthwise spatial regularization block (ViT backbones only: the
+            official LSegRN builds no block and ignores the option, so a ResNet backbone refuses anything but 0).
+        block_depth: repetitions of that block (the last without activation); 0 for a ResNet backbone.
         activation: "lrelu", "tanh" or "relu".
         text_config: key of ``clip_ms.TEXT_CONFIGS`` or a ``clip_ms.TextConfig``; its ``embed_dim`` must equal
             the backbone's ``out_dim``.
@@ -149,7 +194,12 @@ class LSegNet(tnn.Module):
                  block_depth: int = 0, activation: str = "lrelu", text_config="ViT-B/32", text_encoder=None,
                  tokenizer=None, encode_labels: bool = True):
         super().__init__()
-        cfg: BackboneConfig = get_backbone_config(backbone)
+        cfg: AnyBackboneConfig = get_backbone_config(backbone)
+        if isinstance(cfg, ResNetConfig) and (arch_option != 0 or block_depth != 0):
+            raise ArgumentError("arch_option" if arch_option != 0 else "block_depth",
+                                f"backbone {cfg.name!r} has no spatial regularisation block (the official LSegRN "
+                                f"ignores arch_option/block_depth), use 0 (got arch_option {arch_option}, "
+                                f"block_depth {block_depth})")
         if arch_option not in ARCH_OPTIONS:
             raise ValueError(f"arch_option must be one of {ARCH_OPTIONS}, got {arch_option!r}")
         if activation not in ACTIVATIONS:
@@ -176,7 +226,7 @@ class LSegNet(tnn.Module):
         self.text_config_name = _text_config_key(text_config) if injected_encoder is None else None
         self._tokenizer = tokenizer
 
-        self.pretrained = ViTBackbone(cfg)
+        self.pretrained = ResNetBackbone(cfg) if isinstance(cfg, ResNetConfig) else ViTBackbone(cfg)
         self.scratch = Scratch(cfg.level_widths, cfg.features, cfg.out_dim, arch_option, activation)
         self.clip_pretrained = text_encoder
         for param in self.text_encoder_params():
@@ -265,7 +315,8 @@ class LSegNet(tnn.Module):
 
         Args:
             images: (B, 3, H, W) float32, H and W multiples of 32.
-            text_features: None, or Tensor (N, out_dim) raw text features (:meth:`text_features`).
+            text_features: None, or Tensor (N, out_dim) raw text features (:meth:`text_features`) shared by the
+                batch, or (B, N, out_dim): one label set per image (:func:`episode_text_features`).
 
         Returns:
             logits (B, N_labels, H, W) float32.
@@ -298,7 +349,8 @@ class LSegNet(tnn.Module):
 
         Args:
             images: (B, 3, H, W).
-            text_features: None (use ``text_features_cache``) or (N, out_dim) raw text features.
+            text_features: None (use ``text_features_cache``), (N, out_dim) raw text features or (B, N, out_dim)
+                per-image ones.
 
         Returns:
             logits (B, N, H, W).
@@ -318,7 +370,7 @@ class LSegNet(tnn.Module):
         return [param for name, param in self.parameters_and_names() if name.startswith(prefix)]
 
     def backbone_params(self) -> List[Parameter]:
-        """Returns: trainable parameters of ``pretrained`` (ViT + reassembly): official base-LR group."""
+        """Returns: trainable parameters of ``pretrained`` (ViT + reassembly, or the ResNet): official base-LR group."""
         return [p for p in self._params_under("pretrained.") if p.requires_grad]
 
     def head_params(self) -> List[Parameter]:

@@ -348,6 +348,25 @@ class Tanh(_Elementwise):
     PRIMITIVE = ops.Tanh
 
 
+class MaxPool2d(Module):
+    """``torch.nn.MaxPool2d`` (padding acts as -inf: padded cells never win), without dilation or ceil mode.
+
+    Args:
+        kernel_size, stride, padding: ints, as torch (stride defaults to kernel_size).
+
+    Shapes: (B, C, H, W) -> (B, C, floor((H + 2p - k) / s) + 1, ...).
+    """
+
+    def __init__(self, kernel_size: int, stride: Optional[int] = None, padding: int = 0):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride or kernel_size, padding
+        # pad_mode "pad" places the padding like torch (p on every side); "same" would put it all at the end.
+        self._pool = nn.MaxPool2d(kernel_size=kernel_size, stride=self.stride, pad_mode="pad", padding=padding)
+
+    def forward(self, x):
+        return self._pool(x)
+
+
 class Identity(Module):
     """Returns its input."""
 
@@ -409,6 +428,7 @@ def tensor(array) -> Tensor:
 NativeModule, NativeConv2d, NativeConvTranspose2d, NativeBatchNorm2d, NativeLinear = (
     Module, Conv2d, ConvTranspose2d, BatchNorm2d, Linear)
 NativeReLU, NativeLeakyReLU, NativeTanh, NativeIdentity, NativeSequential = ReLU, LeakyReLU, Tanh, Identity, Sequential
+NativeMaxPool2d = MaxPool2d
 native_relu, native_interpolate, native_tensor = relu, interpolate, tensor
 
 if BACKEND == "msadapter":
@@ -423,6 +443,7 @@ if BACKEND == "msadapter":
     LeakyReLU = _tnn.LeakyReLU
     Tanh = _tnn.Tanh
     Identity = _tnn.Identity
+    MaxPool2d = _tnn.MaxPool2d
     Sequential = _tnn.Sequential
     relu = _F.relu
     interpolate = _F.interpolate
@@ -438,4 +459,4 @@ __all__ = ["BACKEND", "BACKENDS", "BackendError", "MINDSPORE_VERSION", "BN_CPU_B
            "ONEDNN_ISA_CAPPED",
            "STALE_GRAPH_READBACK", "GRAPH_AMP_LEVELS",
            "msrun_command", "describe", "Module", "Conv2d", "ConvTranspose2d", "BatchNorm2d", "Linear", "ReLU",
-           "LeakyReLU", "Tanh", "Identity", "Sequential", "relu", "interpolate", "tensor"]
+           "LeakyReLU", "Tanh", "MaxPool2d", "Identity", "Sequential", "relu", "interpolate", "tensor"]

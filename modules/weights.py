@@ -10,7 +10,8 @@
   (a MindSpore checkpoint plus a JSON string entry ``lseg_build_options``; loading into a network built with other
   options fails with the differing options named).
 * :func:`init_backbone_from_pretrained`: initialise the ViT from timm ``.pth`` / ``.npz`` (timm-named or the
-  original JAX/big_vision layout) or a MindCV ``.ckpt``, resizing the position embedding when needed.
+  original JAX/big_vision layout) or a MindCV ``.ckpt``, resizing the position embedding when needed; a ResNet
+  backbone from torchvision's ``.pth`` (:func:`init_resnet_from_torchvision`).
 
 Every load path calls ``net.text_weights_changed()`` so cached text features are never stale. Every error about a
 file is one :class:`WeightsError` line that starts with the file's path and says what is wrong with it (missing,
@@ -41,7 +42,7 @@ from encoding_custom.engine.checkpoint import (
 )
 
 from .backbone import resize_pos_embed
-from .config import BACKBONES
+from .config import BACKBONES, BackboneConfig, ResNetConfig
 from .head import ACTIVATIONS, ARCH_OPTIONS
 from .lseg import TEXT_CACHE_NAME, LSegNet, default_labels
 
@@ -405,7 +406,8 @@ def _hyper_options(checkpoint) -> Dict:
 
 
 def _weights_options(state: Dict[str, np.ndarray]) -> Dict:
-    """Returns: what the weights alone tell: ``arch_option`` 0 when there is no block, ``backbone`` by patch shape."""
+    """Returns: what the weights alone tell: ``arch_option`` 0 when there is no block, ``backbone`` by the patch
+    embedding's shape (ViT) or the ResNet's stage layout (:func:`resnet_layout`)."""
     names = strip_lightning_prefix(state)
     options = {}
     if not _has_head_block(names):
@@ -414,14 +416,62 @@ def _weights_options(state: Dict[str, np.ndarray]) -> Dict:
     if patch is not None:
         width, _, kernel, _ = np.shape(patch)
         for cfg in BACKBONES.values():
-            if cfg.width == width and cfg.patch_size == kernel:
+            if isinstance(cfg, BackboneConfig) and cfg.width == width and cfg.patch_size == kernel:
+                options["backbone"] = cfg.name
+                break
+    layout = resnet_layout({name: np.shape(value) for name, value in names.items()})
+    if layout is not None:
+        for cfg in BACKBONES.values():
+            if isinstance(cfg, ResNetConfig) and _resnet_layout_of(cfg) == layout:
                 options["backbone"] = cfg.name
                 break
     return options
 
 
+def resnet_layout(shapes: Dict[str, Tuple[int, ...]], prefix: str = "pretrained.") -> Optional[Tuple]:
+    """The ResNet an official zero-shot state_dict holds, from its names and shapes (no tensor is read).
+
+    Args:
+        shapes: name (without ``net.``) -> shape.
+        prefix: where the ResNet's ``layer1..4`` live.
+
+    Returns:
+        ``(stem_width, planes (4), blocks (4))``, or None when there is no ResNet stem (``<prefix>layer1.0.weight``).
+    """
+    stem = shapes.get(prefix + "layer1.0.weight")
+    if stem is None or len(stem) != 4:
+        return None
+    planes, blocks = [], []
+    for stage_prefix in (prefix + "layer1.4.", prefix + "layer2.", prefix + "layer3.", prefix + "layer4."):
+        first = shapes.get(stage_prefix + "0.conv1.weight")
+        planes.append(int(first[0]) if first is not None else 0)
+        blocks.append(len({name[len(stage_prefix):].split(".")[0] for name in shapes
+                           if name.startswith(stage_prefix) and name[len(stage_prefix):].split(".")[0].isdigit()}))
+    return int(stem[0]), tuple(planes), tuple(blocks)
+
+
+def _resnet_layout_of(cfg: ResNetConfig) -> Tuple:
+    return cfg.stem_width, tuple(cfg.planes), tuple(cfg.blocks)
+
+
 def _has_head_block(names: Iterable[str]) -> bool:
     return any(name.startswith("scratch.head_block.") for name in names)
+
+
+# hyper_parameters that only lang-seg's zero-shot LSegModuleZS records (lsegmentation_module_zs.py --fold/--nshot).
+_ZERO_SHOT_HYPER_KEYS = ("fold", "nshot")
+
+
+def _ignores_head_block(checkpoint, hyper: Dict, weights: Dict, names: Iterable[str]) -> bool:
+    """Whether the checkpoint comes from a network that ignores ``arch_option``/``block_depth``: a ResNet backbone
+    (LSegRNNetZS) or the zero-shot ViT LSegNetZS (its module records ``fold``/``nshot``), with no block weights."""
+    if _has_head_block(names):
+        return False
+    backbone = hyper.get("backbone", weights.get("backbone"))
+    if isinstance(BACKBONES.get(backbone), ResNetConfig):
+        return True
+    raw_hyper = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    return isinstance(raw_hyper, dict) and any(key in raw_hyper for key in _ZERO_SHOT_HYPER_KEYS)
 
 
 def official_build_options(path: str, checkpoint, state: Dict[str, np.ndarray], backbone: Optional[str] = None,
@@ -450,6 +500,9 @@ def official_build_options(path: str, checkpoint, state: Dict[str, np.ndarray], 
     """
     names = strip_lightning_prefix(state)
     hyper, weights = _hyper_options(checkpoint), _weights_options(state)
+    if _ignores_head_block(checkpoint, hyper, weights, names):
+        # The zero-shot networks (lang-seg lseg_net_zs.py) store arch_option/block_depth but build no block.
+        hyper = dict(hyper, arch_option=0, block_depth=0)
     explicit = {key: value for key, value in dict(backbone=backbone, arch_option=arch_option, block_depth=block_depth,
                                                   activation=activation).items() if value is not None}
     has_block = _has_head_block(names)
@@ -459,7 +512,12 @@ def official_build_options(path: str, checkpoint, state: Dict[str, np.ndarray], 
     else:
         facts = {"arch_option": (0, f"its weights hold no spatial regularisation block ({HEAD_BLOCK_WEIGHT} absent)")}
     if "backbone" in weights:
-        facts["backbone"] = (weights["backbone"], f"{_PATCH_EMBED} has shape {tuple(np.shape(names[_PATCH_EMBED]))}")
+        if _PATCH_EMBED in names:
+            why = f"{_PATCH_EMBED} has shape {tuple(np.shape(names[_PATCH_EMBED]))}"
+        else:
+            stem, planes, blocks = resnet_layout({name: np.shape(value) for name, value in names.items()})
+            why = f"its ResNet has stem width {stem}, planes {planes} and blocks {blocks}"
+        facts["backbone"] = (weights["backbone"], why)
     for key, given in explicit.items():
         if key in facts:
             found, why = facts[key]
@@ -472,8 +530,9 @@ def official_build_options(path: str, checkpoint, state: Dict[str, np.ndarray], 
                                                 f"say {hyper[key]}")
     options = {**weights, **hyper, **explicit}
     if "backbone" not in options:
-        raise WeightsOptionError(path, "backbone", "cannot tell {flag}: no hyper_parameters and "
-                                 f"{_PATCH_EMBED} matches none of {sorted(BACKBONES)}; pass {{flag}}")
+        raise WeightsOptionError(path, "backbone", "cannot tell {flag}: no hyper_parameters and neither "
+                                 f"{_PATCH_EMBED} nor a ResNet stem (pretrained.layer1.0.weight) matches one of "
+                                 f"{sorted(BACKBONES)}; pass {{flag}}")
     if options["backbone"] not in BACKBONES:
         raise WeightsOptionError(path, "backbone", f"{{flag}} {options['backbone']!r} is none of {sorted(BACKBONES)}")
     if "arch_option" not in options:
@@ -855,16 +914,96 @@ def _read_vit_source(path: str) -> "OrderedDict[str, np.ndarray]":
     return renamed
 
 
-def init_backbone_from_pretrained(net, path: str, skip_head: bool = True) -> List[str]:
-    """Initialise ``net.pretrained.model`` (the ViT) from ImageNet weights; reassembly/fusion stay as built.
+# torchvision's ImageNet weights of the zero-shot ResNet-101 (ResNet101_Weights.IMAGENET1K_V1, what the official
+# models.resnet101(pretrained=True) downloads; torchvision 0.28 models/resnet.py).
+TORCHVISION_RESNET101_URL = "https://download.pytorch.org/models/resnet101-63fe2227.pth"
+# torchvision ResNet state_dict names -> ours under pretrained. (lang-seg _make_resnet_backbone's Sequential).
+_TORCHVISION_RESNET_RENAMES = ((re.compile(r"^conv1\."), "layer1.0."), (re.compile(r"^bn1\."), "layer1.1."),
+                               (re.compile(r"^layer1\."), "layer1.4."))
+# Entries of a torchvision ResNet file LSeg has no counterpart for: the classifier and BN's step counters.
+_TORCHVISION_RESNET_IGNORED = (r"^fc\.", r"\.num_batches_tracked$")
 
-    Accepts timm ``.pth`` (e.g. ``vit_large_patch16_384``), ``.npz`` (timm-named arrays or the original JAX
-    layout) and MindCV ``.ckpt``. The position embedding is resized bilinearly when its grid differs.
+
+def init_resnet_from_torchvision(net, path: str) -> List[str]:
+    """Initialise ``net.pretrained`` (a :class:`modules.resnet.ResNetBackbone`) from a torchvision ResNet ``.pth``.
+
+    The file is torchvision's ``state_dict`` (e.g. ``resnet101-63fe2227.pth`` from :data:`TORCHVISION_RESNET101_URL`),
+    read without torch. ``conv1``/``bn1``/``layer1`` map to ``pretrained.layer1.0/1/4``, ``layer2..4`` keep their
+    names; ``fc.*`` and ``num_batches_tracked`` are ignored. Fusion and head stay as built.
+
+    Args:
+        net: LSegNet with a ResNet backbone.
+        path: the ``.pth`` (a Lightning-style ``{"state_dict": ...}`` wrapper is accepted too).
+
+    Returns:
+        the list of our parameter names that were loaded.
+
+    Raises:
+        WeightsError: ``"<path>: ..."``: unreadable/not a torch file, or every missing, unexpected and mis-shaped
+            entry named; nothing is assigned then.
+    """
+    if not os.path.isfile(path):
+        mindspore_entry_names(path)  # "no such file" / "is a directory"
+    try:
+        state = find_state_dict(load_torch_file(path), path=path)
+    except TorchArchiveError as error:
+        raise WeightsError(str(error)) from None
+    renamed = OrderedDict()
+    for name, value in state.items():
+        ours = torchvision_resnet_name(name)
+        if ours is not None:
+            renamed[ours] = value
+    expected = OrderedDict((name, shape) for name, shape in expected_parameters(net).items()
+                           if name.startswith("pretrained."))
+    # Reported in torchvision's names (what the file holds).
+    arrays = match_strictly(OrderedDict((_torchvision_display_name(name), value) for name, value in renamed.items()),
+                            OrderedDict((_torchvision_display_name(name), shape) for name, shape in expected.items()),
+                            path)
+    _assign(net, OrderedDict((ours, value) for ours, value in zip(expected, arrays.values())))
+    return list(expected)
+
+
+def torchvision_resnet_name(name: str) -> Optional[str]:
+    """Our parameter name of one torchvision ResNet ``state_dict`` entry.
+
+    Args:
+        name: e.g. ``conv1.weight``, ``bn1.running_var``, ``layer1.0.downsample.1.weight``, ``layer3.5.conv2.weight``
+            (a DataParallel ``module.`` prefix is dropped).
+
+    Returns:
+        ``pretrained.layer1.0.weight``, ``pretrained.layer1.1.running_var``, ``pretrained.layer1.4.0.downsample.1
+        .weight``, ``pretrained.layer3.5.conv2.weight``; None for what LSeg has no counterpart for (``fc.*``,
+        ``*.num_batches_tracked``).
+    """
+    name = name[len("module."):] if name.startswith("module.") else name
+    if any(re.search(pattern, name) for pattern in _TORCHVISION_RESNET_IGNORED):
+        return None
+    for pattern, replacement in _TORCHVISION_RESNET_RENAMES:
+        if pattern.match(name):  # the first rule only: conv1. -> layer1.0. must not then become layer1.4.0.
+            return "pretrained." + pattern.sub(replacement, name)
+    return "pretrained." + name
+
+
+def _torchvision_display_name(ours: str) -> str:
+    """Inverse of :func:`torchvision_resnet_name` for messages: ``pretrained.layer1.4.0.x`` -> ``layer1.0.x``."""
+    name = ours[len("pretrained."):] if ours.startswith("pretrained.") else ours
+    for prefix, torchvision_prefix in (("layer1.0.", "conv1."), ("layer1.1.", "bn1."), ("layer1.4.", "layer1.")):
+        if name.startswith(prefix):
+            return torchvision_prefix + name[len(prefix):]
+    return name
+
+
+def init_backbone_from_pretrained(net, path: str, skip_head: bool = True) -> List[str]:
+    """Initialise the image backbone from ImageNet weights; reassembly/fusion stay as built.
+
+    ViT (``net.pretrained.model``): timm ``.pth`` (e.g. ``vit_large_patch16_384``), ``.npz`` (timm-named arrays or
+    the original JAX layout) and MindCV ``.ckpt``; the position embedding is resized bilinearly when its grid
+    differs. ResNet backbones: a torchvision ``.pth`` (:func:`init_resnet_from_torchvision`).
 
     Args:
         net: LSegNet.
         path: checkpoint file.
-        skip_head: do not require/load the ImageNet classifier (``head.*``), which LSeg never uses.
+        skip_head: do not require/load the ImageNet classifier (``head.*`` / ``fc.*``), which LSeg never uses.
 
     Returns:
         the list of our parameter names that were loaded.
@@ -873,6 +1012,8 @@ def init_backbone_from_pretrained(net, path: str, skip_head: bool = True) -> Lis
         WeightsError: ``"<path>: ..."``: an unreadable, empty, truncated or damaged file (a ``.npz`` with pickled
             data too), or missing/unexpected/mismatched ViT entries (other than the head when skipped).
     """
+    if isinstance(net.cfg, ResNetConfig):
+        return init_resnet_from_torchvision(net, path)
     state = _read_vit_source(path)
     prefix = "pretrained.model."
     expected = OrderedDict((name[len(prefix):], shape) for name, shape in expected_parameters(net).items()
