@@ -1,5 +1,4 @@
 """PASCAL-5i episodes: the official sampler's episodes (fixture from HSNet's DatasetPASCAL), tensors, layout."""
-import hashlib
 import os
 
 import numpy as np
@@ -9,14 +8,17 @@ from PIL import Image
 from encoding_custom.fewshot import FewShotDataError, PascalFewShot, episode_names, write_synthetic_pascal5i
 from encoding_custom.fewshot.episodes import nearest_source_indices, resize_mask_nearest
 from encoding_custom.fewshot.pascal import IMAGE_DIR, MASK_DIR, extract_ignore_idx, pascal_class_ids
-
-FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "fewshot", "pascal_episodes_reference.npz")
+from tests.fixtures.fewshot.episode_reference import (
+    assert_same_episode_names,
+    assert_same_episode_tensors,
+    file_sha256,
+    load_reference,
+)
 
 
 @pytest.fixture(scope="module")
 def reference():
-    with np.load(FIXTURE) as data:
-        return {key: data[key] for key in data.files}
+    return load_reference("pascal_episodes_reference.npz")
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +29,7 @@ def synthetic(tmp_path_factory, reference):
     splits_dir = write_synthetic_pascal5i(root, **settings)
     for split in ("trn", "val"):
         for fold in range(4):
-            with open(os.path.join(splits_dir, "pascal", split, f"fold{fold}.txt"), "rb") as handle:
-                digest = hashlib.sha256(handle.read()).hexdigest()
+            digest = file_sha256(os.path.join(splits_dir, "pascal", split, f"fold{fold}.txt"))
             assert digest == str(reference[f"split_sha256/{split}/fold{fold}"]), (split, fold)
     return root, splits_dir
 
@@ -39,10 +40,7 @@ def test_episodes_equal_the_official_sampler(synthetic, reference, run, split, s
     root, splits_dir = synthetic
     dataset = PascalFewShot(root, fold=int(reference["fold"]), split=split, shot=shot, splits_dir=splits_dir)
     expected_names = reference[f"{run}/query_name"].tolist()
-    episodes = episode_names(dataset, len(expected_names), seed=0)
-    assert [e[0] for e in episodes] == expected_names
-    assert [e[1] for e in episodes] == reference[f"{run}/class_id"].tolist()
-    assert [e[2] for e in episodes] == reference[f"{run}/support_names"].tolist()
+    assert_same_episode_names(episode_names(dataset, len(expected_names), seed=0), reference, run)
     if split == "test":
         assert len(dataset) == 1000 and len(set(expected_names)) < 1000  # 1000 episodes over a shorter list
 
@@ -52,20 +50,8 @@ def test_episode_tensors_equal_the_official_loader(synthetic, reference, normali
     root, splits_dir = synthetic
     dataset = PascalFewShot(root, fold=0, split="test", shot=1, img_size=int(reference["tensor_size"]),
                             normalisation=normalisation, splits_dir=splits_dir)
-    np.random.seed(0)
-    for index in range(3):
-        prefix = f"tensors/{normalisation}/{index}/"
-        episode = dataset[index]
-        assert episode.query_name == str(reference[prefix + "query_name"])
-        for name in [episode.query_name] + episode.support_names:
-            with open(dataset.image_path(name), "rb") as handle:
-                assert hashlib.sha256(handle.read()).hexdigest() == str(reference[f"image_sha256/{name}"])
-        for key in ("query_img", "support_imgs"):
-            assert getattr(episode, key).dtype == np.float32
-            np.testing.assert_allclose(getattr(episode, key), reference[prefix + key], rtol=0, atol=2e-6)
-        for key in ("query_mask", "query_ignore_idx", "support_masks", "support_ignore_idxs"):
-            np.testing.assert_array_equal(getattr(episode, key), reference[prefix + key], err_msg=key)
-        assert list(episode.org_query_imsize) == reference[prefix + "org_query_imsize"].tolist()
+    assert_same_episode_tensors(dataset, reference, normalisation, 3,
+                                ("query_mask", "query_ignore_idx", "support_masks", "support_ignore_idxs"))
 
 
 def test_zero_shot_episode_at_480(synthetic):

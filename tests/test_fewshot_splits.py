@@ -80,7 +80,7 @@ def test_missing_and_malformed_split_files_name_the_file(tmp_path):
     (tmp_path / "pascal" / "val" / "fold0.txt").write_text("2007_000033__01\n2007_000061_04\n")
     with pytest.raises(FewShotDataError, match=r"fold0\.txt:2: expected"):
         read_pascal_metadata("val", 0, str(tmp_path))
-    with pytest.raises(ValueError, match="fold: expected 0..3"):
+    with pytest.raises(ValueError, match="fold: pascal has folds 0, 1, 2, 3, got 4"):
         read_pascal_metadata("val", 4)
     with pytest.raises(ValueError, match="split: expected"):
         read_pascal_metadata("dev", 0)

@@ -8,13 +8,18 @@ original file, whose sha256 is listed in ``coco/ORIGINAL_SHA256``. ``python -m e
 --pack-coco DIR`` redoes the conversion from a folder holding the original ``{trn,val}/fold<K>.pkl``.
 
 A ``splits_dir`` argument everywhere points at a folder with this layout (``pascal/``, ``fss/``, ``coco/``), so a
-synthetic data set can bring its own lists.
+synthetic data set can bring its own lists. The one rule when it is not given (:func:`resolve_splits_dir`): a data
+root holding ``fewshot_splits/<benchmark>/`` uses those lists (the synthetic generators write them there), any other
+root the packaged HSNet lists.
+
+The benchmarks and their folds are here too (:data:`BENCHMARKS`, :data:`FOLDS_PER_BENCHMARK`), with the one fold
+rule :func:`check_benchmark_fold` that the readers, the data sets and the registry all apply.
 """
 import argparse
 import os
 import pickle
 import re
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -22,9 +27,14 @@ from ..data_check import DataError
 
 PACKAGED_SPLITS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
                                    "fewshot_splits")
+# Folder of a data root with the root's own split lists (synthetic sets); see resolve_splits_dir.
+SYNTHETIC_SPLITS_FOLDER = "fewshot_splits"
 NFOLDS = 4
+BENCHMARKS = ("pascal", "coco", "fss")
 # Number of classes of each benchmark (HSNet's AverageMeter.nclass).
 BENCHMARK_CLASSES = {"pascal": 20, "coco": 80, "fss": 1000}
+# Folds of each benchmark: FSS-1000 has none in HSNet (it takes a fold and ignores it); here its one fold is 0.
+FOLDS_PER_BENCHMARK = {"pascal": NFOLDS, "coco": NFOLDS, "fss": 1}
 # FSS-1000's split files and the first class id of each (HSNet's DatasetFSS: trn 0-519, val 520-759, test 760-999).
 FSS_SPLIT_FIRST_CLASS = {"trn": 0, "val": 520, "test": 760}
 COCO_SUBSET = {"trn": "train2014", "val": "val2014"}
@@ -51,11 +61,54 @@ def split_name(split: str) -> str:
     raise ValueError(f"split: expected trn/train or val/test, got {split!r}")
 
 
-def check_fold(fold: int) -> int:
-    """Validate a fold index (0..3) and return it as an int."""
-    if not isinstance(fold, (int, np.integer)) or isinstance(fold, bool) or not 0 <= int(fold) < NFOLDS:
-        raise ValueError(f"fold: expected 0..{NFOLDS - 1}, got {fold!r}")
+def check_benchmark(benchmark: str) -> str:
+    """``benchmark`` if it is one of :data:`BENCHMARKS`, else :class:`FewShotDataError` naming it."""
+    if benchmark not in BENCHMARKS:
+        raise FewShotDataError(f"benchmark: expected one of {', '.join(BENCHMARKS)}, got {benchmark!r}")
+    return benchmark
+
+
+def benchmark_folds(benchmark: str) -> List[int]:
+    """The folds of a benchmark: ``[0, 1, 2, 3]`` for PASCAL-5i and COCO-20i, ``[0]`` for FSS-1000."""
+    return list(range(FOLDS_PER_BENCHMARK[check_benchmark(benchmark)]))
+
+
+def check_benchmark_fold(benchmark: str, fold: int) -> int:
+    """The one fold rule of every benchmark (data sets, split readers, registry).
+
+    Args:
+        benchmark: ``pascal``, ``coco`` or ``fss``.
+        fold: the fold asked for (an int or numpy integer, not a bool).
+
+    Returns:
+        ``fold`` as an int if the benchmark has it (:data:`FOLDS_PER_BENCHMARK`), else :class:`FewShotDataError`
+        naming the benchmark and its folds.
+    """
+    folds = benchmark_folds(benchmark)
+    if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)):
+        raise FewShotDataError(f"fold: expected an integer, got {fold!r}")
+    if int(fold) not in folds:
+        raise FewShotDataError(f"fold: {benchmark} has fold{'s' if len(folds) > 1 else ''} "
+                               f"{', '.join(map(str, folds))}, got {fold!r}")
     return int(fold)
+
+
+def resolve_splits_dir(root: str, benchmark: str, splits_dir: Optional[str] = None) -> str:
+    """The split-list folder a data set reads.
+
+    Args:
+        root: the data root.
+        benchmark: ``pascal``, ``coco`` or ``fss`` (the sub-folder looked for).
+        splits_dir: an explicit folder, returned as it is.
+
+    Returns:
+        ``splits_dir`` if given, else ``<root>/fewshot_splits`` when it holds ``<benchmark>/``, else
+        :data:`PACKAGED_SPLITS_DIR`.
+    """
+    if splits_dir is not None:
+        return splits_dir
+    local = os.path.join(root, SYNTHETIC_SPLITS_FOLDER)
+    return local if os.path.isdir(os.path.join(local, benchmark)) else PACKAGED_SPLITS_DIR
 
 
 def _split_file(splits_dir: str, *parts: str) -> str:
@@ -89,7 +142,7 @@ def read_pascal_metadata(split: str, fold: int, splits_dir: str = PACKAGED_SPLIT
     Returns:
         ``[(image name, 0-based class id), ...]`` in file order.
     """
-    path = _split_file(splits_dir, "pascal", split_name(split), f"fold{check_fold(fold)}.txt")
+    path = _split_file(splits_dir, "pascal", split_name(split), f"fold{check_benchmark_fold('pascal', fold)}.txt")
     metadata = []
     for number, line in enumerate(read_lines(path), 1):
         name, sep, class_text = line.partition("__")
@@ -132,7 +185,7 @@ def read_coco_classwise(split: str, fold: int, splits_dir: str = PACKAGED_SPLITS
         does not use). Equal paths are one string object, as in the original pickle.
     """
     split = split_name(split)
-    path = _split_file(splits_dir, "coco", split, f"fold{check_fold(fold)}.npz")
+    path = _split_file(splits_dir, "coco", split, f"fold{check_benchmark_fold('coco', fold)}.npz")
     try:
         with np.load(path, allow_pickle=False) as packed:
             subset = str(packed["subset"])
@@ -159,6 +212,38 @@ class _NoGlobalsUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"split pickles hold no objects, refusing {module}.{name}")
 
 
+def write_coco_classwise(classwise: Dict[int, Sequence[str]], npz_path: str,
+                         source: str = "classwise") -> Dict[str, int]:
+    """Write a COCO-20i ``{class_id: [image path, ...]}`` in the packed form :func:`read_coco_classwise` reads.
+
+    Args:
+        classwise: keys 0..79 in order, each a list of ``<subset>/COCO_<subset>_<12 digits>.jpg`` paths of one subset.
+        npz_path: output file (``.npz``).
+        source: what ``classwise`` came from, for error messages.
+
+    Returns:
+        ``{"classes": 80, "entries": total list entries, "images": distinct images}``.
+    """
+    nclass = BENCHMARK_CLASSES["coco"]
+    if not isinstance(classwise, dict) or list(classwise) != list(range(nclass)):
+        raise FewShotDataError(f"{source}: expected a dict with keys 0..{nclass - 1}")
+    subsets, image_ids, offsets = set(), [], [0]
+    for class_id in range(nclass):
+        for name in classwise[class_id]:
+            match = _COCO_NAME.match(name) if isinstance(name, str) else None
+            if match is None:
+                raise FewShotDataError(f"{source}: class {class_id}: unexpected image path {name!r}")
+            subsets.add(match.group(1))
+            image_ids.append(int(match.group(2)))
+        offsets.append(len(image_ids))
+    if len(subsets) > 1:
+        raise FewShotDataError(f"{source}: mixes COCO subsets {sorted(subsets)}")
+    subset = subsets.pop() if subsets else COCO_SUBSET["val"]
+    np.savez_compressed(npz_path, subset=np.array(subset), image_ids=np.asarray(image_ids, np.uint32),
+                        class_offsets=np.asarray(offsets, np.int64))
+    return {"classes": nclass, "entries": len(image_ids), "images": len(set(image_ids))}
+
+
 def pack_coco_classwise(pickle_path: str, npz_path: str) -> Dict[str, int]:
     """Convert one of HSNet's COCO split pickles into the packed ``.npz`` :func:`read_coco_classwise` reads.
 
@@ -171,24 +256,7 @@ def pack_coco_classwise(pickle_path: str, npz_path: str) -> Dict[str, int]:
     """
     with open(pickle_path, "rb") as handle:
         classwise = _NoGlobalsUnpickler(handle).load()
-    nclass = BENCHMARK_CLASSES["coco"]
-    if not isinstance(classwise, dict) or list(classwise) != list(range(nclass)):
-        raise FewShotDataError(f"{pickle_path}: expected a dict with keys 0..{nclass - 1}")
-    subsets, image_ids, offsets = set(), [], [0]
-    for class_id in range(nclass):
-        for name in classwise[class_id]:
-            match = _COCO_NAME.match(name) if isinstance(name, str) else None
-            if match is None:
-                raise FewShotDataError(f"{pickle_path}: class {class_id}: unexpected image path {name!r}")
-            subsets.add(match.group(1))
-            image_ids.append(int(match.group(2)))
-        offsets.append(len(image_ids))
-    if len(subsets) > 1:
-        raise FewShotDataError(f"{pickle_path}: mixes COCO subsets {sorted(subsets)}")
-    subset = subsets.pop() if subsets else COCO_SUBSET["val"]
-    np.savez_compressed(npz_path, subset=np.array(subset), image_ids=np.asarray(image_ids, np.uint32),
-                        class_offsets=np.asarray(offsets, np.int64))
-    return {"classes": nclass, "entries": len(image_ids), "images": len(set(image_ids))}
+    return write_coco_classwise(classwise, npz_path, source=pickle_path)
 
 
 def pack_coco_folder(source_dir: str, splits_dir: str = PACKAGED_SPLITS_DIR,
