@@ -20,9 +20,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from clip_ms.text_encoder import TEXT_CONFIGS
 from encoding_custom.datasets import build_ade20k
 from encoding_custom.engine.runtime import DEVICE_TARGETS, DeviceUnavailableError, configure_runtime
+from encoding_custom.fewshot import BENCHMARKS, FOLDS_PER_BENCHMARK, fold_class_ids, make_fewshot_dataset
+from encoding_custom.fewshot.layout import check_fewshot_layout
+from encoding_custom.fewshot.training import FoldTrainingSet
 from encoding_custom.labels import resolve_classes as resolve_label_set
 from modules import tnn
-from modules.config import BACKBONES
+from modules.config import BACKBONES, get_backbone_config
 from modules.factory import ArgumentError, build_lseg
 from modules.head import ACTIVATIONS
 from modules.weights import WeightsError
@@ -30,7 +33,9 @@ from modules.weights import WeightsError
 PURPOSES = ("train", "test")
 MODES = ("graph", "pynative")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
-DATASETS = ("ade20k",)
+# ADE20K (semantic segmentation with a fixed label set) and the zero-shot benchmarks (HSNet's protocol).
+DATASETS = ("ade20k",) + tuple(BENCHMARKS)
+FOLD_PLACEHOLDER = "{fold}"  # in --exp_name / --weights: replaced by the fold
 # The official multi-scale evaluation scales for ADE20K (test_lseg.py).
 OFFICIAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 # DPT's reassembly halves the resolution four times after a /16 or /32 patch grid; crops must divide evenly.
@@ -72,7 +77,50 @@ PRESETS: Dict[str, Dict[str, object]] = {
         base_size=520,
         crop_size=480,
     ),
+    # Zero-shot CPU quick start: tiny ResNet, synthetic PASCAL-5i-layout data (python -m scripts.prepare_fewshot
+    # pascal --synthetic), fold 0; test.py --preset tiny_zeroshot --weights checkpoints/tiny_zeroshot_fold0/last.ckpt.
+    "tiny_zeroshot": dict(
+        backbone="tiny_resnet",
+        text_config="tiny",
+        dataset="pascal",
+        data_path="datasets/synthetic_pascal5i",
+        fold="0",
+        exp_name="tiny_zeroshot_fold{fold}",
+        device_target="CPU",
+        mode="graph",
+        batch_size=8,
+        base_lr=0.01,  # measured on the synthetic fold 0, held-out mIoU after 10 epochs: 0.004 25, 0.01 39
+        max_epochs=10,
+        base_size=64,
+        crop_size=64,
+        workers=0,
+        keep_last=2,
+        max_val_images=200,
+    ),
 }
+
+
+def zero_shot_preset(benchmark: str, backbone: str) -> Dict[str, object]:
+    """The official zero-shot training recipe of ``LSegmentationModuleZS`` for one benchmark and backbone.
+
+    SGD momentum 0.9, weight decay 1e-4, 10x lr on the head, poly 0.9 over the official default of 200 epochs
+    (``utils.get_default_argument_parser``), which its ``validation_epoch_end`` cuts after 4 epochs on PASCAL and COCO
+    (``--stop_after_epoch 4``; FSS-1000 runs the 200). Its batch is 20 one-shot episodes, i.e. 40 images (support +
+    query), at lr 0.004 / 16 x 20 = 0.005: here ``--batch_size 40 --base_lr 0.002`` gives the same images and lr.
+    """
+    short = {"clip_resnet101": "rn101", "clip_vitl16_384": "vitl16"}[backbone]
+    return dict(backbone=backbone, text_config="ViT-B/32", dataset=benchmark, data_path="../datasets", fold="0",
+                exp_name="lseg_zs_%s_%s_fold{fold}" % (short, benchmark), batch_size=40, base_lr=0.002,
+                weight_decay=1e-4, momentum=0.9, max_epochs=200,
+                stop_after_epoch=None if benchmark == "fss" else 4, base_size=480, crop_size=480)
+
+
+for _name, _benchmark, _backbone in (("zs_rn101_pascal", "pascal", "clip_resnet101"),
+                                     ("zs_rn101_coco", "coco", "clip_resnet101"),
+                                     ("zs_rn101_fss", "fss", "clip_resnet101"),
+                                     ("zs_vitl16_fss", "fss", "clip_vitl16_384")):
+    PRESETS[_name] = zero_shot_preset(_benchmark, _backbone)
+del _name, _benchmark, _backbone
 
 
 class OptionError(ValueError):
@@ -165,24 +213,35 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
     g.add_argument("--weights", default=None,
                    help="weights to start from / test: our .ckpt or an official lang-seg .ckpt (converted)")
     g.add_argument("--clip_weights", default=None, help="CLIP text tower .ckpt (from python -m clip_ms.convert)")
-    g.add_argument("--vit_weights", default=None, help="ViT initialisation: timm .pth/.npz or MindCV .ckpt")
+    g.add_argument("--backbone_weights", "--vit_weights", dest="backbone_weights", default=None,
+                   help="ImageNet initialisation of the image backbone: timm .pth/.npz or MindCV .ckpt (ViT), "
+                        "torchvision .pth (ResNet-101); --vit_weights is its older name")
     # Accepted so that the official command lines run unchanged; our network always has the wide head and no
     # scale-invariance layers, which is what the released ADE20K model uses.
     g.add_argument("--widehead", action="store_true",
                    help="official flag, accepted and without effect: the head is always the wide one")
     g.add_argument("--widehead_hr", action="store_true", help="official flag, accepted and ignored")
+    g.add_argument("--module", default=None,
+                   help="official flag (test_lseg_zs.py's --module clipseg_DPT_test_v2), accepted and ignored")
     g.add_argument("--no-scaleinv", dest="scale_inv", action="store_false",
                    help="official flag, accepted and without effect: scale-invariance layers are never built")
 
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS, default="ade20k", help="dataset")
+    g.add_argument("--dataset", choices=DATASETS, default="ade20k",
+                   help="ade20k, or a zero-shot benchmark in HSNet's layout: %s" % ", ".join(BENCHMARKS))
     g.add_argument("--data_path", "--data-path", dest="data_path", default="../datasets",
-                   help="folder holding ADEChallengeData2016/")
+                   help="folder holding ADEChallengeData2016/ (ade20k), VOC2012/ (pascal), COCO2014/ (coco) or "
+                        "FSS-1000/ (fss)")
+    g.add_argument("--fold", default="0",
+                   help="zero-shot benchmarks: the fold whose classes are held out (pascal/coco 0-3, fss 0)"
+                        + ("" if purpose == "train" else "; 'all' tests every fold and prints their mean"))
     g.add_argument("--base_size", "--base-size", dest="base_size", type=int, default=520,
                    help="base image size (long side before cropping; --image: long side the model sees)")
     g.add_argument("--crop_size", "--crop-size", dest="crop_size", type=int, default=480,
                    help="crop size (training crops, sliding-window size)")
-    g.add_argument("--ignore_index", type=int, default=-1, help="mask value ignored by loss and metrics")
+    g.add_argument("--ignore_index", type=int, default=-1,
+                   help="mask value ignored by loss and metrics (ADE20K; the zero-shot benchmarks keep HSNet's rules "
+                        "and accept the official --ignore_index 255 without effect)")
     g.add_argument("--classes", default="all",
                    help="label set: 'all' (150 ADE20K classes), 'synthetic' (the classes of a synthetic set) "
                         "or comma-separated ADE20K class names; other pixels are ignored")
@@ -200,7 +259,10 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
                        help="learning rate at batch 16; the used lr is base_lr / 16 * batch_size")
         g.add_argument("--weight_decay", type=finite_float, default=1e-4, help="SGD weight decay")
         g.add_argument("--momentum", type=finite_float, default=0.9, help="SGD momentum")
-        g.add_argument("--max_epochs", type=int, default=240, help="training epochs")
+        g.add_argument("--max_epochs", type=int, default=240, help="training epochs (the poly lr schedule's length)")
+        g.add_argument("--stop_after_epoch", type=int, default=None,
+                       help="end the run after this epoch although the lr schedule runs over --max_epochs (the "
+                            "official zero-shot module stops PASCAL/COCO after 4 of 200); --resume continues it")
         g.add_argument("--accumulate_grad_batches", type=int, default=1,
                        help="micro-batches whose gradients are summed (averaged) per optimizer step")
         g.add_argument("--checkpoint_dir", default="checkpoints", help="parent folder of experiment folders")
@@ -230,6 +292,8 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
         g.add_argument("--image", nargs="+", default=None, help="segment these image files (with --labels)")
         g.add_argument("--labels", default=None,
                        help='labels for --image: "cat,grass,sky,other" or a text file (one label per line)')
+        g.add_argument("--nshot", type=int, default=0,
+                       help="zero-shot benchmarks: support images per episode; LSeg uses none, so only 0")
         g.add_argument("--outdir", default=None, help="where test.py writes pictures and logs")
         g.add_argument("--log_file", default=None, help="evaluation log (default: <outdir>/eval_log.txt)")
     return p
@@ -241,9 +305,9 @@ def _check(cond: bool, option: str, message: str, value) -> None:
 
 
 # Lower bounds of the integer options, checked when the parsed namespace has them (each script has its own set).
-_AT_LEAST = {"batch_size": 1, "test_batch_size": 1, "max_epochs": 1, "accumulate_grad_batches": 1, "workers": 0,
-             "keep_last": 1, "block_depth": 0, "device_id": 0, "max_train_images": 1, "max_val_images": 1,
-             "max_images": 1}
+_AT_LEAST = {"batch_size": 1, "test_batch_size": 1, "max_epochs": 1, "stop_after_epoch": 1,
+             "accumulate_grad_batches": 1, "workers": 0, "keep_last": 1, "block_depth": 0, "device_id": 0,
+             "max_train_images": 1, "max_val_images": 1, "max_images": 1}
 
 
 def validate_options(args: argparse.Namespace, for_training: bool = False) -> argparse.Namespace:
@@ -272,15 +336,31 @@ def validate_options(args: argparse.Namespace, for_training: bool = False) -> ar
            "must be a positive multiple of %d" % CROP_MULTIPLE, args.crop_size)
     _check(args.base_size >= args.crop_size, "--base_size", "must be >= --crop_size (%d)" % args.crop_size,
            args.base_size)
+    if args.dataset in BENCHMARKS:
+        folds = [str(fold) for fold in range(FOLDS_PER_BENCHMARK[args.dataset])]
+        allowed = folds + (["all"] if not for_training and not hasattr(args, "base_lr") else [])
+        _check(args.fold in allowed, "--fold", "must be one of %s for %s" % (", ".join(allowed), args.dataset),
+               args.fold)
+        if len(selected_folds(args)) > 1 and args.weights and FOLD_PLACEHOLDER not in args.weights:
+            _check(False, "--weights", "--fold all needs %s in the path (one checkpoint per fold: each fold's test "
+                   "classes are another fold's training classes)" % FOLD_PLACEHOLDER, args.weights)
+    elif args.fold != "0":
+        _check(False, "--fold", "applies to the zero-shot benchmarks (%s), not to %s" % (", ".join(BENCHMARKS),
+                                                                                        args.dataset), args.fold)
+    _check(getattr(args, "nshot", 0) == 0, "--nshot",
+           "LSeg segments from the class name alone (zero-shot): only 0 is supported", getattr(args, "nshot", 0))
     _check(bool(args.exp_name) and os.sep not in args.exp_name and args.exp_name not in (".", ".."),
            "--exp_name", "must be a plain folder name", args.exp_name)
     if hasattr(args, "scales"):
         _check(bool(args.scales) and all(s > 0 for s in args.scales), "--scales", "must be positive numbers",
                args.scales)
-    for name in ("weights", "clip_weights", "vit_weights"):
+    for name in ("weights", "clip_weights", "backbone_weights"):
         value = getattr(args, name)
-        _check(value is None or os.path.isfile(value), "--" + name,
-               "is a folder, not a file" if value and os.path.isdir(value) else "file not found", value)
+        paths = [value] if value is None or name != "weights" else [fold_weights(args, fold)
+                                                                    for fold in selected_folds(args)]
+        for path in paths:
+            _check(path is None or os.path.isfile(path), "--" + name,
+                   "is a folder, not a file" if path and os.path.isdir(path) else "file not found", path)
     if getattr(args, "image", None) is not None:
         for path in args.image:
             _check(os.path.isfile(path), "--image", "file not found", path)
@@ -302,9 +382,27 @@ def validate_options(args: argparse.Namespace, for_training: bool = False) -> ar
                           % (amp_level, tnn.BACKEND, "/".join(tnn.GRAPH_AMP_LEVELS), amp_level))
     if for_training:
         _check(os.path.isdir(args.data_path), "--data_path", "folder not found", args.data_path)
+        _check(args.dataset not in BENCHMARKS or not args.weights or FOLD_PLACEHOLDER not in args.weights,
+               "--weights", "trains one fold: name one file (no %s)" % FOLD_PLACEHOLDER, args.weights)
         if args.resume is not None and args.resume != "last":
             _check(os.path.isfile(args.resume), "--resume", "checkpoint file not found", args.resume)
     return args
+
+
+def selected_folds(args: argparse.Namespace) -> List[str]:
+    """The folds a run covers: ``--fold`` itself, or every fold of the benchmark for ``--fold all``.
+
+    Returns:
+        fold names (``["0"]`` for ADE20K, which has none).
+    """
+    if args.dataset in BENCHMARKS and args.fold == "all":
+        return [str(fold) for fold in range(FOLDS_PER_BENCHMARK[args.dataset])]
+    return [args.fold]
+
+
+def fold_weights(args: argparse.Namespace, fold: str) -> Optional[str]:
+    """``--weights`` of one fold: ``{fold}`` in the path is replaced by it (``pascal_fold{fold}.ckpt``)."""
+    return None if args.weights is None else args.weights.replace(FOLD_PLACEHOLDER, str(fold))
 
 
 def experiment_dir(args: argparse.Namespace) -> str:
@@ -374,6 +472,7 @@ def parse_options(argv: Optional[Sequence[str]] = None, purpose: str = "train",
     except OptionError as err:
         parser.error(str(err))
     args.explicit = explicit_options(purpose, argv)
+    args.exp_name = args.exp_name.replace(FOLD_PLACEHOLDER, args.fold)
     return args
 
 
@@ -419,7 +518,7 @@ def build_network(args, labels: Sequence[str]):
     """The network the architecture options describe.
 
     Args:
-        args: parsed options (backbone, text tower, block, ``--clip_weights`` / ``--vit_weights``).
+        args: parsed options (backbone, text tower, block, ``--clip_weights`` / ``--backbone_weights``).
         labels: its label list.
 
     Returns:
@@ -432,15 +531,18 @@ def build_network(args, labels: Sequence[str]):
         return build_lseg(args.backbone, labels, arch_option=args.arch_option, block_depth=args.block_depth,
                           activation=args.activation, text_config=args.text_config,
                           clip_weights=getattr(args, "clip_weights", None),
-                          vit_weights=getattr(args, "vit_weights", None))
+                          backbone_weights=getattr(args, "backbone_weights", None))
     except ArgumentError as err:  # unknown backbone/text config, text weights that do not fit
         raise OptionError(err.describe("--" + err.argument)) from err
-    except WeightsError as err:  # --vit_weights: the message starts with the file
+    except WeightsError as err:  # --backbone_weights: the message starts with the file
         raise OptionError(str(err)) from err
 
 
 # The options a checkpoint of ours records that decide which network it holds (and, for ``classes``, its labels).
 RECORDED_NETWORK_OPTIONS = ("backbone", "text_config", "arch_option", "block_depth", "activation", "classes")
+# What else a resumed run must share with the run it continues: the data it trains on (a zero-shot fold decides the
+# label list and which classes are never seen).
+RESUMED_RUN_OPTIONS = RECORDED_NETWORK_OPTIONS + ("dataset", "fold")
 # Those of them the weight loaders check against a file (the others are read from it or do not apply).
 CHECKED_ARCHITECTURE_OPTIONS = ("backbone", "arch_option", "block_depth", "activation")
 
@@ -457,17 +559,20 @@ def explicit_architecture(args: argparse.Namespace) -> Dict[str, object]:
     return {key: getattr(args, key) for key in CHECKED_ARCHITECTURE_OPTIONS if key in args.explicit}
 
 
-def recorded_option_conflicts(args: argparse.Namespace, recorded: Dict) -> List[Tuple[str, object, object]]:
+def recorded_option_conflicts(args: argparse.Namespace, recorded: Dict,
+                              names: Sequence[str] = RECORDED_NETWORK_OPTIONS) -> List[Tuple[str, object, object]]:
     """The network options whose value in ``args`` differs from what a checkpoint recorded.
 
     Args:
         args: options of this run.
         recorded: the checkpoint's options record (:func:`options_record` of the run that wrote it).
+        names: the options compared (default :data:`RECORDED_NETWORK_OPTIONS`; a resumed run adds
+            :data:`RESUMED_RUN_OPTIONS`).
 
     Returns:
-        ``[(name, this run's value, recorded value)]`` over :data:`RECORDED_NETWORK_OPTIONS` present in both.
+        ``[(name, this run's value, recorded value)]`` over ``names`` present in both.
     """
-    return [(key, getattr(args, key), recorded[key]) for key in RECORDED_NETWORK_OPTIONS
+    return [(key, getattr(args, key), recorded[key]) for key in names
             if key in recorded and hasattr(args, key) and getattr(args, key) != recorded[key]]
 
 
@@ -490,6 +595,49 @@ def make_dataset(args, split: str, mode: str, class_indices: Optional[Sequence[i
     return build_ade20k(args.data_path, split, mode, base_size=args.base_size, crop_size=args.crop_size,
                         seed=args.seed, class_indices=class_indices, ignore_index=args.ignore_index,
                         exclude=exclude)
+
+
+def backbone_normalisation(backbone) -> str:
+    """The image normalisation a backbone was trained with: ``"vit"`` (mean = std = 0.5) or ``"imagenet"``
+    (the ResNet-101 of the zero-shot networks), from ``modules.config``."""
+    return get_backbone_config(backbone).normalisation
+
+
+def make_episodes(args, fold: str, normalisation: str, split: str = "test"):
+    """The episodes of one fold of ``--dataset``: ``test`` (HSNet's 1000 test episodes; FSS-1000's test classes) or
+    ``val`` (the training validation: the same unseen classes for PASCAL/COCO, FSS-1000's val classes), resized to
+    ``--crop_size`` (480 officially) with the backbone's normalisation.
+
+    Raises:
+        encoding_custom.fewshot.FewShotDataError: missing folders or files, named.
+    """
+    return make_fewshot_dataset(args.dataset, args.data_path, int(fold), split, shot=0, img_size=args.crop_size,
+                                normalisation=normalisation)
+
+
+def check_benchmark_files(args) -> None:
+    """Every image and mask the split lists of ``--dataset`` name is on disk under ``--data_path`` (a file that is
+    missing would otherwise stop a run when it is first read, maybe hours in).
+
+    Raises:
+        OptionError: naming ``--data_path``, the first problem and the command that lists them all.
+    """
+    report = check_fewshot_layout(args.data_path, args.dataset)
+    if not report.ok:
+        raise OptionError("--data_path: the %s files under %s are incomplete (%d problem(s)), first: %s; "
+                          "`python -m scripts.prepare_fewshot %s --root %s --check` lists them, --no_data_check "
+                          "skips this check" % (args.dataset, args.data_path, len(report.problems), report.problems[0],
+                                                args.dataset, args.data_path))
+
+
+def make_fold_training_set(args, normalisation: str) -> FoldTrainingSet:
+    """The training episodes of ``--fold`` (its training classes only; its test classes' pixels ignored), seeded by
+    ``--seed``, ``--max_train_images`` of them at most."""
+    fold = int(args.fold)
+    train_split = make_fewshot_dataset(args.dataset, args.data_path, fold, "trn", shot=1, img_size=args.crop_size,
+                                       normalisation=normalisation)
+    return FoldTrainingSet(train_split, fold_class_ids(args.dataset, fold, "test"), seed=args.seed,
+                           max_episodes=args.max_train_images)
 
 
 def options_record(args) -> dict:

@@ -3,17 +3,23 @@
     python test.py --weights checkpoints/tiny_synthetic/best.ckpt --eval --device_target CPU
     python test.py --weights demo_e200.ckpt --eval --scales official --flip          # official PyTorch weights
     python test.py --weights W.ckpt --image cat.jpg --labels "cat,grass,sky,other"  # any labels
+    python test.py --dataset pascal --fold all --weights checkpoints/pascal_fold{fold}.ckpt   # zero-shot, 4 folds
 
 ``--weights`` takes a train_custom.py checkpoint (architecture and label set read from it), a ``modules.weights``
 checkpoint, or an official lang-seg PyTorch ``.ckpt`` (converted on the fly, no torch needed).
 
 ``--eval`` uses ``--eval_mode testval`` (full images, official multi-scale machinery; ``--scales``/``--flip``) or
 ``--eval_mode val`` (the centre crops the training validation uses: reproduces the figures in metrics.jsonl).
+``--dataset pascal|coco|fss --fold K --nshot 0`` runs the fold's zero-shot test episodes by HSNet's protocol (as the
+official ``test_lseg_zs.py``) and prints ``Fold K, 0-shot ==> mIoU xx.xx  FB-IoU xx.xx``; ``--fold all`` runs every fold
+(``{fold}`` in ``--weights`` names each fold's checkpoint) and prints their mean, as the paper's table does.
 Outputs go to ``--outdir`` (default ``outputs/<exp_name>/``): ``eval_log.txt`` (appended, with a per-class IoU
 table), ``masks/`` (val predictions), ``<image>_mask.png`` / ``_index.png`` / ``_overlay.png`` / ``_legend.png`` /
-``_legend.txt`` for ``--image`` (same-named inputs get their folder in the name). Exit status: 0 done, 2 bad option
+``_legend.txt`` for ``--image`` (same-named inputs get their folder in the name), ``zero_shot_log.txt`` (appended: one
+line per fold and the per-class IoU). Exit status: 0 done, 2 bad option
 or input (one line naming it).
 """
+import copy
 import os
 import sys
 import time
@@ -24,9 +30,12 @@ from tqdm import tqdm
 from encoding_custom.data_check import DataError, probe_sample_file
 from encoding_custom.engine import CheckpointError, evaluate, network_predictor
 from encoding_custom.evaluator import MultiScaleEvaluator, network_forward, segment_image
+from encoding_custom.fewshot import BENCHMARKS, benchmark_labels
+from encoding_custom.fewshot.episodes import HSNET_IMAGE_SIZE
 from encoding_custom.labels import ade20k_labels, read_labels_argument
 from encoding_custom.transforms import read_image
 from encoding_custom.visualize import colour_mask, label_colours, legend, save_segmentation
+from encoding_custom.zero_shot import evaluate_episodes
 from modules.factory import OFFICIAL, TRAINING, WEIGHTS, load_lseg
 from modules.weights import WeightsError, WeightsOptionError
 from options import (
@@ -35,10 +44,13 @@ from options import (
     build_network,
     configure_context,
     explicit_architecture,
+    fold_weights,
     make_dataset,
+    make_episodes,
     parse_options,
     recorded_option_conflicts,
     resolve_classes,
+    selected_folds,
 )
 
 
@@ -91,6 +103,7 @@ def load_network(args) -> Tuple[object, List[str], Optional[List[int]]]:
     if loaded.kind == OFFICIAL:
         return loaded.network, ade20k_labels(), None
     apply_recorded_architecture(args, loaded.record, args.weights)
+    args.recorded = loaded.record
     if loaded.labels is not None:
         labels, indices = loaded.labels, loaded.class_indices
         if indices is None and loaded.kind == WEIGHTS:  # a weights file records names: its ADE20K classes, if all
@@ -232,6 +245,67 @@ def write_val_masks(args, net, labels, indices, outdir: str) -> str:
     return folder
 
 
+def trained_fold_warning(args, record: Dict, fold: str) -> Optional[str]:
+    """A warning when a checkpoint trained on a zero-shot fold is tested on another fold of the same benchmark (whose
+    test classes it then saw in training), or None."""
+    if record.get("dataset") == args.dataset and str(record.get("fold", fold)) != str(fold):
+        return ("test.py: warning: %s was trained on %s fold %s; fold %s's test classes were among its training "
+                "classes, so this is not a zero-shot figure" % (fold_weights(args, fold), args.dataset,
+                                                                 record.get("fold"), fold))
+    return None
+
+
+def run_zero_shot(args, outdir: str) -> List[Tuple[float, float]]:
+    """HSNet's zero-shot test of every selected fold (``--fold K`` or ``all``), each with its ``--weights``.
+
+    Prints ``Fold K, 0-shot ==> mIoU xx.xx  FB-IoU xx.xx`` per fold (and the mean over folds for ``--fold all``) and
+    appends them with the per-class foreground IoU to ``zero_shot_log.txt`` (or ``--log_file``).
+
+    Returns:
+        ``[(mIoU, FB-IoU)]`` in percent, one per fold.
+    """
+    names = benchmark_labels(args.dataset)
+    if args.flip or list(args.scales) != [1.0]:
+        print("test.py: note: --scales/--flip are not used by the zero-shot protocol (one scale, as the official "
+              "test_lseg_zs.py)", file=sys.stderr)
+    if args.crop_size != HSNET_IMAGE_SIZE:
+        print("test.py: note: episodes at %d x %d px (--crop_size); the official protocol uses %d"
+              % (args.crop_size, args.crop_size, HSNET_IMAGE_SIZE), file=sys.stderr)
+    log_path = args.log_file or os.path.join(outdir, "zero_shot_log.txt")
+    results = []
+    for fold in selected_folds(args):
+        fold_args = copy.copy(args)
+        fold_args.weights = fold_weights(args, fold)
+        net, _, _ = load_network(fold_args)
+        net.set_train(False)
+        warning = trained_fold_warning(args, getattr(fold_args, "recorded", {}), fold)
+        if warning:
+            print(warning, file=sys.stderr)
+        episodes = make_episodes(args, fold, net.cfg.normalisation)
+        started = time.time()
+        meter = evaluate_episodes(net, episodes, names, batch_size=args.test_batch_size,
+                                  max_episodes=args.max_images, progress=True, desc="%s fold %s" % (args.dataset, fold))
+        miou, fb_iou = meter.compute()
+        line = "Fold %s, %d-shot ==> mIoU %5.2f  FB-IoU %5.2f" % (fold, args.nshot, miou, fb_iou)
+        print(line, flush=True)
+        per_class = ", ".join("%s %.2f" % (names[class_id], 100 * iou)
+                              for class_id, iou in zip(meter.class_ids, meter.class_iou()[1]))
+        with open(log_path, "a", encoding="utf-8") as handle:
+            handle.write("%s: %s, weights %s, %s fold %s, %d episodes at %d px (%.0f s)\n  foreground IoU: %s\n"
+                         % (time.strftime("%Y-%m-%d %H:%M:%S"), line, fold_args.weights, args.dataset, fold,
+                            meter.episodes, args.crop_size, time.time() - started, per_class))
+        results.append((miou, fb_iou))
+    if len(results) > 1:
+        line = "Mean of folds %s, %d-shot ==> mIoU %5.2f  FB-IoU %5.2f" % (
+            ",".join(selected_folds(args)), args.nshot, sum(r[0] for r in results) / len(results),
+            sum(r[1] for r in results) / len(results))
+        print(line, flush=True)
+        with open(log_path, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+    print("log: %s" % log_path)
+    return results
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Args: argv: the arguments (default ``sys.argv[1:]``). Returns: the exit status (0 ok, 2 bad option or
     input, 130 interrupted)."""
@@ -242,13 +316,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         image_labels = labels_option(args.labels) if args.image else None
         for path in args.image or []:
             check_image(path)  # every input decodes before the first is segmented; each is read when its turn comes
-        net, labels, indices = load_network(args)
-        net.set_train(False)
+        zero_shot = args.dataset in BENCHMARKS and not args.image
+        if not zero_shot:
+            net, labels, indices = load_network(args)
+            net.set_train(False)
         try:
             os.makedirs(outdir, exist_ok=True)
         except OSError as err:
             raise OptionError("--outdir: cannot create %s (%s)" % (outdir, err.strerror or err)) from err
-        if args.image:
+        if zero_shot:
+            run_zero_shot(args, outdir)
+        elif args.image:
             for path, stem in zip(args.image, output_stems(args.image)):
                 image = load_image(path)
                 try:

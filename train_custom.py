@@ -1,7 +1,13 @@
-"""Train LSeg on ADE20K (or the synthetic ADE20K-layout set) with MindSpore.
+"""Train LSeg on ADE20K (or the synthetic ADE20K-layout set), or a zero-shot fold, with MindSpore.
 
     python train_custom.py --preset tiny                      # CPU quick start on datasets/synthetic_ade20k
     python train_custom.py --preset vitl16_ade20k --device_target Ascend --data_path ../datasets
+    python train_custom.py --preset zs_rn101_pascal --fold 0 --device_target Ascend   # PASCAL-5i fold 0
+
+A zero-shot fold (``--dataset pascal|coco|fss --fold K``) trains on the fold's training classes only, each image
+against the label pair ``['others', class]`` (``encoding_custom.fewshot.training``); its test classes are never a
+label and their pixels are ignored; every epoch is validated on the fold's unseen classes by HSNet's protocol
+(mIoU / FB-IoU of ``encoding_custom.zero_shot.evaluate_episodes``, stored as fractions in metrics.jsonl).
 
 Writes to ``checkpoints/<exp_name>/``: ``epoch_XXX.ckpt`` (last K), ``last.ckpt``, ``best.ckpt``, ``metrics.jsonl``
 (one line per epoch), ``steps.jsonl`` (one line per optimizer step), ``curves.png``, ``data_check.json`` (the data
@@ -30,23 +36,32 @@ from encoding_custom.engine import (
     check_resumable,
     get_world_size,
     is_main_process,
+    read_checkpoint,
     refuse_earlier_run,
     remove_stale_temp_files,
 )
 from encoding_custom.engine.distributed import broadcast_from_rank0
 from encoding_custom.engine.lr import poly_lr
+from encoding_custom.fewshot import BENCHMARKS, benchmark_labels
 from encoding_custom.losses import SegmentationLoss
+from encoding_custom.zero_shot import EpisodeForward, episode_validator
 from modules import tnn
 from modules.factory import RECORDED_CLASS_INDICES_KEY, RECORDED_LABELS_KEY, load_network_weights
+from modules.lseg import zero_shot_labels
 from modules.weights import WeightsError, WeightsOptionError
 from options import (
+    RESUMED_RUN_OPTIONS,
     OptionError,
+    backbone_normalisation,
     build_network,
+    check_benchmark_files,
     configure_context,
     effective_lr,
     experiment_dir,
     explicit_architecture,
     make_dataset,
+    make_episodes,
+    make_fold_training_set,
     options_record,
     parse_options,
     recorded_option_conflicts,
@@ -98,6 +113,23 @@ def report_interrupt(err, argv: Sequence[str]) -> int:
         print("  no epoch had finished, so there is no checkpoint: start again with the same command",
               file=sys.stderr)
     return 128 + err.signum
+
+
+def resume_conflict(args, path: str, stored_options: dict) -> Optional[str]:
+    """What makes this run not the continuation of the run that wrote ``path``, or None.
+
+    Args:
+        args: this run's options; path: the ``--resume`` checkpoint; stored_options: its options record.
+
+    Returns:
+        e.g. ``"W.ckpt was trained with --fold 0; this run builds --fold 1: pass the checkpoint's values"``.
+    """
+    conflicts = recorded_option_conflicts(args, stored_options, RESUMED_RUN_OPTIONS)
+    if not conflicts:
+        return None
+    return ("%s was trained with %s; this run builds %s: pass the checkpoint's values"
+            % (path, ", ".join("--%s %s" % (k, v) for k, _, v in conflicts),
+               ", ".join("--%s %s" % (k, v) for k, v, _ in conflicts)))
 
 
 def schedule_note(stored_options: dict, trainer) -> Optional[str]:
@@ -167,7 +199,16 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
             check_resumable(resume_path)
         elif not args.overwrite:
             refuse_earlier_run(exp_dir)
-        labels, class_indices = resolve_classes(args)
+        zero_shot = args.dataset in BENCHMARKS
+        if zero_shot:  # the fold's training pairs decide the label list: read them before the build
+            if not args.no_data_check:
+                check_benchmark_files(args)
+            normalisation = backbone_normalisation(args.backbone)
+            train_set = make_fold_training_set(args, normalisation)
+            labels = zero_shot_labels(train_set.label_names(benchmark_labels(args.dataset)))
+            class_indices = None
+        else:
+            labels, class_indices = resolve_classes(args)
         net = build_network(args, labels)
         if args.weights and resume_path is None:
             load_network_weights(net, args.weights, **explicit_architecture(args))
@@ -178,7 +219,7 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
     except CheckpointError as err:
         print("train_custom.py: error: --resume: %s" % err, file=sys.stderr)
         return 2
-    except (OptionError, WeightsError, FileExistsError) as err:
+    except (OptionError, WeightsError, FileExistsError, DataError) as err:
         print("train_custom.py: error: %s" % err, file=sys.stderr)
         return 2
     world_size = get_world_size()
@@ -186,7 +227,9 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
     config = TrainConfig(lr=lr, max_epochs=args.max_epochs, batch_size=args.batch_size, momentum=args.momentum,
                          weight_decay=args.weight_decay, accumulate_grad_batches=args.accumulate_grad_batches,
                          amp_level=args.amp_level, exp_dir=exp_dir, keep_last=args.keep_last, seed=args.seed,
-                         workers=args.workers, max_train_images=args.max_train_images,
+                         workers=args.workers, stop_after_epoch=args.stop_after_epoch,
+                         # a fold's training set takes the limit itself (a seeded choice over all its classes)
+                         max_train_images=None if zero_shot else args.max_train_images,
                          max_val_images=args.max_val_images, val_batch_size=args.batch_size,
                          options=dict(options_record(args), **{RECORDED_LABELS_KEY: labels,
                                                                RECORDED_CLASS_INDICES_KEY: class_indices}),
@@ -194,43 +237,62 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
     main_process = is_main_process()
     try:
         excluded = {}
-        if not args.no_data_check:
+        if zero_shot:
+            val_set = make_episodes(args, args.fold, normalisation, split="val")
+        elif not args.no_data_check:
             # Every rank checks (the pair lists must agree); each one's share of the CPUs, rank 0 alone speaks.
             report = verify_data(args.data_path, ("train", "val"), skip_bad_samples=args.skip_bad_samples,
                                  cache_path=os.path.join(exp_dir, "data_check.json"),
                                  workers=max(1, default_workers() // world_size), quiet=not main_process)
             excluded = {split: report.excluded(split) for split in ("train", "val")}
-        train_set = make_dataset(args, "train", "train", class_indices, exclude=excluded.get("train"))
-        val_set = make_dataset(args, "val", "val", class_indices, exclude=excluded.get("val"))
+        if not zero_shot:
+            train_set = make_dataset(args, "train", "train", class_indices, exclude=excluded.get("train"))
+            val_set = make_dataset(args, "val", "val", class_indices, exclude=excluded.get("val"))
     except (DataError, FileNotFoundError) as err:
         print("train_custom.py: error: %s" % err, file=sys.stderr)
         return 2
+    if zero_shot:
+        # The fold targets mark ignored pixels -1 whatever --ignore_index says (the official command lines pass 255).
+        loss = SegmentationLoss(ignore_index=-1)
+        extra = dict(train_network=EpisodeForward(net), nclass=2,
+                     validator=episode_validator(val_set, benchmark_labels(args.dataset), batch_size=args.batch_size,
+                                                 max_episodes=args.max_val_images))
+    else:
+        loss, extra = SegmentationLoss(ignore_index=args.ignore_index), dict(nclass=len(labels))
     try:
-        trainer = Trainer(net, SegmentationLoss(ignore_index=args.ignore_index), train_set, config,
+        trainer = Trainer(net, loss, train_set, config,
                           param_groups=[(net.backbone_params(), 1.0), (net.head_params(), 10.0)],
-                          val_set=val_set, nclass=len(labels))
+                          val_set=val_set, **extra)
     except ValueError as err:  # e.g. fewer images than one step needs; the Trainer names the numbers
         print("train_custom.py: error: %s" % err, file=sys.stderr)
         return 2
     if main_process:
-        print("training %s (%d labels) on %s: %d train / %d val images, %d %s device(s), lr %.3g (head %.3g), "
+        what = ("%s fold %s: %d training classes, %d unseen" % (args.dataset, args.fold, len(labels) - 1,
+                                                               len(val_set.class_ids)) if zero_shot
+                else "%d labels" % len(labels))
+        print("training %s (%s) on %s: %d train / %d val %s, %d %s device(s), lr %.3g (head %.3g), "
               "%d optimizer steps per epoch, %s mode (%s) -> %s"
-              % (args.backbone, len(labels), args.data_path, trainer.loader.n_items, len(val_set), world_size,
+              % (args.backbone, what, args.data_path, trainer.loader.n_items, len(val_set),
+                 "episodes" if zero_shot else "images", world_size,
                  args.device_target, lr, lr * 10, trainer.steps_per_epoch, args.mode, tnn.describe(), exp_dir),
               flush=True)
     if resume_path is not None:
         try:
             meta = trainer.resume(resume_path)
         except CheckpointError as err:
-            print("train_custom.py: error: --resume: %s" % err, file=sys.stderr)
+            # A run of other options (another fold, say) fails the step-count check first: name the cause.
+            try:
+                stored = read_checkpoint(resume_path)[2].get("options", {})
+            except CheckpointError:
+                stored = {}
+            print("train_custom.py: error: --resume: %s" % (resume_conflict(args, resume_path, stored) or err),
+                  file=sys.stderr)
             return 2
         # Options without parameters of their own (block depth, activation, arch 1 vs 2, the label order) are not
         # caught by the strict load: a resumed run must build the network the checkpoint was trained as.
-        conflicts = recorded_option_conflicts(args, meta.get("options", {}))
-        if conflicts:
-            print("train_custom.py: error: --resume: %s was trained with %s; this run builds %s: pass the "
-                  "checkpoint's values" % (resume_path, ", ".join("--%s %s" % (k, v) for k, _, v in conflicts),
-                                           ", ".join("--%s %s" % (k, v) for k, v, _ in conflicts)), file=sys.stderr)
+        conflict = resume_conflict(args, resume_path, meta.get("options", {}))
+        if conflict:
+            print("train_custom.py: error: --resume: %s" % conflict, file=sys.stderr)
             return 2
         if main_process:
             print("resumed from %s after epoch %d (optimizer step %d)" % (resume_path, meta["epoch"],
@@ -254,9 +316,11 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
         return 2
     if main_process and history:
         last = history[-1]
-        print("done: epoch %d, pixAcc %.4f, mIoU %.4f (best %.4f). Checkpoints, metrics.jsonl and curves.png in %s"
-              % (last["epoch"], last.get("pixAcc", float("nan")), last.get("mIoU", float("nan")),
-                 last.get("best_mIoU", float("nan")), exp_dir), flush=True)
+        first = ("FB-IoU %.4f" % last.get("FB-IoU", float("nan")) if zero_shot
+                 else "pixAcc %.4f" % last.get("pixAcc", float("nan")))
+        print("done: epoch %d, %s, mIoU %.4f (best %.4f). Checkpoints, metrics.jsonl and curves.png in %s"
+              % (last["epoch"], first, last.get("mIoU", float("nan")), last.get("best_mIoU", float("nan")), exp_dir),
+              flush=True)
     return 0
 
 

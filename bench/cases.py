@@ -263,6 +263,43 @@ def case_forward(ctx: CaseContext) -> Dict[str, object]:
     return result
 
 
+def case_zero_shot_forward(ctx: CaseContext) -> Dict[str, object]:
+    """Case 1z: one zero-shot episode forward (``test.py --dataset pascal``): ``params["batch"]`` images against their
+    label pairs ``['others', class]`` (PASCAL-5i's names, features looked up once, as ``evaluate_episodes`` does).
+
+    Returns: timing, build time, parameter counts, output shape (B, 2, H, W).
+    """
+    # Loads MindSpore: imported here, not at the top (module docstring, "Imports").
+    import mindspore as ms
+
+    from encoding_custom.fewshot import benchmark_labels
+    from modules import LSegNet
+    from modules.lseg import episode_text_features, zero_shot_labels
+
+    params = ctx.params
+    names = benchmark_labels("pascal")
+    start = time.perf_counter()
+    net = LSegNet(backbone=params["backbone"], labels=zero_shot_labels(names), text_config=params["text_config"])
+    build_s = time.perf_counter() - start
+    net.set_train(False)
+    height, width = params["image_hw"]
+    batch = int(params.get("batch", 1))
+    images = _images(batch, height, width)
+    pairs = episode_text_features(net.text_features(zero_shot_labels(names)),
+                                  ms.Tensor(np.arange(batch, dtype=np.int32) % len(names)))
+    shapes = []
+
+    def run_once():
+        logits = net(images, pairs)
+        _sync(logits)
+        shapes.append(list(logits.shape))
+
+    result = {"timing": measure(run_once, ctx.warmup, ctx.repeats), "build_s": build_s}
+    result.update(_param_count(net))
+    result["output_shape"] = shapes[-1]
+    return result
+
+
 def case_forward_stages(ctx: CaseContext) -> Dict[str, object]:
     """Profile of case 1: the forward split into stages, each run on its own and synchronised, so the table says
     where the time goes. Stages follow the official data flow through the network's public sub-modules:
@@ -814,6 +851,14 @@ def _variants() -> List[Variant]:
                 full=dict(_VITL, image_hw=(480, 480), text=text, warmup=1, repeats=3, timeout_s=600),
                 quick=dict(_TINY, image_hw=(64, 64), text=text, warmup=1, repeats=2, timeout_s=90),
                 in_quick=not (mode == "graph" and text == "in_call")))
+    for mode in ("pynative", "graph"):
+        out.append(Variant(
+            f"zero_shot/{mode}/rn101", "zero_shot", "zero-shot episode forward (ResNet-101, label pair)",
+            case_zero_shot_forward, mode,
+            full={"backbone": "clip_resnet101", "text_config": "ViT-B/32", "image_hw": (480, 480), "warmup": 1,
+                  "repeats": 3, "timeout_s": 600},
+            quick={"backbone": "tiny_resnet", "text_config": "tiny", "image_hw": (64, 64), "warmup": 1, "repeats": 2,
+                   "timeout_s": 90}))
     out.append(Variant(
         "forward/pynative/stages", "forward", "eval forward split into timed stages (profile)", case_forward_stages,
         "pynative", full=dict(_VITL, image_hw=(480, 480), warmup=1, repeats=2, timeout_s=600),
@@ -902,6 +947,7 @@ RUN_ORDER = (
     "eval/pynative/multiscale_flip", "eval/pynative/photo_12mp",
     "train/graph/profile", "train/pynative/cached", "train/graph/text_in_step", "train/pynative/text_in_step",
     "export/graph/static_labels", "export/graph/dynamic_labels",
+    "zero_shot/pynative/rn101", "zero_shot/graph/rn101",
 )
 
 # Used by the harness tests only; never selected by default.

@@ -76,7 +76,8 @@ def test_select_variants_by_case_prefix_glob_and_unknown():
     assert [v.name for v in select_variants(["forward/graph"])] == ["forward/graph/text_in_call",
                                                                       "forward/graph/cached"]
     assert {v.case for v in select_variants(None)} == {"matmul", "forward", "train", "data", "eval", "text",
-                                                        "export"}
+                                                        "export", "zero_shot"}
+    assert [v.name for v in select_variants(["zero_shot"])] == ["zero_shot/pynative/rn101", "zero_shot/graph/rn101"]
     assert all(v.name.endswith("/cached") for v in select_variants(["*/cached"]))
     assert len(select_variants(["text"])) == 4
     with pytest.raises(ValueError, match="nope"):

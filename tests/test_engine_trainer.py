@@ -25,11 +25,12 @@ class _Interrupt(Exception):
 
 
 def _trainer(exp_dir, epochs=3, accumulate=1, batch=4, n_train=24, net=None, hook=None, train_set=None, lr=0.05,
-             amp_level="O0", progress=False):
+             amp_level="O0", progress=False, stop_after_epoch=None):
     ms.set_seed(0)
     net = net or ToySegNet()
     cfg = TrainConfig(lr=lr, max_epochs=epochs, batch_size=batch, accumulate_grad_batches=accumulate,
-                      exp_dir=str(exp_dir), progress=progress, seed=7, keep_last=2, amp_level=amp_level)
+                      exp_dir=str(exp_dir), progress=progress, seed=7, keep_last=2, amp_level=amp_level,
+                      stop_after_epoch=stop_after_epoch)
     return Trainer(net, SegmentationLoss(), train_set or ToySegData(n_train), cfg,
                    param_groups=[(net.backbone_params(), 1.0), (net.head_params(), 10.0)],
                    val_set=ToySegData(6, seed=1), nclass=NCLASS, step_hook=hook)
@@ -275,3 +276,20 @@ def test_evaluation_is_sharded_by_rank_and_all_reduced(monkeypatch):
     metric = evaluate(predict, data, NCLASS, batch_size=2)
     assert seen == [float(data.images[i][0, 0, 0]) for i in (1, 3)]  # rank 1 of 2: items 1 and 3
     assert reduced == [metric]
+
+
+def test_stop_after_epoch_keeps_the_long_schedule_and_a_resume_continues_it(tmp_path):
+    """The official zero-shot recipe: poly over 200 epochs, stopped after 4 (here: over 3, stopped after 1)."""
+    full = _trainer(tmp_path / "full")
+    full.fit()
+    stopped = _trainer(tmp_path / "cut", stop_after_epoch=1)
+    assert [r["epoch"] for r in stopped.fit()] == [1]
+    steps = _read(str(tmp_path / "cut" / "steps.jsonl"))
+    assert [s["lrs"] for s in steps] == [s["lrs"] for s in _read(str(tmp_path / "full" / "steps.jsonl"))][:len(steps)]
+    ms.set_seed(123)
+    resumed = _trainer(tmp_path / "cut", net=ToySegNet())
+    resumed.resume(str(tmp_path / "cut" / "last.ckpt"))
+    assert [r["epoch"] for r in resumed.fit()] == [1, 2, 3]  # the history read back from metrics.jsonl
+    want, got = _weights(full.network), _weights(resumed.network)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)

@@ -89,6 +89,33 @@ def test_quickstart_runs_data_train_eval_and_image_steps(tmp_path):
     assert "Quick start finished" in text and "eval_log.txt" in text
 
 
+def test_zero_shot_quickstart_prepares_trains_and_tests_fold_0(tmp_path):
+    lines = _run(tmp_path, "quickstart.sh", ["--zero-shot", "--max_epochs", "2"])
+    text = "\n".join(lines)
+    assert "scripts.prepare_fewshot" in lines and "--synthetic" in lines
+    assert "train_custom.py" in lines and "tiny_zeroshot" in lines and "--max_epochs" in lines
+    assert "--zero-shot" not in lines  # consumed by quickstart.sh, not passed to train_custom.py
+    assert "test.py" in lines and "checkpoints/tiny_zeroshot_fold0/last.ckpt" in lines
+    assert "Zero-shot quick start finished" in text and "ADE" not in text
+
+
+def test_zero_shot_quickstart_refuses_another_fold(tmp_path):
+    res = subprocess.run(["bash", os.path.join(REPO, "quickstart.sh"), "--zero-shot", "--fold", "1"],
+                         env=dict(os.environ, LSEG_SKIP_SETUP="1", PATH="/usr/bin:/bin"), capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 2 and "quickstart.sh --zero-shot: --fold: the quick start is fold 0" in res.stderr
+
+
+def test_test_sh_runs_the_zero_shot_protocol_with_the_users_backbone(tmp_path):
+    argv = _command(_run(tmp_path, "test.sh", ["--dataset", "pascal", "--fold", "all", "--backbone",
+                                                "clip_resnet101", "--weights", "pascal_fold{fold}.ckpt"]))[2:]
+    assert argv[0] == "test.py"
+    # The user's options come last, so they win over test.sh's ADE20K defaults (argparse keeps the last value).
+    for option, value in (("--dataset", "pascal"), ("--fold", "all"), ("--backbone", "clip_resnet101"),
+                          ("--weights", "pascal_fold{fold}.ckpt")):
+        assert _value(argv, option) == value
+
+
 def test_train_sh_hands_down_a_resume_command_that_reruns_it(tmp_path):
     _run(tmp_path, "train_custom.sh")
     assert (tmp_path / "bin" / "python.lseg_command").read_text() == "DEVICE=auto DEVICE_NUM=1 bash train_custom.sh"

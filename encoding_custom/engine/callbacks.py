@@ -75,7 +75,8 @@ class EpochEndHook:
 
 
 class Validate(EpochEndHook):
-    """pixAcc/mIoU of the epoch's network on the val set into the record, the best mIoU so far tracked.
+    """The epoch network's validation figures (``Trainer.validate``: pixAcc/mIoU, or a zero-shot run's mIoU/FB-IoU)
+    into the record, the best mIoU so far tracked.
 
     A stop signal that came during validation abandons the epoch (its checkpoint would lack the metrics):
     raises the trainer's ``TrainingInterrupted``. ``time_s`` is re-stamped afterwards so it counts validation too.
@@ -137,7 +138,7 @@ class LogEpochLine(EpochEndHook):
     def on_epoch_end(self, trainer, record: Dict) -> None:
         if not (trainer.main and trainer.config.progress):
             return
-        shown = ", ".join("%s %.4f" % (key, record[key]) for key in ("train_loss", "pixAcc", "mIoU")
+        shown = ", ".join("%s %.4f" % (key, record[key]) for key in ("train_loss", "pixAcc", "FB-IoU", "mIoU")
                           if record.get(key) is not None)
         train_log.info("epoch %d/%d: %s -> %s", record["epoch"], trainer.config.max_epochs, shown,
                        trainer.checkpoints.epoch_path(record["epoch"]))

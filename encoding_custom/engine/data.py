@@ -37,13 +37,26 @@ def epoch_indices(n_items: int, epoch: int, seed: int, shuffle: bool = True, ran
     return order[rank: per_rank * world_size: world_size]
 
 
-def _load_batch(dataset, indices: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
-    images, masks = [], []
+def _load_batch(dataset, indices: Sequence[int]) -> Tuple[np.ndarray, ...]:
+    """Stack the samples ``dataset[i]`` of one batch column by column.
+
+    Returns:
+        ``(images float32 (B,3,H,W), masks int32 (B,H,W))``, plus one int32 (B, ...) column per further sample field
+        (e.g. the class id of a few-shot training pair: ``(image, mask, class_id)``).
+    """
+    columns: List[List[np.ndarray]] = []
     for index in indices:
-        image, mask = dataset[int(index)]
-        images.append(np.asarray(image, dtype=np.float32))
-        masks.append(np.asarray(mask, dtype=np.int32))
-    return np.stack(images), np.stack(masks)
+        sample = dataset[int(index)]
+        if not columns:
+            columns = [[] for _ in sample]
+        elif len(sample) != len(columns):
+            raise ValueError("dataset item %d has %d fields, the batch's first item %d" % (index, len(sample),
+                                                                                        len(columns)))
+        for column, value in zip(columns, sample):
+            column.append(value)
+    images = np.stack([np.asarray(image, dtype=np.float32) for image in columns[0]])
+    return (images,) + tuple(np.stack([np.asarray(value, dtype=np.int32) for value in column])
+                             for column in columns[1:])
 
 
 _WORKER_DATASET = None
@@ -60,10 +73,12 @@ def _worker_load(indices):
 
 
 class BatchLoader:
-    """Iterates ``(images float32 (B,3,H,W), masks int32 (B,H,W))`` numpy batches of one epoch.
+    """Iterates ``(images float32 (B,3,H,W), masks int32 (B,H,W))`` numpy batches of one epoch (plus an int32 column
+    per further sample field, see :func:`_load_batch`).
 
     Args:
-        dataset: map-style dataset returning ``(image (3,H,W), mask (H,W))``; if it has ``set_epoch(epoch)``
+        dataset: map-style dataset returning ``(image (3,H,W), mask (H,W))`` (or ``(image, mask, class_id)``, ...);
+            if it has ``set_epoch(epoch)``
             (per-epoch augmentation seeds) that is called before each epoch.
         batch_size: images per batch; incomplete last batches are dropped when ``drop_last``.
         seed: run seed for the permutation.
@@ -103,7 +118,7 @@ class BatchLoader:
         """Batches per epoch on this rank."""
         return len(self.batch_indices(epoch))
 
-    def iterate(self, epoch: int, skip: int = 0) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    def iterate(self, epoch: int, skip: int = 0) -> Iterator[Tuple[np.ndarray, ...]]:
         """Yield the batches of ``epoch``, starting after the first ``skip`` ones."""
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)

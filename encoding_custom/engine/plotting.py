@@ -4,7 +4,7 @@ from typing import Dict, List, Sequence
 from PIL import Image, ImageDraw
 
 PANEL_W, PANEL_H, MARGIN = 360, 240, 44
-COLOURS = {"train_loss": (200, 60, 40), "pixAcc": (40, 110, 200), "mIoU": (40, 160, 80)}
+COLOURS = {"train_loss": (200, 60, 40), "pixAcc": (40, 110, 200), "FB-IoU": (40, 110, 200), "mIoU": (40, 160, 80)}
 
 
 def _panel(draw: ImageDraw.ImageDraw, left: int, title: str, xs: Sequence[float], ys: Sequence[float],
@@ -38,17 +38,17 @@ def _panel(draw: ImageDraw.ImageDraw, left: int, title: str, xs: Sequence[float]
 
 
 def plot_curves(records: List[Dict], path: str) -> str:
-    """Draw train loss, val pixAcc and val mIoU against epoch side by side.
+    """Draw train loss, val pixAcc (FB-IoU for a zero-shot run) and val mIoU against epoch side by side.
 
     Args:
-        records: per-epoch dicts with ``epoch`` and any of ``train_loss``, ``pixAcc``, ``mIoU`` (missing or None
-            values are skipped).
+        records: per-epoch dicts with ``epoch`` and any of ``train_loss``, ``pixAcc`` or ``FB-IoU``, ``mIoU`` (missing
+            or None values are skipped).
         path: output PNG.
 
     Returns:
         ``path``.
     """
-    keys = ("train_loss", "pixAcc", "mIoU")
+    keys = ("train_loss", "FB-IoU" if any("FB-IoU" in r for r in records) else "pixAcc", "mIoU")
     image = Image.new("RGB", (PANEL_W * len(keys), PANEL_H), "white")
     draw = ImageDraw.Draw(image)
     for i, key in enumerate(keys):

@@ -125,6 +125,8 @@ class TrainConfig:
     Attributes:
         lr: backbone learning rate, already scaled (``options.effective_lr``); groups multiply it.
         max_epochs: epochs to train (poly decay reaches 0 at this epoch).
+        stop_after_epoch: end ``fit`` after this (1-based) epoch, the schedule still being that of ``max_epochs``
+            (the official zero-shot module's early stop); a resumed run continues from there. None: no early end.
         batch_size: images per micro-batch on this device.
         momentum, weight_decay: SGD (``nn.Momentum``) settings.
         accumulate_grad_batches: micro-batches per optimizer step (gradients averaged).
@@ -159,6 +161,7 @@ class TrainConfig:
     options: Dict = field(default_factory=dict)
     overwrite: bool = False
     clip_grad_norm: Optional[float] = None
+    stop_after_epoch: Optional[int] = None
 
 
 def build_optimizer(param_groups: Sequence[Tuple[List[ms.Parameter], float]], lr: float, steps_per_epoch: int,
@@ -232,6 +235,12 @@ class Trainer:
         step_hook: optional ``f(trainer, epoch, batch_index, global_step)`` called after every micro-batch
             (tests use it to interrupt a run mid-epoch).
         sampler: optional ``f(epoch) → indices`` for the training data (custom sharding).
+        train_network: the Cell the training step runs instead of ``network`` (it must hold ``network``'s
+            Parameters, e.g. ``encoding_custom.zero_shot.EpisodeForward(network)``); a dataset with fields after the
+            mask (``(image, mask, class_id)``) feeds it the tuple ``(images, class_ids)``. Checkpoints and validation
+            keep ``network``.
+        validator: optional ``f(network, stop) → {"mIoU": ..., ...} or None`` replacing the pixAcc/mIoU validation on
+            ``val_set`` (e.g. the few-shot episodes); ``stop`` is as :func:`evaluate`'s, None abandons it.
 
     Attributes after :meth:`fit`: ``history`` (per-epoch records), ``step_log`` (per optimizer step records).
     """
@@ -239,14 +248,16 @@ class Trainer:
     def __init__(self, network, loss_fn: nn.Cell, train_set, config: TrainConfig,
                  param_groups: Optional[Sequence[Tuple[List[ms.Parameter], float]]] = None, val_set=None,
                  nclass: Optional[int] = None, step_hook: Optional[Callable] = None,
-                 sampler: Optional[Callable[[int], Sequence[int]]] = None):
-        if val_set is not None and nclass is None:
+                 sampler: Optional[Callable[[int], Sequence[int]]] = None, train_network: Optional[nn.Cell] = None,
+                 validator: Optional[Callable] = None):
+        if val_set is not None and nclass is None and validator is None:
             raise ValueError("Trainer: nclass is required when val_set is given")
         self.config = config
         self.network = network
         self.loss_fn = loss_fn
         self.val_set = val_set
         self.nclass = nclass
+        self.validator = validator
         self.step_hook = step_hook
         self.main = is_main_process()
         self.exp_dir = config.exp_dir
@@ -271,8 +282,9 @@ class Trainer:
                                                          config.max_epochs, config.momentum, config.weight_decay)
         # O1 rewrites the network into a new cell sharing its Parameters (MindSpore 2.0 and 2.10 alike): train that
         # one; checkpoints and validation keep using ``self.network``.
-        train_network = network if config.amp_level == "O0" else ms.amp.auto_mixed_precision(network,
-                                                                                             config.amp_level)
+        train_network = network if train_network is None else train_network
+        if config.amp_level != "O0":
+            train_network = ms.amp.auto_mixed_precision(train_network, config.amp_level)
         self.net_with_loss = nn.WithLossCell(train_network, loss_fn)
         self.uses_loss_scale = config.amp_level != "O0"
         loss_scale = (nn.DynamicLossScaleUpdateCell(LOSS_SCALE_START, LOSS_SCALE_FACTOR, LOSS_SCALE_WINDOW)
@@ -367,18 +379,22 @@ class Trainer:
             handle.write(json.dumps(record) + "\n")
 
     # ------------------------------------------------------------------ steps
-    def _micro_step(self, images, masks, apply: bool) -> Tuple[float, bool]:
+    def _micro_step(self, images, masks, apply: bool, extra: Sequence[np.ndarray] = ()) -> Tuple[float, bool]:
         """Run one micro-batch (with ``apply``: the last of its group, followed by the optimizer step).
 
         Args:
             images: float32 (B, 3, H, W); masks: int32 (B, H, W) (numpy).
             apply: this micro-batch ends an accumulation group.
+            extra: the batch's further columns (class ids, ...): the training network gets ``(images, *extra)``.
 
         Returns:
             ``(loss, overflowed)``: this micro-batch's loss; True when the loss-scale check found an overflow in its
             group so far (with ``apply``: the optimizer step was skipped), always False without AMP.
         """
-        loss, overflow, _ = self.train_step(ms.Tensor(images), ms.Tensor(masks), apply)
+        inputs = ms.Tensor(images)
+        if extra:
+            inputs = (inputs,) + tuple(ms.Tensor(column) for column in extra)
+        loss, overflow, _ = self.train_step(inputs, ms.Tensor(masks), apply)
         return float(loss.asnumpy()), bool(overflow.asnumpy())
 
     def current_lrs(self) -> List[float]:
@@ -387,12 +403,13 @@ class Trainer:
 
     # ------------------------------------------------------------- validation
     def validate(self) -> Dict[str, float]:
-        """pixAcc and mIoU of the current network on ``val_set`` (PyTorch-Encoding definitions).
+        """pixAcc and mIoU of the current network on ``val_set`` (PyTorch-Encoding definitions), or the figures of
+        the ``validator`` given to the Trainer.
 
         Returns:
-            ``{"pixAcc": float, "mIoU": float}``, or ``{}`` without a val set.
+            ``{"pixAcc": float, "mIoU": float}`` (the validator's dict), or ``{}`` without a val set.
         """
-        if self.val_set is None:
+        if self.val_set is None and self.validator is None:
             return {}
         if get_world_size() > 1:
             # Ranks normalise with their own batch statistics, so their BN running stats differ; evaluate rank 0's
@@ -404,6 +421,8 @@ class Trainer:
         # with several devices validation runs to its end and the stop is agreed after it.
         stop = (lambda: signals.signum is not None) if signals is not None and get_world_size() == 1 else None
         try:
+            if self.validator is not None:
+                return self.validator(self.network, stop) or {}
             metric = evaluate(network_predictor(self.network), self.val_set, self.nclass,
                               batch_size=self.config.val_batch_size, max_items=self.config.max_val_images,
                               workers=self.config.workers, stop=stop)
@@ -419,7 +438,8 @@ class Trainer:
         """Train from ``start_epoch`` to ``max_epochs``.
 
         Returns:
-            the per-epoch records (also in ``<exp_dir>/metrics.jsonl``).
+            the per-epoch records (also in ``<exp_dir>/metrics.jsonl``); the run ends after ``max_epochs`` or
+            ``stop_after_epoch``.
 
         Raises:
             NonFiniteLossError: NaN/Inf loss; the last good checkpoint stays, a ``stopped`` record is logged.
@@ -448,7 +468,8 @@ class Trainer:
     def _run_epochs(self) -> List[Dict]:
         """Every epoch: its steps (:meth:`_run_steps`), then :attr:`epoch_end_hooks` on the epoch's record."""
         cfg = self.config
-        for epoch in range(self.start_epoch, cfg.max_epochs):
+        end = cfg.max_epochs if cfg.stop_after_epoch is None else min(cfg.max_epochs, cfg.stop_after_epoch)
+        for epoch in range(self.start_epoch, end):
             self.epoch_started = time.time()
             losses = self._run_steps(epoch)
             self._check_step_counter()
@@ -480,12 +501,12 @@ class Trainer:
         overflow_run = 0
         bar = tqdm(total=n_micro, desc="epoch %d/%d" % (epoch + 1, cfg.max_epochs), leave=True,
                    disable=not (cfg.progress and self.main), dynamic_ncols=True)
-        for index, (images, masks) in enumerate(self.loader.iterate(epoch)):
+        for index, (images, masks, *extra) in enumerate(self.loader.iterate(epoch)):
             if index >= n_micro:
                 break  # micro-batches beyond the last full accumulation group are not used
             lrs = self.current_lrs()
             apply = (index + 1) % accumulate == 0
-            loss, overflowed = self._micro_step(images, masks, apply)
+            loss, overflowed = self._micro_step(images, masks, apply, extra)
             self._signals.rearm()
             if apply and overflowed:
                 self.skipped_steps += 1
