@@ -883,6 +883,14 @@ def _read_npz(path: str) -> Dict[str, np.ndarray]:
     raise WeightsError(f"{path}: not a readable .npz ({what})")
 
 
+def _torch_state_dict(path: str) -> "OrderedDict[str, np.ndarray]":
+    """The state_dict a ``torch.save`` file holds (bare or wrapped), read without torch; ``WeightsError`` if not."""
+    try:
+        return find_state_dict(load_torch_file(path), path=path)
+    except TorchArchiveError as error:
+        raise WeightsError(str(error)) from None
+
+
 def _read_vit_source(path: str) -> "OrderedDict[str, np.ndarray]":
     """Read a ViT checkpoint into MindCV-style names without the ``pretrained.model.`` prefix."""
     if not os.path.isfile(path):
@@ -903,10 +911,7 @@ def _read_vit_source(path: str) -> "OrderedDict[str, np.ndarray]":
             raise WeightsError(f"{path}: an original JAX ViT .npz (embedding/kernel) without its "
                                f"{error.args[0]} array") from None
     else:
-        try:
-            state = find_state_dict(load_torch_file(path), path=path)
-        except TorchArchiveError as error:
-            raise WeightsError(str(error)) from None
+        state = _torch_state_dict(path)
     renamed = OrderedDict()
     for name, value in state.items():
         mindcv_name = re.sub(r"((?:^|\.)norm\d?)\.bias$", r"\1.beta", name)
@@ -944,10 +949,7 @@ def init_resnet_from_torchvision(net, path: str) -> List[str]:
     """
     if not os.path.isfile(path):
         mindspore_entry_names(path)  # "no such file" / "is a directory"
-    try:
-        state = find_state_dict(load_torch_file(path), path=path)
-    except TorchArchiveError as error:
-        raise WeightsError(str(error)) from None
+    state = _torch_state_dict(path)
     renamed = OrderedDict()
     for name, value in state.items():
         ours = torchvision_resnet_name(name)

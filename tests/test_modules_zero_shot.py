@@ -11,7 +11,6 @@ import pytest
 from mindspore import nn
 
 import clip_ms
-from clip_ms.torch_archive import load_torch_file
 from modules import BACKBONES, LSegNet, ResNetConfig, tnn
 from modules.config import NORMALISATION_NAMES
 from modules.convert import main
@@ -24,7 +23,7 @@ from tests.fixtures.torch_writer import save_torch_file
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "modules")
 sys.path.insert(0, FIXTURES)
-from tiny_clip_weights import tiny_clip_text_state  # noqa: E402
+from support import write_full_zero_shot_checkpoint  # noqa: E402
 
 CLASS_NAMES = ["aeroplane", "bicycle", "bird", "boat", "bottle"]
 
@@ -352,27 +351,6 @@ def load_zero_shot_parity():
 
 ZS_ARRAYS, ZS_META = load_zero_shot_parity()
 KINDS = ("vit", "resnet")
-
-
-def write_full_zero_shot_checkpoint(kind, dst, hyper=True, state_edit=None, hyper_edit=None):
-    """The fixture's official LSegModuleZS checkpoint with the regenerated tiny CLIP text tower merged in.
-
-    Args:
-        kind: "vit" (LSegNetZS) or "resnet" (LSegRNNetZS).
-        dst: output path (torch.save zip format).
-        hyper: keep the hyper_parameters (False: a bare state_dict file).
-        state_edit: callable editing the state_dict in place.
-        hyper_edit: dict merged into the hyper_parameters.
-    """
-    checkpoint = load_torch_file(os.path.join(FIXTURES, f"official_zs_{kind}.ckpt"))
-    state = dict(checkpoint["state_dict"])
-    state.update({"net.clip_pretrained." + name: value for name, value in tiny_clip_text_state().items()})
-    state["net.clip_pretrained.logit_scale"] = np.array(4.6052, np.float32)
-    if state_edit is not None:
-        state_edit(state)
-    checkpoint["state_dict"] = state
-    checkpoint["hyper_parameters"].update(hyper_edit or {})
-    save_torch_file(dst, checkpoint if hyper else state)
 
 
 def assert_parity(ours, reference, what):

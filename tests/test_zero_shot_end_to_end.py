@@ -21,6 +21,9 @@ from encoding_custom.engine import read_checkpoint
 from encoding_custom.fewshot import FewShotMeter, benchmark_labels, fold_class_ids, make_fewshot_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests", "fixtures", "modules"))
+from support import write_full_zero_shot_checkpoint  # noqa: E402
+
 RESULT = re.compile(r"^Fold (\d), 0-shot ==> mIoU +([\d.]+)  FB-IoU +([\d.]+)$", re.M)
 
 
@@ -138,3 +141,20 @@ def test_training_refuses_an_incomplete_data_set_before_building(fold0, tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--data_path: the pascal files under" in err[0] and missing.name in err[0], err
     assert "--check` lists them" in err[0]
+
+
+@pytest.mark.parametrize("kind", ["resnet", "vit"])
+def test_an_official_fold_checkpoint_is_tested_directly(fold0, tmp_path, capsys, kind):
+    """A released LSegModuleZS checkpoint (the tiny official-format fixture) on the fold's episodes: converted on the
+    fly, the backbone read from the weights, ImageNet normalisation for the ResNet."""
+    root, _ = fold0
+    official = str(tmp_path / ("official_%s.ckpt" % kind))
+    write_full_zero_shot_checkpoint(kind, official)
+    status = test_script.main(["--dataset", "pascal", "--fold", "0", "--nshot", "0", "--data_path", root,
+                               "--weights", official, "--crop_size", "64", "--base_size", "64", "--device_target",
+                               "CPU", "--max_images", "20", "--outdir", str(tmp_path), "--module",
+                               "clipseg_DPT_test_v2", "--widehead", "--no-scaleinv", "--ignore_index", "255"])
+    assert status == 0
+    captured = capsys.readouterr()
+    assert len(RESULT.findall(captured.out)) == 1
+    assert "the official protocol uses 480" in captured.err
