@@ -271,7 +271,9 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
                        help="start afresh in an experiment folder that already holds a run (deletes its checkpoints)")
         g.add_argument("--resume", nargs="?", const="last", default=None,
                        help="continue a run: a .ckpt path, or no value for checkpoints/<exp_name>/last.ckpt")
-        g.add_argument("--max_train_images", type=int, default=None, help="use only the first N training images")
+        g.add_argument("--max_train_images", type=int, default=None,
+                       help="use only the first N training images (a zero-shot fold: N of its episodes chosen at "
+                            "random, i.e. 2N images)")
         g.add_argument("--max_val_images", type=int, default=None, help="validate on the first N val images")
         g.add_argument("--skip_bad_samples", action="store_true",
                        help="leave out the image/mask pairs the data check finds bad (listed in a warning) instead "
@@ -347,6 +349,9 @@ def validate_options(args: argparse.Namespace, for_training: bool = False) -> ar
     elif args.fold != "0":
         _check(False, "--fold", "applies to the zero-shot benchmarks (%s), not to %s" % (", ".join(BENCHMARKS),
                                                                                         args.dataset), args.fold)
+    _check(args.dataset not in BENCHMARKS or (args.arch_option == 0 and args.block_depth == 0), "--arch_option",
+           "the zero-shot networks (official LSegNetZS / LSegRNNetZS) have no spatial regularisation block: use 0 "
+           "(and --block_depth 0)", (args.arch_option, args.block_depth))
     _check(getattr(args, "nshot", 0) == 0, "--nshot",
            "LSeg segments from the class name alone (zero-shot): only 0 is supported", getattr(args, "nshot", 0))
     _check(bool(args.exp_name) and os.sep not in args.exp_name and args.exp_name not in (".", ".."),
@@ -624,10 +629,11 @@ def check_benchmark_files(args) -> None:
     """
     report = check_fewshot_layout(args.data_path, args.dataset)
     if not report.ok:
+        skip = ", --no_data_check skips this check" if hasattr(args, "no_data_check") else ""
         raise OptionError("--data_path: the %s files under %s are incomplete (%d problem(s)), first: %s; "
-                          "`python -m scripts.prepare_fewshot %s --root %s --check` lists them, --no_data_check "
-                          "skips this check" % (args.dataset, args.data_path, len(report.problems), report.problems[0],
-                                                args.dataset, args.data_path))
+                          "`python -m scripts.prepare_fewshot %s --root %s --check` lists them%s"
+                          % (args.dataset, args.data_path, len(report.problems), report.problems[0], args.dataset,
+                             args.data_path, skip))
 
 
 def make_fold_training_set(args, normalisation: str) -> FoldTrainingSet:

@@ -42,6 +42,7 @@ from options import (
     RECORDED_NETWORK_OPTIONS,
     OptionError,
     build_network,
+    check_benchmark_files,
     configure_context,
     explicit_architecture,
     fold_weights,
@@ -265,6 +266,7 @@ def run_zero_shot(args, outdir: str) -> List[Tuple[float, float]]:
         ``[(mIoU, FB-IoU)]`` in percent, one per fold.
     """
     names = benchmark_labels(args.dataset)
+    check_benchmark_files(args)  # a wrong --data_path is said before any network is built
     if args.flip or list(args.scales) != [1.0]:
         print("test.py: note: --scales/--flip are not used by the zero-shot protocol (one scale, as the official "
               "test_lseg_zs.py)", file=sys.stderr)
@@ -286,6 +288,10 @@ def run_zero_shot(args, outdir: str) -> List[Tuple[float, float]]:
         meter = evaluate_episodes(net, episodes, names, batch_size=args.test_batch_size,
                                   max_episodes=args.max_images, progress=True, desc="%s fold %s" % (args.dataset, fold))
         miou, fb_iou = meter.compute()
+        if meter.episodes < len(episodes):
+            print("test.py: note: --max_images: %d of the fold's %d episodes, %d of its %d classes; the others count "
+                  "as IoU 0 in the mIoU (HSNet averages over all the fold's classes)"
+                  % (meter.episodes, len(episodes), len(meter.classes_seen), len(episodes.class_ids)), file=sys.stderr)
         line = "Fold %s, %d-shot ==> mIoU %5.2f  FB-IoU %5.2f" % (fold, args.nshot, miou, fb_iou)
         print(line, flush=True)
         per_class = ", ".join("%s %.2f" % (names[class_id], 100 * iou)

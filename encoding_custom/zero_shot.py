@@ -60,17 +60,21 @@ def evaluate_episodes(net, dataset, class_names: Sequence[str], batch_size: int 
             episodes that draw support images draw the official ones.
 
     Returns:
-        the filled ``FewShotMeter``, or None when ``stop`` abandoned the run.
+        the filled ``FewShotMeter`` (``meter.classes_seen``: the class ids that had an episode; with
+        ``max_episodes`` some of the fold's classes may have none, and HSNet's mean counts them as 0), or None when
+        ``stop`` abandoned the run.
     """
     np.random.seed(seed)
     label_features = net.text_features(zero_shot_labels(list(class_names)))
     meter = FewShotMeter(dataset.benchmark, dataset.class_ids)
     count = len(dataset) if max_episodes is None else min(len(dataset), int(max_episodes))
+    meter.classes_seen = set()
     bar = tqdm(total=count, desc=desc, disable=not progress, dynamic_ncols=True)
     for start in range(0, count, batch_size):
         episodes = [dataset[index] for index in range(start, min(count, start + batch_size))]
         images = np.stack([episode.query_img for episode in episodes])
         class_ids = np.array([episode.class_id for episode in episodes], np.int32)
+        meter.classes_seen.update(int(class_id) for class_id in class_ids)
         logits = net(ms.Tensor(images), episode_text_features(label_features, ms.Tensor(class_ids)))
         prediction = np.argmax(to_numpy(logits), axis=1)
         ignore = ([episode.query_ignore_idx for episode in episodes]
@@ -90,6 +94,10 @@ def evaluate_episodes(net, dataset, class_names: Sequence[str], batch_size: int 
 def episode_validator(dataset, class_names: Sequence[str], batch_size: int = 1,
                       max_episodes: Optional[int] = None) -> Callable:
     """A ``Trainer(validator=...)`` that scores the network on a fold's unseen-class episodes.
+
+    With several devices every rank runs all the episodes (the figures are the same on every rank, the time is not
+    divided): COCO-20i draws its episodes one after the other from one generator, so a rank cannot draw its share
+    alone.
 
     Returns:
         ``f(network, stop) → {"mIoU": fraction, "FB-IoU": fraction}`` (HSNet's percentages / 100, so that

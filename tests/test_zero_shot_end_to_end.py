@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 
+import options
 import test as test_script
 import train_custom
 from encoding_custom.engine import read_checkpoint
@@ -36,7 +37,18 @@ def fold0(tmp_path_factory):
     assert prepared.returncode == 0, prepared.stderr
     assert "layout OK" in prepared.stdout
     checkpoints = str(tmp_path_factory.mktemp("ck"))
-    assert train_custom.main(["--preset", "tiny_zeroshot", "--data_path", root, "--checkpoint_dir", checkpoints]) == 0
+    asked = []
+
+    def recording(*args, **kwargs):
+        asked.append((args[3], kwargs["normalisation"]))
+        return make_fewshot_dataset(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(options, "make_fewshot_dataset", recording)
+        assert train_custom.main(["--preset", "tiny_zeroshot", "--data_path", root, "--checkpoint_dir",
+                                  checkpoints]) == 0
+    # The tiny preset's ResNet trains and validates on ImageNet-normalised images, as the official RN101 path.
+    assert sorted(asked) == [("trn", "imagenet"), ("val", "imagenet")]
     # last.ckpt is what is tested: PASCAL's validation episodes are its test episodes, so best.ckpt is chosen on them.
     return root, os.path.join(checkpoints, "tiny_zeroshot_fold0")
 
@@ -109,6 +121,8 @@ def test_zero_shot_option_errors_are_one_line(tmp_path, capsys):
             (["--dataset", "fss", "--fold", "1"], "--fold: must be one of 0, all for fss"),
             (["--dataset", "pascal", "--nshot", "1"], "--nshot: LSeg segments from the class name alone"),
             (["--dataset", "ade20k", "--fold", "2"], "--fold: applies to the zero-shot benchmarks"),
+            (["--dataset", "coco", "--arch_option", "1", "--block_depth", "2"],
+             "--arch_option: the zero-shot networks (official LSegNetZS / LSegRNNetZS) have no spatial"),
             (["--dataset", "pascal", "--fold", "all", "--weights", str(tmp_path / "f{fold}.ckpt")],
              "--weights: file not found (got '%s')" % (tmp_path / "f0.ckpt")),
             (["--dataset", "pascal", "--fold", "all", "--weights", __file__],
@@ -143,11 +157,19 @@ def test_training_refuses_an_incomplete_data_set_before_building(fold0, tmp_path
     assert "--check` lists them" in err[0]
 
 
-@pytest.mark.parametrize("kind", ["resnet", "vit"])
-def test_an_official_fold_checkpoint_is_tested_directly(fold0, tmp_path, capsys, kind):
+@pytest.mark.parametrize("kind,normalisation", [("resnet", "imagenet"), ("vit", "vit")])
+def test_an_official_fold_checkpoint_is_tested_directly(fold0, tmp_path, capsys, monkeypatch, kind, normalisation):
     """A released LSegModuleZS checkpoint (the tiny official-format fixture) on the fold's episodes: converted on the
-    fly, the backbone read from the weights, ImageNet normalisation for the ResNet."""
+    fly, the backbone read from the weights, the episodes normalised as that backbone was trained (ImageNet's mean and
+    std for the ResNet, 0.5 / 0.5 for the ViT)."""
     root, _ = fold0
+    asked = []
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs["normalisation"])
+        return make_fewshot_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(options, "make_fewshot_dataset", recording)
     official = str(tmp_path / ("official_%s.ckpt" % kind))
     write_full_zero_shot_checkpoint(kind, official)
     status = test_script.main(["--dataset", "pascal", "--fold", "0", "--nshot", "0", "--data_path", root,
@@ -156,5 +178,6 @@ def test_an_official_fold_checkpoint_is_tested_directly(fold0, tmp_path, capsys,
                                "clipseg_DPT_test_v2", "--widehead", "--no-scaleinv", "--ignore_index", "255"])
     assert status == 0
     captured = capsys.readouterr()
-    assert len(RESULT.findall(captured.out)) == 1
+    assert len(RESULT.findall(captured.out)) == 1 and asked == [normalisation]
     assert "the official protocol uses 480" in captured.err
+    assert "--max_images: 20 of the fold's 1000 episodes" in captured.err
