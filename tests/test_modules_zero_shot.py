@@ -11,6 +11,7 @@ import pytest
 from mindspore import nn
 
 import clip_ms
+from encoding_custom.zero_shot import EpisodeForward
 from modules import BACKBONES, LSegNet, ResNetConfig, tnn
 from modules.config import NORMALISATION_NAMES
 from modules.convert import main
@@ -37,17 +38,6 @@ def tiny_net(backbone="tiny_vit16", labels=None, **kwargs):
 
 def images(batch=1, height=64, width=64, seed=0):
     return ms.Tensor(np.random.RandomState(seed).randn(batch, 3, height, width).astype(np.float32))
-
-
-class EpisodeForward(nn.Cell):
-    """What a zero-shot training cell does inside its construct: pairs picked from the cached label features."""
-
-    def __init__(self, net):
-        super().__init__(auto_prefix=False)
-        self.net = net
-
-    def construct(self, batch_images, class_ids):
-        return self.net(batch_images, episode_text_features(self.net.text_features_cache, class_ids))
 
 
 def per_image_pair_logits(net, batch_images, class_ids):
@@ -98,14 +88,14 @@ def test_episode_logits_in_graph_mode_equal_the_per_image_logits(graph_mode):
     batch_images, class_ids = images(2, seed=2), [1, 4]
     forward = EpisodeForward(net)
     net.sync_text_features()
-    logits = forward(batch_images, ms.Tensor(np.array(class_ids, np.int32))).asnumpy()
+    logits = forward((batch_images, ms.Tensor(np.array(class_ids, np.int32)))).asnumpy()
     ms.set_context(mode=ms.PYNATIVE_MODE)
     reference = per_image_pair_logits(net, batch_images, class_ids)
     assert logits.shape == (2, 2, 64, 64)
     np.testing.assert_allclose(logits, reference, rtol=1e-5, atol=1e-4)
     # The class id really reaches the graph: another id gives other logits with the same compiled cell.
     ms.set_context(mode=ms.GRAPH_MODE)
-    other = forward(batch_images, ms.Tensor(np.array([2, 4], np.int32))).asnumpy()
+    other = forward((batch_images, ms.Tensor(np.array([2, 4], np.int32)))).asnumpy()
     assert np.abs(other[0] - logits[0]).max() > 1e-3
     np.testing.assert_allclose(other[1], logits[1], rtol=1e-5, atol=1e-4)
 
