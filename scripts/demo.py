@@ -2,7 +2,7 @@
 
     python -m scripts.demo                                  # the quick-start model (bash quickstart.sh makes it)
     python -m scripts.demo --weights demo_e200.ckpt         # official lang-seg weights, or any of our checkpoints
-    python -m scripts.demo --host 0.0.0.0 --port 8080       # reachable from other machines (no authentication!)
+    python -m scripts.demo --host 0.0.0.0 --auth-file login.txt   # reachable from other machines, behind a login
 
 Upload or drop a picture, type a comma-separated label list and press "Segment": the page shows the overlay, the
 colour mask, the legend and each label's share of the pixels, with the index map (label order as pixel values) and
@@ -14,17 +14,23 @@ while the model stays loaded in the process (Streamlit re-runs the whole script 
 resource cache to keep a model), uploads, pictures, downloads and error messages are ready-made components with no
 front-end code, it is what most ML demos use (Hugging Face Spaces), and it runs offline on 127.0.0.1.
 
-Exit status: 0 stopped with Ctrl-C; 2 a bad option or weights file, or a port in use (one line naming it).
+Visitors are untrusted: an address other machines reach needs a login (``--auth USER:PASSWORD`` or ``--auth-file``,
+Gradio's login page) unless ``--no-auth`` says otherwise, and an upload reaches an image decoder only when its first
+bytes are those of a format the page names (PNG, JPEG, WebP, BMP) and its header declares at most 40 megapixels.
+
+Exit status: 0 stopped with Ctrl-C; 2 a bad option or weights file, an exposed address without --auth/--no-auth, or
+a port in use (one line naming it).
 """
 import argparse
 import html
+import ipaddress
 import logging
 import os
 import signal
 import sys
 import tempfile
 import time
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from encoding_custom.engine import DeviceUnavailableError, StopSignals, configure_runtime
 from encoding_custom.engine.runtime import DEVICE_TARGETS
@@ -51,7 +57,17 @@ QUICKSTART_WEIGHTS = os.path.join(REPO, "checkpoints", "tiny_synthetic", "best.c
 QUICKSTART_LABELS = "wall, sky, floor, tree, grass, person, car, water"
 QUICKSTART_SAMPLES = os.path.join(REPO, "datasets", "synthetic_ade20k", "ADEChallengeData2016", "images", "validation")
 SAMPLE_COUNT = 4
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+# The formats the page takes, known by their first bytes before any decoder sees the file: (Pillow's format name,
+# what the page calls it, file extensions, test on the first 12 bytes). Each decoder is attack surface (TIFF, PSD,
+# EPS... have had their advisories); these four are what browsers and phones produce.
+ACCEPTED_FORMATS = (
+    ("PNG", "PNG", (".png",), lambda head: head.startswith(b"\x89PNG\r\n\x1a\n")),
+    ("JPEG", "JPEG", (".jpg", ".jpeg"), lambda head: head.startswith(b"\xff\xd8\xff")),
+    ("WEBP", "WebP", (".webp",), lambda head: head[:4] == b"RIFF" and head[8:12] == b"WEBP"),
+    ("BMP", "BMP", (".bmp",), lambda head: head.startswith(b"BM")),
+)
+ACCEPTED_NAMES = ", ".join(shown for _, shown, _, _ in ACCEPTED_FORMATS[:-1]) + " or " + ACCEPTED_FORMATS[-1][1]
+ACCEPTED_EXTENSIONS = [ext for _, _, extensions, _ in ACCEPTED_FORMATS for ext in extensions]
 # Results kept on disk for download; older ones are deleted as new ones come.
 KEPT_RESULTS = 32
 MAX_UPLOAD = "64mb"
@@ -71,7 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: the quick-start model checkpoints/tiny_synthetic/best.ckpt)")
     parser.add_argument("--labels", default=QUICKSTART_LABELS, help="the label list the page starts with")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1: this machine only)")
+                        help="address to listen on (default 127.0.0.1: this machine only); any other address needs "
+                             "--auth, --auth-file or --no-auth")
+    login = parser.add_mutually_exclusive_group()
+    login.add_argument("--auth", default=None, metavar="USER:PASSWORD",
+                       help="visitors log in with this user name and password (visible in the process list: "
+                            "prefer --auth-file)")
+    login.add_argument("--auth-file", "--auth_file", dest="auth_file", default=None, metavar="FILE",
+                       help="a file whose first line is USER:PASSWORD (keep it readable by you only)")
+    login.add_argument("--no-auth", "--no_auth", dest="no_auth", action="store_true",
+                       help="serve an address other machines reach without a login")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on")
     parser.add_argument("--device_target", default="auto", choices=DEVICE_TARGETS, help="device to run on")
     parser.add_argument("--base_size", type=int, default=520, help="long side the picture is resized to")
@@ -85,20 +110,93 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def exposure_warning(host: str, port: int) -> Optional[str]:
-    """Args: host, port: where the page listens. Returns: the warning for an address other machines reach, or None."""
-    if host in LOCAL_HOSTS:
+def is_loopback(host: str) -> bool:
+    """Args: host: a ``--host`` value. Returns: whether only this machine can reach it (localhost, 127.x, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def parse_login(text: str, source: str) -> Tuple[str, str]:
+    """Args: text: ``USER:PASSWORD``; source: the option or file named in messages.
+
+    Returns: ``(user, password)``. Raises: DemoError: no colon, an empty user or password.
+    """
+    user, colon, password = text.partition(":")
+    if not colon or not user or not password:
+        raise DemoError(f"{source}: expected USER:PASSWORD (both non-empty, the user without a colon)")
+    return user, password
+
+
+def login_of(args) -> Optional[Tuple[str, str]]:
+    """The login the page asks for, checked before anything is loaded.
+
+    Returns: ``(user, password)`` from ``--auth`` / ``--auth-file``, or None (no login).
+
+    Raises:
+        DemoError: an address other machines reach with neither a login nor ``--no-auth``; a bad ``--auth`` value or
+            file.
+    """
+    if args.auth is not None:
+        return parse_login(args.auth, "--auth")
+    if args.auth_file is not None:
+        try:
+            with open(args.auth_file, encoding="utf-8") as handle:
+                first = handle.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as err:
+            raise DemoError(f"--auth-file: cannot read {args.auth_file} ({err.strerror or err})") from None
+        return parse_login(first, f"--auth-file {args.auth_file}: line 1")
+    if not args.no_auth and not is_loopback(args.host):
+        raise DemoError(f"--host {args.host} lets other machines reach the demo: give it a login with --auth "
+                        "USER:PASSWORD (or --auth-file FILE), or pass --no-auth to serve it to anyone")
+    return None
+
+
+def exposure_warning(host: str, port: int, login: bool = False) -> Optional[str]:
+    """Args: host, port: where the page listens; login: whether visitors log in.
+
+    Returns: the warning for an address other machines reach, or None.
+    """
+    if is_loopback(host):
         return None
-    return (f"listening on {host}: anyone who can reach this machine on port {port} can use the demo and its "
-            "model (there is no authentication)")
+    if login:
+        return (f"listening on {host}:{port} over plain HTTP: the password and pictures cross the network "
+                "unencrypted (put a TLS proxy in front on an untrusted network)")
+    return (f"listening on {host} with --no-auth: anyone who can reach this machine on port {port} can use the demo "
+            "and its model")
+
+
+def picture_format(path: str, name: str) -> str:
+    """The format of an upload from its first bytes, before any decoder reads it.
+
+    Args: path: the uploaded file; name: its name in messages.
+
+    Returns: Pillow's format name (one of :data:`ACCEPTED_FORMATS`).
+
+    Raises:
+        SegmenterInputError: ``"<name>: not a PNG, JPEG, WebP or BMP file ..."`` for any other content, whatever
+            the file's extension says.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError as err:
+        raise SegmenterInputError(f"{name}: cannot read the upload ({err.strerror})") from None
+    for pillow_name, _, _, matches in ACCEPTED_FORMATS:
+        if matches(head):
+            return pillow_name
+    raise SegmenterInputError(f"{name}: not a {ACCEPTED_NAMES} file (this page takes only those; checked from the "
+                              "file's first bytes, not its name)")
 
 
 def sample_pictures(folder: Optional[str], count: int = SAMPLE_COUNT) -> List[str]:
-    """The first ``count`` pictures of ``folder`` by name (jpg/jpeg/png/bmp/webp); none when it does not exist."""
+    """The first ``count`` pictures of ``folder`` by name (the accepted extensions); none when it does not exist."""
     if not folder or not os.path.isdir(folder):
         return []
-    names = sorted(name for name in os.listdir(folder)
-                   if name.lower().endswith((".jpg", ".jpeg", ".png", ".bmp", ".webp")))
+    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(tuple(ACCEPTED_EXTENSIONS)))
     return [os.path.join(folder, name) for name in names[:count]]
 
 
@@ -163,6 +261,8 @@ def build_page(segmenter: ImageSegmenter, results: DemoResults, title: str, defa
         progress(0.0, desc="segmenting")
         name = os.path.basename(path) if path else None
         try:
+            if path:  # the segmenter says "no image" itself
+                picture_format(path, name)
             segmentation = segmenter.segment(path, labels_text, name=name)
         except SegmenterInputError as err:  # the visitor's input: the message says what to change
             raise gr.Error(html.escape(str(err)), duration=None, print_exception=False) from None
@@ -182,8 +282,8 @@ def build_page(segmenter: ImageSegmenter, results: DemoResults, title: str, defa
         gr.Markdown("# LSeg: segment a picture with any labels\n" + html.escape(title))
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label="Picture (upload or drop)", file_types=["image"], type="filepath",
-                                 elem_id="upload")
+                upload = gr.File(label=f"Picture: {ACCEPTED_NAMES} (upload or drop)", file_types=ACCEPTED_EXTENSIONS,
+                                 type="filepath", elem_id="upload")
                 labels = gr.Textbox(label="Labels, comma-separated", value=default_labels, lines=2,
                                     elem_id="labels")
                 run = gr.Button("Segment", variant="primary", elem_id="segment")
@@ -248,11 +348,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     try:
+        login = login_of(args)  # before the model: a refused exposure costs nothing
         if gr is None:
             raise DemoError("gradio is not installed in this environment: the demo runs on the current stack "
                             "(requirements.txt, `bash run_tests.sh` sets it up in .venv)")
         segmenter = load_segmenter(args)
-        warning = exposure_warning(args.host, args.port)
+        warning = exposure_warning(args.host, args.port, login=login is not None)
         if warning:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
         samples = sample_pictures(args.samples or QUICKSTART_SAMPLES)
@@ -264,7 +365,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             try:
                 page.queue(default_concurrency_limit=1).launch(
                     server_name=args.host, server_port=args.port, quiet=True, show_error=True, ssr_mode=False,
-                    prevent_thread_lock=True, max_file_size=MAX_UPLOAD, footer_links=[],
+                    prevent_thread_lock=True, max_file_size=MAX_UPLOAD, footer_links=[], auth=login,
+                    auth_message="LSeg demo: log in with the user name and password of --auth" if login else None,
                     allowed_paths=list(samples))  # the sample files only, not their folder
             except OSError as err:
                 raise DemoError(f"--port {args.port}: cannot listen on {args.host}:{args.port} ({err})") from None

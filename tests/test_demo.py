@@ -1,6 +1,7 @@
-"""python -m scripts.demo (issue 16): the web page, driven in headless Chromium like a visitor would — upload a
-picture, type labels, press Segment — returns test.py --image's mask; bad uploads and label lists are errors on the
-page; the command's own refusals are one line.
+"""python -m scripts.demo: the web page, driven in headless Chromium like a visitor would — upload a picture, type
+labels, press Segment — returns test.py --image's mask; bad and crafted uploads and label lists are errors on the page
+while the server keeps serving; with --auth the page serves only after login; the command's own refusals (an exposed
+address without --auth/--no-auth among them) are one line.
 
 The browser tests need Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and the current
 stack (Gradio and Selenium are in requirements.txt). They skip with the reason when either is missing, unless
@@ -20,11 +21,14 @@ import queue
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
+import zlib
 
 import mindspore as ms
 import numpy as np
@@ -89,6 +93,40 @@ def scene(path, height=96, width=128, seed=0):
     rgb[height // 4: 3 * height // 4, width // 2: 7 * width // 8] = (170, 160, 150)
     rgb += rng.normal(0, 12, rgb.shape)
     Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(path)
+    return str(path)
+
+
+def truncated_webp(path):
+    """A real WebP picture cut in half: its header is intact, its bitstream ends early. Returns the path."""
+    encoded = io.BytesIO()
+    Image.fromarray(np.random.RandomState(3).randint(0, 256, (64, 64, 3), dtype=np.uint8)).save(encoded, "WEBP")
+    data = encoded.getvalue()
+    path.write_bytes(data[:len(data) // 2])
+    return str(path)
+
+
+def tiff_header(path, width, height):
+    """A little-endian TIFF whose first IFD declares an 8-bit grey ``width`` x ``height`` strip (and holds no
+    pixels). Returns the path."""
+    entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+               (273, 4, 1, 8), (277, 3, 1, 1), (278, 4, 1, height), (279, 4, 1, 1)]
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *entry) for entry in entries)
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0))
+    return str(path)
+
+
+def png_header(path, width, height):
+    """A valid PNG header declaring ``width`` x ``height`` RGB pixels, with one small compressed block of data."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return str(path)
+
+
+def text_file(path, text):
+    path.write_text(text)
     return str(path)
 
 
@@ -220,6 +258,27 @@ def server(files):
     assert "SIGINT received, stopped" in output
     assert "Traceback" not in output, output  # visitors' mistakes never reach the server log as tracebacks
     assert "warning" not in output  # 127.0.0.1 is not exposed
+
+
+LOGIN = ("visitor", "s3cret:with-colon")
+
+
+@pytest.fixture(scope="module")
+def auth_server(files):
+    """The demo behind a login given in a file (``--auth-file``; the password holds a colon)."""
+    require_browser()
+    login_file = files["folder"] / "login.txt"
+    login_file.write_text("%s:%s\n" % LOGIN)
+    port = free_port()
+    process = DemoServer(["--weights", files["weights"], "--port", str(port), "--device_target", "CPU",
+                          "--base_size", "64", "--crop_size", "64", "--auth-file", str(login_file)])
+    if not process.wait_for("LSeg demo on http://127.0.0.1:%d/" % port, START_TIMEOUT_S):
+        process.stop(signal.SIGKILL)
+        pytest.fail("the demo did not start within %d s:\n%s" % (START_TIMEOUT_S, process.text()))
+    process.url = "http://127.0.0.1:%d/" % port
+    yield process
+    assert process.stop() == 0, process.text()
+    assert "Traceback" not in process.text()
 
 
 @pytest.fixture(scope="module")
@@ -359,6 +418,72 @@ def test_bad_input_is_an_error_on_the_page(server, browser, files, what, picture
     assert not browser.find_elements(By.CSS_SELECTOR, "#downloads a")
 
 
+CRAFTED = {  # name: (maker, the error's start on the page)
+    "cut.webp": (truncated_webp, "cannot read cut.webp as an image ("),
+    "scan.png": (lambda path: tiff_header(path, 100000, 100000),
+                 "scan.png: not a PNG, JPEG, WebP or BMP file (this page takes only those; checked from the file's "
+                 "first bytes, not its name)"),
+    "huge.png": (lambda path: png_header(path, 8000, 6000),
+                 "huge.png: 8000x6000 is 48 megapixels; this demo takes at most 40"),
+    "notes.jpg": (lambda path: text_file(path, "a shopping list, not a picture\n"),
+                  "notes.jpg: not a PNG, JPEG, WebP or BMP file"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CRAFTED))
+def test_a_crafted_upload_is_one_line_and_the_server_keeps_serving(server, browser, files, name):
+    maker, message = CRAFTED[name]
+    path = maker(files["folder"] / name)
+    open_page(browser, server.url)
+    ask(browser, path, DEFAULT_LABELS)
+    shown = wait_until(browser, lambda: error_toast(browser), ANSWER_TIMEOUT_S, "the error about " + name)
+    assert shown.startswith(message) or ("\n" + message) in shown, shown
+    assert not browser.find_elements(By.CSS_SELECTOR, "#downloads a")
+    assert server.process.poll() is None
+    open_page(browser, server.url)  # the next visitor is served
+    ask(browser, files["sample"], DEFAULT_LABELS)
+    assert wait_until(browser, lambda: index_link(browser, "sample_scene"), ANSWER_TIMEOUT_S, "the next answer")
+
+
+def test_a_picture_format_the_page_does_not_name_is_refused_at_upload(server, browser, files):
+    path = tiff_header(files["folder"] / "scan.tif", 100000, 100000)
+    open_page(browser, server.url)
+    browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(path)
+    browser.find_element(By.ID, "segment").click()
+    shown = wait_until(browser, lambda: error_toast(browser), ANSWER_TIMEOUT_S, "the refusal of scan.tif")
+    # the page's file field refuses it before it is sent (Gradio checks the name again on the server)
+    assert "Invalid file type: scan.tif. Only .png, .jpg, .jpeg, .webp, .bmp allowed." in shown
+    assert server.process.poll() is None
+
+
+def test_with_a_login_the_page_serves_only_after_it(auth_server, browser):
+    with pytest.raises(urllib.error.HTTPError) as refused:  # the app's configuration, unauthenticated
+        urllib.request.urlopen(auth_server.url + "config", timeout=30)
+    assert refused.value.code == 401
+    browser.get(auth_server.url)
+    fields = wait_until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "input[type=password]"), 60,
+                        "the login form")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#upload input[type=file]")
+
+    def log_in(user, password):
+        name = browser.find_element(By.CSS_SELECTOR, "input[type=text], input:not([type])")
+        name.clear()
+        name.send_keys(user)
+        secret = browser.find_element(By.CSS_SELECTOR, "input[type=password]")
+        secret.clear()
+        secret.send_keys(password)
+        [button for button in browser.find_elements(By.TAG_NAME, "button") if button.text.strip() == "Login"][0].click()
+
+    log_in(LOGIN[0], "wrong")
+    wait_until(browser, lambda: "Incorrect" in browser.find_element(By.TAG_NAME, "body").text, 30,
+               "the wrong password's refusal")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#upload input[type=file]")
+    assert fields
+    log_in(*LOGIN)
+    wait_until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"), 60,
+               "the page after login")
+
+
 def test_without_weights_or_quick_start_model_it_says_what_to_do(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(demo, "QUICKSTART_WEIGHTS", str(tmp_path / "checkpoints" / "tiny_synthetic" / "best.ckpt"))
     assert demo.main([]) == 2
@@ -389,10 +514,88 @@ def test_bad_options_are_one_line(args, message, capsys, tmp_path):
 
 
 def test_only_loopback_addresses_are_quiet():
-    assert demo.exposure_warning("127.0.0.1", 7860) is None and demo.exposure_warning("localhost", 7860) is None
+    for host in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"):
+        assert demo.is_loopback(host) and demo.exposure_warning(host, 7860) is None, host
+    for host in ("0.0.0.0", "::", "192.168.1.5", "demo.example.org"):
+        assert not demo.is_loopback(host), host
     assert demo.exposure_warning("0.0.0.0", 8080) == (
-        "listening on 0.0.0.0: anyone who can reach this machine on port 8080 can use the demo and its model "
-        "(there is no authentication)")
+        "listening on 0.0.0.0 with --no-auth: anyone who can reach this machine on port 8080 can use the demo and its "
+        "model")
+    assert demo.exposure_warning("0.0.0.0", 8080, login=True) == (
+        "listening on 0.0.0.0:8080 over plain HTTP: the password and pictures cross the network unencrypted (put a "
+        "TLS proxy in front on an untrusted network)")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.5"])
+def test_an_exposed_address_needs_auth_or_no_auth_before_anything_loads(host, monkeypatch, capsys):
+    def must_not_load(args):
+        raise AssertionError("the model was loaded before the exposure was refused")
+
+    monkeypatch.setattr(demo, "load_segmenter", must_not_load)
+    assert demo.main(["--host", host, "--weights", "missing.ckpt"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m scripts.demo: error: --host %s " % host)
+    assert "--auth USER:PASSWORD" in err and "--auth-file FILE" in err and "--no-auth" in err
+
+
+def test_the_refusal_is_the_command_s_exit_status_2():
+    run = subprocess.run([sys.executable, "-m", "scripts.demo", "--host", "0.0.0.0"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.strip().count("\n") == 0 and "--auth" in run.stderr and "--no-auth" in run.stderr
+    assert run.stdout == ""
+
+
+def login_args(tmp_path, *args):
+    return demo.build_parser().parse_args([arg.format(tmp=tmp_path) for arg in args])
+
+
+@pytest.mark.parametrize("args, login", [
+    (["--host", "0.0.0.0", "--no-auth"], None),
+    (["--host", "127.0.0.1"], None),
+    (["--host", "0.0.0.0", "--auth", "ann:pa:ss"], ("ann", "pa:ss")),
+    (["--auth", "ann:pass"], ("ann", "pass")),  # a login on loopback is kept too
+    (["--host", "0.0.0.0", "--auth-file", "{tmp}/login.txt"], ("bob", "from a file")),
+])
+def test_the_login_comes_from_auth_or_auth_file(args, login, tmp_path):
+    (tmp_path / "login.txt").write_text("bob:from a file\nignored second line\n")
+    assert demo.login_of(login_args(tmp_path, *args)) == login
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--auth", "ann"], "--auth: expected USER:PASSWORD (both non-empty, the user without a colon)"),
+    (["--auth", ":pass"], "--auth: expected USER:PASSWORD"),
+    (["--auth", "ann:"], "--auth: expected USER:PASSWORD"),
+    (["--auth-file", "{tmp}/missing.txt"], "--auth-file: cannot read {tmp}/missing.txt (No such file or directory)"),
+    (["--auth-file", "{tmp}/empty.txt"], "--auth-file {tmp}/empty.txt: line 1: expected USER:PASSWORD"),
+])
+def test_a_bad_login_is_one_line(args, message, tmp_path, capsys):
+    (tmp_path / "empty.txt").write_text("\n")
+    assert demo.main([arg.format(tmp=tmp_path) for arg in ["--host", "0.0.0.0"] + args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m scripts.demo: error: " + message.format(tmp=tmp_path))
+
+
+def test_auth_and_no_auth_exclude_each_other(capsys):
+    with pytest.raises(SystemExit) as stop:
+        demo.main(["--host", "0.0.0.0", "--auth", "a:b", "--no-auth"])
+    assert stop.value.code == 2
+    assert "not allowed with argument --auth" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"\x89PNG\r\n\x1a\n....", "PNG"), (b"\xff\xd8\xff\xe0\x00\x10JFIF", "JPEG"),
+    (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "WEBP"), (b"BM6\x00\x00\x00", "BMP"), (b"II*\x00\x08\x00\x00\x00", None),
+    (b"GIF89a", None), (b"%PDF-1.7", None), (b"RIFF\x10\x00\x00\x00WAVEfmt ", None), (b"", None),
+])
+def test_picture_format_reads_the_first_bytes_only(content, expected, tmp_path):
+    path = tmp_path / "upload.png"
+    path.write_bytes(content)
+    if expected:
+        assert demo.picture_format(str(path), "upload.png") == expected
+    else:
+        with pytest.raises(demo.SegmenterInputError, match=r"^upload\.png: not a PNG, JPEG, WebP or BMP file "):
+            demo.picture_format(str(path), "upload.png")
 
 
 @pytest.mark.skipif(demo.gr is None, reason="gradio is not installed on this stack")
