@@ -147,7 +147,8 @@ def login_of(args) -> Optional[Tuple[str, str]]:
             with open(args.auth_file, encoding="utf-8") as handle:
                 first = handle.readline().rstrip("\r\n")
         except (OSError, UnicodeDecodeError) as err:
-            raise DemoError(f"--auth-file: cannot read {args.auth_file} ({err.strerror or err})") from None
+            reason = getattr(err, "strerror", None) or str(err)  # UnicodeDecodeError has no strerror
+            raise DemoError(f"--auth-file: cannot read {args.auth_file} ({reason})") from None
         return parse_login(first, f"--auth-file {args.auth_file}: line 1")
     if not args.no_auth and not is_loopback(args.host):
         raise DemoError(f"--host {args.host} lets other machines reach the demo: give it a login with --auth "

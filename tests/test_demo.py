@@ -568,9 +568,11 @@ def test_the_login_comes_from_auth_or_auth_file(args, login, tmp_path):
     (["--auth", "ann:"], "--auth: expected USER:PASSWORD"),
     (["--auth-file", "{tmp}/missing.txt"], "--auth-file: cannot read {tmp}/missing.txt (No such file or directory)"),
     (["--auth-file", "{tmp}/empty.txt"], "--auth-file {tmp}/empty.txt: line 1: expected USER:PASSWORD"),
+    (["--auth-file", "{tmp}/binary.txt"], "--auth-file: cannot read {tmp}/binary.txt ('utf-8' codec can't decode"),
 ])
 def test_a_bad_login_is_one_line(args, message, tmp_path, capsys):
     (tmp_path / "empty.txt").write_text("\n")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00user:pass")
     assert demo.main([arg.format(tmp=tmp_path) for arg in ["--host", "0.0.0.0"] + args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("python -m scripts.demo: error: " + message.format(tmp=tmp_path))
