@@ -15,13 +15,15 @@ lseg_setup() {
     local repo
     repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
     local stack="${LSEG_STACK:-current}"
-    local req default_venv versions import_check
+    local req default_venv versions import_check post_install=""
     case "$stack" in
         current)
             req="$repo/requirements.txt"; default_venv="$repo/.venv"; versions="3.11 3.10"
             import_check="import mindspore, mindcv" ;;
         legacy)
             req="$repo/requirements-legacy.txt"; default_venv="$repo/.venv-legacy"; versions="3.9"
+            # MindSpore 2.0.0 reads PIL.Image names Pillow 10 removed: a start-up import puts them back
+            post_install="$repo/scripts/pillow_aliases.py"
             import_check="import mindspore, msadapter.pytorch, mindcv" ;;
         *)
             echo "setup: LSEG_STACK=$stack is not a stack; use current (default) or legacy" >&2
@@ -59,7 +61,7 @@ lseg_setup() {
     fi
 
     local stamp_want
-    stamp_want="$("$base" -c 'import sys; print(sys.version.split()[0])') $(sha256sum "$req" | cut -d' ' -f1)"
+    stamp_want="$("$base" -c 'import sys; print(sys.version.split()[0])') $(cat "$req" $post_install | sha256sum | cut -d' ' -f1)"
     local stamp_file="$venv/.lseg-requirements-stamp"
     if [ -x "$venv/bin/python" ] && [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp_want" ]; then
         LSEG_PYTHON="$venv/bin/python"
@@ -81,6 +83,10 @@ lseg_setup() {
     fi
     if [ "$pip_rc" -ne 0 ]; then
         echo "setup: pip install -r $req failed (see above); nothing was recorded, the next run retries" >&2
+        return 1
+    fi
+    if [ -n "$post_install" ] && ! "$venv/bin/python" "$post_install" --install >/dev/null; then
+        echo "setup: $post_install --install failed in $venv" >&2
         return 1
     fi
     "$venv/bin/python" -c "$import_check" 2>/dev/null || {

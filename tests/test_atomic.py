@@ -11,6 +11,9 @@ from encoding_custom.atomic import atomic_output, is_dead_writers_temporary
 from modules.factory import build_lseg, load_lseg
 from modules.weights import WeightsError, save_lseg_checkpoint
 
+STACK_INDEPENDENT = ("atomic writes, renames and the clean-up are file-system code; the network is only a payload "
+                     "(saving and loading it is tested per stack in test_modules_weights)")
+
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "cache.json"

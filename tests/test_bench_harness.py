@@ -11,6 +11,9 @@ import pytest
 from bench import flops, report, run, timing
 from bench.cases import RUN_ORDER, SELFTEST_VARIANTS, VARIANTS, select_variants
 
+STACK_INDEPENDENT = ("the bench harness (child processes, JSON, tables) is plain Python; the network code its "
+                     "variants time is tested per stack by the both_stacks modules")
+
 
 def test_summarize_quartiles_and_spread():
     stats = timing.summarize([4.0, 1.0, 3.0, 2.0])

@@ -7,6 +7,9 @@ import sys
 
 from bench.cases import VARIANTS
 
+STACK_INDEPENDENT = ("a smoke run of the bench's own code paths; the network code the variants time is tested per "
+                     "stack by the both_stacks modules")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -21,6 +21,8 @@ from clip_ms.convert import (
 from clip_ms.torch_archive import TorchArchiveError
 from tests.fixtures.torch_writer import save_torch_file
 
+pytestmark = pytest.mark.both_stacks
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "clip_ms")
 TOY = TextConfig(vocab_size=1000, context_length=77, width=32, heads=2, layers=2, embed_dim=64)

@@ -14,6 +14,8 @@ FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", 
 sys.path.insert(0, FIXTURES)
 from random_text_weights import openai_text_state_dict  # noqa: E402
 
+pytestmark = pytest.mark.both_stacks
+
 SOT, EOT = 49406, 49407
 
 

@@ -21,6 +21,8 @@ from encoding_custom.engine import BatchLoader
 from encoding_custom.layout import dataset_dir, split_folders
 from encoding_custom.synthetic import write_synthetic_ade20k
 
+pytestmark = pytest.mark.both_stacks
+
 SIZE = (24, 32)  # tiny images: the check's logic does not depend on the size
 
 

@@ -12,6 +12,9 @@ from encoding_custom.engine import BatchLoader
 from encoding_custom.synthetic import DEFAULT_CLASS_VALUES, write_synthetic_ade20k
 from encoding_custom.transforms import mask_to_array, train_sync_transform, val_sync_transform
 
+STACK_INDEPENDENT = ("data sets, synthetic sets and transforms are numpy code; the Pillow resizes against the "
+                     "reference and the loader's worker processes are marked both_stacks test by test")
+
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "encoding_custom", "transforms_reference.npz")
 
 
@@ -24,6 +27,7 @@ def synthetic_root(tmp_path_factory):
 
 # --- transforms vs the official code -------------------------------------------------------------------------
 
+@pytest.mark.both_stacks
 def test_train_and_val_transforms_match_pytorch_encoding():
     reference = np.load(FIXTURE)
     base_size, crop_size = int(reference["base_size"]), int(reference["crop_size"])
@@ -142,6 +146,7 @@ def _collect(loader, epochs=2):
     return [[(images.copy(), masks.copy()) for images, masks in loader.iterate(epoch)] for epoch in range(epochs)]
 
 
+@pytest.mark.both_stacks
 def test_loader_with_workers_matches_single_process_and_reshuffles(synthetic_root):
     dataset = ADE20KSegmentation(synthetic_root, "train", base_size=64, crop_size=40, seed=0)
     single = _collect(BatchLoader(dataset, 4, seed=5, shuffle=True, workers=0, drop_last=True))
@@ -216,6 +221,7 @@ def test_synthetic_set_replaces_itself_but_never_touches_real_data(tmp_path):
     assert (real / "ADEChallengeData2016" / "images" / "training").is_dir()
 
 
+@pytest.mark.both_stacks
 @pytest.mark.slow
 def test_full_size_pipeline_with_workers(tmp_path):
     """ADE20K-sized images, 480 crops, base 520: 2 fork workers give the same batches as the main process."""

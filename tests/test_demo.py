@@ -55,6 +55,7 @@ from scripts import demo
 
 STACK_INDEPENDENT = ("the demo runs on the current stack only (Gradio and Selenium are not in "
                      "requirements-legacy.txt): there its browser tests skip and the others check messages only")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -17,6 +17,8 @@ from encoding_custom.engine.data import BatchLoader, epoch_indices
 from encoding_custom.metrics import SegmentationMetric
 from scripts import launch
 
+pytestmark = pytest.mark.both_stacks
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKE_WORKER = os.path.join(REPO, "tests", "fixtures", "distributed", "fake_worker.py")
 

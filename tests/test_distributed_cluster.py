@@ -25,6 +25,8 @@ sys.path.insert(0, os.path.dirname(TOY))
 import toy_train  # noqa: E402
 from launchers import all_logs, rank_logs, run_data_parallel  # noqa: E402
 
+pytestmark = pytest.mark.both_stacks
+
 JOB_TIMEOUT_S = 240  # the launcher's own bound; a healthy run takes ~30 s here
 
 

@@ -1,12 +1,18 @@
-"""Issue 13 item 14: the dynamic cluster forms reliably while every CPU is busy.
+"""The dynamic cluster forms reliably while every CPU is busy.
 
 On MindSpore 2.0 a worker's registration reply was lost when no core was idle, and the scheduler declared the cluster
 broken 30 s later (cause and fix: ``encoding_custom.engine.distributed.cluster_start_affinity``); restarting the
 cluster did not help. This test starts its own CPU load (tests/fixtures/distributed/cpu_load.py, one busy process per
 allowed CPU) and, under it, starts a minimal 2-worker job — one all-reduce,
-tests/fixtures/distributed/all_reduce_once.py — 10 times in a row with this stack's launcher (tests/launchers.py:
+tests/fixtures/distributed/all_reduce_once.py — several times in a row with this stack's launcher (tests/launchers.py:
 scripts.launch *without* its start-up restarts on the legacy stack, so a lost start fails the test; msrun on the
 current one). Every start must succeed.
+
+How many starts: without the fix 6 of 21 starts failed on MindSpore 2.0, so 10 clean starts in a row would happen by
+chance with probability 0.71^10 = 3 % if the fix broke; the legacy stack makes 10. MindSpore 2.10's client clears its
+reply slot before sending (``modules.tnn.CLUSTER_CLIENT_LOSES_FAST_REPLIES`` is False) and no start under this load
+has failed there (10 per CI run since the test exists), so the current stack makes 2, as a check that msrun forms the
+cluster under load at all. Over 20 s: each start takes 15-35 s under this load on 2 cores.
 """
 import os
 import signal
@@ -17,15 +23,18 @@ import time
 import pytest
 from launchers import all_logs, rank_logs, run_data_parallel
 
+from modules.tnn import CLUSTER_CLIENT_LOSES_FAST_REPLIES
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "distributed")
 ALL_REDUCE = os.path.join(FIXTURES, "all_reduce_once.py")
 CPU_LOAD = os.path.join(FIXTURES, "cpu_load.py")
-STARTS = 10
+STARTS = 10 if CLUSTER_CLIENT_LOSES_FAST_REPLIES else 2
 JOB_TIMEOUT_S = 180  # one start takes 15-35 s under this load on 2 cores
 LOAD_SECONDS = STARTS * (JOB_TIMEOUT_S + 60)  # the load's own deadline, should this test be killed hard
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs Linux CPU affinity")
+pytestmark = [pytest.mark.both_stacks,
+              pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="needs Linux CPU affinity")]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -55,7 +64,7 @@ def cpu_load():
         load.wait(timeout=30)
 
 
-def test_the_cluster_starts_ten_times_in_a_row_under_cpu_load(tmp_path, cpu_load):
+def test_the_cluster_starts_every_time_under_cpu_load(tmp_path, cpu_load):
     started, load_cpu_before = time.monotonic(), _cpu_seconds(cpu_load.pid)
     for start in range(1, STARTS + 1):
         log_dir = str(tmp_path / f"start{start}")

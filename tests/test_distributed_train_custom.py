@@ -16,6 +16,8 @@ from launchers import all_logs, rank_logs, run_data_parallel
 from encoding_custom.synthetic import write_synthetic_ade20k
 from options import PRESETS
 
+pytestmark = pytest.mark.both_stacks
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB_TIMEOUT_S = 600
 

@@ -24,6 +24,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
 from toys import ToySegData, ToySegNet  # noqa: E402
 
+pytestmark = pytest.mark.both_stacks
+
 REPO = os.path.dirname(HERE)
 
 

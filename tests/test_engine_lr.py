@@ -6,6 +6,8 @@ from mindspore import nn
 
 from encoding_custom.engine import PolyLR, build_optimizer, poly_lr
 
+pytestmark = pytest.mark.both_stacks
+
 
 def _formula(base, step, steps_per_epoch, max_epochs):
     epoch = min(step // steps_per_epoch, max_epochs)

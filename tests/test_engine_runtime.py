@@ -7,6 +7,8 @@ import pytest
 
 from encoding_custom.engine import configure_runtime, get_world_size
 
+pytestmark = pytest.mark.both_stacks
+
 
 def test_sets_the_mode_and_seeds_every_generator():
     draws = []

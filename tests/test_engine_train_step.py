@@ -17,6 +17,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
 from toys import ToySegData, ToySegNet  # noqa: E402
 
+pytestmark = pytest.mark.both_stacks
+
 DATA = ToySegData(8)
 LR = 0.1
 

@@ -19,6 +19,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
 from toys import NCLASS, ToySegData, ToySegNet  # noqa: E402
 
+pytestmark = pytest.mark.both_stacks
+
 
 class _Interrupt(Exception):
     pass

@@ -6,6 +6,8 @@ import subprocess
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.both_stacks
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STACK = os.environ.get("LSEG_STACK", "current")
 # What each stack's requirements file pins (requirements.txt / requirements-legacy.txt).

@@ -10,6 +10,8 @@ from encoding_custom.evaluator import (
     resize_bilinear,
 )
 
+pytestmark = pytest.mark.both_stacks
+
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "encoding_custom", "evaluator_reference.npz")
 
 

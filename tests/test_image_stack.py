@@ -28,6 +28,8 @@ from encoding_custom.fewshot.episodes import resize_normalise  # noqa: E402
 from encoding_custom.transforms import train_sync_transform, val_sync_transform  # noqa: E402
 from scripts import pillow_aliases  # noqa: E402
 
+pytestmark = pytest.mark.both_stacks
+
 STACK = "legacy" if sys.version_info[:2] == (3, 9) else "current"
 OTHER_STACK = "current" if STACK == "legacy" else "legacy"
 OTHER_PYTHON = os.environ.get("LSEG_OTHER_STACK_PYTHON") or os.path.join(

@@ -22,6 +22,8 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(HERE, "fixtures", "modules"))
 from support import write_full_official_checkpoint  # noqa: E402
 
+pytestmark = pytest.mark.both_stacks
+
 LABELS = ["cat", "grass", "sky"]
 
 

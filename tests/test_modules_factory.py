@@ -25,6 +25,8 @@ FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", 
 sys.path.insert(0, FIXTURES)
 from support import load_parity, official_tiny_path, write_full_official_checkpoint  # noqa: E402
 
+pytestmark = pytest.mark.both_stacks
+
 LABELS = ["cat", "dog", "other"]
 
 

@@ -3,7 +3,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_stacks]
 
 
 def test_real_vitl16_lsegnet_at_480():

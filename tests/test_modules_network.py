@@ -8,6 +8,8 @@ from mindspore import nn, ops
 from modules import BACKBONES, BackboneConfig, LevelResample, LSegNet, get_backbone_config
 from modules.head import LOGIT_SCALE
 
+pytestmark = pytest.mark.both_stacks
+
 LABELS = ["wall", "cat", "sky"]
 
 

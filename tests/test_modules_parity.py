@@ -15,6 +15,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "modules"))
 from support import load_parity, write_full_official_checkpoint  # noqa: E402
 
+pytestmark = pytest.mark.both_stacks
+
 ARRAYS, META = load_parity()
 # (arch, case) pairs stored in the fixture: case "a" = batch of 2 at 64x64 with the construction labels,
 # case "b" = one 96x64 image with per-call (zero-shot) labels.

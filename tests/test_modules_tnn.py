@@ -11,6 +11,8 @@ import pytest
 
 from modules import tnn
 
+pytestmark = pytest.mark.both_stacks
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BACKEND_RUN = os.path.join(REPO, "tests", "fixtures", "modules", "tnn_backend_run.py")
 AMP_RUN = os.path.join(REPO, "tests", "fixtures", "modules", "amp_graph_run.py")

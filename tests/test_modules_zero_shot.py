@@ -26,6 +26,8 @@ FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", 
 sys.path.insert(0, FIXTURES)
 from support import write_full_zero_shot_checkpoint  # noqa: E402
 
+pytestmark = pytest.mark.both_stacks
+
 CLASS_NAMES = ["aeroplane", "bicycle", "bird", "boat", "bottle"]
 
 

@@ -7,6 +7,9 @@ import pytest
 import options
 from modules import tnn
 
+STACK_INDEPENDENT = ("option parsing and validation; the AMP levels it checks are the layer's own per-stack "
+                     "constants, tested in test_modules_tnn")
+
 
 def test_defaults_are_the_official_ones():
     args = options.parse_options([])

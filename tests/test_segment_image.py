@@ -12,6 +12,9 @@ from encoding_custom.transforms import read_image
 from modules import LSegNet, tnn
 from tests.fixtures.encoding_custom.channel_labeller import ChannelLabeller
 
+STACK_INDEPENDENT = ("the sliding windows, bands and label mapping around the network; the resize kernels and the "
+                     "evaluator against the official reference are tested per stack in test_evaluator")
+
 RSS_CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "encoding_custom",
                          "segment_photo_rss.py")
 

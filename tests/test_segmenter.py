@@ -11,6 +11,9 @@ from encoding_custom.visualize import render_segmentation
 from modules.factory import build_lseg
 from tests.fixtures.encoding_custom.channel_labeller import ChannelLabeller
 
+STACK_INDEPENDENT = ("input checks and rendering around segment_image; the prediction itself is tested per stack in "
+                     "test_evaluator")
+
 
 def picture(path, height, width, seed=0):
     rng = np.random.RandomState(seed)

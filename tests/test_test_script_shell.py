@@ -7,6 +7,9 @@ import shlex
 import stat
 import subprocess
 
+STACK_INDEPENDENT = ("the shell wrappers' argument handling, run with a fake python that only records its command "
+                     "line")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

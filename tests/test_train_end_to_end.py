@@ -15,6 +15,9 @@ from encoding_custom.visualize import LEGEND_ROW_PX, label_colours
 from modules.factory import build_lseg, load_lseg
 from modules.weights import save_lseg_checkpoint
 
+STACK_INDEPENDENT = ("the scripts' wiring in PyNative (files, logs, masks, labels); the network, the train step, "
+                     "resume and AMP are tested per stack in test_engine_trainer and the test_modules_* modules")
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -49,6 +49,8 @@ sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
 from support import load_parity, official_tiny_path, write_full_official_checkpoint  # noqa: E402
 from toys import ToySegNet  # noqa: E402
 
+pytestmark = pytest.mark.both_stacks
+
 ARRAYS, META = load_parity()
 LABELS = ["cat", "dog", "other"]
 

@@ -25,6 +25,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "fixtures", "modules"))
 from support import write_full_zero_shot_checkpoint  # noqa: E402
 
+STACK_INDEPENDENT = ("the zero-shot scripts' wiring; the episode forward, training and validation are tested per "
+                     "stack in test_zero_shot_training and test_modules_zero_shot")
+
 RESULT = re.compile(r"^Fold (\d), 0-shot ==> mIoU +([\d.]+)  FB-IoU +([\d.]+)$", re.M)
 
 

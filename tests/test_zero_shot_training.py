@@ -21,6 +21,8 @@ from encoding_custom.zero_shot import EpisodeForward, episode_validator, evaluat
 from modules.factory import build_lseg
 from modules.lseg import zero_shot_labels
 
+pytestmark = pytest.mark.both_stacks
+
 CLASS_NAMES = ["cat", "dog", "car"]
 SIZE = 64
 
