@@ -8,12 +8,16 @@ tests/fixtures/distributed/all_reduce_once.py — several times in a row with th
 scripts.launch *without* its start-up restarts on the legacy stack, so a lost start fails the test; msrun on the
 current one). Every start must succeed.
 
-How many starts: without the fix 6 of 21 starts failed on MindSpore 2.0, so 10 clean starts in a row would happen by
-chance with probability 0.71^10 = 3 % if the fix broke; the legacy stack makes 10. MindSpore 2.10's client clears its
-reply slot before sending (``modules.tnn.CLUSTER_CLIENT_LOSES_FAST_REPLIES`` is False) and no start under this load
-has failed there (10 per CI run since the test exists), so the current stack makes 2, as a check that msrun forms the
-cluster under load at all. Over 20 s: each start takes 15-35 s under this load on 2 cores.
+Each process also reports the CPU set it formed the cluster on (the fixture wraps ``cluster_start_affinity``): where
+the race exists the scheduler's CPU must be outside every worker's, so the fix is proved wired into the real start
+path at every start, not only by statistics. How many starts: without the fix 6 of 21 starts failed on MindSpore 2.0
+(and 0 of 30 with it); with the wiring checked directly, the legacy stack makes 3 starts under load as the end-to-end
+check. MindSpore 2.10's client clears its reply slot before sending (``modules.tnn.CLUSTER_CLIENT_LOSES_FAST_REPLIES``
+is False), so there the split is off and no start under this load has failed (10 per CI run since the test exists);
+the current stack makes 2, as a check that msrun forms the cluster under load at all. Over 20 s: each start takes
+15-35 s under this load on 2 cores.
 """
+import ast
 import os
 import signal
 import subprocess
@@ -29,7 +33,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "distributed")
 ALL_REDUCE = os.path.join(FIXTURES, "all_reduce_once.py")
 CPU_LOAD = os.path.join(FIXTURES, "cpu_load.py")
-STARTS = 10 if CLUSTER_CLIENT_LOSES_FAST_REPLIES else 2
+STARTS = 3 if CLUSTER_CLIENT_LOSES_FAST_REPLIES else 2
 JOB_TIMEOUT_S = 180  # one start takes 15-35 s under this load on 2 cores
 LOAD_SECONDS = STARTS * (JOB_TIMEOUT_S + 60)  # the load's own deadline, should this test be killed hard
 
@@ -64,6 +68,25 @@ def cpu_load():
         load.wait(timeout=30)
 
 
+def _check_start_affinity(log_dir, start):
+    """Where MindSpore loses fast replies, the scheduler formed the cluster on a CPU no worker could run on; elsewhere
+    nobody's CPUs were narrowed."""
+    reported = {"MS_SCHED": [], "MS_WORKER": []}
+    for name in os.listdir(log_dir):
+        with open(os.path.join(log_dir, name), errors="replace") as handle:
+            for line in handle:
+                if line.startswith("cluster start affinity: "):
+                    role, cpus = line[len("cluster start affinity: "):].strip().split(" ", 1)
+                    reported[role].append(None if cpus == "None" else set(ast.literal_eval(cpus)))
+    message = f"start {start}: {reported}\n" + all_logs(log_dir)
+    assert len(reported["MS_WORKER"]) == 2, message
+    if CLUSTER_CLIENT_LOSES_FAST_REPLIES:
+        assert len(reported["MS_SCHED"]) == 1 and reported["MS_SCHED"][0], message
+        assert all(cpus and not cpus & reported["MS_SCHED"][0] for cpus in reported["MS_WORKER"]), message
+    else:
+        assert all(cpus is None for cpus in reported["MS_SCHED"] + reported["MS_WORKER"]), message
+
+
 def test_the_cluster_starts_every_time_under_cpu_load(tmp_path, cpu_load):
     started, load_cpu_before = time.monotonic(), _cpu_seconds(cpu_load.pid)
     for start in range(1, STARTS + 1):
@@ -75,6 +98,7 @@ def test_the_cluster_starts_every_time_under_cpu_load(tmp_path, cpu_load):
                          if line.startswith("all-reduce "))
         assert reports == [f"all-reduce ok: rank {rank} of 2, sum 3 (expected 3)" for rank in (0, 1)], (
             f"start {start}: " + all_logs(log_dir))
+        _check_start_affinity(log_dir, start)
     # The load really ran throughout: its first busy process alone used a sizeable share of one CPU.
     assert cpu_load.poll() is None, "the CPU load ended before the last start"
     elapsed = time.monotonic() - started

@@ -21,7 +21,9 @@ from encoding_custom.zero_shot import EpisodeForward, episode_validator, evaluat
 from modules.factory import build_lseg
 from modules.lseg import zero_shot_labels
 
-pytestmark = pytest.mark.both_stacks
+STACK_INDEPENDENT = ("the class column and episode bookkeeping are numpy code; the episode training step in "
+                     "GRAPH_MODE is marked both_stacks, and the episode forward is tested per stack in "
+                     "test_modules_zero_shot")
 
 CLASS_NAMES = ["cat", "dog", "car"]
 SIZE = 64
@@ -78,7 +80,7 @@ def test_batches_stack_every_field_and_refuse_ragged_items():
         next(BatchLoader(Ragged([0, 1]), 2, shuffle=False).iterate(0))
 
 
-@pytest.mark.parametrize("mode", ["pynative", "graph"])
+@pytest.mark.parametrize("mode", ["pynative", pytest.param("graph", marks=pytest.mark.both_stacks)])
 def test_first_step_loss_is_the_cross_entropy_of_each_images_own_label_pair(tmp_path, mode):
     if mode == "graph":
         ms.set_context(mode=ms.GRAPH_MODE)
