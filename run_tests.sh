@@ -27,15 +27,21 @@ fi
 lseg_setup
 # The 15 slowest tests close every run, so growth shows at each submission (CI prints them for both stacks).
 report=(--durations=15 --durations-min=1)
-if [ "$LSEG_STACK" = "legacy" ] && [ "$#" -eq 0 ]; then
+if [ "$LSEG_STACK" = "legacy" ]; then
     # The legacy stack runs what can differ between the stacks: the tests marked both_stacks (the rule and its check:
-    # tests/stack_rule.py, tests/test_suite_rules.py). MindSpore 2.0 segfaulted once in
-    # tests/test_modules_export.py's MindIR tests after ~700 earlier tests of a full run (alone they pass), so on
-    # this stack they run in a process of their own.
+    # tests/stack_rule.py, tests/test_suite_rules.py), unless the arguments choose with -m themselves.
+    for arg in "$@"; do
+        case "$arg" in -m|-m*) exec "$LSEG_PYTHON" -m pytest "${report[@]}" "$@" ;; esac
+    done
+    selection=(-m "both_stacks and not slow")
+    if [ "$#" -gt 0 ]; then
+        exec "$LSEG_PYTHON" -m pytest "${selection[@]}" "${report[@]}" "$@"
+    fi
+    # MindSpore 2.0 segfaulted once in tests/test_modules_export.py's MindIR tests after ~700 earlier tests of a full
+    # run (alone they pass), so on this stack they run in a process of their own.
     status=0
-    "$LSEG_PYTHON" -m pytest -m "both_stacks and not slow" "${report[@]}" tests/test_modules_export.py || status=$?
-    "$LSEG_PYTHON" -m pytest -m "both_stacks and not slow" "${report[@]}" --ignore=tests/test_modules_export.py \
-        || status=$?
+    "$LSEG_PYTHON" -m pytest "${selection[@]}" "${report[@]}" tests/test_modules_export.py || status=$?
+    "$LSEG_PYTHON" -m pytest "${selection[@]}" "${report[@]}" --ignore=tests/test_modules_export.py || status=$?
     exit "$status"
 fi
 exec "$LSEG_PYTHON" -m pytest "${report[@]}" "$@"

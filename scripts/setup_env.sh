@@ -61,7 +61,7 @@ lseg_setup() {
     fi
 
     local stamp_want
-    stamp_want="$("$base" -c 'import sys; print(sys.version.split()[0])') $(cat "$req" $post_install | sha256sum | cut -d' ' -f1)"
+    stamp_want="$("$base" -c 'import sys; print(sys.version.split()[0])') $(cat "$req" ${post_install:+"$post_install"} | sha256sum | cut -d' ' -f1)"
     local stamp_file="$venv/.lseg-requirements-stamp"
     if [ -x "$venv/bin/python" ] && [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp_want" ]; then
         LSEG_PYTHON="$venv/bin/python"

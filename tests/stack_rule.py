@@ -8,10 +8,11 @@ suite runs (``run_tests.sh``: ``-m "both_stacks and not slow"``):
 * the torch-style layer and its msadapter delegation, the networks built on it and their official parity;
 * checkpoints across stacks, GRAPH_MODE training, resume and AMP (compiled graphs are MindSpore's own);
 * the launchers and the cluster start, loader worker processes, MindIR export;
-* the set-up and the environment.
+* the set-up and the environment, and the Pillow each stack pins.
 
 The rule that keeps this honest: a test module that builds or trains a network (it imports a network, layer,
-training, export or script entry point, defines a ``Cell``/``tnn.Module``, or starts a script that does) must either
+training, export or script entry point, uses ``nn.TrainOneStepCell`` and the like, defines a ``Cell``/``tnn.Module``,
+or starts a script) must either
 be marked ``both_stacks`` as a whole (``pytestmark``) or say why its unmarked tests are the same on both stacks in a
 module-level ``STACK_INDEPENDENT = "..."`` (it may still mark single tests ``both_stacks``).
 """
@@ -29,9 +30,11 @@ NETWORK_NAMES = frozenset({
     "MultiScaleEvaluator", "Trainer", "TrainOneStepCell", "WithLossCell", "build_lseg", "load_lseg",
     "load_text_tower", "segment_image", "tnn",
 })
-# Strings naming a script that builds a network when a test starts it in a subprocess.
+# Strings naming a script that builds a network when a test starts it in a subprocess; any other ``*.py`` string
+# (a fixture script a test starts) counts too, since such scripts are how tests run work in other processes.
 NETWORK_COMMANDS = frozenset({
     "train_custom.py", "test.py", "bench", "scripts.demo", "modules.export", "modules.convert", "clip_ms.convert",
+    "train_custom",
 })
 CELL_BASES = frozenset({"Cell", "Module"})
 
@@ -60,7 +63,10 @@ def builds_network(tree: ast.Module) -> bool:
                 base_name = base.attr if isinstance(base, ast.Attribute) else getattr(base, "id", "")
                 if base_name in CELL_BASES:
                     return True
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in NETWORK_COMMANDS:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and (
+                node.value in NETWORK_COMMANDS or node.value.endswith(".py")):
+            return True
+        if isinstance(node, ast.Attribute) and node.attr in NETWORK_NAMES:
             return True
     return False
 

@@ -11,8 +11,8 @@ from encoding_custom.atomic import atomic_output, is_dead_writers_temporary
 from modules.factory import build_lseg, load_lseg
 from modules.weights import WeightsError, save_lseg_checkpoint
 
-STACK_INDEPENDENT = ("atomic writes, renames and the clean-up are file-system code; the network is only a payload "
-                     "(saving and loading it is tested per stack in test_modules_weights)")
+STACK_INDEPENDENT = ("atomic writes, renames and the clean-up are file-system code; the test of how "
+                     "mindspore.save_checkpoint names its file is marked both_stacks")
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -29,6 +29,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert target.read_text() == "new" and os.listdir(tmp_path) == ["cache.json"]
 
 
+@pytest.mark.both_stacks
 def test_a_writer_that_appends_an_extension_gets_a_temporary_name_with_it(tmp_path):
     """mindspore.save_checkpoint appends .ckpt to names that lack it: without suffix=".ckpt" the empty temporary
     file would be renamed over the target and the weights left in a hidden file."""

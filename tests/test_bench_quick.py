@@ -1,9 +1,9 @@
 """`python -m bench --quick`, the smoke run of the benchmark: the variants run, each in its own process, and the JSON is
 valid. Timings are not asserted: figures come from the benchmark, never from tests.
 
-The default suite runs a covering subset (every case, every mode, the text encoded in the call and cached, the
-loader's worker path, the export); the whole quick set, which adds the GRAPH_MODE compilations of the other cases
-(10-30 s each), is the ``slow`` test below."""
+The default suite runs a covering subset (every case function of the quick set, every mode, the text encoded in the
+call and cached, the loader's worker path, the export); the whole quick set, which adds the other cases' GRAPH_MODE
+compilations (10-30 s each) and the multi-scale evaluation, is the ``slow`` test below."""
 import json
 import os
 import subprocess
@@ -17,9 +17,9 @@ STACK_INDEPENDENT = ("a smoke run of the bench's own code paths; the network cod
                      "stack by the both_stacks modules")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COVERING = ("matmul/pynative", "forward/pynative/text_in_call", "forward/graph/cached", "zero_shot/pynative/rn101",
-            "train/pynative/cached", "data/engine/workers2", "eval/pynative/single_scale",
-            "export/graph/dynamic_labels", "text/tokenize")
+COVERING = ("matmul/pynative", "forward/pynative/text_in_call", "forward/graph/cached", "forward/pynative/stages",
+            "zero_shot/pynative/rn101", "train/pynative/cached", "data/engine/workers2", "eval/pynative/single_scale",
+            "export/graph/dynamic_labels", "text/tokenize", "text/pynative/encode")
 
 
 def _run_bench(tmp_path, patterns):
@@ -47,10 +47,11 @@ def _run_bench(tmp_path, patterns):
 
 
 def test_a_covering_subset_runs_every_case_and_mode_with_valid_json(tmp_path):
-    """Over 20 s (~35 s on 2 idle cores): nine benchmark processes, each importing MindSpore."""
+    """Over 20 s (~70 s on 2 idle cores): eleven benchmark processes, each importing MindSpore."""
     _, by_name = _run_bench(tmp_path, COVERING)
     assert set(by_name) == set(COVERING)
-    assert {r["case"] for r in by_name.values()} == {v.case for v in VARIANTS.values()}
+    quick = [v for v in VARIANTS.values() if v.in_quick]
+    assert {VARIANTS[name].func for name in by_name} == {v.func for v in quick}  # every case function
     assert {r["mode"] for r in by_name.values()} == {None, "pynative", "graph"}
     assert by_name["forward/graph/cached"]["mode"] == "graph"
     assert by_name["forward/graph/cached"]["runtime_num_threads"] >= 1

@@ -17,9 +17,9 @@ OTHER_STACK = "current" if THIS_STACK == "legacy" else "legacy"
 OTHER_PYTHON = os.environ.get("LSEG_OTHER_STACK_PYTHON") or os.path.join(
     REPO, ".venv" if OTHER_STACK == "current" else ".venv-legacy", "bin", "python")
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.both_stacks, pytest.mark.skipif(
     not os.path.exists(OTHER_PYTHON),
-    reason=f"no {OTHER_STACK}-stack venv at {OTHER_PYTHON} (LSEG_STACK=both bash run_tests.sh builds both)")
+    reason=f"no {OTHER_STACK}-stack venv at {OTHER_PYTHON} (LSEG_STACK=both bash run_tests.sh builds both)")]
 
 
 def _run(python, verb, folder):

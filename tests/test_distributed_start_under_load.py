@@ -8,9 +8,9 @@ tests/fixtures/distributed/all_reduce_once.py — several times in a row with th
 scripts.launch *without* its start-up restarts on the legacy stack, so a lost start fails the test; msrun on the
 current one). Every start must succeed.
 
-Each process also reports the CPU set it formed the cluster on (the fixture wraps ``cluster_start_affinity``): where
-the race exists the scheduler's CPU must be outside every worker's, so the fix is proved wired into the real start
-path at every start, not only by statistics. How many starts: without the fix 6 of 21 starts failed on MindSpore 2.0
+Each process also reports the CPUs it may run on when it calls ``communication.init()`` (the fixture wraps it): where
+the race exists the scheduler's CPU must be outside every worker's, so the fix is proved in force at every start of
+the real start path, not only by statistics. How many starts: without the fix 6 of 21 starts failed on MindSpore 2.0
 (and 0 of 30 with it); with the wiring checked directly, the legacy stack makes 3 starts under load as the end-to-end
 check. MindSpore 2.10's client clears its reply slot before sending (``modules.tnn.CLUSTER_CLIENT_LOSES_FAST_REPLIES``
 is False), so there the split is off and no start under this load has failed (10 per CI run since the test exists);
@@ -73,18 +73,21 @@ def _check_start_affinity(log_dir, start):
     nobody's CPUs were narrowed."""
     reported = {"MS_SCHED": [], "MS_WORKER": []}
     for name in os.listdir(log_dir):
+        if name != "scheduler.log" and not name.startswith("worker_"):
+            continue  # scripts.launch also links rank_<r>.log to the worker logs
         with open(os.path.join(log_dir, name), errors="replace") as handle:
             for line in handle:
-                if line.startswith("cluster start affinity: "):
-                    role, cpus = line[len("cluster start affinity: "):].strip().split(" ", 1)
-                    reported[role].append(None if cpus == "None" else set(ast.literal_eval(cpus)))
+                if line.startswith("cluster init affinity: "):
+                    role, cpus = line[len("cluster init affinity: "):].strip().split(" ", 1)
+                    reported[role].append(set(ast.literal_eval(cpus)))
     message = f"start {start}: {reported}\n" + all_logs(log_dir)
-    assert len(reported["MS_WORKER"]) == 2, message
+    assert len(reported["MS_WORKER"]) == 2 and len(reported["MS_SCHED"]) == 1, message
+    scheduler = reported["MS_SCHED"][0]
     if CLUSTER_CLIENT_LOSES_FAST_REPLIES:
-        assert len(reported["MS_SCHED"]) == 1 and reported["MS_SCHED"][0], message
-        assert all(cpus and not cpus & reported["MS_SCHED"][0] for cpus in reported["MS_WORKER"]), message
+        assert all(cpus and not cpus & scheduler for cpus in reported["MS_WORKER"]), message
     else:
-        assert all(cpus is None for cpus in reported["MS_SCHED"] + reported["MS_WORKER"]), message
+        allowed = set(os.sched_getaffinity(0))
+        assert scheduler == allowed and all(cpus == allowed for cpus in reported["MS_WORKER"]), message
 
 
 def test_the_cluster_starts_every_time_under_cpu_load(tmp_path, cpu_load):

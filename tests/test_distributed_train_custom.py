@@ -16,9 +16,7 @@ from launchers import all_logs, rank_logs, run_data_parallel
 from encoding_custom.synthetic import write_synthetic_ade20k
 from options import PRESETS
 
-STACK_INDEPENDENT = ("train_custom.py's data-parallel wiring (rank 0 writes, lr of the global batch, resume); the "
-                     "launchers, the cluster start and the averaged gradients are tested per stack in "
-                     "test_distributed_cluster and test_distributed_start_under_load")
+pytestmark = pytest.mark.both_stacks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB_TIMEOUT_S = 600

@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.join(HERE, "fixtures", "modules"))
 from support import write_full_official_checkpoint  # noqa: E402
 
 STACK_INDEPENDENT = ("which checkpoint kind a network came from changes only the loader (tested per stack in "
-                     "test_modules_factory and test_cross_stack): the legacy stack exports one kind, both forms")
+                     "test_modules_factory and test_cross_stack): the legacy stack exports the training kind and "
+                     "both dynamic forms (arch options 0 and 1)")
 
 LABELS = ["cat", "grass", "sky"]
 

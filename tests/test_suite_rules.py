@@ -49,10 +49,13 @@ def test_a_mark_or_a_reason_keeps_the_rule_and_both_break_it(tmp_path):
     reasoned = _write(tmp_path, "test_reasoned.py",
                       'STACK_INDEPENDENT = "only file names are compared here"\n' + textwrap.dedent(UNMARKED_TRAINER))
     too_short = _write(tmp_path, "test_short.py", 'STACK_INDEPENDENT = "same"\n' + textwrap.dedent(UNMARKED_TRAINER))
+    skip_only = _write(tmp_path, "test_skip_only.py",
+                       "import pytest\npytestmark = pytest.mark.skipif(True, reason='x')\nimport train_custom\n")
     both = _write(tmp_path, "test_both.py", 'import pytest\npytestmark = pytest.mark.both_stacks\n'
                   'STACK_INDEPENDENT = "only file names are compared here"\n')
     assert rule_violations([marked, reasoned]) == []
-    assert [p.split(":")[0] for p in rule_violations([too_short, both])] == ["test_both.py", "test_short.py"]
+    assert [p.split(":")[0] for p in rule_violations([too_short, both, skip_only])] == [
+        "test_both.py", "test_short.py", "test_skip_only.py"]
 
 
 def test_what_counts_as_building_a_network():
@@ -66,5 +69,7 @@ def test_what_counts_as_building_a_network():
     assert builds("import train_custom")
     assert builds("import subprocess\nsubprocess.run(['python', 'train_custom.py'])")
     assert builds("import mindspore.nn as nn\nclass N(nn.Cell):\n    pass")
+    assert builds("from mindspore import nn\nstep = nn.TrainOneStepCell(None, None)")
+    assert builds("import os\nSCRIPT = os.path.join('fixtures', 'cross_stack.py')")
     assert not builds("from encoding_custom.labels import ade20k_labels\nimport numpy as np")
     assert not builds("from clip_ms.tokenizer import tokenize")

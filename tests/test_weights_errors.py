@@ -49,9 +49,9 @@ sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
 from support import load_parity, official_tiny_path, write_full_official_checkpoint  # noqa: E402
 from toys import ToySegNet  # noqa: E402
 
-STACK_INDEPENDENT = ("our structural check reads a weights file before MindSpore does and names what is wrong; the "
-                     "loading that reaches MindSpore is tested per stack in test_modules_factory, "
-                     "test_modules_weights and test_cross_stack")
+STACK_INDEPENDENT = ("our structural check reads a weights file before MindSpore does and names what is wrong; "
+                     "the two tests of MindSpore's own reading and logging are marked both_stacks, and loading that "
+                     "reaches MindSpore is tested per stack in test_modules_factory and test_cross_stack")
 
 ARRAYS, META = load_parity()
 LABELS = ["cat", "dog", "other"]
@@ -181,6 +181,7 @@ os._exit(0)
 """
 
 
+@pytest.mark.both_stacks
 def test_mindspore_logs_nothing_for_bad_files(bad_files):
     """MindSpore's load_checkpoint logs its own ERROR line on stderr ("May not have permission to read it"); the
     structure check must stop every bad file before it. A separate process: MindSpore's logger writes to the stderr
@@ -193,6 +194,7 @@ def test_mindspore_logs_nothing_for_bad_files(bad_files):
     assert result.stdout.splitlines() == ["WeightsError True", "CheckpointError True"] * len(paths)
 
 
+@pytest.mark.both_stacks
 def test_the_structure_check_accepts_every_checkpoint_mindspore_writes(tmp_path):
     """No false alarm: our two formats, a training checkpoint with optimizer state, and crc_check files load."""
     net = ToySegNet()

@@ -167,9 +167,10 @@ class TrainConfig:
 class Momentum(nn.Momentum):
     """``nn.Momentum`` whose update runs op by op in PyNative mode.
 
-    MindSpore 2.10 decorates ``nn.Momentum.construct`` with ``jit``, so PyNative training compiled the update at its
-    first step: 10 s of a 20 s two-epoch tiny-preset run here, for a few milliseconds of work per step (same losses
-    and weights either way). In GRAPH_MODE the train step's graph holds the update as before; 2.0 has no ``jit`` there.
+    MindSpore (2.0 and 2.10) decorates ``nn.Momentum.construct`` with ``jit``, so PyNative training compiled the
+    update at its first step: 10 s of a 20 s two-epoch tiny-preset run on 2.10 here, for a few milliseconds of work
+    per step (same state after every step: tests/test_engine_lr.py). In GRAPH_MODE the train step's graph holds the
+    update as before.
     """
 
     construct = getattr(nn.Momentum.construct, "__wrapped__", nn.Momentum.construct)
