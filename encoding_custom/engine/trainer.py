@@ -164,21 +164,9 @@ class TrainConfig:
     stop_after_epoch: Optional[int] = None
 
 
-class Momentum(nn.Momentum):
-    """``nn.Momentum`` whose update runs op by op in PyNative mode.
-
-    MindSpore (2.0 and 2.10) decorates ``nn.Momentum.construct`` with ``jit``, so PyNative training compiled the
-    update at its first step: 10 s of a 20 s two-epoch tiny-preset run on 2.10 here, for a few milliseconds of work
-    per step (same state after every step: tests/test_engine_lr.py). In GRAPH_MODE the train step's graph holds the
-    update as before.
-    """
-
-    construct = getattr(nn.Momentum.construct, "__wrapped__", nn.Momentum.construct)
-
-
 def build_optimizer(param_groups: Sequence[Tuple[List[ms.Parameter], float]], lr: float, steps_per_epoch: int,
                     max_epochs: int, momentum: float, weight_decay: float) -> Tuple[nn.Momentum, List[PolyLR]]:
-    """:class:`Momentum` (``nn.Momentum``) with one poly-decayed lr per parameter group.
+    """``nn.Momentum`` with one poly-decayed lr per parameter group.
 
     Args:
         param_groups: ``[(parameters, lr multiplier), ...]``, e.g. ``[(backbone, 1.0), (head, 10.0)]``; frozen
@@ -205,7 +193,7 @@ def build_optimizer(param_groups: Sequence[Tuple[List[ms.Parameter], float]], lr
         schedules.append(schedule)
     if not groups:
         raise ValueError("build_optimizer: no trainable parameter in any group")
-    optimizer = Momentum(groups, learning_rate=PolyLR(lr, steps_per_epoch, max_epochs), momentum=momentum,
+    optimizer = nn.Momentum(groups, learning_rate=PolyLR(lr, steps_per_epoch, max_epochs), momentum=momentum,
                             weight_decay=weight_decay)
     return optimizer, schedules
 
