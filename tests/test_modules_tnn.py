@@ -132,9 +132,14 @@ def test_interpolate_follows_pytorch_coordinates(align_corners):
 @pytest.mark.parametrize("level", ["O1", "O2", "O3"])
 def test_graph_mode_mixed_precision_compiles_exactly_the_levels_the_layer_claims(level, tmp_path):
     """``tnn.GRAPH_AMP_LEVELS`` is what options.py lets through; the others must really fail (msadapter)."""
-    # Own process, working folder tmp_path (MindSpore's O1 rewrite writes rewritten_network/ there).
-    result = subprocess.run([sys.executable, AMP_RUN, level], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=600, env=dict(os.environ, PYTHONPATH=REPO))
+    # Own process, working folder tmp_path (MindSpore's O1 rewrite writes rewritten_network/ there). MindSpore 2.0.0
+    # killed this process by SIGSEGV before it printed anything once in a CI run (1 of 4+ runs of the suite; 4 of 4
+    # runs alone passed): a process killed by a signal is started once more, any other failure counts at once.
+    for _ in range(2):
+        result = subprocess.run([sys.executable, AMP_RUN, level], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=600, env=dict(os.environ, PYTHONPATH=REPO))
+        if result.returncode >= 0 or tnn.MINDSPORE_VERSION >= (2, 10):
+            break
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     if level not in tnn.GRAPH_AMP_LEVELS:
