@@ -12,9 +12,9 @@ suite runs (``run_tests.sh``: ``-m "both_stacks and not slow"``):
 
 The rule that keeps this honest: a test module that builds or trains a network (it imports a network, layer,
 training, export or script entry point, uses ``nn.TrainOneStepCell`` and the like, defines a ``Cell``/``tnn.Module``,
-or starts a script) must either
-be marked ``both_stacks`` as a whole (``pytestmark``) or say why its unmarked tests are the same on both stacks in a
-module-level ``STACK_INDEPENDENT = "..."`` (it may still mark single tests ``both_stacks``).
+or starts a script) must either be marked ``both_stacks`` as a whole (``pytestmark``) or say why its unmarked tests
+are the same on both stacks in a module-level ``STACK_INDEPENDENT = "..."`` (it may still mark single tests
+``both_stacks``).
 """
 import ast
 import os
@@ -30,11 +30,10 @@ NETWORK_NAMES = frozenset({
     "MultiScaleEvaluator", "Trainer", "TrainOneStepCell", "WithLossCell", "build_lseg", "load_lseg",
     "load_text_tower", "segment_image", "tnn",
 })
-# Strings naming a script that builds a network when a test starts it in a subprocess; any other ``*.py`` string
-# (a fixture script a test starts) counts too, since such scripts are how tests run work in other processes.
+# Modules a test starts with ``python -m`` that build a network; any ``*.py`` string counts too (train_custom.py,
+# test.py, the fixture scripts): starting a script is how tests run work in other processes.
 NETWORK_COMMANDS = frozenset({
-    "train_custom.py", "test.py", "bench", "scripts.demo", "modules.export", "modules.convert", "clip_ms.convert",
-    "train_custom",
+    "bench", "scripts.demo", "modules.export", "modules.convert", "clip_ms.convert", "train_custom",
 })
 CELL_BASES = frozenset({"Cell", "Module"})
 

@@ -23,7 +23,7 @@ COVERING = ("matmul/pynative", "forward/pynative/text_in_call", "forward/graph/c
 
 
 def _run_bench(tmp_path, patterns):
-    """Runs ``python -m bench --quick [--cases ...]``; returns (its JSON report, the variants by name, the process)."""
+    """Runs ``python -m bench --quick [--cases ...]``, checks the report and returns its variants by name."""
     out = tmp_path / "quick.json"
     cases = ["--cases", *patterns] if patterns else []
     # The timeout only bounds a hung run; how long it takes is the benchmark's business, not an assertion.
@@ -43,12 +43,12 @@ def _run_bench(tmp_path, patterns):
         assert record["peak_rss_mib"] > 0 and record["process_wall_s"] > 0, name
     assert report["quick"] is True and report["machine"]["nproc"] >= 1
     assert "variant" in proc.stdout and "median s" in proc.stdout  # the printed table
-    return report, by_name
+    return by_name
 
 
 def test_a_covering_subset_runs_every_case_and_mode_with_valid_json(tmp_path):
     """Over 20 s (~70 s on 2 idle cores): eleven benchmark processes, each importing MindSpore."""
-    _, by_name = _run_bench(tmp_path, COVERING)
+    by_name = _run_bench(tmp_path, COVERING)
     assert set(by_name) == set(COVERING)
     quick = [v for v in VARIANTS.values() if v.in_quick]
     assert {VARIANTS[name].func for name in by_name} == {v.func for v in quick}  # every case function
@@ -63,6 +63,6 @@ def test_a_covering_subset_runs_every_case_and_mode_with_valid_json(tmp_path):
 
 @pytest.mark.slow
 def test_the_whole_quick_set_runs(tmp_path):
-    _, by_name = _run_bench(tmp_path, None)
+    by_name = _run_bench(tmp_path, None)
     assert set(by_name) == {name for name, v in VARIANTS.items() if v.in_quick}
     assert by_name["forward/pynative/cached"]["result"]["flop"] > 0
