@@ -1,4 +1,5 @@
-"""PolyLR equals the official per-epoch poly formula at every optimizer step, and nn.Momentum applies it per group."""
+"""PolyLR equals the official per-epoch poly formula at every optimizer step, the optimizer applies it per group, and
+its update equals nn.Momentum's with the same groups."""
 import mindspore as ms
 import numpy as np
 import pytest
@@ -63,3 +64,39 @@ def test_optimizer_applies_poly_lr_per_group_with_10x_head():
         np.testing.assert_allclose(before_b - net.b.asnumpy(), _formula(0.2, k, 2, 3), rtol=1e-5, atol=1e-9)
     assert int(opt.global_step.asnumpy().reshape(-1)[0]) == 8
     np.testing.assert_array_equal(net.frozen.asnumpy(), 0)
+
+
+class _Quadratic(nn.Cell):
+    """loss = sum((w * x - 1)^2) + sum(b^2): gradients that change with the weights, so momentum and decay matter."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = ms.Parameter(ms.Tensor(np.linspace(-1, 1, 6, dtype=np.float32)), name="w")
+        self.b = ms.Parameter(ms.Tensor(np.ones(3, np.float32)), name="b")
+
+    def construct(self, x):
+        return ((self.w * x - 1.0) ** 2).sum() + (self.b * self.b).sum()
+
+
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+def test_grouped_momentum_updates_exactly_as_mindspores_grouped_momentum(mode):
+    """Same weights, momentum buffers, step count and state names as ``nn.Momentum`` with lr groups, every step."""
+    if mode == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)
+    reference_net, our_net = _Quadratic(), _Quadratic()
+    reference = nn.Momentum([{"params": [reference_net.w], "lr": PolyLR(0.05, 2, 3)},
+                             {"params": [reference_net.b], "lr": PolyLR(0.5, 2, 3)}],
+                            learning_rate=0.05, momentum=0.9, weight_decay=1e-2)
+    ours, _ = build_optimizer([([our_net.w], 1.0), ([our_net.b], 10.0)], lr=0.05, steps_per_epoch=2, max_epochs=3,
+                              momentum=0.9, weight_decay=1e-2)
+    steps = [nn.TrainOneStepCell(reference_net, reference), nn.TrainOneStepCell(our_net, ours)]
+    x = ms.Tensor(np.linspace(0.5, 2, 6, dtype=np.float32))
+    for k in range(7):  # across the epoch boundaries of the schedule
+        losses = [float(step(x).asnumpy()) for step in steps]
+        assert losses[0] == losses[1], k
+        for name in ("w", "b"):
+            np.testing.assert_array_equal(getattr(our_net, name).asnumpy(), getattr(reference_net, name).asnumpy())
+        for reference_moment, our_moment in zip(reference.moments, ours.moments):
+            np.testing.assert_array_equal(our_moment.asnumpy(), reference_moment.asnumpy())
+    assert int(ours.global_step.asnumpy().reshape(-1)[0]) == 7
+    assert sorted(p.name for p in ours.get_parameters()) == sorted(p.name for p in reference.get_parameters())

@@ -4,8 +4,9 @@ Takes an already built network (it never imports ``modules``). Public API:
 
 - :class:`PolyLR`, :func:`poly_lr` — the official poly decay as a MindSpore ``LearningRateSchedule``.
 - :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`read_checkpoint`, :class:`CheckpointManager`.
-- :class:`Trainer`, :class:`TrainConfig`, :class:`NonFiniteLossError`, :func:`build_optimizer`,
+- :class:`Trainer`, :class:`TrainConfig`, :class:`NonFiniteLossError`,
   :func:`evaluate`, :func:`network_predictor` (the validation used in training and by test.py).
+- :func:`build_optimizer`, :class:`GroupedMomentum` — SGD with momentum, one poly lr per parameter group.
 - :class:`AccumulatingTrainStep` — the training step (accumulation × dynamic loss scale × clipping, any device);
   :class:`EpochEndHook`, :func:`default_epoch_end_hooks` (``Trainer.epoch_end_hooks``), ``train_log`` (logger
   ``lseg.train``).
@@ -30,6 +31,7 @@ from .data import BatchLoader, epoch_indices  # noqa: F401
 from .distributed import get_rank, get_world_size, is_main_process  # noqa: F401
 from .experiment import ExperimentBusyError, ExperimentLock, remove_stale_temp_files  # noqa: F401
 from .lr import PolyLR, poly_lr  # noqa: F401
+from .optimizer import GroupedMomentum, build_optimizer  # noqa: F401
 from .params import refresh_parameters  # noqa: F401
 from .plotting import plot_curves  # noqa: F401
 from .runtime import DeviceUnavailableError, configure_runtime, select_device  # noqa: F401
@@ -40,7 +42,6 @@ from .trainer import (  # noqa: F401
     TrainConfig,
     Trainer,
     TrainingInterrupted,
-    build_optimizer,
     earlier_run_files,
     evaluate,
     network_predictor,

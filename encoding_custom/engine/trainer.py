@@ -1,7 +1,7 @@
 """The training loop: WithLossCell + one training-step cell (:class:`.train_step.AccumulatingTrainStep`: gradient
-accumulation x dynamic loss scaling under AMP x optional clipping) + Momentum with the official parameter groups,
-poly lr per optimizer step; at each epoch end the hooks of :mod:`.callbacks` (validation, metrics.jsonl,
-checkpoints, curves, the printed line).
+accumulation x dynamic loss scaling under AMP x optional clipping) + :class:`.optimizer.GroupedMomentum` with the
+official parameter groups, poly lr per optimizer step; at each epoch end the hooks of :mod:`.callbacks` (validation,
+metrics.jsonl, checkpoints, curves, the printed line).
 
 Only rank 0 writes files and shows progress; training data is sharded by rank (see :mod:`.data`); validation is
 sharded too and its pixel counts are all-reduced, so every rank sees single-device figures.
@@ -35,7 +35,7 @@ from .distributed import (
     is_main_process,
     shard_for_evaluation,
 )
-from .lr import PolyLR
+from .optimizer import build_optimizer
 from .params import refresh_parameters
 from .train_step import AccumulatingTrainStep
 
@@ -128,7 +128,7 @@ class TrainConfig:
         stop_after_epoch: end ``fit`` after this (1-based) epoch, the schedule still being that of ``max_epochs``
             (the official zero-shot module's early stop); a resumed run continues from there. None: no early end.
         batch_size: images per micro-batch on this device.
-        momentum, weight_decay: SGD (``nn.Momentum``) settings.
+        momentum, weight_decay: SGD settings (:class:`.optimizer.GroupedMomentum`).
         accumulate_grad_batches: micro-batches per optimizer step (gradients averaged).
         amp_level: "O0" (float32) or O1/O2/O3 (mixed precision with dynamic loss scaling; any accumulation).
         exp_dir: experiment folder (checkpoints, metrics.jsonl, steps.jsonl, curves.png).
@@ -162,40 +162,6 @@ class TrainConfig:
     overwrite: bool = False
     clip_grad_norm: Optional[float] = None
     stop_after_epoch: Optional[int] = None
-
-
-def build_optimizer(param_groups: Sequence[Tuple[List[ms.Parameter], float]], lr: float, steps_per_epoch: int,
-                    max_epochs: int, momentum: float, weight_decay: float) -> Tuple[nn.Momentum, List[PolyLR]]:
-    """``nn.Momentum`` with one poly-decayed lr per parameter group.
-
-    Args:
-        param_groups: ``[(parameters, lr multiplier), ...]``, e.g. ``[(backbone, 1.0), (head, 10.0)]``; frozen
-            parameters (``requires_grad=False``) are dropped, empty groups skipped.
-        lr: base learning rate of multiplier 1.
-        steps_per_epoch, max_epochs: see :class:`PolyLR`.
-        momentum, weight_decay: SGD settings (weight decay on every parameter, as torch.optim.SGD does).
-
-    Returns:
-        ``(optimizer, schedules)`` with one :class:`PolyLR` per non-empty group, in group order.
-    """
-    groups, schedules, seen = [], [], set()
-    for params, multiplier in param_groups:
-        trainable = []
-        for p in params:
-            if not p.requires_grad or id(p) in seen:
-                continue
-            seen.add(id(p))
-            trainable.append(p)
-        if not trainable:
-            continue
-        schedule = PolyLR(lr * multiplier, steps_per_epoch, max_epochs)
-        groups.append({"params": trainable, "lr": schedule})
-        schedules.append(schedule)
-    if not groups:
-        raise ValueError("build_optimizer: no trainable parameter in any group")
-    optimizer = nn.Momentum(groups, learning_rate=PolyLR(lr, steps_per_epoch, max_epochs), momentum=momentum,
-                            weight_decay=weight_decay)
-    return optimizer, schedules
 
 
 def earlier_run_files(exp_dir: str) -> List[str]:
