@@ -121,6 +121,10 @@ def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats
 
             ms_mode = ms.GRAPH_MODE if variant.mode == "graph" else ms.PYNATIVE_MODE
             ms.set_context(mode=ms_mode, device_target=device_target)
+            if device_target == "CPU":  # as the product's configure_runtime does
+                from encoding_custom.engine import run_ops_synchronously
+
+                run_ops_synchronously()
             if context:
                 ms.set_context(**context)
             ms.set_seed(0)

@@ -76,9 +76,24 @@ def select_device(device_target: str, device_id: Optional[int] = None) -> str:
         f"{', '.join(supported) or 'nothing'}); pass one of those")
 
 
+def run_ops_synchronously() -> None:
+    """Launch each PyNative op in the calling thread and wait for it (MindSpore's launch-blocking mode).
+
+    MindSpore's asynchronous PyNative pipeline hands every op to other threads; on a CPU those threads compete with
+    the kernels for the same cores. Measured on 2 cores (bench/PERFORMANCE.md): the tiny preset's forward 314 → 65 ms
+    on MindSpore 2.10 (92 → 70 ms on 2.0), ViT-L/16 at 480² 18-19.5 → 12.3-12.9 s. On Ascend and GPU the queue
+    overlaps host and device work, so it is set for the CPU only (:func:`configure_runtime`).
+    """
+    launch_blocking = getattr(getattr(ms, "runtime", None), "launch_blocking", None)
+    if launch_blocking is not None:  # 2.4+; set_context(pynative_synchronize=...) warns of its removal on 2.10
+        launch_blocking()
+    else:
+        ms.set_context(pynative_synchronize=True)
+
+
 def configure_runtime(device_target: str, mode: str, device_id: Optional[int] = None, seed: int = 0) -> str:
-    """Set MindSpore's device and execution mode, join a data-parallel job if a launcher started this process,
-    and seed ``random``, numpy and MindSpore.
+    """Set MindSpore's device and execution mode (PyNative ops synchronous on the CPU), join a data-parallel job if
+    a launcher started this process, and seed ``random``, numpy and MindSpore.
 
     Args:
         device_target: ``"auto"``, ``"Ascend"``, ``"GPU"`` or ``"CPU"`` (:func:`select_device`).
@@ -96,6 +111,8 @@ def configure_runtime(device_target: str, mode: str, device_id: Optional[int] = 
         raise ValueError(f"mode must be one of {sorted(MODES)} (got {mode!r})")
     target = select_device(device_target, device_id)
     ms.set_context(mode=MODES[mode])
+    if target == "CPU":
+        run_ops_synchronously()
     init_distributed(target, mode=MODES[mode])
     random.seed(seed)
     np.random.seed(seed)
@@ -103,4 +120,4 @@ def configure_runtime(device_target: str, mode: str, device_id: Optional[int] = 
     return target
 
 
-__all__ = ["DEVICE_TARGETS", "DeviceUnavailableError", "configure_runtime", "select_device"]
+__all__ = ["DEVICE_TARGETS", "DeviceUnavailableError", "configure_runtime", "run_ops_synchronously", "select_device"]
