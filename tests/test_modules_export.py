@@ -1,6 +1,10 @@
 """python -m modules.export (issue 16 item 1): MindIR graphs whose logits equal the network's, from every kind of
 checkpoint we read, with the labels baked in or as an input; bad input is one line. MindIR graphs run in
-GRAPH_MODE (MindSpore 2.0 refuses them in PyNative)."""
+GRAPH_MODE (MindSpore 2.0 refuses them in PyNative); everything else runs in PyNative, the mode the command itself
+runs in (MindSpore's default on both stacks): the reference network's logits do not need a graph compile of their
+own (one costs 3-4 s here)."""
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -53,25 +57,71 @@ def images(batch=1, height=64, width=96):
     return np.random.RandomState(0).uniform(-1, 1, (batch, 3, height, width)).astype(np.float32)
 
 
+def graph_logits(path, *inputs):
+    """Returns: the outputs of the MindIR at ``path`` for each tuple of numpy ``inputs``, as numpy arrays.
+
+    The GraphCell loads and runs in GRAPH_MODE (MindSpore 2.0 refuses it in PyNative); PyNative is restored after.
+    """
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        graph = nn.GraphCell(ms.load(path))
+        return [graph(*[ms.Tensor(array) for array in arrays]).asnumpy() for arrays in inputs]
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+def earlier_export_in_both_layouts(folder):
+    """Leaves in ``folder`` what an earlier, larger export to ``folder/lseg`` would have: the split layout's
+    ``lseg_graph.mindir`` and ``lseg_variables/``."""
+    (folder / "lseg_graph.mindir").write_bytes(b"an earlier, larger model")
+    (folder / "lseg_variables").mkdir()
+    (folder / "lseg_variables" / "data_0").write_bytes(b"its weights")
+
+
+@pytest.fixture(scope="module")
+def static_export(checkpoints, tmp_path_factory):
+    """kind -> (exit status, stdout, MindIR path) of ``python -m modules.export --labels cat,grass,sky --height 64
+    --width 96`` from that kind of checkpoint, made once when first asked for (an export compiles the network: ~4 s).
+
+    The "weights" export writes ``lseg.mindir`` where an earlier export left the split layout
+    (:func:`earlier_export_in_both_layouts`): test_an_export_replaces_what_an_earlier_one_left_in_either_layout
+    checks what is left of it, test_static_mindir_logits_equal_the_networks the graph it wrote.
+    """
+    made = {}
+
+    def export(kind):
+        if kind not in made:
+            folder = tmp_path_factory.mktemp("static_" + kind)
+            if kind == "weights":
+                earlier_export_in_both_layouts(folder)
+            out = str(folder / "lseg.mindir")
+            printed = io.StringIO()
+            with contextlib.redirect_stdout(printed):
+                status = export_main(["--weights", checkpoints[kind], "--labels", ",".join(LABELS), "--height", "64",
+                                      "--width", "96", "--out", out])
+            made[kind] = (status, printed.getvalue(), out)
+        return made[kind]
+
+    return export
+
+
 @pytest.mark.parametrize("kind", [pytest.param("training", marks=pytest.mark.both_stacks), "weights", "official"])
-def test_static_mindir_logits_equal_the_networks(checkpoints, kind, tmp_path, capsys, graph_mode):
-    out = str(tmp_path / "lseg.mindir")
-    assert export_main(["--weights", checkpoints[kind], "--labels", ",".join(LABELS), "--height", "64",
-                        "--width", "96", "--out", out]) == 0
-    assert "wrote %s: images -> logits of 3 labels, input (1, 3, 64, 96)" % out in capsys.readouterr().out
+def test_static_mindir_logits_equal_the_networks(checkpoints, static_export, kind):
+    status, printed, out = static_export(kind)
+    assert status == 0
+    assert "wrote %s: images -> logits of 3 labels, input (1, 3, 64, 96)" % out in printed
     net = load_lseg(checkpoints[kind], LABELS).network
     net.set_train(False)
     x = images()
-    reference = net(ms.Tensor(x)).asnumpy()
-    graph = nn.GraphCell(ms.load(out))
-    logits = graph(ms.Tensor(x)).asnumpy()
+    reference = net(ms.Tensor(x)).asnumpy()  # PyNative
+    [logits] = graph_logits(out, (x,))
     assert logits.shape == (1, 3, 64, 96)
     assert relative_error(logits, reference) <= 1e-5
 
 
 @pytest.mark.both_stacks
 @pytest.mark.parametrize("kind", ["official", "training"])  # arch option 0 / 1
-def test_dynamic_mindir_takes_the_features_of_any_label_set(checkpoints, kind, tmp_path, capsys, graph_mode):
+def test_dynamic_mindir_takes_the_features_of_any_label_set(checkpoints, kind, tmp_path, capsys):
     out = str(tmp_path / "any.mindir")
     status = export_main(["--weights", checkpoints[kind], "--dynamic_labels", "--height", "64", "--width", "64",
                           "--batch", "2", "--out", out])
@@ -80,9 +130,10 @@ def test_dynamic_mindir_takes_the_features_of_any_label_set(checkpoints, kind, t
             capsys.readouterr().err
         return
     assert status == 0
-    graph = nn.GraphCell(ms.load(out))
     x = images(batch=2, height=64, width=64)
-    for labels in (LABELS, ["a road", "a car", "a tree", "the sky", "a person"]):
+    label_sets = (LABELS, ["a road", "a car", "a tree", "the sky", "a person"])
+    inputs, references = [], []
+    for labels in label_sets:  # PyNative: the features the command writes, the network's logits for those labels
         features_path = str(tmp_path / ("features_%d.npy" % len(labels)))
         assert export_main(["--weights", checkpoints[kind], "--labels", ",".join(labels),
                             "--features_out", features_path]) == 0
@@ -90,8 +141,10 @@ def test_dynamic_mindir_takes_the_features_of_any_label_set(checkpoints, kind, t
         net = load_lseg(checkpoints[kind], labels).network
         net.set_train(False)
         assert features.shape == (len(labels), net.text_features_cache.shape[1]) and features.dtype == np.float32
-        reference = net(ms.Tensor(x)).asnumpy()
-        logits = graph(ms.Tensor(x), ms.Tensor(features)).asnumpy()
+        references.append(net(ms.Tensor(x)).asnumpy())
+        inputs.append((x, features))
+    # One graph, both label counts.
+    for labels, logits, reference in zip(label_sets, graph_logits(out, *inputs), references):
         assert logits.shape == (2, len(labels), 64, 64)
         assert relative_error(logits, reference) <= 1e-5
 
@@ -133,12 +186,12 @@ def test_mindir_files_finds_the_single_file_and_the_split_form(tmp_path):
         mindir_files(str(tmp_path / "none"))
 
 
-def test_an_export_replaces_what_an_earlier_one_left_in_either_layout(checkpoints, tmp_path, capsys):
-    stem = tmp_path / "lseg"
-    (tmp_path / "lseg_graph.mindir").write_bytes(b"an earlier, larger model")
-    (tmp_path / "lseg_variables").mkdir()
-    (tmp_path / "lseg_variables" / "data_0").write_bytes(b"its weights")
-    assert export_main(["--weights", checkpoints["weights"], "--labels", "a,b", "--height", "64", "--width", "64",
-                        "--out", str(stem) + ".mindir"]) == 0
-    assert mindir_files(str(stem)) == [str(stem) + ".mindir"]
-    assert not (tmp_path / "lseg_graph.mindir").exists() and not (tmp_path / "lseg_variables").exists()
+def test_an_export_replaces_what_an_earlier_one_left_in_either_layout(static_export):
+    # The "weights" export of static_export wrote lseg.mindir into a folder holding an earlier split-layout export.
+    status, _, out = static_export("weights")
+    assert status == 0
+    stem = out[:-len(".mindir")]
+    folder = os.path.dirname(out)
+    assert mindir_files(stem) == [out]
+    assert not os.path.exists(os.path.join(folder, "lseg_graph.mindir"))
+    assert not os.path.exists(os.path.join(folder, "lseg_variables"))
