@@ -85,19 +85,22 @@ def test_episode_logits_equal_the_per_image_two_label_logits(arch_option):
     np.testing.assert_allclose(logits, per_image_pair_logits(net, batch_images, class_ids), rtol=1e-5, atol=1e-4)
 
 
-def test_episode_logits_in_graph_mode_equal_the_per_image_logits(graph_mode):
+def test_episode_logits_in_graph_mode_equal_the_per_image_logits():
+    # The network is built, its label features encoded and the reference computed in PyNative (the text tower's
+    # graphs would only add compile time); the episode forward alone runs compiled.
     net = tiny_net()
     batch_images, class_ids = images(2, seed=2), [1, 4]
     forward = EpisodeForward(net)
     net.sync_text_features()
-    logits = forward((batch_images, ms.Tensor(np.array(class_ids, np.int32)))).asnumpy()
-    ms.set_context(mode=ms.PYNATIVE_MODE)
     reference = per_image_pair_logits(net, batch_images, class_ids)
+    ms.set_context(mode=ms.GRAPH_MODE)  # undone by conftest's autouse fixture
+    # ms.mutable: the tuple's tensors are graph inputs, as in the training step (TrainOneStepWithLossScaleCell sets
+    # enable_tuple_broaden); a plain tuple of tensors is a constant to MindSpore, compiled again for every class id.
+    logits = forward(ms.mutable((batch_images, ms.Tensor(np.array(class_ids, np.int32))))).asnumpy()
     assert logits.shape == (2, 2, 64, 64)
     np.testing.assert_allclose(logits, reference, rtol=1e-5, atol=1e-4)
-    # The class id really reaches the graph: another id gives other logits with the same compiled cell.
-    ms.set_context(mode=ms.GRAPH_MODE)
-    other = forward((batch_images, ms.Tensor(np.array([2, 4], np.int32)))).asnumpy()
+    # The class id really reaches the graph: another id gives other logits with the same compiled graph.
+    other = forward(ms.mutable((batch_images, ms.Tensor(np.array([2, 4], np.int32))))).asnumpy()
     assert np.abs(other[0] - logits[0]).max() > 1e-3
     np.testing.assert_allclose(other[1], logits[1], rtol=1e-5, atol=1e-4)
 
@@ -183,12 +186,13 @@ def test_a_resnet_backbone_refuses_the_spatial_regularisation_block(option):
     assert error.value.argument == option
 
 
-def test_a_resnet_network_trains_in_graph_mode(graph_mode):
+def test_a_resnet_network_trains_in_graph_mode():
     """One compiled SGD step on an episode batch moves the stem, a downsample and the fusion (maxpool/BN gradients
     compile on both stacks)."""
-    net = tiny_net("tiny_resnet")
+    net = tiny_net("tiny_resnet")  # built and its label features encoded in PyNative: only the step is compiled
     net.set_train()
     net.sync_text_features()
+    ms.set_context(mode=ms.GRAPH_MODE)  # undone by conftest's autouse fixture
 
     class EpisodeLoss(nn.Cell):
         def __init__(self, network):
@@ -240,7 +244,13 @@ def full_size_keys(which):
         return json.load(handle)[which]
 
 
-def test_full_size_resnet101_backbone_has_torchvisions_names_and_shapes():
+@pytest.fixture(scope="module")
+def full_size_rn101_net():
+    """LSegNet('clip_resnet101') with the real CLIP ViT-B/32 text tower (random weights; ~3 s to build, built once)."""
+    return LSegNet("clip_resnet101", labels=["others", "cat"], encode_labels=False)
+
+
+def test_full_size_resnet101_backbone_has_torchvisions_names_and_shapes(full_size_rn101_net):
     """torchvision's own resnet101().state_dict() (recorded by make_zero_shot_fixtures.py) mapped as the ImageNet
     init maps it == the parameters of our clip_resnet101 backbone."""
     theirs = {}
@@ -248,13 +258,14 @@ def test_full_size_resnet101_backbone_has_torchvisions_names_and_shapes():
         ours = torchvision_resnet_name(name)
         if ours is not None:
             theirs[ours] = tuple(shape)
-    backbone = ResNetBackbone(BACKBONES["clip_resnet101"])
+    backbone = full_size_rn101_net.pretrained  # the network's own backbone
+    assert type(backbone) is ResNetBackbone and backbone.cfg is BACKBONES["clip_resnet101"]
     ours = {"pretrained." + name: tuple(p.shape) for name, p in backbone.parameters_and_names()}
     assert ours == theirs
     assert sum(int(np.prod(shape)) for name, shape in ours.items() if "running" not in name) == 42_500_160
 
 
-def test_full_size_clip_resnet101_network_has_exactly_the_official_layout():
+def test_full_size_clip_resnet101_network_has_exactly_the_official_layout(full_size_rn101_net):
     """The official LSegRNNetZS (its own _make_encoder, torchvision resnet101, features 256) + the real CLIP
     ViT-B/32 text tower (official_keys.json) == our LSegNet('clip_resnet101'), name for name, shape for shape."""
     from modules.weights import check_official_layout
@@ -263,8 +274,7 @@ def test_full_size_clip_resnet101_network_has_exactly_the_official_layout():
         layout.update({name: shape for name, shape in json.load(handle)["clip_vitb32_384"]["entries"].items()
                        if name.startswith("clip_pretrained.")})
     assert layout["scratch.layer4_rn.weight"] == [256, 2048, 3, 3] and layout["scratch.head1.weight"][0] == 512
-    net = LSegNet("clip_resnet101", labels=["others", "cat"], encode_labels=False)
-    check_official_layout(layout, expected_parameters(net), where="clip_resnet101")
+    check_official_layout(layout, expected_parameters(full_size_rn101_net), where="clip_resnet101")
 
 
 # ------------------------------------------------------------------------------------------ ImageNet init (torchvision)

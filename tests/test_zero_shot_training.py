@@ -80,15 +80,17 @@ def test_batches_stack_every_field_and_refuse_ragged_items():
         next(BatchLoader(Ragged([0, 1]), 2, shuffle=False).iterate(0))
 
 
-@pytest.mark.parametrize("mode", ["pynative", pytest.param("graph", marks=pytest.mark.both_stacks)])
-def test_first_step_loss_is_the_cross_entropy_of_each_images_own_label_pair(tmp_path, mode):
-    if mode == "graph":
-        ms.set_context(mode=ms.GRAPH_MODE)
-    classes = [2, 0, 1, 2, 1, 0, 0, 2]
-    # The loss of the first step, by hand on an identical network: the batch (BatchNorm in training mode sees all
-    # four images) with image b's text features taken from ['others', its class name] alone.
+FIRST_STEP_CLASSES = [2, 0, 1, 2, 1, 0, 0, 2]
+
+
+@pytest.fixture(scope="module")
+def first_step_expected():
+    """The loss of the first step, by hand on an identical network: the batch (BatchNorm in training mode sees all
+    four images) with image b's text features taken from ['others', its class name] alone. Computed once, in PyNative,
+    for both modes: the graph-mode step is checked against this independent eager reference."""
+    ms.set_context(mode=ms.PYNATIVE_MODE)
     reference = _net()
-    loader = BatchLoader(PairData(classes), 4, seed=3, shuffle=True)
+    loader = BatchLoader(PairData(FIRST_STEP_CLASSES), 4, seed=3, shuffle=True)
     images, targets, class_ids = next(loader.iterate(0))
     pairs = np.stack([reference.text_features(["others", CLASS_NAMES[c]]).asnumpy() for c in class_ids])
     reference.set_train(True)
@@ -98,23 +100,46 @@ def test_first_step_loss_is_the_cross_entropy_of_each_images_own_label_pair(tmp_
     valid = targets >= 0
     picked = np.take_along_axis(log_p, np.where(valid, targets, 0)[:, None], 1)[:, 0]
     total, count = -picked[valid].sum(), valid.sum()
-    expected = total / count
-    trainer = _train(_net(), tmp_path / "run", classes)
-    with open(str(tmp_path / "run" / "steps.jsonl")) as handle:
+    return total / count
+
+
+@pytest.fixture(scope="module")
+def pynative_run(tmp_path_factory):
+    """(trainer, run folder): one PyNative epoch on FIRST_STEP_CLASSES, shared by the first-step test's PyNative case
+    and the class-column test (its first run)."""
+    run = tmp_path_factory.mktemp("pynative") / "run"
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    return _train(_net(), run, FIRST_STEP_CLASSES), run
+
+
+@pytest.mark.parametrize("mode", ["pynative", pytest.param("graph", marks=pytest.mark.both_stacks)])
+def test_first_step_loss_is_the_cross_entropy_of_each_images_own_label_pair(tmp_path, mode, first_step_expected,
+                                                                            request):
+    if mode == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)  # the trained network is built and trained in it, as train_custom does
+        run = tmp_path / "run"
+        trainer = _train(_net(), run, FIRST_STEP_CLASSES)
+    else:
+        trainer, run = request.getfixturevalue("pynative_run")
+    with open(str(run / "steps.jsonl")) as handle:
         first = json.loads(handle.readline())
-    assert first["loss"] == pytest.approx(expected, rel=1e-4)
-    # What was saved is what was trained (graph-mode updates visible outside the graph).
+    assert first["loss"] == pytest.approx(first_step_expected, rel=1e-4)
+    # What was saved is what was trained (graph-mode updates visible outside the graph). Read back in PyNative: no
+    # compiled graph sees these values, only asnumpy() and the checkpoint file.
+    ms.set_context(mode=ms.PYNATIVE_MODE)
     saved = _net()
-    load_checkpoint(str(tmp_path / "run" / "last.ckpt"), saved)
+    load_checkpoint(str(run / "last.ckpt"), saved)
+    saved_weights = _weights(saved)
     for name, value in _weights(trainer.network).items():
-        np.testing.assert_array_equal(_weights(saved)[name], value, err_msg=name)
+        np.testing.assert_array_equal(saved_weights[name], value, err_msg=name)
 
 
-def test_the_class_column_steers_training(tmp_path):
+def test_the_class_column_steers_training(tmp_path, pynative_run):
     """Same images and targets, other class indices: other label features enter the loss, other weights result."""
-    first = _train(_net(), tmp_path / "a", [0, 1, 2, 0, 1, 2, 0, 1]).network
+    first = pynative_run[0].network  # FIRST_STEP_CLASSES, every class present; the second run has class 2 only
     second = _train(_net(), tmp_path / "b", [2, 2, 2, 2, 2, 2, 2, 2]).network
-    differ = [name for name, value in _weights(first).items() if not np.allclose(value, _weights(second)[name])]
+    second_weights = _weights(second)
+    differ = [name for name, value in _weights(first).items() if not np.allclose(value, second_weights[name])]
     assert differ
 
 
