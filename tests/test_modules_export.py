@@ -6,7 +6,6 @@ own (one costs 3-4 s here)."""
 import contextlib
 import io
 import os
-import subprocess
 import sys
 
 import mindspore as ms
@@ -24,6 +23,7 @@ from modules.weights import save_lseg_checkpoint
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(HERE, "fixtures", "modules"))
+from background_commands import BackgroundRuns, selected_tests  # noqa: E402
 from support import write_full_official_checkpoint  # noqa: E402
 
 STACK_INDEPENDENT = ("which checkpoint kind a network came from changes only the loader (tested per stack in "
@@ -161,12 +161,26 @@ def test_bad_input_is_one_line(checkpoints, argv, message, tmp_path, capsys):
     assert not os.path.exists(tmp_path / "x.mindir")
 
 
-@pytest.mark.both_stacks
-def test_runs_as_a_module_and_names_a_bad_weights_file(tmp_path):
-    bad = tmp_path / "bad.ckpt"
+@pytest.fixture(scope="module", autouse=True)
+def bad_weights_command(request, tmp_path_factory):
+    """``python -m modules.export --weights <an empty file> --labels a`` from the repository, started in the
+    background when the module starts (background_commands), if this session runs the test that reads it."""
+    if ("test_runs_as_a_module_and_names_a_bad_weights_file", None) not in selected_tests(request):
+        yield None
+        return
+    bad = tmp_path_factory.mktemp("bad_weights") / "bad.ckpt"
     bad.write_bytes(b"")
-    done = subprocess.run([sys.executable, "-m", "modules.export", "--weights", str(bad), "--labels", "a"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    runs = BackgroundRuns([("export", [sys.executable, "-m", "modules.export", "--weights", str(bad), "--labels",
+                                       "a"])], REPO)
+    yield runs
+    runs.close()
+
+
+@pytest.mark.both_stacks
+def test_runs_as_a_module_and_names_a_bad_weights_file(bad_weights_command):
+    done = bad_weights_command.result("export")  # python -m modules.export --weights <bad> --labels a
+    bad = done.args[4]
+    assert os.path.getsize(bad) == 0
     assert done.returncode == 2
     assert "python -m modules.export: error: %s: empty file (0 bytes), not a checkpoint" % bad in done.stderr
     assert "Traceback" not in done.stderr

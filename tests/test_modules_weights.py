@@ -25,6 +25,7 @@ from modules.weights import (
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "modules")
 sys.path.insert(0, FIXTURES)
+from background_commands import BackgroundRuns, selected_tests  # noqa: E402
 from support import load_parity, write_full_official_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.both_stacks
@@ -257,13 +258,25 @@ def test_layout_check_detects_a_wrong_backbone():
         check_official_layout(official_layout("clip_vitb32_384"), expected_parameters(net))
 
 
-def test_convert_runs_as_a_module_from_the_command_line(tmp_path):
-    import subprocess
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    src, dst = str(tmp_path / "official.ckpt"), str(tmp_path / "ours.ckpt")
+@pytest.fixture(scope="module", autouse=True)
+def convert_command(request, tmp_path_factory):
+    """``python -m modules.convert <official arch-0 checkpoint> <destination>`` from the repository, started in the
+    background when the module starts (background_commands), if this session runs the test that reads it."""
+    if ("test_convert_runs_as_a_module_from_the_command_line", None) not in selected_tests(request):
+        yield None
+        return
+    folder = tmp_path_factory.mktemp("convert_command")
+    src, dst = str(folder / "official.ckpt"), str(folder / "ours.ckpt")
     write_full_official_checkpoint(0, src)
-    result = subprocess.run([sys.executable, "-m", "modules.convert", src, dst], cwd=repo, capture_output=True,
-                            text=True, timeout=300)
+    runs = BackgroundRuns([("convert", [sys.executable, "-m", "modules.convert", src, dst])],
+                          os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    yield runs
+    runs.close()
+
+
+def test_convert_runs_as_a_module_from_the_command_line(convert_command):
+    result = convert_command.result("convert")  # python -m modules.convert <official arch-0 checkpoint> <dst>
+    dst = result.args[-1]
     assert result.returncode == 0, result.stderr
     assert "wrote" in result.stdout and "'arch_option': 0" in result.stdout
     assert read_lseg_checkpoint(dst)[0]["backbone"] == "tiny_vit16"

@@ -12,7 +12,6 @@ import io
 import os
 import pickle
 import re
-import subprocess
 import sys
 import zipfile
 
@@ -38,6 +37,7 @@ from modules.weights import (
     init_backbone_from_pretrained,
     load_lseg_checkpoint,
     load_mindspore_checkpoint,
+    read_lseg_checkpoint,
     save_lseg_checkpoint,
 )
 from tests.fixtures.torch_writer import save_torch_file
@@ -46,6 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(HERE, "fixtures", "modules"))
 sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
+from background_commands import BackgroundRuns, selected_tests  # noqa: E402
 from support import load_parity, official_tiny_path, write_full_official_checkpoint  # noqa: E402
 from toys import ToySegNet  # noqa: E402
 
@@ -182,13 +183,13 @@ os._exit(0)
 
 
 @pytest.mark.both_stacks
-def test_mindspore_logs_nothing_for_bad_files(bad_files):
+def test_mindspore_logs_nothing_for_bad_files(bad_files, command_runs):
     """MindSpore's load_checkpoint logs its own ERROR line on stderr ("May not have permission to read it"); the
     structure check must stop every bad file before it. A separate process: MindSpore's logger writes to the stderr
     of the process, which pytest's capture does not see in-process."""
     paths = [bad_files[case][0] for case in BAD]
-    result = subprocess.run([sys.executable, "-c", _LOAD_EACH, REPO, *paths], capture_output=True, text=True,
-                            timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    result = command_runs.result("load_each")  # python -c _LOAD_EACH REPO <the paths>
+    assert result.args[-len(paths):] == paths
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.splitlines() == ["WeightsError True", "CheckpointError True"] * len(paths)
@@ -212,16 +213,64 @@ def test_the_structure_check_accepts_every_checkpoint_mindspore_writes(tmp_path)
         assert load_checkpoint(crc, ToySegNet())["format"] is None
 
 
-def run_convert(src, dst, *flags):
-    return subprocess.run([sys.executable, "-m", "modules.convert", src, dst, *flags], cwd=REPO,
-                          capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+# ------------------------------------------------------------------------------------------ command lines
+def convert_command(src, dst, *flags):
+    return [sys.executable, "-m", "modules.convert", src, dst, *flags]
+
+
+_ALREADY_CONVERTED = "test_convert_command_names_an_already_converted_checkpoint_and_a_wrong_backbone"
+_CLIP_CONVERT = "test_clip_convert_command_prints_one_line_for_a_directory_and_a_mismatch"
+COMMAND_TESTS = {  # command key -> (the test that reads its run, that test's parameter id)
+    "load_each": ("test_mindspore_logs_nothing_for_bad_files", None),
+    **{("convert", case): ("test_convert_command_prints_one_line_for_a_bad_file", case) for case in BAD},
+    "already_converted": (_ALREADY_CONVERTED, None),
+    "wrong_backbone": (_ALREADY_CONVERTED, None),
+    "clip_directory": (_CLIP_CONVERT, None),
+    "clip_mismatch": (_CLIP_CONVERT, None),
+}
+
+
+def command_line(key, folder, bad_files):
+    """Returns: the argument list of the command ``key`` (:data:`COMMAND_TESTS`); ``folder`` holds its outputs."""
+    if key == "load_each":
+        return [sys.executable, "-c", _LOAD_EACH, REPO, *[bad_files[case][0] for case in BAD]]
+    if key[0] == "convert":
+        return convert_command(bad_files[key[1]][0], os.path.join(folder, "out_%s.ckpt" % key[1]))
+    if key == "already_converted":
+        return convert_command(os.path.join(folder, "ours.ckpt"), os.path.join(folder, "out.ckpt"))
+    if key == "wrong_backbone":
+        return convert_command(official_tiny_path(0), os.path.join(folder, "out_b32.ckpt"), "--backbone",
+                               "clip_vitb32_384")
+    src, flags = {"clip_directory": (folder, []),
+                  "clip_mismatch": (os.path.join(HERE, "fixtures", "clip_ms", "openai_tiny_jit.pt"),
+                                    ["--config", "ViT-B/32"])}[key]
+    return [sys.executable, "-m", "clip_ms.convert", src, os.path.join(folder, key + ".ckpt"), *flags]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def command_runs(request, tmp_path_factory):
+    """The processes of the tests this session runs here (:data:`COMMAND_TESTS`), started in the background when the
+    module starts (:class:`background_commands.BackgroundRuns`); a test waits for its own: ``.result(key)``."""
+    selected = selected_tests(request)
+    keys = [key for key, test in COMMAND_TESTS.items() if test in selected]
+    if not keys:
+        yield None
+        return
+    folder = str(tmp_path_factory.mktemp("commands"))
+    if "already_converted" in keys:
+        save_lseg_checkpoint(tiny(), os.path.join(folder, "ours.ckpt"))  # a checkpoint of ours, for that command
+    bad = request.getfixturevalue("bad_files")
+    runs = BackgroundRuns([(key, command_line(key, folder, bad)) for key in keys], REPO, OMP_NUM_THREADS="1")
+    yield runs
+    runs.close()
 
 
 @pytest.mark.parametrize("case", BAD)
-def test_convert_command_prints_one_line_for_a_bad_file(bad_files, tmp_path, case):
+def test_convert_command_prints_one_line_for_a_bad_file(bad_files, command_runs, case):
     path, expected = bad_files[case]
-    dst = str(tmp_path / "out.ckpt")
-    result = run_convert(path, dst)
+    result = command_runs.result(("convert", case))  # python -m modules.convert <path> <dst>
+    dst = result.args[-1]
+    assert result.args[-2:] == [path, dst]
     assert result.returncode == 1, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr  # one line: no traceback, no MindSpore [ERROR] log line
     prefix = "python -m modules.convert: error: " + path + ": "
@@ -230,15 +279,15 @@ def test_convert_command_prints_one_line_for_a_bad_file(bad_files, tmp_path, cas
     assert not os.path.exists(dst)
 
 
-def test_convert_command_names_an_already_converted_checkpoint_and_a_wrong_backbone(tmp_path):
-    ours = str(tmp_path / "ours.ckpt")
-    save_lseg_checkpoint(tiny(), ours)
-    result = run_convert(ours, str(tmp_path / "out.ckpt"))
+def test_convert_command_names_an_already_converted_checkpoint_and_a_wrong_backbone(command_runs):
+    result = command_runs.result("already_converted")  # python -m modules.convert <ours> <dst>
+    ours = result.args[-2]
+    assert read_lseg_checkpoint(ours)[0]["backbone"] == "tiny_vit16"  # saved by save_lseg_checkpoint (command_runs)
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr == (f"python -m modules.convert: error: {ours}: already a MindSpore checkpoint of ours, "
                              "not an official lang-seg PyTorch checkpoint; load it as it is\n")
     src = official_tiny_path(0)
-    result = run_convert(src, str(tmp_path / "out.ckpt"), "--backbone", "clip_vitb32_384")
+    result = command_runs.result("wrong_backbone")  # python -m modules.convert <src> <dst> --backbone clip_vitb32_384
     assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr == (f"python -m modules.convert: error: {src}: --backbone clip_vitb32_384 was given, but the "
                              "checkpoint's is tiny_vit16: pretrained.model.patch_embed.proj.weight has shape "
@@ -586,13 +635,14 @@ def test_convert_command_asks_for_the_block_depth_with_its_own_flag_spelling(off
     assert relative_error(arch2_logits(net), ARRAYS["arch2_logits_b"]) <= 1e-4
 
 
-def test_clip_convert_command_prints_one_line_for_a_directory_and_a_mismatch(tmp_path):
+def test_clip_convert_command_prints_one_line_for_a_directory_and_a_mismatch(command_runs):
     clip_fixture = os.path.join(HERE, "fixtures", "clip_ms", "openai_tiny_jit.pt")
-    for src, flags, expected in [(str(tmp_path), [], f"{tmp_path}: is a directory, not a checkpoint file"),
-                                 (clip_fixture, ["--config", "ViT-B/32"], "missing (120)")]:
-        result = subprocess.run([sys.executable, "-m", "clip_ms.convert", src, str(tmp_path / "out.ckpt"), *flags],
-                                cwd=REPO, capture_output=True, text=True, timeout=300,
-                                env=dict(os.environ, OMP_NUM_THREADS="1"))
+    directory = command_runs.result("clip_directory").args[3]  # python -m clip_ms.convert <folder> <dst>
+    assert os.path.isdir(directory)
+    for key, src, expected in [("clip_directory", directory, f"{directory}: is a directory, not a checkpoint file"),
+                               ("clip_mismatch", clip_fixture, "missing (120)")]:
+        result = command_runs.result(key)
+        assert result.args[3] == src
         assert result.returncode == 1
         assert result.stderr.count("\n") == 1, result.stderr
         assert result.stderr.startswith(f"python -m clip_ms.convert: error: {src}")
