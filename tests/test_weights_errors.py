@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
 from background_commands import BackgroundRuns, selected_tests  # noqa: E402
 from support import load_parity, official_tiny_path, write_full_official_checkpoint  # noqa: E402
 from toys import ToySegNet  # noqa: E402
+from vit_layout import vit_values_not_reinitialised  # noqa: E402
 
 STACK_INDEPENDENT = ("our structural check reads a weights file before MindSpore does and names what is wrong; "
                      "the two tests of MindSpore's own reading and logging are marked both_stacks, and loading that "
@@ -471,7 +472,8 @@ def test_mindspore_refusing_a_well_formed_file_is_the_same_line_for_weights_and_
 # ------------------------------------------------------------------------------------------ another backbone
 @pytest.fixture(scope="module")
 def vitb32_net():
-    return LSegNet("clip_vitb32_384", labels=["cat"], text_config="ViT-B/32")
+    with vit_values_not_reinitialised():  # the test reads its names, shapes and options only (see vit_layout)
+        return LSegNet("clip_vitb32_384", labels=["cat"], text_config="ViT-B/32")
 
 
 def test_a_checkpoint_of_another_backbone_names_the_backbones_and_mismatching_parameters(tmp_path, vitb32_net):
