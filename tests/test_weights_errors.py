@@ -123,9 +123,9 @@ def assert_message(error, path, expected):
 
 
 @pytest.mark.parametrize("case", BAD)
-def test_bad_weights_file_is_one_weights_error_naming_the_file(bad_files, case):
+def test_bad_weights_file_is_one_weights_error_naming_the_file(bad_files, tiny_net, case):
     path, expected = bad_files[case]
-    net = tiny()
+    net = tiny_net  # one network for every case: its weights are compared before and after each failed load
     before = weights_of(net)
     with pytest.raises(WeightsError) as error:
         load_network_weights(net, path)
