@@ -1,11 +1,11 @@
 """SGD with momentum and one poly-decayed lr per parameter group (the official backbone ×1 / head ×10 groups).
 
-``nn.Momentum`` given parameter groups keeps one lr per *parameter* and evaluates each group's schedule once per
-parameter; MindSpore 2.10 then spends seconds compiling the update (``construct`` is a ``jit`` graph, in PyNative too):
-7 s for the 140 tensors of the tiny preset, 1 s for the same tensors in one group (bench/PERFORMANCE.md, "The test
-suite"). :class:`GroupedMomentum` evaluates each schedule once per step and applies the same ``ApplyMomentum`` with
-the same weight decay, so every weight and momentum buffer equals ``nn.Momentum``'s bit for bit, and its state has
-the same names (``moments.<parameter>``, ``global_step``): checkpoints of either load into the other.
+``nn.Momentum`` given parameter groups keeps one lr per *parameter* and evaluates its group's schedule once per
+parameter inside its ``jit``-compiled update, which then takes seconds to compile (bench/PERFORMANCE.md, "The
+optimizer's compile"). :class:`GroupedMomentum` evaluates each schedule once per step and applies the same
+``ApplyMomentum`` with the same weight decay: every weight and momentum buffer equals ``nn.Momentum``'s bit for bit,
+and its state has the same names (``moments.<parameter>``, ``global_step``), so checkpoints of either load into the
+other.
 """
 from typing import List, Sequence, Tuple
 

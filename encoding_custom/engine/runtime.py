@@ -80,9 +80,9 @@ def run_ops_synchronously() -> None:
     """Launch each PyNative op in the calling thread and wait for it (MindSpore's launch-blocking mode).
 
     MindSpore's asynchronous PyNative pipeline hands every op to other threads; on a CPU those threads compete with
-    the kernels for the same cores. Measured on 2 cores (bench/PERFORMANCE.md): the tiny preset's forward 314 → 65 ms
-    on MindSpore 2.10 (92 → 70 ms on 2.0), ViT-L/16 at 480² 18-19.5 → 12.3-12.9 s. On Ascend and GPU the queue
-    overlaps host and device work, so it is set for the CPU only (:func:`configure_runtime`).
+    the kernels for the same cores, which made PyNative forwards up to 5x slower (bench/PERFORMANCE.md, "PyNative on
+    the CPU"). On Ascend and GPU the queue overlaps host and device work, so it is set for the CPU only
+    (:func:`configure_runtime`).
     """
     launch_blocking = getattr(getattr(ms, "runtime", None), "launch_blocking", None)
     if launch_blocking is not None:  # 2.4+; set_context(pynative_synchronize=...) warns of its removal on 2.10
