@@ -23,7 +23,7 @@ from modules.weights import save_lseg_checkpoint
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(HERE, "fixtures", "modules"))
-from background_commands import BackgroundRuns, selected_tests  # noqa: E402
+from background_commands import runs_for_test  # noqa: E402
 from support import write_full_official_checkpoint  # noqa: E402
 
 STACK_INDEPENDENT = ("which checkpoint kind a network came from changes only the loader (tested per stack in "
@@ -165,15 +165,15 @@ def test_bad_input_is_one_line(checkpoints, argv, message, tmp_path, capsys):
 def bad_weights_command(request, tmp_path_factory):
     """``python -m modules.export --weights <an empty file> --labels a`` from the repository, started in the
     background when the module starts (background_commands), if this session runs the test that reads it."""
-    if ("test_runs_as_a_module_and_names_a_bad_weights_file", None) not in selected_tests(request):
-        yield None
-        return
-    bad = tmp_path_factory.mktemp("bad_weights") / "bad.ckpt"
-    bad.write_bytes(b"")
-    runs = BackgroundRuns([("export", [sys.executable, "-m", "modules.export", "--weights", str(bad), "--labels",
-                                       "a"])], REPO)
+    def commands():
+        bad = tmp_path_factory.mktemp("bad_weights") / "bad.ckpt"
+        bad.write_bytes(b"")
+        return [("export", [sys.executable, "-m", "modules.export", "--weights", str(bad), "--labels", "a"])]
+
+    runs = runs_for_test(request, "test_runs_as_a_module_and_names_a_bad_weights_file", commands, REPO)
     yield runs
-    runs.close()
+    if runs is not None:
+        runs.close()
 
 
 @pytest.mark.both_stacks

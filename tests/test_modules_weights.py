@@ -25,7 +25,7 @@ from modules.weights import (
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "modules")
 sys.path.insert(0, FIXTURES)
-from background_commands import BackgroundRuns, selected_tests  # noqa: E402
+from background_commands import runs_for_test  # noqa: E402
 from support import load_parity, write_full_official_checkpoint  # noqa: E402
 from vit_layout import vit_values_not_reinitialised  # noqa: E402
 
@@ -264,16 +264,17 @@ def test_layout_check_detects_a_wrong_backbone():
 def convert_command(request, tmp_path_factory):
     """``python -m modules.convert <official arch-0 checkpoint> <destination>`` from the repository, started in the
     background when the module starts (background_commands), if this session runs the test that reads it."""
-    if ("test_convert_runs_as_a_module_from_the_command_line", None) not in selected_tests(request):
-        yield None
-        return
-    folder = tmp_path_factory.mktemp("convert_command")
-    src, dst = str(folder / "official.ckpt"), str(folder / "ours.ckpt")
-    write_full_official_checkpoint(0, src)
-    runs = BackgroundRuns([("convert", [sys.executable, "-m", "modules.convert", src, dst])],
-                          os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    def commands():
+        folder = tmp_path_factory.mktemp("convert_command")
+        src, dst = str(folder / "official.ckpt"), str(folder / "ours.ckpt")
+        write_full_official_checkpoint(0, src)
+        return [("convert", [sys.executable, "-m", "modules.convert", src, dst])]
+
+    runs = runs_for_test(request, "test_convert_runs_as_a_module_from_the_command_line", commands,
+                         os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     yield runs
-    runs.close()
+    if runs is not None:
+        runs.close()
 
 
 def test_convert_runs_as_a_module_from_the_command_line(convert_command):
