@@ -22,7 +22,7 @@ from collections import OrderedDict
 import mindspore as ms
 import numpy as np
 
-from encoding_custom.atomic import atomic_output
+from foundation.atomic import atomic_output
 
 from .text_encoder import TEXT_CONFIGS, TextConfig, text_parameter_shapes
 from .torch_archive import find_state_dict, load_torch_file

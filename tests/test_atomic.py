@@ -1,4 +1,4 @@
-"""encoding_custom.atomic: the one atomic writer and the clean-up of dead writers' temporary files."""
+"""foundation.atomic: the one atomic writer and the clean-up of dead writers' temporary files."""
 import os
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from encoding_custom.atomic import atomic_output, is_dead_writers_temporary
+from foundation.atomic import atomic_output, is_dead_writers_temporary
 from modules.factory import build_lseg, load_lseg
 from modules.weights import WeightsError, save_lseg_checkpoint
 
@@ -54,5 +54,6 @@ def test_only_temporaries_of_writers_that_are_gone_count_as_dead():
     assert is_dead_writers_temporary(".epoch_001.ckpt.tmp%d.ab12.ckpt" % ended.pid)
     assert is_dead_writers_temporary(".last.ckpt.tmp%d.ckpt" % ended.pid)  # the name before the random part
     assert is_dead_writers_temporary("data_check.json.x1y2.tmp")
+    assert is_dead_writers_temporary(".curves.png.tmp%d.x9z8.png" % ended.pid)  # the training curves
     assert not is_dead_writers_temporary(".epoch_001.ckpt.tmp%d.ab12.ckpt" % os.getpid())  # alive: still writing
     assert not is_dead_writers_temporary("epoch_001.ckpt") and not is_dead_writers_temporary(".notes.tmp1")

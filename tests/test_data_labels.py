@@ -1,16 +1,11 @@
-"""encoding_custom.labels: the ADE20K name table and user label parsing."""
+"""Label lists: the ADE20K name table and user label parsing (foundation.labels), CLIP's checks of them
+(clip_ms.labels) and ``--classes`` (encoding_custom.datasets.classes)."""
 import numpy as np
 import pytest
 
-from encoding_custom.labels import (
-    ade20k_labels,
-    index_dtype,
-    looks_like_path,
-    parse_labels,
-    read_label_file,
-    read_labels_argument,
-    resolve_classes,
-)
+from clip_ms.labels import read_labels_argument
+from encoding_custom.datasets.classes import resolve_classes
+from foundation.labels import ade20k_labels, index_dtype, looks_like_path, parse_labels, read_label_file
 
 
 def test_ade20k_labels_are_first_synonyms_in_order():
@@ -149,7 +144,7 @@ def test_resolve_classes_names_the_option_and_the_unknown_names(spec):
 
 
 def test_resolve_classes_synthetic_reads_the_marker_or_names_it(tmp_path):
-    from encoding_custom.synthetic import write_synthetic_ade20k
+    from encoding_custom.datasets.synthetic import write_synthetic_ade20k
 
     with pytest.raises(ValueError, match="--classes: 'synthetic' needs .*SYNTHETIC.json"):
         resolve_classes("synthetic", str(tmp_path))

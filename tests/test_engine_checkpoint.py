@@ -9,16 +9,9 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from encoding_custom.engine import (
-    CheckpointError,
-    CheckpointManager,
-    TrainConfig,
-    Trainer,
-    load_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
-)
-from encoding_custom.losses import SegmentationLoss
+from encoding_custom.engine import CheckpointManager, TrainConfig, Trainer
+from encoding_custom.engine.losses import SegmentationLoss
+from foundation.checkpoint_file import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
@@ -104,7 +97,7 @@ sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/tests/fixtur
 import mindspore as ms
 ms.set_context(device_target="CPU")
 from toys import ToySegNet
-from encoding_custom.engine import save_checkpoint
+from foundation.checkpoint_file import save_checkpoint
 net = ToySegNet(width=64)
 epoch = 0
 while True:

@@ -15,7 +15,7 @@ from typing import Iterator, Optional
 
 # The temporary names of :func:`atomic_output` (and of the writers before it: ".<name>.tmp<pid>.ckpt",
 # "data_check.json.<random>.tmp"), for the clean-up of dead writers' leftovers; group "pid" is the writer's.
-TEMPORARY_NAME = re.compile(r"^(\..+\.tmp(?P<pid>\d+)(\.\w+)?\.(ckpt|json)|data_check\.json\..+\.tmp)$")
+TEMPORARY_NAME = re.compile(r"^(\..+\.tmp(?P<pid>\d+)(\.\w+)?\.(ckpt|json|png)|data_check\.json\..+\.tmp)$")
 
 
 def is_dead_writers_temporary(name: str) -> bool:
