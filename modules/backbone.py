@@ -119,14 +119,15 @@ class ViTBackbone(tnn.Module):
 
     Args:
         cfg: :class:`modules.config.BackboneConfig`.
+        initialise: see :func:`build_vit`.
     """
 
-    def __init__(self, cfg: BackboneConfig):
+    def __init__(self, cfg: BackboneConfig, initialise: bool = True):
         super().__init__()
         self.cfg = cfg
         self.patch_size = cfg.patch_size
         self.hooks = tuple(cfg.hooks)
-        self.model = build_vit(cfg)
+        self.model = build_vit(cfg, initialise=initialise)
         self.act_postprocess1 = ReassembleLevel(cfg.width, cfg.level_widths[0], cfg.level_resample[0])
         self.act_postprocess2 = ReassembleLevel(cfg.width, cfg.level_widths[1], cfg.level_resample[1])
         self.act_postprocess3 = ReassembleLevel(cfg.width, cfg.level_widths[2], cfg.level_resample[2])
@@ -174,11 +175,13 @@ class ViTBackbone(tnn.Module):
                 self.act_postprocess4(tokens_4, grid_h, grid_w))
 
 
-def build_vit(cfg: BackboneConfig) -> VisionTransformer:
+def build_vit(cfg: BackboneConfig, initialise: bool = True) -> VisionTransformer:
     """Build the MindCV ViT matching timm's ``VisionTransformer`` for ``cfg`` (exact GELU, LayerNorm eps 1e-6).
 
     Args:
         cfg: :class:`modules.config.BackboneConfig`.
+        initialise: run MindCV's truncated-normal re-initialisation of every Dense and LayerNorm; False when every
+            parameter is assigned from a file next (it is most of a ViT-L build's time).
 
     Returns:
         mindcv ``VisionTransformer`` with ``depth`` blocks, cls token, pos_embed (1, 1+G*G, C) and a
@@ -189,7 +192,7 @@ def build_vit(cfg: BackboneConfig) -> VisionTransformer:
         depth=cfg.depth, num_heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True,
         act_layer=exact_gelu,
         norm_layer=functools.partial(msnn.LayerNorm, epsilon=VIT_LAYER_NORM_EPS),
-        num_classes=TIMM_NUM_CLASSES,
+        num_classes=TIMM_NUM_CLASSES, weight_init=initialise,
     )
 
 

@@ -9,10 +9,10 @@ four levels); both name the input normalisation their weights were trained with.
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple, Union
 
-# Input normalisation of each backbone kind (the keys are those of encoding_custom.fewshot.episodes.NORMALISATIONS,
-# which holds the mean/std): "vit" = mean = std = 0.5 (the official ViT LSeg transforms), "imagenet" = torchvision's
-# ImageNet mean/std (the official zero-shot ResNet-101 path).
-NORMALISATION_NAMES = ("vit", "imagenet")
+from foundation.images import NORMALISATIONS
+
+# Input normalisation of each backbone kind: a key of foundation.images.NORMALISATIONS (which holds the mean/std).
+NORMALISATION_NAMES = tuple(NORMALISATIONS)
 
 
 class ArgumentError(ValueError):

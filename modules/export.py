@@ -29,9 +29,9 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from encoding_custom.labels import read_labels_argument
+from clip_ms.labels import read_labels_argument
+from foundation.platform import DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES
 
-from . import tnn
 from .factory import ArgumentError, load_lseg
 from .weights import WeightsError, WeightsOptionError
 
@@ -85,13 +85,13 @@ def export_mindir(network, out: str, height: int, width: int, batch: int = 1,
     Raises:
         ValueError: a size that is not a positive multiple of 32 or a batch < 1; ArgumentError (a ValueError) for
             ``dynamic_labels`` where the MindIR would crash this MindSpore
-            (``modules.tnn.DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES``).
+            (``foundation.platform.DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES``).
     """
     if height <= 0 or width <= 0 or height % 32 or width % 32:
         raise ValueError(f"height and width must be positive multiples of 32 (got {height}x{width})")
     if batch < 1:
         raise ValueError(f"batch must be >= 1 (got {batch})")
-    if dynamic_labels and network.build_options()["arch_option"] != 0 and tnn.DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES:
+    if dynamic_labels and network.build_options()["arch_option"] != 0 and DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES:
         raise ArgumentError("dynamic_labels", "a network with the spatial regularisation block (arch_option %d) "
                             "crashes MindSpore %s when the label count changes; export one graph per label set "
                             "with fixed labels, or use the current stack (mindspore 2.10)"

@@ -2,8 +2,9 @@
 
 Three checkpoint kinds reach the scripts: ``"official"`` (a lang-seg PyTorch ``.ckpt``, converted on the fly),
 ``"weights"`` (:func:`modules.weights.save_lseg_checkpoint`: network + build options + label names) and
-``"training"`` (``encoding_custom.engine.save_checkpoint``: network, optimizer state, epoch and the training options
-record, which holds the build options and, since issue 14, the resolved label names and ADE20K class indices).
+``"training"`` (``foundation.checkpoint_file.save_checkpoint``: network, optimizer state, epoch and the training options
+record, which holds the build options and the resolved label names and ADE20K class indices; older files lack the
+labels).
 All three end in ``.ckpt``; :func:`checkpoint_kind` tells them apart by content. :func:`load_lseg` is the one entry
 that builds the network a file holds and loads it, reading its tensors once. Every problem with a weights file is one
 :class:`modules.weights.WeightsError` line that starts with the file's path; a bad argument value is an
@@ -14,23 +15,22 @@ from typing import Dict, List, Optional, Sequence
 
 import clip_ms
 from clip_ms.convert import ConversionError, load_text_tower
-from encoding_custom.engine.checkpoint import FORMAT_KEY as TRAINING_FORMAT_KEY  # the format belongs to the engine
-from encoding_custom.engine.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from foundation.checkpoint_file import FORMAT_KEY as TRAINING_FORMAT_KEY
+from foundation.checkpoint_file import CheckpointError, load_checkpoint, read_checkpoint
 
 from .config import BACKBONES, ArgumentError
+from .convert import build_lseg_from_official, load_official_checkpoint
 from .lseg import TEXT_CACHE_NAME, LSegNet, default_labels
+from .pretrained import init_backbone_from_pretrained
 from .weights import (
     OPTIONS_KEY,
     WeightsError,
     assign_checkpoint_arrays,
-    build_lseg_from_official,
     describe_foreign_checkpoint,
     differing_options,
-    init_backbone_from_pretrained,
     is_torch_file,
     load_lseg_checkpoint,
     load_mindspore_checkpoint,
-    load_official_checkpoint,
     mindspore_entry_names,
     read_lseg_checkpoint,
     recorded_build_options,
@@ -55,7 +55,7 @@ def build_lseg(backbone: str, labels: Sequence[str], arch_option: int = 0, block
         clip_weights: CLIP text-tower ``.ckpt`` from ``python -m clip_ms.convert``, loaded strictly.
         backbone_weights: ImageNet weights of the image backbone: a timm ``.pth``/``.npz`` or MindCV ``.ckpt`` for
             a ViT, torchvision's ``.pth`` for a ResNet (``resnet101-63fe2227.pth``,
-            :data:`modules.weights.TORCHVISION_RESNET101_URL`).
+            :data:`modules.pretrained.TORCHVISION_RESNET101_URL`).
         vit_weights: the older name of ``backbone_weights`` (kept for existing callers); giving both is an error.
 
     Returns:
@@ -235,8 +235,8 @@ def load_lseg(path: str, labels: Optional[Sequence[str]] = None, backbone: Optio
     chosen = list(labels) if labels is not None else (stored_labels or default_labels())
     net = LSegNet(build["backbone"], labels=chosen, arch_option=int(build["arch_option"]),
                   block_depth=int(build["block_depth"]), activation=build["activation"],
-                  text_config=build["text_config"], encode_labels=False)
-    assign_checkpoint_arrays(net, path, record, arrays)
+                  text_config=build["text_config"], encode_labels=False, initialise=False)
+    assign_checkpoint_arrays(net, path, record, arrays)  # every parameter, strictly
     return LoadedLSeg(net, kind, stored_labels, class_indices, record)
 
 

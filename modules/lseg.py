@@ -4,20 +4,20 @@ Parameter layout follows the official checkpoint's top level: ``pretrained`` (Vi
 ``scratch`` (fusion, ``head1``, optional ``head_block``) and ``clip_pretrained`` (frozen CLIP text tower),
 so one MindSpore checkpoint holds everything.
 
-Labels → text features (open_clip's zero-shot classifier, kept beside the model): :class:`LabelFeatureCache` encodes
-a label list with the frozen text tower once and keeps the last few lists. The current label list's features also
-live in the non-trainable Parameter ``text_features_cache``, which compiled graphs (GRAPH_MODE training, exported
-MindIR) read like any weight: a plain Tensor attribute would be frozen into a graph at its first compilation and a
-new label list silently ignored (re-measured 2026-12-01 on 2.0.0 and 2.10.0 with ``python -m bench.workarounds
-text_cache``). The one rule: features belong to the text weights they were encoded with, so whatever changes those
-weights calls :meth:`LSegNet.text_weights_changed` (every loader in :mod:`modules.weights` / :mod:`modules.factory`
-does); that is the only invalidation, and the current list is encoded again at once. A new network encodes its
-labels at once unless ``encode_labels=False`` (the builders that load text weights next: nothing is encoded with
-random weights only to be thrown away).
+Labels → text features (open_clip's zero-shot classifier, kept beside the model): :class:`LabelFeatureCache` encodes a
+label list with the frozen text tower once and keeps the last few lists. The current label list's features also live in
+the non-trainable Parameter ``text_features_cache``, which compiled graphs (GRAPH_MODE training, exported MindIR) read
+like any weight: a plain Tensor attribute would be frozen into a graph at its first compilation and a new label list
+silently ignored (``python -m bench.workarounds text_cache`` shows it). The one rule: features belong to the text
+weights they were encoded with, so whatever changes those weights calls :meth:`LSegNet.text_weights_changed` (every
+loader in :mod:`modules.weights`, :mod:`modules.convert`, :mod:`modules.pretrained` and :mod:`modules.factory` does);
+that is the only invalidation, and the current list is encoded again at once. A new network encodes its labels at once
+unless ``encode_labels=False`` (the builders that load text weights next: nothing is encoded with random weights only to
+be thrown away).
 
 Per-pixel embeddings without logits: ``net.pixel_embeddings(images)`` -> (B, 512, H/2, W/2), unit L2 norm.
 
-Zero-shot segmentation (issue 15, lang-seg ``lseg_net_zs.py``): one class per image as the label pair
+Zero-shot segmentation (lang-seg ``lseg_net_zs.py``): one class per image as the label pair
 ``['others', name]``. The network's labels are :func:`zero_shot_labels` of the class names and
 ``net(images, episode_text_features(net.text_features(), class_ids))`` gives (B, 2, H, W); the same network class
 serves ``LSegNetZS`` (a ViT, arch_option 0) and ``LSegRNNetZS`` (the ``clip_resnet101`` backbone of
@@ -31,7 +31,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, ops
 
 import clip_ms
-from encoding_custom.labels import ade20k_labels
+from foundation.labels import ade20k_labels
 from modules import tnn
 
 from .backbone import ViTBackbone
@@ -87,7 +87,7 @@ def episode_text_features(label_features, class_ids):
 
 
 def default_labels() -> List[str]:
-    """Returns: the 150 ADE20K class names (official ``get_labels`` rule, via ``encoding_custom.labels``)."""
+    """Returns: the 150 ADE20K class names (official ``get_labels`` rule, via ``foundation.labels``)."""
     return ade20k_labels()
 
 
@@ -188,11 +188,13 @@ class LSegNet(tnn.Module):
         tokenizer: optional ``list[str] -> np.ndarray int32 (N, L)``; default ``clip_ms.tokenize``.
         encode_labels: encode the labels now; False leaves it to the first ``net(images)`` or
             :meth:`sync_text_features` (for builders that load the text weights next).
+        initialise: draw the ViT's initial values as MindCV does; False for loaders that assign every parameter
+            from a file next (see :func:`modules.backbone.build_vit`).
     """
 
     def __init__(self, backbone="clip_vitl16_384", labels: Optional[Sequence[str]] = None, arch_option: int = 0,
                  block_depth: int = 0, activation: str = "lrelu", text_config="ViT-B/32", text_encoder=None,
-                 tokenizer=None, encode_labels: bool = True):
+                 tokenizer=None, encode_labels: bool = True, initialise: bool = True):
         super().__init__()
         cfg: AnyBackboneConfig = get_backbone_config(backbone)
         if isinstance(cfg, ResNetConfig) and (arch_option != 0 or block_depth != 0):
@@ -226,7 +228,7 @@ class LSegNet(tnn.Module):
         self.text_config_name = _text_config_key(text_config) if injected_encoder is None else None
         self._tokenizer = tokenizer
 
-        self.pretrained = ResNetBackbone(cfg) if isinstance(cfg, ResNetConfig) else ViTBackbone(cfg)
+        self.pretrained = ResNetBackbone(cfg) if isinstance(cfg, ResNetConfig) else ViTBackbone(cfg, initialise)
         self.scratch = Scratch(cfg.level_widths, cfg.features, cfg.out_dim, arch_option, activation)
         self.clip_pretrained = text_encoder
         for param in self.text_encoder_params():

@@ -17,15 +17,13 @@ with PyTorch's ``align_corners`` rule) and, on 2.0.0, the same outputs and train
 (``tests/test_modules_tnn.py``). Initial values follow PyTorch's init rules but come from MindSpore's generator,
 so one ``ms.set_seed`` gives different weights per backend and per MindSpore version.
 
-Version facts other code needs (:data:`MINDSPORE_VERSION`, :data:`HAS_MSRUN`, :data:`BN_CPU_BIASED_RUNNING_VAR`)
-are stated here too, each with the measurement that established it.
+The MindSpore version facts (:mod:`foundation.platform`) are imported from the foundation; the facts of the chosen
+layer (:data:`STALE_GRAPH_READBACK`, :data:`GRAPH_AMP_LEVELS`) are stated here.
 """
 import importlib
 import importlib.util
 import math
 import os
-import platform
-import sys
 from typing import Optional, Sequence, Tuple, Union
 
 import mindspore as ms
@@ -33,51 +31,9 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Uniform, initializer
 
+from foundation.platform import MINDSPORE_VERSION
+
 BACKENDS = ("native", "msadapter")
-
-
-def _version_tuple(text: str) -> Tuple[int, ...]:
-    parts = []
-    for piece in text.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
-MINDSPORE_VERSION: Tuple[int, ...] = _version_tuple(ms.__version__)
-
-# ops.BatchNorm on CPU updates running_var with the biased batch variance on 2.0.0 and with the unbiased one
-# (PyTorch's rule) on 2.7+ (measured: channel variance of a 1x2x5x7 batch, momentum 0.1, both stacks).
-BN_CPU_BIASED_RUNNING_VAR = MINDSPORE_VERSION < (2, 3)
-
-# MindSpore 2.7+ runs CPU convolutions through oneDNN 3.x, which on AVX-512 x86 CPUs picks its *reference* kernel for
-# the plain NCHW layouts MindSpore passes ("jit_uni_ncsp:conv+ref:any" in ONEDNN_VERBOSE): a 256-channel 3x3 conv at
-# 120x120 took 40.7 s on 2.10.0 (and 42.2 s on 2.9.0) against 0.11 s on 2.0.0. Capped at AVX2, oneDNN takes its
-# gemm convolution ("x64:gemm:jit"): 0.23 s. The cap also slows oneDNN's AVX-512 matmuls (2048^3: 126 -> 75 GFLOP/s
-# measured), far the smaller loss, so it is set unless the user chose a value. oneDNN reads it when it first runs a
-# kernel, so this module must be imported before any CPU op (the scripts, tests and bench import it first).
-ONEDNN_ISA_CAPPED = (MINDSPORE_VERSION >= (2, 7) and platform.machine().lower() in ("x86_64", "amd64")
-                     and "ONEDNN_MAX_CPU_ISA" not in os.environ and "DNNL_MAX_CPU_ISA" not in os.environ)
-if ONEDNN_ISA_CAPPED:
-    os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-
-# msrun, MindSpore's dynamic-cluster launcher, ships with 2.3+ (a console script next to the interpreter).
-HAS_MSRUN = MINDSPORE_VERSION >= (2, 3)
-# MindSpore 2.0.0's rpc TCPClient::ReceiveSync (libmindspore_backend.so) sends the request, *then* locks its mutex
-# and clears the reply slot before waiting (disassembly: call Send; pthread_mutex_lock; movq $0x0, received_message_):
-# a reply that arrives in between is erased. 2.10.0 (libmindspore_cluster.so) clears the slot under the lock before
-# sending; versions in between were not checked. engine.distributed.cluster_start_affinity works around it.
-CLUSTER_CLIENT_LOSES_FAST_REPLIES = MINDSPORE_VERSION < (2, 10)
-# An exported MindIR whose label count is an input (modules.export --dynamic_labels) segfaults MindSpore 2.0.0 when it
-# is called with another label count than at its first call and the network has the spatial regularisation block
-# (arch_option 1/2: a convolution over the label maps); arch 0 and MindSpore 2.10.0 run any count (measured).
-DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES = MINDSPORE_VERSION < (2, 10)
-
-
-def msrun_command() -> Optional[str]:
-    """Returns: the ``msrun`` installed with this interpreter's MindSpore, or None where there is none (2.0)."""
-    beside = os.path.join(os.path.dirname(sys.executable), "msrun")
-    return beside if HAS_MSRUN and os.path.exists(beside) else None
 
 
 class BackendError(RuntimeError):
@@ -117,7 +73,7 @@ def _choose_backend() -> str:
 
 BACKEND = _choose_backend()
 
-# Facts of the chosen layer, re-measured on both stacks with ``python -m bench.workarounds`` (CPU, 2026-12-01):
+# Facts of the chosen layer (``python -m bench.workarounds`` re-measures them on either stack):
 # After GRAPH_MODE TrainOneStepCell steps the last msadapter conv's bias reads back (asnumpy, save_checkpoint) as its
 # initial value unless its Parameters are re-created (encoding_custom.engine.refresh_parameters); the native layer
 # reads back trained values on 2.0.0 and 2.10.0 without it.
@@ -255,7 +211,7 @@ class BatchNorm2d(Module):
     """``torch.nn.BatchNorm2d``: batch statistics in training, running ones in eval; running = 0.9 old + 0.1 new.
 
     ``running_var`` takes the unbiased batch variance (PyTorch) on MindSpore 2.7+, the biased one on 2.0.0 CPU
-    (:data:`BN_CPU_BIASED_RUNNING_VAR`); outputs use the biased variance everywhere, as PyTorch does.
+    (``foundation.platform.BN_CPU_BIASED_RUNNING_VAR``); outputs use the biased variance everywhere, as PyTorch does.
 
     Args:
         num_features: channels.
@@ -455,8 +411,6 @@ def describe() -> str:
     return f"mindspore {ms.__version__}, torch-style layer: {BACKEND}"
 
 
-__all__ = ["BACKEND", "BACKENDS", "BackendError", "MINDSPORE_VERSION", "BN_CPU_BIASED_RUNNING_VAR", "HAS_MSRUN",
-           "ONEDNN_ISA_CAPPED",
-           "STALE_GRAPH_READBACK", "GRAPH_AMP_LEVELS",
-           "msrun_command", "describe", "Module", "Conv2d", "ConvTranspose2d", "BatchNorm2d", "Linear", "ReLU",
-           "LeakyReLU", "Tanh", "MaxPool2d", "Identity", "Sequential", "relu", "interpolate", "tensor"]
+__all__ = ["BACKEND", "BACKENDS", "BackendError", "STALE_GRAPH_READBACK", "GRAPH_AMP_LEVELS", "describe", "Module",
+           "Conv2d", "ConvTranspose2d", "BatchNorm2d", "Linear", "ReLU", "LeakyReLU", "Tanh", "MaxPool2d", "Identity",
+           "Sequential", "relu", "interpolate", "tensor"]

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from encoding_custom.engine import save_checkpoint
-from modules import tnn
+from foundation import platform
+from foundation.checkpoint_file import save_checkpoint
 from modules.export import main as export_main
 from modules.export import mindir_files
 from modules.factory import build_lseg, load_lseg
@@ -125,7 +125,7 @@ def test_dynamic_mindir_takes_the_features_of_any_label_set(checkpoints, kind, t
     out = str(tmp_path / "any.mindir")
     status = export_main(["--weights", checkpoints[kind], "--dynamic_labels", "--height", "64", "--width", "64",
                           "--batch", "2", "--out", out])
-    if kind == "training" and tnn.DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES:
+    if kind == "training" and platform.DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES:
         assert status == 2 and "crashes MindSpore %s when the label count changes" % ms.__version__ in \
             capsys.readouterr().err
         return

@@ -7,7 +7,8 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from encoding_custom.engine import save_checkpoint
+from foundation.checkpoint_file import save_checkpoint
+from modules.convert import convert_official_checkpoint
 from modules.factory import (
     OFFICIAL,
     TRAINING,
@@ -19,7 +20,7 @@ from modules.factory import (
     load_network_weights,
     load_text_encoder_weights,
 )
-from modules.weights import convert_official_checkpoint, save_lseg_checkpoint
+from modules.weights import save_lseg_checkpoint
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "modules")
 sys.path.insert(0, FIXTURES)

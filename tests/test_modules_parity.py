@@ -34,14 +34,14 @@ def assert_parity(ours, reference, what):
 def converted(tmp_path_factory):
     """arch -> LSegNet built from our checkpoint converted from the official one by the CLI."""
     from modules.convert import main
-    from modules.weights import build_lseg_from_checkpoint
+    from modules.factory import load_lseg
     folder = tmp_path_factory.mktemp("parity")
     nets = {}
     for arch in sorted({arch for arch, _ in CASES}):
         src, dst = str(folder / f"official{arch}.ckpt"), str(folder / f"ours{arch}.ckpt")
         write_full_official_checkpoint(arch, src)
         assert main([src, dst]) == 0
-        net = build_lseg_from_checkpoint(dst, labels=META["labels_a"])
+        net = load_lseg(dst, labels=META["labels_a"]).network
         net.set_train(False)
         nets[arch] = net
     return nets

@@ -9,7 +9,9 @@ import mindspore as ms
 import numpy as np
 import pytest
 
+from foundation import platform
 from modules import tnn
+from tests.mindspore_crashes import run_restarting_a_mindspore_2_0_crash
 
 pytestmark = pytest.mark.both_stacks
 
@@ -66,7 +68,7 @@ def test_batchnorm_uses_batch_statistics_in_training_and_updates_running_ones_by
     normalised = (x - mean[None, :, None, None]) / np.sqrt(biased[None, :, None, None] + 1e-5)
     np.testing.assert_allclose(out, normalised, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(bn.running_mean.asnumpy(), 0.1 * mean, rtol=1e-5)
-    batch_var = biased if tnn.BN_CPU_BIASED_RUNNING_VAR else per_channel.var(1, ddof=1)
+    batch_var = biased if platform.BN_CPU_BIASED_RUNNING_VAR else per_channel.var(1, ddof=1)
     np.testing.assert_allclose(bn.running_var.asnumpy(), 0.9 + 0.1 * batch_var, rtol=1e-5)
     bn.eval()
     running_mean, running_var = bn.running_mean.asnumpy(), bn.running_var.asnumpy()
@@ -132,15 +134,12 @@ def test_interpolate_follows_pytorch_coordinates(align_corners):
 @pytest.mark.parametrize("level", ["O1", "O2", "O3"])
 def test_graph_mode_mixed_precision_compiles_exactly_the_levels_the_layer_claims(level, tmp_path):
     """``tnn.GRAPH_AMP_LEVELS`` is what options.py lets through; the others must really fail (msadapter)."""
-    # Own process, working folder tmp_path (MindSpore's O1 rewrite writes rewritten_network/ there). MindSpore 2.0.0
-    # killed this process by SIGSEGV before it printed anything once in a CI run (1 of 4+ runs of the suite; 4 of 4
-    # runs alone passed): a process killed by a signal is started once more, any other failure counts at once.
-    for _ in range(2):
-        result = subprocess.run([sys.executable, AMP_RUN, level], cwd=tmp_path, capture_output=True, text=True,
-                                timeout=600, env=dict(os.environ, PYTHONPATH=REPO))
-        if result.returncode >= 0 or tnn.MINDSPORE_VERSION >= (2, 10):
-            break
-    assert result.returncode == 0, result.stderr[-3000:]
+    # Own process, working folder tmp_path (MindSpore's O1 rewrite writes rewritten_network/ there); a MindSpore 2.0
+    # crash is restarted once (tests/mindspore_crashes.py).
+    result = run_restarting_a_mindspore_2_0_crash([sys.executable, AMP_RUN, level],
+                                                  platform.MINDSPORE_VERSION < (2, 10), cwd=tmp_path, timeout=600,
+                                                  env=dict(os.environ, PYTHONPATH=REPO))
+    assert result.returncode == 0, (result.crashed_first or "") + result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     if level not in tnn.GRAPH_AMP_LEVELS:
         assert not report["compiled"] and "Conv2D" in report["error"]
@@ -162,7 +161,7 @@ def test_an_unknown_backend_is_refused_in_one_line():
 
 
 def test_native_is_the_default_where_msadapter_cannot_import():
-    if tnn.MINDSPORE_VERSION < (2, 3):
+    if platform.MINDSPORE_VERSION < (2, 3):
         assert tnn.BACKEND == (os.environ.get("LSEG_NN") or "msadapter")
         return
     assert tnn.BACKEND == "native"
@@ -179,7 +178,7 @@ def _backend_run(backend, mode, weights, out):
     return np.load(out)
 
 
-@pytest.mark.skipif(tnn.MINDSPORE_VERSION >= (2, 3), reason="msadapter imports on the legacy stack only "
+@pytest.mark.skipif(platform.MINDSPORE_VERSION >= (2, 3), reason="msadapter imports on the legacy stack only "
                                                              "(MindSpore 2.0.0); this is the current stack")
 @pytest.mark.parametrize("mode", ["pynative", "graph"])
 def test_native_layer_equals_msadapter_on_the_legacy_stack(tmp_path, mode):

@@ -12,12 +12,11 @@ import pytest
 
 from modules import BackboneConfig, LevelResample, LSegNet
 from modules.convert import main as convert_main
+from modules.factory import load_lseg
+from modules.pretrained import init_backbone_from_pretrained
 from modules.weights import (
     WeightsError,
-    build_lseg_from_checkpoint,
-    check_official_layout,
     expected_parameters,
-    init_backbone_from_pretrained,
     load_lseg_checkpoint,
     read_lseg_checkpoint,
     save_lseg_checkpoint,
@@ -26,7 +25,7 @@ from modules.weights import (
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "modules")
 sys.path.insert(0, FIXTURES)
 from background_commands import runs_for_test  # noqa: E402
-from support import load_parity, write_full_official_checkpoint  # noqa: E402
+from support import check_official_layout, load_parity, write_full_official_checkpoint  # noqa: E402
 from vit_layout import vit_values_not_reinitialised  # noqa: E402
 
 pytestmark = pytest.mark.both_stacks
@@ -119,7 +118,7 @@ def test_save_load_round_trip_restores_every_weight_and_the_outputs(tmp_path):
         np.testing.assert_array_equal(value, expected[name], err_msg=name)
     x = ms.Tensor(np.random.RandomState(0).randn(1, 3, 64, 64).astype(np.float32))
     np.testing.assert_array_equal(target(x).asnumpy(), source(x).asnumpy())
-    rebuilt = build_lseg_from_checkpoint(path, labels=["cat", "dog"])
+    rebuilt = load_lseg(path, labels=["cat", "dog"]).network
     assert rebuilt.build_options() == source.build_options()
     assert glob.glob(str(tmp_path / ".*tmp*")) == []
 

@@ -11,15 +11,16 @@ import pytest
 from mindspore import nn
 
 import clip_ms
-from encoding_custom.zero_shot import EpisodeForward
+from encoding_custom.evaluation.zero_shot import EpisodeForward
 from modules import BACKBONES, LSegNet, ResNetConfig, tnn
 from modules.config import NORMALISATION_NAMES
 from modules.convert import main
 from modules.factory import ArgumentError, build_lseg, load_lseg
 from modules.head import pixel_text_logits
 from modules.lseg import ZERO_SHOT_BACKGROUND, episode_text_features, zero_shot_labels
+from modules.pretrained import init_backbone_from_pretrained, torchvision_resnet_name
 from modules.resnet import ResNetBackbone
-from modules.weights import WeightsError, expected_parameters, init_backbone_from_pretrained, torchvision_resnet_name
+from modules.weights import WeightsError, expected_parameters
 from tests.fixtures.torch_writer import save_torch_file
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "modules")
@@ -268,7 +269,7 @@ def test_full_size_resnet101_backbone_has_torchvisions_names_and_shapes(full_siz
 def test_full_size_clip_resnet101_network_has_exactly_the_official_layout(full_size_rn101_net):
     """The official LSegRNNetZS (its own _make_encoder, torchvision resnet101, features 256) + the real CLIP
     ViT-B/32 text tower (official_keys.json) == our LSegNet('clip_resnet101'), name for name, shape for shape."""
-    from modules.weights import check_official_layout
+    from support import check_official_layout
     layout = dict(full_size_keys("official_lseg_rn_zs"))
     with open(os.path.join(FIXTURES, "official_keys.json")) as handle:
         layout.update({name: shape for name, shape in json.load(handle)["clip_vitb32_384"]["entries"].items()

@@ -1,7 +1,7 @@
 """Bad weights files and official architecture options (issue 13, items 10 and 11).
 
 Every bad file given as ``--weights`` (modules.factory / modules.weights), to ``python -m modules.convert`` or to
-``--resume`` (encoding_custom.engine.load_checkpoint) must end in one exception of one type whose message starts
+``--resume`` (foundation.checkpoint_file.load_checkpoint) must end in one exception of one type whose message starts
 with the file's path and says what is wrong, and the command line must print one stderr line, no traceback and no
 MindSpore ERROR log line. Official checkpoints with the spatial regularisation block need ``block_depth`` when
 their weights cannot tell it, and refuse explicit options they contradict.
@@ -23,18 +23,22 @@ from PIL import Image
 
 import test as test_script
 from clip_ms.torch_archive import TorchArchiveError, load_torch_file
-from encoding_custom.engine import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from encoding_custom.engine.checkpoint import check_resumable
-from modules import LSegNet, tnn
+from foundation import platform
+from foundation.checkpoint_file import (
+    CheckpointError,
+    check_resumable,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from modules import LSegNet
+from modules.convert import build_lseg_from_official, convert_official_checkpoint
 from modules.convert import main as convert_main
-from modules.factory import build_lseg, checkpoint_kind, load_network_weights
+from modules.factory import build_lseg, checkpoint_kind, load_lseg, load_network_weights
+from modules.pretrained import init_backbone_from_pretrained
 from modules.weights import (
     WeightsError,
     WeightsOptionError,
-    build_lseg_from_checkpoint,
-    build_lseg_from_official,
-    convert_official_checkpoint,
-    init_backbone_from_pretrained,
     load_lseg_checkpoint,
     load_mindspore_checkpoint,
     read_lseg_checkpoint,
@@ -140,12 +144,12 @@ def test_bad_weights_file_is_one_weights_error_naming_the_file(bad_files, tiny_n
 
 @pytest.mark.parametrize("case", BAD)
 def test_bad_file_as_our_weights_format_names_the_file(bad_files, case):
-    """test.py's path for a non-official --weights: build_lseg_from_checkpoint."""
+    """The reader of our weights format (read_lseg_checkpoint)."""
     path, expected = bad_files[case]
     if case in ("truncated_official", "zip"):
         expected = r"a PyTorch file \(an official lang-seg checkpoint\?\), not our MindSpore .ckpt"
     with pytest.raises(WeightsError) as error:
-        build_lseg_from_checkpoint(path)
+        read_lseg_checkpoint(path)
     assert_message(error.value, path, expected)
 
 
@@ -168,7 +172,7 @@ import os
 import sys
 sys.path.insert(0, sys.argv[1])
 from modules import tnn
-from encoding_custom.engine import CheckpointError, load_checkpoint
+from foundation.checkpoint_file import CheckpointError, load_checkpoint
 from modules.factory import build_lseg, load_network_weights
 from modules.weights import WeightsError
 net = build_lseg("tiny_vit16", ["cat", "other"], text_config="tiny")
@@ -208,7 +212,7 @@ def test_the_structure_check_accepts_every_checkpoint_mindspore_writes(tmp_path)
     save_lseg_checkpoint(source, str(tmp_path / "weights.ckpt"))
     load_lseg_checkpoint(target, str(tmp_path / "weights.ckpt"))
     assert weights_of(target).keys() == weights_of(source).keys()
-    if tnn.MINDSPORE_VERSION >= (2, 1):  # save_checkpoint(crc_check=True) appends a CRC record
+    if platform.MINDSPORE_VERSION >= (2, 1):  # save_checkpoint(crc_check=True) appends a CRC record
         crc = str(tmp_path / "crc.ckpt")
         ms.save_checkpoint(net, crc, crc_check=True)
         assert load_checkpoint(crc, ToySegNet())["format"] is None
@@ -339,7 +343,7 @@ def test_an_unreadable_weights_file_is_one_line_naming_it(readable_files, monkey
     path = readable_files[kind]
     deny_reading(monkeypatch, path)
     for load in (lambda: load_network_weights(tiny(), path), lambda: checkpoint_kind(path),
-                 lambda: build_lseg_from_checkpoint(path)):
+                 lambda: read_lseg_checkpoint(path)):
         with pytest.raises(WeightsError) as error:
             load()
         assert str(error.value) == f"{path}: {DENIED}"
@@ -453,7 +457,7 @@ def test_a_bad_vit_weights_file_is_one_weights_error_naming_it(bad_vit_files, ti
 
 def test_mindspore_refusing_a_well_formed_file_is_the_same_line_for_weights_and_training(readable_files,
                                                                                          monkeypatch):
-    """Both readers share engine.checkpoint.load_raw_checkpoint: MindSpore's error type and first line."""
+    """Both readers share foundation.checkpoint_file.load_raw_checkpoint: MindSpore's error type and first line."""
     path = readable_files["weights"]
 
     def refuse(*args, **kwargs):
@@ -633,7 +637,7 @@ def test_convert_command_asks_for_the_block_depth_with_its_own_flag_spelling(off
     assert message.startswith(f"python -m modules.convert: error: {bare}: --block-depth is required: ")
     assert "pass the --block-depth it was trained with" in message
     assert convert_main([bare, dst, "--arch-option", "2", "--block-depth", "3", "--activation", "tanh"]) == 0
-    net = build_lseg_from_checkpoint(dst, labels=META["labels_a"])
+    net = load_lseg(dst, labels=META["labels_a"]).network
     assert relative_error(arch2_logits(net), ARRAYS["arch2_logits_b"]) <= 1e-4
 
 
