@@ -1,5 +1,5 @@
-"""Data, loss, metrics and evaluation for LSeg on MindSpore (see docs/ARCHITECTURE.md).
+"""Data, loss, metrics, evaluation and the training engine for LSeg on MindSpore (see docs/ARCHITECTURE.md).
 
-Submodules are imported lazily by their users: ``encoding_custom.labels`` must stay importable
-without MindSpore, so this package file imports nothing.
+Submodules are imported by their users; this package file imports nothing, so reading a label list or checking a
+data folder does not load MindSpore.
 """

@@ -1,4 +1,4 @@
-"""encoding_custom.data_check and the dataset's own guards: every kind of bad file is found, named and skippable."""
+"""encoding_custom.datasets.check and the dataset's own guards: every kind of bad file is found, named and skippable."""
 import os
 import re
 import shutil
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoding_custom import data_check
-from encoding_custom.data_check import (
+from encoding_custom.datasets import check as data_check
+from encoding_custom.datasets.ade20k import ADE20KSegmentation, build_ade20k
+from encoding_custom.datasets.check import (
     BadSampleError,
     DataCheckError,
     SplitCheck,
@@ -16,10 +17,9 @@ from encoding_custom.data_check import (
     format_problems,
     verify_data,
 )
-from encoding_custom.datasets import ADE20KSegmentation, build_ade20k
+from encoding_custom.datasets.layout import dataset_dir, split_folders
+from encoding_custom.datasets.synthetic import write_synthetic_ade20k
 from encoding_custom.engine import BatchLoader
-from encoding_custom.layout import dataset_dir, split_folders
-from encoding_custom.synthetic import write_synthetic_ade20k
 
 pytestmark = pytest.mark.both_stacks
 

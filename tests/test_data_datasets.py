@@ -1,4 +1,5 @@
-"""encoding_custom.transforms / datasets / synthetic: PyTorch-Encoding semantics, alignment, errors, loaders."""
+"""encoding_custom.datasets (transforms, the ADE20K set, synthetic sets): PyTorch-Encoding semantics, alignment,
+errors, loaders."""
 import os
 import random
 
@@ -6,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoding_custom.data_check import BadSampleError
-from encoding_custom.datasets import ADE20KSegmentation, ClassSubset, build_ade20k
+from encoding_custom.datasets.ade20k import ADE20KSegmentation, ClassSubset, build_ade20k
+from encoding_custom.datasets.check import BadSampleError
+from encoding_custom.datasets.synthetic import DEFAULT_CLASS_VALUES, write_synthetic_ade20k
+from encoding_custom.datasets.transforms import mask_to_array, train_sync_transform, val_sync_transform
 from encoding_custom.engine import BatchLoader
-from encoding_custom.synthetic import DEFAULT_CLASS_VALUES, write_synthetic_ade20k
-from encoding_custom.transforms import mask_to_array, train_sync_transform, val_sync_transform
 
 STACK_INDEPENDENT = ("data sets, synthetic sets and transforms are numpy code; the Pillow resizes against the "
                      "reference and the loader's worker processes are marked both_stacks test by test")
@@ -242,8 +243,8 @@ def test_tiny_conv_net_learns_the_synthetic_set(tmp_path, graph_mode):
     from mindspore import nn
 
     from encoding_custom.engine import evaluate
-    from encoding_custom.evaluator import MultiScaleEvaluator
-    from encoding_custom.losses import SegmentationLoss
+    from encoding_custom.engine.losses import SegmentationLoss
+    from encoding_custom.evaluation.evaluator import MultiScaleEvaluator
 
     write_synthetic_ade20k(str(tmp_path), 64, 12, seed=0)
     train = ADE20KSegmentation(str(tmp_path), "train", base_size=96, crop_size=64, seed=0)

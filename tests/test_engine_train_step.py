@@ -10,8 +10,8 @@ import pytest
 from mindspore import nn
 
 from encoding_custom.engine import PolyLR, refresh_parameters
+from encoding_custom.engine.losses import SegmentationLoss
 from encoding_custom.engine.train_step import AccumulatingTrainStep
-from encoding_custom.losses import SegmentationLoss
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))

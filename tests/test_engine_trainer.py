@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoding_custom.engine import NonFiniteLossError, TrainConfig, Trainer, callbacks, load_checkpoint, poly_lr
-from encoding_custom.losses import SegmentationLoss
+from encoding_custom.engine import NonFiniteLossError, TrainConfig, Trainer, callbacks, poly_lr
+from encoding_custom.engine.losses import SegmentationLoss
+from foundation.checkpoint_file import load_checkpoint
 from modules import tnn
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -1,10 +1,10 @@
-"""encoding_custom.evaluator: official multi-scale / flip / sliding-window evaluation."""
+"""encoding_custom.evaluation.evaluator: official multi-scale / flip / sliding-window evaluation."""
 import os
 
 import numpy as np
 import pytest
 
-from encoding_custom.evaluator import (
+from encoding_custom.evaluation.evaluator import (
     MultiScaleEvaluator,
     network_forward,
     resize_bilinear,
@@ -174,9 +174,9 @@ def test_the_short_side_of_a_very_thin_image_keeps_at_least_one_pixel(height, wi
 
 def test_testval_evaluation_scores_a_perfect_model_as_perfect(tmp_path):
     """test.py's testval path: the evaluator's predict over full images through engine.evaluate."""
-    from encoding_custom.datasets import ADE20KSegmentation
+    from encoding_custom.datasets.ade20k import ADE20KSegmentation
+    from encoding_custom.datasets.synthetic import write_synthetic_ade20k
     from encoding_custom.engine import evaluate
-    from encoding_custom.synthetic import write_synthetic_ade20k
 
     write_synthetic_ade20k(str(tmp_path), 1, 3, seed=0, size=(36, 36))  # 36x36: no resize, no pad
     dataset = ADE20KSegmentation(str(tmp_path), "val", mode="testval")

@@ -24,8 +24,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # script mode in the other stack's interpreter
     sys.path.insert(0, REPO)
 
+from encoding_custom.datasets.transforms import train_sync_transform, val_sync_transform  # noqa: E402
 from encoding_custom.fewshot.episodes import resize_normalise  # noqa: E402
-from encoding_custom.transforms import train_sync_transform, val_sync_transform  # noqa: E402
 from scripts import pillow_aliases  # noqa: E402
 
 pytestmark = pytest.mark.both_stacks

@@ -1,8 +1,8 @@
-"""encoding_custom.metrics against PyTorch-Encoding's definitions and hand-computed cases."""
+"""encoding_custom.evaluation.metrics against PyTorch-Encoding's definitions and hand-computed cases."""
 import numpy as np
 import pytest
 
-from encoding_custom.metrics import SegmentationMetric
+from encoding_custom.evaluation.metrics import SegmentationMetric
 
 
 def official_batch_pix_accuracy(output, target):

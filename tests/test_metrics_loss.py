@@ -1,10 +1,10 @@
-"""encoding_custom.losses.SegmentationLoss: cross-entropy with ignore_index, PyNative and GRAPH_MODE."""
+"""encoding_custom.engine.losses.SegmentationLoss: cross-entropy with ignore_index, PyNative and GRAPH_MODE."""
 import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import nn
 
-from encoding_custom.losses import SegmentationLoss
+from encoding_custom.engine.losses import SegmentationLoss
 
 pytestmark = pytest.mark.both_stacks
 

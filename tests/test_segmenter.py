@@ -1,13 +1,13 @@
-"""encoding_custom.segmenter (the web demo's core): test.py --image's prediction for an upload and typed labels,
-bounded picture size, and one-line refusals of what a page visitor may send."""
+"""encoding_custom.visualisation.segmenter (the web demo's core): test.py --image's prediction for an upload and typed
+labels, bounded picture size, and one-line refusals of what a page visitor may send."""
 import numpy as np
 import pytest
 from PIL import Image
 
-from encoding_custom.evaluator import segment_image
-from encoding_custom.segmenter import ImageSegmenter, SegmenterInputError, read_bounded_rgb, typed_labels
-from encoding_custom.transforms import read_image
-from encoding_custom.visualize import render_segmentation
+from encoding_custom.datasets.transforms import read_image
+from encoding_custom.evaluation.evaluator import segment_image
+from encoding_custom.visualisation.render import render_segmentation
+from encoding_custom.visualisation.segmenter import ImageSegmenter, SegmenterInputError, read_bounded_rgb, typed_labels
 from modules.factory import build_lseg
 from tests.fixtures.encoding_custom.channel_labeller import ChannelLabeller
 

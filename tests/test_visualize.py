@@ -1,4 +1,4 @@
-"""encoding_custom.visualize and transforms.read_image: what test.py --image writes and reads."""
+"""encoding_custom.visualisation.render and transforms.read_image: what test.py --image writes and reads."""
 import os
 import subprocess
 
@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoding_custom import visualize
-from encoding_custom.labels import ade20k_labels
-from encoding_custom.transforms import image_to_array, read_image, read_rgb
-from encoding_custom.visualize import (
+from encoding_custom.datasets.transforms import image_to_array, read_image, read_rgb
+from encoding_custom.visualisation import render as visualize
+from encoding_custom.visualisation.render import (
     ADE20K_PALETTE,
     FONT_CANDIDATES,
     colour_mask,
@@ -18,12 +17,13 @@ from encoding_custom.visualize import (
     legend,
     save_segmentation,
 )
+from foundation.labels import ade20k_labels
 
 DEJAVU = next((p for p in FONT_CANDIDATES if os.path.basename(p) == "DejaVuSans.ttf" and os.path.isfile(p)), None)
 
 
 def _lab(rgb):
-    from encoding_custom.visualize import _srgb_to_lab
+    from encoding_custom.visualisation.render import _srgb_to_lab
     return _srgb_to_lab(np.asarray(rgb))
 
 

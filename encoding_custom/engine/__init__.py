@@ -3,7 +3,7 @@
 Takes an already built network (it never imports ``modules``). Public API:
 
 - :class:`PolyLR`, :func:`poly_lr` — the official poly decay as a MindSpore ``LearningRateSchedule``.
-- :func:`save_checkpoint`, :func:`load_checkpoint`, :func:`read_checkpoint`, :class:`CheckpointManager`.
+- :class:`CheckpointManager` — a run's epoch, last and best checkpoints (file format: ``foundation.checkpoint_file``).
 - :class:`Trainer`, :class:`TrainConfig`, :class:`NonFiniteLossError`,
   :func:`evaluate`, :func:`network_predictor` (the validation used in training and by test.py).
 - :func:`build_optimizer`, :class:`GroupedMomentum` — SGD with momentum, one poly lr per parameter group.
@@ -18,25 +18,23 @@ Takes an already built network (it never imports ``modules``). Public API:
 - :class:`ExperimentLock`, :class:`ExperimentBusyError`, :func:`remove_stale_temp_files` — one run per experiment
   folder; :class:`StopSignals`, :class:`TrainingInterrupted` — SIGINT/SIGTERM end a run between steps.
 """
-from .callbacks import EpochEndHook, default_epoch_end_hooks, train_log  # noqa: F401
-from .checkpoint import (  # noqa: F401
-    CheckpointError,
-    CheckpointManager,
-    check_resumable,
-    load_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
+from encoding_custom.engine.callbacks import EpochEndHook, default_epoch_end_hooks, train_log  # noqa: F401
+from encoding_custom.engine.checkpoint import CheckpointManager  # noqa: F401
+from encoding_custom.engine.data import BatchLoader, epoch_indices  # noqa: F401
+from encoding_custom.engine.distributed import get_rank, get_world_size, is_main_process  # noqa: F401
+from encoding_custom.engine.experiment import ExperimentBusyError, ExperimentLock, remove_stale_temp_files  # noqa: F401
+from encoding_custom.engine.lr import PolyLR, poly_lr  # noqa: F401
+from encoding_custom.engine.optimizer import GroupedMomentum, build_optimizer  # noqa: F401
+from encoding_custom.engine.params import refresh_parameters  # noqa: F401
+from encoding_custom.engine.plotting import plot_curves  # noqa: F401
+from encoding_custom.engine.runtime import (  # noqa: F401
+    DeviceUnavailableError,
+    configure_runtime,
+    run_ops_synchronously,
+    select_device,
 )
-from .data import BatchLoader, epoch_indices  # noqa: F401
-from .distributed import get_rank, get_world_size, is_main_process  # noqa: F401
-from .experiment import ExperimentBusyError, ExperimentLock, remove_stale_temp_files  # noqa: F401
-from .lr import PolyLR, poly_lr  # noqa: F401
-from .optimizer import GroupedMomentum, build_optimizer  # noqa: F401
-from .params import refresh_parameters  # noqa: F401
-from .plotting import plot_curves  # noqa: F401
-from .runtime import DeviceUnavailableError, configure_runtime, run_ops_synchronously, select_device  # noqa: F401
-from .train_step import AccumulatingTrainStep  # noqa: F401
-from .trainer import (  # noqa: F401
+from encoding_custom.engine.train_step import AccumulatingTrainStep  # noqa: F401
+from encoding_custom.engine.trainer import (  # noqa: F401
     NonFiniteLossError,
     StopSignals,
     TrainConfig,

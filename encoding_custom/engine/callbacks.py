@@ -16,8 +16,8 @@ import sys
 import time
 from typing import Dict, List
 
-from .distributed import is_main_process
-from .plotting import plot_curves
+from encoding_custom.engine.distributed import is_main_process
+from encoding_custom.engine.plotting import plot_curves
 
 train_log = logging.getLogger("lseg.train")
 

@@ -2,15 +2,15 @@
 
 Data order depends only on ``(seed, epoch)``, so a resumed run sees exactly the batches the uninterrupted run saw.
 With several devices each rank takes every ``world_size``-th index of the same permutation (the contract of
-PyTorch's ``DistributedSampler``, issue 8).
+PyTorch's ``DistributedSampler``).
 """
 import multiprocessing
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..workers import detach_worker
-from .distributed import get_rank, get_world_size
+from encoding_custom.datasets.workers import detach_worker
+from encoding_custom.engine.distributed import get_rank, get_world_size
 
 
 def epoch_indices(n_items: int, epoch: int, seed: int, shuffle: bool = True, rank: Optional[int] = None,

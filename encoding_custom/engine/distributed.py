@@ -26,8 +26,8 @@ Facts measured here (mindspore 2.0.0, CPU, mccl) that shape this module:
 * Ranks are assigned by registration order, not by start order; setting ``MS_NODE_ID`` to differing values broke
   the mccl group set-up, so the launcher learns each process's rank from the line :func:`init_distributed` prints.
 * The CPU ``AllReduce`` kernel takes float32/float64 only (no int32/int64), hence the exact integer reduction below.
-* MindSpore 2.0's cluster client loses replies that come back fast (see :func:`cluster_start_affinity`); with every
-  CPU busy a worker's registration reply was lost in 6 of 21 cluster starts, which broke the cluster 30 s later.
+* MindSpore 2.0's cluster client loses replies that come back fast when every CPU is busy (see
+  :func:`cluster_start_affinity`).
 """
 import contextlib
 import functools
@@ -38,7 +38,7 @@ from typing import Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 
-from modules import tnn
+from foundation.platform import CLUSTER_CLIENT_LOSES_FAST_REPLIES
 
 # Printed by every worker once it knows its rank; scripts/launch.py parses it to name ranks in its messages.
 RANK_ANNOUNCEMENT = "[distributed] rank {rank} of {world_size} (pid {pid})"
@@ -195,7 +195,7 @@ def init_distributed(device_target: str = "CPU", mode: Optional[int] = None,
     _use_device(ms, device_target)
     if device_target == "Ascend" and os.environ.get("DEVICE_ID"):
         ms.set_context(device_id=int(os.environ["DEVICE_ID"]))
-    with cluster_start_affinity(os.environ.get("MS_ROLE", ""), enabled=tnn.CLUSTER_CLIENT_LOSES_FAST_REPLIES):
+    with cluster_start_affinity(os.environ.get("MS_ROLE", ""), enabled=CLUSTER_CLIENT_LOSES_FAST_REPLIES):
         init()
     if os.environ.get("MS_ROLE") == "MS_SCHED":
         # The scheduler only brokers the cluster; MindSpore's exit handler keeps it up until the workers are done.
@@ -241,19 +241,11 @@ def cluster_cpu_split(allowed_cpus, role: str) -> Optional[set]:
 def cluster_start_affinity(role: str, enabled: bool = True):
     """Keep the scheduler and the workers on disjoint CPUs while ``communication.init()`` forms the cluster.
 
-    Why: MindSpore 2.0's cluster client sends a request and only then clears the slot its reply lands in (see
-    ``modules.tnn.CLUSTER_CLIENT_LOSES_FAST_REPLIES``). On an idle machine the scheduler answers on another core and the
-    reply comes after the clear; when every core is busy, the scheduler's receive thread, woken by the request, can
-    only run by preempting the worker on the worker's own core, right after the send, and answer before the worker
-    clears the slot. Measured with tests/fixtures/distributed/all_reduce_once.py, 4 busy loops on 2 cores, GLOG_v=1:
-    the scheduler logged "The new node ... is registered successfully" 0.1 ms after the worker sent its
-    registration; the worker waited its 30 s reply timeout; the scheduler declared the node timed out 31.7 s after
-    registering it, 1.3 s before MindSpore's own re-registration; the other rank then failed with "The state of the
-    cluster is error ... abnormal nodes num: 1" (or, when both replies were lost, the scheduler exited and the
-    workers retried until the launcher's timeout). 6 of 21 starts failed so, restarts failed as often (3 in a row
-    seen). Alternating starts with this split on and off under the same load: 8 of 8 succeeded with it, 2 of 8
-    without it; 20 of 20 with it in all. A scheduler that cannot run on a worker's CPU cannot preempt the worker
-    inside that window.
+    Why: before 2.10 MindSpore's cluster client sends a request and only then clears the slot its reply lands in
+    (``foundation.platform.CLUSTER_CLIENT_LOSES_FAST_REPLIES``). When every core is busy, the scheduler, woken by the
+    request on the worker's own core, can answer inside that window and the reply is erased: the start hangs or
+    fails. A scheduler that cannot run on a worker's CPU cannot preempt the worker there (bench/PERFORMANCE.md,
+    "Cluster start under load", has the measurements).
 
     The affinity of the calling thread is narrowed for the block; the threads MindSpore starts inside it (the rpc
     event loops, the heartbeat thread that keeps sending requests for the whole run, the collective's TCP threads)
@@ -365,7 +357,7 @@ def all_reduce_counts(counts) -> np.ndarray:
     return total
 
 
-# The count attributes of encoding_custom.metrics.SegmentationMetric (PyTorch-Encoding's names).
+# The count attributes of encoding_custom.evaluation.metrics.SegmentationMetric (PyTorch-Encoding's names).
 METRIC_COUNT_ATTRIBUTES: Sequence[str] = ("total_correct", "total_label", "total_inter", "total_union")
 
 

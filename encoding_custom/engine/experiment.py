@@ -6,7 +6,7 @@ kernel drops the lock when its process dies, however it dies (kill -9 included),
 one. The file records the holder's pid, host and command line, so that the second run can name them.
 
 Once the folder is ours, no writer is alive in it, so checkpoint temp files left by a killed writer
-(``.<name>.tmp<pid>.<random>.ckpt``, see :func:`encoding_custom.atomic.atomic_output`; GBs at ViT-L size) are
+(``.<name>.tmp<pid>.<random>.ckpt``, see :func:`foundation.atomic.atomic_output`; GBs at ViT-L size) are
 removed.
 """
 import errno
@@ -18,7 +18,7 @@ import sys
 import time
 from typing import List, Optional
 
-from ..atomic import is_dead_writers_temporary
+from foundation.atomic import is_dead_writers_temporary
 
 LOCK_NAME = ".lock"
 # flock errors of file systems without lock support (Lustre without -o flock, some NFS set-ups).

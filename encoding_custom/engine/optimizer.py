@@ -12,7 +12,7 @@ from typing import List, Sequence, Tuple
 import mindspore as ms
 from mindspore import jit, nn, ops
 
-from .lr import PolyLR
+from encoding_custom.engine.lr import PolyLR
 
 _grouped_update = ops.MultitypeFuncGraph("grouped_update")
 

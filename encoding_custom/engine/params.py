@@ -1,14 +1,10 @@
 """Re-create a network's Parameters so GRAPH_MODE updates are visible outside the training graph.
 
-Measured here (mindspore 2.0.0 + msadapter 0.1.0, CPU): after ``TrainOneStepCell`` steps in GRAPH_MODE, the bias of
-the *last* msadapter ``nn.Linear``/``Conv2d`` is updated inside the training graph but every read outside it —
-``asnumpy()``, ``save_checkpoint``, and even another compiled graph of the same network — still sees its initial
-value, while PyNative shows it trained. ``Parameter.set_data`` does not help; replacing each Parameter object by a
-fresh ``mindspore.Parameter`` holding the same value does (graph and PyNative then agree bit for bit).
-
-Re-measured 2026-12-01 (``python -m bench.workarounds stale_readback``): still so with msadapter on 2.0.0
-(``classifier.bias`` stale); no stale parameter with the native layer of ``modules.tnn`` on 2.0.0 or 2.10.0. The
-Trainer therefore calls this only where ``modules.tnn.STALE_GRAPH_READBACK`` is set (the msadapter layer).
+With msadapter's layers on MindSpore 2.0, the bias of the last ``nn.Linear``/``Conv2d`` trained in GRAPH_MODE reads
+back (``asnumpy()``, ``save_checkpoint``, another compiled graph) as its initial value; replacing each Parameter by a
+fresh one holding the same value fixes it (``Parameter.set_data`` does not). The native layer of ``modules.tnn`` is
+not affected, so the Trainer calls this only where ``modules.tnn.STALE_GRAPH_READBACK`` is set;
+``python -m bench.workarounds stale_readback`` re-checks it (bench/PERFORMANCE.md, "Version facts").
 """
 from typing import Dict
 

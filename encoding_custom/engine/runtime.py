@@ -8,7 +8,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import log as ms_log
 
-from .distributed import init_distributed
+from encoding_custom.engine.distributed import init_distributed
 
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 # "auto" takes the first of the others that this MindSpore build and machine offer, in this order.

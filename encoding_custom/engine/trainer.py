@@ -21,13 +21,10 @@ import numpy as np
 from mindspore import nn
 from tqdm import tqdm
 
-from modules import tnn
-
-from ..metrics import SegmentationMetric, to_numpy
-from .callbacks import EpochEndHook, default_epoch_end_hooks
-from .checkpoint import CheckpointError, CheckpointManager, load_checkpoint
-from .data import BatchLoader
-from .distributed import (
+from encoding_custom.engine.callbacks import EpochEndHook, default_epoch_end_hooks
+from encoding_custom.engine.checkpoint import CheckpointManager
+from encoding_custom.engine.data import BatchLoader
+from encoding_custom.engine.distributed import (
     all_reduce_counts,
     all_reduce_metric,
     broadcast_batchnorm_statistics,
@@ -35,9 +32,13 @@ from .distributed import (
     is_main_process,
     shard_for_evaluation,
 )
-from .optimizer import build_optimizer
-from .params import refresh_parameters
-from .train_step import AccumulatingTrainStep
+from encoding_custom.engine.optimizer import build_optimizer
+from encoding_custom.engine.params import refresh_parameters
+from encoding_custom.engine.train_step import AccumulatingTrainStep
+from encoding_custom.evaluation.evaluator import network_forward
+from encoding_custom.evaluation.metrics import SegmentationMetric
+from foundation.checkpoint_file import CheckpointError, load_checkpoint
+from modules import tnn
 
 # Micro-batches in a row with a non-finite loss that the loss-scale check flagged as an overflow (their group's update
 # is skipped and the scale lowered) after which an AMP run is declared diverged.
@@ -201,10 +202,10 @@ class Trainer:
         step_hook: optional ``f(trainer, epoch, batch_index, global_step)`` called after every micro-batch
             (tests use it to interrupt a run mid-epoch).
         sampler: optional ``f(epoch) → indices`` for the training data (custom sharding).
-        train_network: the Cell the training step runs instead of ``network`` (it must hold ``network``'s
-            Parameters, e.g. ``encoding_custom.zero_shot.EpisodeForward(network)``); a dataset with fields after the
-            mask (``(image, mask, class_id)``) feeds it the tuple ``(images, class_ids)``. Checkpoints and validation
-            keep ``network``.
+        train_network: the Cell the training step runs instead of ``network`` (it must hold ``network``'s Parameters,
+            e.g. ``encoding_custom.evaluation.zero_shot.EpisodeForward(network)``); a dataset with fields after the mask
+            (``(image, mask, class_id)``) feeds it the tuple ``(images, class_ids)``. Checkpoints and validation keep
+            ``network``.
         validator: optional ``f(network, stop) → {"mIoU": ..., ...} or None`` replacing the pixAcc/mIoU validation on
             ``val_set`` (e.g. the few-shot episodes); ``stop`` is as :func:`evaluate`'s, None abandons it.
 
@@ -516,9 +517,12 @@ class Trainer:
 
 
 def network_predictor(network) -> Callable[[np.ndarray], np.ndarray]:
-    """``images float32 (B,3,H,W) numpy → labels int64 (B,H,W)``: argmax of ``network(images)`` (single scale)."""
+    """``images float32 (B,3,H,W) numpy → labels int64 (B,H,W)``: the argmax of
+    :func:`encoding_custom.evaluation.evaluator.network_forward` (single scale)."""
+    forward = network_forward(network)
+
     def predict(images: np.ndarray) -> np.ndarray:
-        return np.argmax(to_numpy(network(ms.Tensor(images))), axis=1)
+        return np.argmax(forward(images), axis=1)
     return predict
 
 
@@ -538,7 +542,7 @@ def evaluate(predict_labels: Callable[[np.ndarray], np.ndarray], dataset, nclass
         stop: optional ``() → bool`` asked after every batch; True abandons the evaluation (single device only).
 
     Returns:
-        the filled ``encoding_custom.metrics.SegmentationMetric``, or None when ``stop`` abandoned it.
+        the filled ``encoding_custom.evaluation.metrics.SegmentationMetric``, or None when ``stop`` abandoned it.
     """
     metric = SegmentationMetric(nclass)
     n_items = len(dataset) if max_items is None else min(len(dataset), int(max_items))

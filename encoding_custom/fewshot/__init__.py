@@ -11,13 +11,13 @@ numpy/PIL only (no MindSpore, no torch), so data loading and the metric run anyw
   its layout;
 - :mod:`.benchmarks`: the registry (labels, class ids, ``make_fewshot_dataset``, ``write_synthetic``).
 """
-from .benchmarks import benchmark_labels, fold_class_ids, make_fewshot_dataset, write_synthetic
-from .coco import CocoFewShot, coco_class_ids, write_synthetic_coco20i
-from .episodes import NORMALISATIONS, FewShotDataset, FewShotEpisode, episode_names
-from .fss import FssFewShot, fss_class_ids, write_synthetic_fss1000
-from .metric import FewShotMeter, episode_areas
-from .pascal import PascalFewShot, extract_ignore_idx, pascal_class_ids, write_synthetic_pascal5i
-from .splits import (
+from encoding_custom.fewshot.benchmarks import benchmark_labels, fold_class_ids, make_fewshot_dataset, write_synthetic
+from encoding_custom.fewshot.coco import CocoFewShot, coco_class_ids, write_synthetic_coco20i
+from encoding_custom.fewshot.episodes import NORMALISATIONS, FewShotDataset, FewShotEpisode, episode_names
+from encoding_custom.fewshot.fss import FssFewShot, fss_class_ids, write_synthetic_fss1000
+from encoding_custom.fewshot.metric import FewShotMeter, episode_areas
+from encoding_custom.fewshot.pascal import PascalFewShot, extract_ignore_idx, pascal_class_ids, write_synthetic_pascal5i
+from encoding_custom.fewshot.splits import (
     BENCHMARK_CLASSES,
     BENCHMARKS,
     FOLDS_PER_BENCHMARK,

@@ -15,11 +15,11 @@ validation is its test set) and the separate validation categories 520..759 for 
 import os
 from typing import List, Optional
 
-from .coco import CocoFewShot, coco_class_ids, write_synthetic_coco20i
-from .episodes import HSNET_IMAGE_SIZE, FewShotDataset
-from .fss import FssFewShot, fss_class_ids, write_synthetic_fss1000
-from .pascal import PascalFewShot, pascal_class_ids, write_synthetic_pascal5i
-from .splits import (
+from encoding_custom.fewshot.coco import CocoFewShot, coco_class_ids, write_synthetic_coco20i
+from encoding_custom.fewshot.episodes import HSNET_IMAGE_SIZE, FewShotDataset
+from encoding_custom.fewshot.fss import FssFewShot, fss_class_ids, write_synthetic_fss1000
+from encoding_custom.fewshot.pascal import PascalFewShot, pascal_class_ids, write_synthetic_pascal5i
+from encoding_custom.fewshot.splits import (
     BENCHMARK_CLASSES,
     PACKAGED_SPLITS_DIR,
     FewShotDataError,

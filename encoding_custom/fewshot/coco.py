@@ -20,8 +20,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from .episodes import HSNET_IMAGE_SIZE, FewShotDataset, draw_index, draw_supports
-from .splits import (
+from encoding_custom.fewshot.episodes import HSNET_IMAGE_SIZE, FewShotDataset, draw_index, draw_supports
+from encoding_custom.fewshot.splits import (
     BENCHMARK_CLASSES,
     COCO_SUBSET,
     NFOLDS,
@@ -32,8 +32,8 @@ from .splits import (
     resolve_splits_dir,
     write_coco_classwise,
 )
-from .splits import split_name as hsnet_split
-from .synthetic import synthetic_objects_sample, synthetic_splits_dir
+from encoding_custom.fewshot.splits import split_name as hsnet_split
+from encoding_custom.fewshot.synthetic import synthetic_objects_sample, synthetic_splits_dir
 
 COCO_DIR = "COCO2014"
 ANNOTATION_DIR = os.path.join(COCO_DIR, "annotations")

@@ -8,19 +8,16 @@ float32 (:func:`nearest_source_indices` reproduces it, including its exact cases
 """
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
-from ..transforms import image_to_array
-from .splits import FewShotDataError
+from encoding_custom.datasets.transforms import image_to_array
+from encoding_custom.fewshot.splits import FewShotDataError
+from foundation.images import NORMALISATIONS
 
 HSNET_IMAGE_SIZE = 480
-NORMALISATIONS: Dict[str, Tuple[Tuple[float, float, float], Tuple[float, float, float]]] = {
-    "vit": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
 
 
 @dataclass

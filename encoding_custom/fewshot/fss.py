@@ -19,8 +19,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .episodes import HSNET_IMAGE_SIZE, FewShotDataset, draw_supports
-from .splits import (
+from encoding_custom.fewshot.episodes import HSNET_IMAGE_SIZE, FewShotDataset, draw_supports
+from encoding_custom.fewshot.splits import (
     FSS_SPLIT_FIRST_CLASS,
     PACKAGED_SPLITS_DIR,
     FewShotDataError,
@@ -28,7 +28,7 @@ from .splits import (
     read_fss_categories,
     resolve_splits_dir,
 )
-from .synthetic import CLASS_TEXTURE_BASE, checker_texture, synthetic_splits_dir
+from encoding_custom.fewshot.synthetic import CLASS_TEXTURE_BASE, checker_texture, synthetic_splits_dir
 
 FSS_DIR = "FSS-1000"
 MASK_THRESHOLD = 128

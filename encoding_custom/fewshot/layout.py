@@ -16,16 +16,16 @@ least one image, and every image must have its mask. The lists are the packaged 
 brought (``<root>/fewshot_splits/<benchmark>/``), by the data sets' own rule (:func:`.splits.resolve_splits_dir`).
 """
 import os
-from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
-from .coco import ANNOTATION_DIR as COCO_MASK_DIR
-from .coco import COCO_DIR
-from .fss import FSS_DIR
-from .pascal import IMAGE_DIR as PASCAL_IMAGE_DIR
-from .pascal import MASK_DIR as PASCAL_MASK_DIR
-from .pascal import VOC_DIR
-from .splits import (
+from encoding_custom.datasets.layout import LayoutReport, SplitCount
+from encoding_custom.fewshot.coco import ANNOTATION_DIR as COCO_MASK_DIR
+from encoding_custom.fewshot.coco import COCO_DIR
+from encoding_custom.fewshot.fss import FSS_DIR
+from encoding_custom.fewshot.pascal import IMAGE_DIR as PASCAL_IMAGE_DIR
+from encoding_custom.fewshot.pascal import MASK_DIR as PASCAL_MASK_DIR
+from encoding_custom.fewshot.pascal import VOC_DIR
+from encoding_custom.fewshot.splits import (
     BENCHMARKS,
     COCO_SUBSET,
     FSS_SPLIT_FIRST_CLASS,
@@ -56,60 +56,6 @@ def own_splits_dir(root: str, benchmark: str) -> Optional[str]:
     return None if folder == PACKAGED_SPLITS_DIR else folder
 
 
-@dataclass
-class SplitCount:
-    """Complete entries of one split against what its lists ask for.
-
-    Attributes:
-        found: complete image/mask pairs (FSS: pairs in the listed categories).
-        expected: listed images (FSS: ``10 ×`` listed categories, the official count; informative only).
-        unit: what is counted, for printing.
-    """
-    found: int = 0
-    expected: int = 0
-    unit: str = "image/mask pairs"
-
-
-@dataclass
-class FewShotLayoutReport:
-    """Result of :func:`check_fewshot_layout`.
-
-    Not a subclass of :class:`encoding_custom.layout.LayoutReport`: its ``counts`` are two int dicts over ADE20K's
-    fixed train/val, these are per-split :class:`SplitCount` over each benchmark's splits, so only ``ok`` and the
-    last two summary lines would be shared, at the price of an unused ``expected`` field.
-
-    Attributes:
-        benchmark: ``pascal``, ``coco`` or ``fss``.
-        root: the data root checked.
-        splits_dir: the split lists used.
-        counts: per split (``trn``, ``val``; FSS also ``test``).
-        problems: one line per kind of problem, naming the first few files (empty when complete).
-        synthetic: whether the lists are a synthetic set's own.
-    """
-    benchmark: str
-    root: str
-    splits_dir: str
-    counts: Dict[str, SplitCount] = field(default_factory=dict)
-    problems: List[str] = field(default_factory=list)
-    synthetic: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """True when every listed entry is present and complete."""
-        return not self.problems
-
-    def summary(self) -> str:
-        """One line per split plus the problems, for printing."""
-        kind = "synthetic " if self.synthetic else ""
-        lines = [f"{kind}{self.benchmark} layout at {benchmark_dir(self.root, self.benchmark)} "
-                 f"(split lists: {self.splits_dir}):"]
-        for split, count in self.counts.items():
-            lines.append(f"  {split}: {count.found} {count.unit} (expected {count.expected})")
-        lines += ["  PROBLEM: " + problem for problem in self.problems]
-        lines.append("  layout OK" if self.ok else "  layout INCOMPLETE")
-        return "\n".join(lines)
-
-
 class _FolderIndex:
     """File names per folder, listed once (a million ``os.path.isfile`` calls would be slower)."""
 
@@ -123,13 +69,13 @@ class _FolderIndex:
         return name in self._names[folder]
 
 
-def _add_problem(report: FewShotLayoutReport, split: str, paths: List[str], what: str, max_listed: int):
+def _add_problem(report: LayoutReport, split: str, paths: List[str], what: str, max_listed: int):
     """Add ``<split>: <len(paths)> <what>, e.g. <the first max_listed paths>`` to the report if ``paths``."""
     if paths:
         report.problems.append(f"{split}: {len(paths)} {what}, e.g. {', '.join(paths[:max_listed])}")
 
 
-def _check_pairs(report: FewShotLayoutReport, split: str, pairs: Iterable[Tuple[str, str]], max_listed: int):
+def _check_pairs(report: LayoutReport, split: str, pairs: Iterable[Tuple[str, str]], max_listed: int):
     """Count listed (image, mask) path pairs present on disk; name the missing ones in the report."""
     index = _FolderIndex()
     count = SplitCount()
@@ -184,11 +130,11 @@ def coco_pairs(root: str, split: str, splits_dir: str) -> List[Tuple[str, str]]:
             for name in sorted(names)]
 
 
-def _check_fss(report: FewShotLayoutReport, root: str, max_listed: int):
+def _check_fss(report: LayoutReport, root: str, splits_dir: str, max_listed: int):
     """FSS-1000: every listed category folder with images, every ``<n>.jpg`` with its ``<n>.png``."""
     base = benchmark_dir(root, "fss")
     for split in FSS_SPLIT_FIRST_CLASS:
-        categories = read_fss_categories(split, report.splits_dir)
+        categories = read_fss_categories(split, splits_dir)
         count = SplitCount(expected=FSS_IMAGES_PER_CATEGORY * len(categories))
         missing, empty, without_mask = [], [], []
         for category in categories:
@@ -213,7 +159,7 @@ def _check_fss(report: FewShotLayoutReport, root: str, max_listed: int):
 
 
 def check_fewshot_layout(root: str, benchmark: str, splits_dir: Optional[str] = None,
-                         max_listed: int = 5) -> FewShotLayoutReport:
+                         max_listed: int = 5) -> LayoutReport:
     """Check that a few-shot benchmark is complete on disk for its split lists.
 
     Args:
@@ -223,7 +169,7 @@ def check_fewshot_layout(root: str, benchmark: str, splits_dir: Optional[str] = 
         max_listed: how many missing files to name per problem.
 
     Returns:
-        a :class:`FewShotLayoutReport`; ``report.ok`` is False with named problems when anything is missing.
+        a :class:`LayoutReport`; ``report.ok`` is False with named problems when anything is missing.
 
     Raises:
         FewShotDataError: a split file is missing or malformed (names it).
@@ -232,12 +178,13 @@ def check_fewshot_layout(root: str, benchmark: str, splits_dir: Optional[str] = 
     check_benchmark(benchmark)
     synthetic = splits_dir is None and own_splits_dir(root, benchmark) is not None
     splits_dir = resolve_splits_dir(root, benchmark, splits_dir)
-    report = FewShotLayoutReport(benchmark=benchmark, root=root, splits_dir=splits_dir, synthetic=synthetic)
+    report = LayoutReport(benchmark, benchmark_dir(root, benchmark), synthetic=synthetic,
+                          detail=f"(split lists: {splits_dir})")
     base = benchmark_dir(root, benchmark)
     if not os.path.isdir(base):
         report.problems.append(f"{base} does not exist")
     if benchmark == "fss":
-        _check_fss(report, root, max_listed)
+        _check_fss(report, root, splits_dir, max_listed)
     else:
         pairs = pascal_pairs if benchmark == "pascal" else coco_pairs
         for split in COCO_SUBSET:
@@ -247,6 +194,6 @@ def check_fewshot_layout(root: str, benchmark: str, splits_dir: Optional[str] = 
     return report
 
 
-__all__ = ["BENCHMARKS", "BENCHMARK_DIRS", "FSS_DIR", "FewShotDataError", "FewShotLayoutReport",
-           "SYNTHETIC_SPLITS_FOLDER", "SplitCount", "benchmark_dir", "check_benchmark", "check_fewshot_layout",
+__all__ = ["BENCHMARKS", "BENCHMARK_DIRS", "FSS_DIR", "FewShotDataError",
+           "SYNTHETIC_SPLITS_FOLDER", "benchmark_dir", "check_benchmark", "check_fewshot_layout",
            "coco_pairs", "own_splits_dir", "pascal_pairs"]

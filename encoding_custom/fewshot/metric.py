@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from .splits import BENCHMARK_CLASSES
+from encoding_custom.fewshot.splits import BENCHMARK_CLASSES
 
 IGNORE_VALUE = 255
 

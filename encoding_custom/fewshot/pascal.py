@@ -17,8 +17,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from .episodes import HSNET_IMAGE_SIZE, FewShotDataset, draw_supports
-from .splits import (
+from encoding_custom.fewshot.episodes import HSNET_IMAGE_SIZE, FewShotDataset, draw_supports
+from encoding_custom.fewshot.splits import (
     BENCHMARK_CLASSES,
     NFOLDS,
     FewShotDataError,
@@ -26,8 +26,8 @@ from .splits import (
     read_pascal_metadata,
     resolve_splits_dir,
 )
-from .splits import split_name as hsnet_split
-from .synthetic import synthetic_objects_sample, synthetic_splits_dir
+from encoding_custom.fewshot.splits import split_name as hsnet_split
+from encoding_custom.fewshot.synthetic import synthetic_objects_sample, synthetic_splits_dir
 
 VOC_DIR = "VOC2012"
 IMAGE_DIR = os.path.join(VOC_DIR, "JPEGImages")

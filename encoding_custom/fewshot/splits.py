@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data_check import DataError
+from encoding_custom.datasets.check import DataError
 
 PACKAGED_SPLITS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
                                    "fewshot_splits")

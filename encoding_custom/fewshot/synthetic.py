@@ -1,6 +1,6 @@
 """Pictures for the synthetic few-shot sets: each class a textured shape of its own, so a tiny model can learn them.
 
-(Not ``encoding_custom.synthetic``'s stripes: importing that module pulls in the CLIP tokenizer.)
+(Not ``encoding_custom.datasets.synthetic``'s stripes: importing that module pulls in the CLIP tokenizer.)
 """
 import os
 from typing import Optional, Tuple
@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .splits import SYNTHETIC_SPLITS_FOLDER
+from encoding_custom.fewshot.splits import SYNTHETIC_SPLITS_FOLDER
 
 # Texture id of a boundary ring (PASCAL's 255); class value v uses texture CLASS_TEXTURE_BASE + v.
 BOUNDARY_TEXTURE = 1000

@@ -17,7 +17,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .splits import FewShotDataError
+from encoding_custom.fewshot.splits import FewShotDataError
 
 
 def _episode_seed(seed: int, epoch: int, episode: int) -> int:

@@ -10,14 +10,14 @@ sample, and every (epoch, sample) pair gets a distinct stream.
 Bad data: construction fails listing every image without a mask and mask without an image (``DataCheckError``);
 each sample checks its files as it loads them (decodable, single-channel mask, equal sizes, mask values in
 ``0..150``) and raises a one-line ``BadSampleError`` naming the file, so no data value reaches a MindSpore kernel.
-The full check of a split before training is :func:`encoding_custom.data_check.verify_data`.
+The full check of a split before training is :func:`encoding_custom.datasets.check.verify_data`.
 """
 import random
 from typing import Collection, Optional, Sequence
 
 import numpy as np
 
-from .data_check import (
+from encoding_custom.datasets.check import (
     ADE20K_NUM_CLASSES,
     DataCheckError,
     check_mask,
@@ -27,8 +27,8 @@ from .data_check import (
     list_split,
     read_sample_file,
 )
-from .layout import dataset_dir
-from .transforms import (
+from encoding_custom.datasets.layout import dataset_dir
+from encoding_custom.datasets.transforms import (
     DEFAULT_MEAN,
     DEFAULT_STD,
     image_to_array,

@@ -16,8 +16,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .labels import ade20k_labels, index_dtype
-from .transforms import read_rgb
+from encoding_custom.datasets.transforms import read_rgb
+from foundation.labels import ade20k_labels, index_dtype
 
 LEGEND_ROW_PX = 22
 LEGEND_FONT_PX = 14

@@ -12,10 +12,9 @@ import numpy as np
 from mindspore import nn
 from tqdm import tqdm
 
+from encoding_custom.evaluation.metrics import to_numpy
+from encoding_custom.fewshot import FewShotMeter
 from modules.lseg import episode_text_features, zero_shot_labels
-
-from .fewshot import FewShotMeter
-from .metrics import to_numpy
 
 
 class EpisodeForward(nn.Cell):

@@ -31,12 +31,9 @@ class SegmentationLoss(nn.Cell):
         valid = ops.not_equal(target, self.ignore_index)
         # Ignored pixels look up class 0; their term is multiplied by 0 below.
         safe_target = ops.select(valid, target, ops.zeros_like(target))
-        # log p_t = (x_t - m) - log sum_c exp(x_c - m), written out instead of LogSoftmax: MindSpore 2.0's CPU
-        # LogSoftmax over the channel axis of NCHW and its gradient took 4.3 s of a 22.9 s ViT-L train step
-        # (150 x 480 x 480); these element-wise ops and reductions take a tenth of that. The max is a constant
-        # shift (the result does not depend on it), so no gradient flows through it. Re-measured 2026-12-01 with
-        # ``python -m bench.workarounds loss`` (forward + gradient, 150 x 240 x 240, GRAPH_MODE, CPU): LogSoftmax
-        # 1.17 s vs 0.12 s here on 2.0.0, 0.62 s vs 0.09 s on 2.10.0, so the rewrite stays on both stacks.
+        # log p_t = (x_t - m) - log sum_c exp(x_c - m), written out instead of LogSoftmax, whose CPU kernel over the
+        # channel axis of NCHW is several times slower on both stacks (bench.workarounds loss; PERFORMANCE.md). The
+        # max is a constant shift (the result does not depend on it), so no gradient flows through it.
         peak = ops.stop_gradient(logits.max(axis=1, keepdims=True))
         shifted = logits - peak
         log_normaliser = ops.log(ops.sum(ops.exp(shifted), dim=1, keepdim=True))

@@ -71,11 +71,6 @@ def file_digest(path: str, algorithm: str = "sha1", chunk: int = _CHUNK) -> str:
     return digest.hexdigest()
 
 
-def sha1_of(path: str, chunk: int = _CHUNK) -> str:
-    """Hex SHA-1 of a file (40 lowercase hex characters); see :func:`file_digest`."""
-    return file_digest(path, "sha1", chunk)
-
-
 def _expected_digest(sha1: Optional[str], md5: Optional[str]) -> Optional[Tuple[str, str]]:
     """``(algorithm, lowercase hex)`` to verify, SHA-1 first, or None when no checksum is known."""
     if sha1 is not None:

@@ -1,7 +1,7 @@
 """Joint image/mask transforms with PyTorch-Encoding's semantics (``encoding/datasets/base.py``), framework-free.
 
 Images and masks are PIL images until the final conversion. Randomness comes from an explicit ``random.Random``
-so that a sample's augmentation depends only on the seed given to it (see :mod:`encoding_custom.datasets`).
+so that a sample's augmentation depends only on the seed given to it (see :mod:`encoding_custom.datasets.ade20k`).
 
 Train (``train_sync_transform``), in this order:
   1. horizontal flip with probability 0.5;
@@ -20,8 +20,10 @@ from typing import Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageOps
 
-DEFAULT_MEAN = (0.5, 0.5, 0.5)
-DEFAULT_STD = (0.5, 0.5, 0.5)
+from foundation.images import NORMALISATIONS
+
+# ADE20K LSeg runs the ViT normalisation.
+DEFAULT_MEAN, DEFAULT_STD = NORMALISATIONS["vit"]
 
 
 def train_sync_transform(image: Image.Image, mask: Image.Image, base_size: int, crop_size: int,

@@ -15,8 +15,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .labels import ade20k_labels
-from .layout import BASE_DIR, SYNTHETIC_MARKER, split_folders
+from foundation.labels import ade20k_labels
+
+from encoding_custom.datasets.layout import BASE_DIR, SYNTHETIC_MARKER, split_folders
 
 # ADE20K mask values (1-based) used by default: visually distinct, common classes.
 # wall, sky, floor, tree, grass, person, car, water

@@ -20,13 +20,14 @@ import mindspore as ms
 import numpy as np
 from mindspore import ops
 
+from clip_ms.labels import label_token_ids
+from encoding_custom.datasets.transforms import DEFAULT_MEAN, DEFAULT_STD
+from encoding_custom.evaluation.metrics import to_numpy
+from foundation.labels import index_dtype
 from modules import tnn
 
-from .labels import index_dtype, label_token_ids
-from .metrics import to_numpy
-from .transforms import DEFAULT_MEAN, DEFAULT_STD
-
-DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+# The official multi-scale evaluation of ADE20K (lang-seg's test_lseg.py).
+OFFICIAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
 def _linear_taps(out_size: int, in_size: int):
@@ -176,7 +177,7 @@ def segment_image(network, image: np.ndarray, labels: Sequence[str], base_size: 
 
     Returns:
         (H, W) indices into ``labels``, of the smallest unsigned type that holds them
-        (:func:`encoding_custom.labels.index_dtype`: uint8 up to 256 labels).
+        (:func:`foundation.labels.index_dtype`: uint8 up to 256 labels).
 
     Raises:
         ValueError: ``image`` is not (3, H, W), no labels, a label longer than CLIP's context, or a size <= 0.
@@ -216,7 +217,7 @@ class MultiScaleEvaluator:
             :func:`resize_bilinear`).
     """
 
-    def __init__(self, forward_fn: Callable, nclass: Optional[int] = None, scales: Sequence[float] = DEFAULT_SCALES,
+    def __init__(self, forward_fn: Callable, nclass: Optional[int] = None, scales: Sequence[float] = OFFICIAL_SCALES,
                  flip: bool = True, base_size: int = 520, crop_size: int = 480,
                  mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD, multi_scale: bool = True,
                  stride_rate: float = 2.0 / 3.0, resize_backend: str = "mindspore"):

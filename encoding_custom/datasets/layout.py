@@ -9,7 +9,7 @@ Layout (relative to the data root, ``../datasets`` by default)::
     ADEChallengeData2016/annotations/training/ADE_train_00000001.png (one per image, uint8 0..150, 0 = unlabelled)
     ADEChallengeData2016/annotations/validation/ADE_val_00000001.png
 
-A synthetic set written by :mod:`encoding_custom.synthetic` adds ``ADEChallengeData2016/SYNTHETIC.json`` stating
+A synthetic set written by :mod:`encoding_custom.datasets.synthetic` adds ``ADEChallengeData2016/SYNTHETIC.json`` stating
 its own image counts, which then replace the official ones.
 """
 import json
@@ -110,34 +110,55 @@ def list_pairs(root: str, split: str):
 
 
 @dataclass
-class LayoutReport:
-    """Result of :func:`check_layout`.
+class SplitCount:
+    """Complete entries of one split against what the layout asks for.
 
     Attributes:
-        root: the ``ADEChallengeData2016`` folder checked.
-        counts: complete image/mask pairs found per split.
-        expected: pairs expected per split.
-        problems: human-readable problems (empty when the layout is complete).
-        synthetic: whether the set is a synthetic one (``SYNTHETIC.json`` present).
+        found: complete image/mask pairs (FSS: pairs in the listed categories).
+        expected: how many there should be (FSS: ``10 ×`` listed categories, the official count; informative only).
+        unit: what is counted, for printing.
     """
+    found: int = 0
+    expected: int = 0
+    unit: str = "image/mask pairs"
+
+
+@dataclass
+class LayoutReport:
+    """What a layout check found (:func:`check_layout` for ADE20K, ``fewshot.layout.check_fewshot_layout`` for the
+    zero-shot benchmarks).
+
+    Attributes:
+        name: the data set as printed (``"ADE20K"``, ``"pascal"``, ...).
+        root: the folder checked.
+        counts: per split, the complete entries found and expected.
+        problems: human-readable problems, naming the first few files (empty when the layout is complete).
+        synthetic: whether the set is a synthetic one.
+        detail: more of the heading, e.g. the split lists used.
+    """
+    name: str
     root: str
-    counts: Dict[str, int] = field(default_factory=dict)
-    expected: Dict[str, int] = field(default_factory=dict)
+    counts: Dict[str, SplitCount] = field(default_factory=dict)
     problems: List[str] = field(default_factory=list)
     synthetic: bool = False
+    detail: str = ""
 
     @property
     def ok(self) -> bool:
-        """True when every split has exactly the expected number of complete pairs."""
+        """True when every split is complete."""
         return not self.problems
+
+    @property
+    def expected(self) -> Dict[str, int]:
+        """Entries expected per split."""
+        return {split: count.expected for split, count in self.counts.items()}
 
     def summary(self) -> str:
         """One line per split plus the problems, for printing."""
-        kind = "synthetic" if self.synthetic else "ADE20K"
-        lines = [f"{kind} layout at {self.root}:"]
-        for split in SPLIT_DIRS:
-            lines.append(f"  {split}: {self.counts.get(split, 0)} image/mask pairs "
-                         f"(expected {self.expected.get(split)})")
+        heading = f"{'synthetic ' if self.synthetic else ''}{self.name} layout at {self.root}"
+        lines = [heading + (f" {self.detail}" if self.detail else "") + ":"]
+        for split, count in self.counts.items():
+            lines.append(f"  {split}: {count.found} {count.unit} (expected {count.expected})")
         lines += ["  PROBLEM: " + problem for problem in self.problems]
         lines.append("  layout OK" if self.ok else "  layout INCOMPLETE")
         return "\n".join(lines)
@@ -155,20 +176,21 @@ def check_layout(root: str, expected: Optional[Dict[str, int]] = None, max_liste
         a :class:`LayoutReport`; ``report.ok`` is False with named problems when anything is missing.
     """
     base = dataset_dir(root)
-    report = LayoutReport(root=base, synthetic=os.path.isfile(os.path.join(base, SYNTHETIC_MARKER)))
+    report = LayoutReport("ADE20K", base, synthetic=os.path.isfile(os.path.join(base, SYNTHETIC_MARKER)))
     if not os.path.isdir(base):
-        report.expected = dict(OFFICIAL_COUNTS) if expected is None else dict(expected)
+        wanted = dict(OFFICIAL_COUNTS) if expected is None else dict(expected)
+        report.counts = {split: SplitCount(0, want) for split, want in wanted.items()}
         report.problems.append(f"{base} does not exist")
         return report
-    report.expected = expected_counts(root) if expected is None else dict(expected)
-    for split, want in report.expected.items():
+    wanted = expected_counts(root) if expected is None else dict(expected)
+    for split, want in wanted.items():
+        report.counts[split] = SplitCount(0, want)
         try:
             pairs, images_without_mask, masks_without_image = list_pairs(root, split)
         except FileNotFoundError as error:
-            report.counts[split] = 0
             report.problems.append(str(error))
             continue
-        report.counts[split] = len(pairs)
+        report.counts[split].found = len(pairs)
         if images_without_mask:
             named = ", ".join(images_without_mask[:max_listed])
             report.problems.append(f"{split}: {len(images_without_mask)} image(s) have no mask, e.g. {named}")

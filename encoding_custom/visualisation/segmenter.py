@@ -1,11 +1,11 @@
 """One uploaded picture and one typed label list → a segmentation with its pictures: the web demo's core
 (``scripts/demo.py``), free of any UI library so it is tested on its own.
 
-The prediction is the one ``test.py --image`` makes (:func:`encoding_custom.evaluator.segment_image`: long side to
-``base_size``, ``crop_size`` windows, labels mapped back to the picture's size), on the picture as displayed (EXIF
-orientation applied, 16-bit scaled, :func:`encoding_custom.transforms.read_rgb`). A picture whose long side exceeds
-``max_side`` is first shrunk to it (bicubic), which bounds what a request costs in memory and in the pictures sent
-back; the network sees ``base_size`` either way.
+The prediction is the one ``test.py --image`` makes (:func:`encoding_custom.evaluation.evaluator.segment_image`: long
+side to ``base_size``, ``crop_size`` windows, labels mapped back to the picture's size), on the picture as displayed
+(EXIF orientation applied, 16-bit scaled, :func:`encoding_custom.datasets.transforms.read_rgb`). A picture whose long
+side exceeds ``max_side`` is first shrunk to it (bicubic), which bounds what a request costs in memory and in the
+pictures sent back; the network sees ``base_size`` either way.
 """
 import dataclasses
 import os
@@ -14,10 +14,11 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from .evaluator import segment_image
-from .labels import duplicate_label_warnings, parse_labels
-from .transforms import DEFAULT_MEAN, DEFAULT_STD, image_to_array, read_rgb
-from .visualize import SegmentationPictures, label_shares, render_segmentation
+from clip_ms.labels import duplicate_label_warnings
+from encoding_custom.datasets.transforms import DEFAULT_MEAN, DEFAULT_STD, image_to_array, read_rgb
+from encoding_custom.evaluation.evaluator import segment_image
+from encoding_custom.visualisation.render import SegmentationPictures, label_shares, render_segmentation
+from foundation.labels import parse_labels
 
 DEFAULT_MAX_SIDE = 2048
 # Uploads with more pixels are refused before they are decoded (a small, very compressible PNG can hold 13000x13000

@@ -7,14 +7,10 @@ on stderr, and lists every bad file grouped by problem (:class:`DataCheckError`)
 returns the stems to leave out (``ADE20KSegmentation(..., exclude=...)``), so the dataset is built once with its
 final file list and the data order (which depends on the dataset length only) is the same at every start.
 
-Cost, measured as CPU time on this machine (Xeon, Pillow 9.5, synthetic 512x683 JPEGs of 146 KB + PNG masks):
-3.2 ms per pair = 1.5 ms to decode the JPEG at 1/8 scale (``Image.draft``; a full decode takes 2.9 ms) + 1.0 ms
-to decode the PNG and take its min/max + the headers. ADE20K's 22,210 pairs: 69 CPU-seconds, measured ~41 s on
-two cores (~0.4 s from the cache), a few seconds on a many-core server (real ADE20K JPEGs are smaller, so faster
-to decode). The reduced-scale decode still reads every entropy-coded byte: on 360 randomly corrupted JPEGs it
-failed exactly where the full decode fails, whereas checking only the header and the end-of-image marker passed 53
-of the 64 corrupted files (of 160) that the training decode rejects. Results are cached by ``(path, size, mtime)``
-(``cache_path``), so a resumed run only re-checks the files that changed.
+JPEGs are decoded at 1/8 scale (``Image.draft``): about half the cost of a full decode, and it still reads every
+entropy-coded byte, so it fails exactly where the training decode fails (a header and end-marker check does not);
+bench/PERFORMANCE.md has the figures. Results are cached by ``(path, size, mtime)`` (``cache_path``), so a resumed
+run only re-checks the files that changed.
 
 During training the same helpers guard every sample (:meth:`ADE20KSegmentation.load_pair`): a file that turned bad
 after the check raises a one-line :class:`BadSampleError` naming it, never an error from inside MindSpore. There is
@@ -36,9 +32,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from .atomic import atomic_output
-from .layout import dataset_dir, list_pairs, split_folders
-from .workers import detach_worker
+from foundation.atomic import atomic_output
+
+from encoding_custom.datasets.layout import dataset_dir, list_pairs, split_folders
+from encoding_custom.datasets.workers import detach_worker
 
 ADE20K_NUM_CLASSES = 150
 MASK_MODES = ("L", "P", "I", "I;16")  # single-channel modes whose pixel values are the class values
@@ -276,7 +273,7 @@ def list_split(root: str, split: str, missing_ok: bool = True) -> Tuple[List[Tup
     """The pairs of a split and its unpaired files (listing only, no decoding).
 
     Args:
-        root: the data root (see :func:`encoding_custom.layout.dataset_dir`).
+        root: the data root (see :func:`encoding_custom.datasets.layout.dataset_dir`).
         split: ``"train"`` or ``"val"``.
         missing_ok: a missing image folder is a fatal problem of the result; False: raise.
 
