@@ -4,127 +4,68 @@ One parser carries the official lang-seg option names and defaults (``train_lseg
 MindSpore user needs (device, graph/pynative mode, AMP level, resume, presets). Every value is validated after
 parsing; a wrong value stops with a message that names the option, e.g. ``--crop_size: must be ... (got 100)``.
 
-Presets are named bundles of defaults (``--preset tiny`` for the CPU quick start, ``--preset vitl16_ade20k`` for the
-official ViT-L/16 ADE20K recipe). Options given explicitly on the command line always win over the preset.
+Recipes are YAML files of defaults: ``--config FILE``, or ``--preset NAME`` for ``configs/NAME.yaml`` (``tiny`` for
+the CPU quick start, ``vitl16_ade20k`` for the official ViT-L/16 ADE20K recipe, the zero-shot ones). Options given
+explicitly on the command line always win over the file; a key that is no option, or a value its option's type or
+choices refuse, stops with one line naming the file and the key.
 
 Each script sees only its options: ``build_parser("train")`` for train_custom.py, ``build_parser("test")`` for
 test.py; the shared groups (device, model, data) are in both. Choice lists come from the library that implements
-them (backbones: ``modules.BACKBONES``, text towers: ``clip_ms.TEXT_CONFIGS``, activations: ``modules.head``).
+them (backbones: ``modules.BACKBONES``, text towers: ``clip_ms.TEXT_CONFIGS``, activations: ``modules.head``, data
+sets: ``encoding_custom.tasks``). Turning options into networks and data sets is ``encoding_custom.tasks``' job.
 """
 import argparse
+import difflib
 import math
 import os
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Mapping
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import yaml
 
 from clip_ms.text_encoder import TEXT_CONFIGS
-from encoding_custom.datasets import build_ade20k
-from encoding_custom.engine.runtime import DEVICE_TARGETS, DeviceUnavailableError, configure_runtime
-from encoding_custom.fewshot import BENCHMARKS, FOLDS_PER_BENCHMARK, fold_class_ids, make_fewshot_dataset
-from encoding_custom.fewshot.layout import check_fewshot_layout
-from encoding_custom.fewshot.training import FoldTrainingSet
-from encoding_custom.labels import resolve_classes as resolve_label_set
+from encoding_custom.engine.runtime import DEVICE_TARGETS
+from encoding_custom.evaluation.evaluator import OFFICIAL_SCALES
+from encoding_custom.fewshot import BENCHMARKS, FOLDS_PER_BENCHMARK
+from encoding_custom.tasks import DATASETS, OptionError
+from encoding_custom.tasks.benchmark import FOLD_PLACEHOLDER, fold_weights, selected_folds
 from modules import tnn
-from modules.config import BACKBONES, get_backbone_config
-from modules.factory import ArgumentError, build_lseg
+from modules.config import BACKBONES
 from modules.head import ACTIVATIONS
-from modules.weights import WeightsError
 
 PURPOSES = ("train", "test")
 MODES = ("graph", "pynative")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
-# ADE20K (semantic segmentation with a fixed label set) and the zero-shot benchmarks (HSNet's protocol).
-DATASETS = ("ade20k",) + tuple(BENCHMARKS)
-FOLD_PLACEHOLDER = "{fold}"  # in --exp_name / --weights: replaced by the fold
-# The official multi-scale evaluation scales for ADE20K (test_lseg.py).
-OFFICIAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 # DPT's reassembly halves the resolution four times after a /16 or /32 patch grid; crops must divide evenly.
 CROP_MULTIPLE = 32
 # test.py --eval: full images with the official machinery, or the centre crops training validation uses.
 EVAL_MODES = ("testval", "val")
 
-PRESETS: Dict[str, Dict[str, object]] = {
-    # CPU quick start: tiny ViT, synthetic ADE20K-layout data, small crops, a few epochs (minutes on 2 cores).
-    "tiny": dict(
-        backbone="tiny_vit16",
-        text_config="tiny",
-        data_path="datasets/synthetic_ade20k",
-        classes="synthetic",
-        exp_name="tiny_synthetic",
-        device_target="CPU",
-        mode="graph",
-        batch_size=8,
-        base_lr=0.004,  # the official value; measured best of 0.004/0.01/0.04/0.16/0.64 on the synthetic set
-        max_epochs=10,
-        base_size=128,
-        crop_size=96,
-        workers=0,
-        keep_last=2,
-    ),
-    # The official train.sh / test.sh settings for LSeg ViT-L/16 on ADE20K.
-    "vitl16_ade20k": dict(
-        backbone="clip_vitl16_384",
-        text_config="ViT-B/32",
-        dataset="ade20k",
-        data_path="../datasets",
-        exp_name="lseg_ade20k_l16",
-        batch_size=1,
-        accumulate_grad_batches=2,
-        base_lr=0.004,
-        weight_decay=1e-4,
-        momentum=0.9,
-        max_epochs=240,
-        base_size=520,
-        crop_size=480,
-    ),
-    # Zero-shot CPU quick start: tiny ResNet, synthetic PASCAL-5i-layout data (python -m scripts.prepare_fewshot
-    # pascal --synthetic), fold 0; test.py --preset tiny_zeroshot --weights checkpoints/tiny_zeroshot_fold0/last.ckpt.
-    "tiny_zeroshot": dict(
-        backbone="tiny_resnet",
-        text_config="tiny",
-        dataset="pascal",
-        data_path="datasets/synthetic_pascal5i",
-        fold="0",
-        exp_name="tiny_zeroshot_fold{fold}",
-        device_target="CPU",
-        mode="graph",
-        batch_size=8,
-        base_lr=0.01,  # measured on the synthetic fold 0, held-out mIoU after 10 epochs: 0.004 25, 0.01 39
-        max_epochs=10,
-        base_size=64,
-        crop_size=64,
-        workers=0,
-        keep_last=2,
-        max_val_images=200,
-    ),
-}
+# The recipe files: --preset NAME is --config configs/NAME.yaml. Found next to this file, so a script started from
+# another folder finds them too.
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+CONFIG_SUFFIX = ".yaml"
+# Which file is read is the command line's choice, never a file's (no chains of files to follow).
+_CHOOSE_CONFIG = ("config", "preset")
 
 
-def zero_shot_preset(benchmark: str, backbone: str) -> Dict[str, object]:
-    """The official zero-shot training recipe of ``LSegmentationModuleZS`` for one benchmark and backbone.
-
-    SGD momentum 0.9, weight decay 1e-4, 10x lr on the head, poly 0.9 over the official default of 200 epochs
-    (``utils.get_default_argument_parser``), which its ``validation_epoch_end`` cuts after 4 epochs on PASCAL and COCO
-    (``--stop_after_epoch 4``; FSS-1000 runs the 200). Its batch is 20 one-shot episodes, i.e. 40 images (support +
-    query), at lr 0.004 / 16 x 20 = 0.005: here ``--batch_size 40 --base_lr 0.002`` gives the same images and lr.
-    """
-    short = {"clip_resnet101": "rn101", "clip_vitl16_384": "vitl16"}[backbone]
-    return dict(backbone=backbone, text_config="ViT-B/32", dataset=benchmark, data_path="../datasets", fold="0",
-                exp_name="lseg_zs_%s_%s_fold{fold}" % (short, benchmark), batch_size=40, base_lr=0.002,
-                weight_decay=1e-4, momentum=0.9, max_epochs=200,
-                stop_after_epoch=None if benchmark == "fss" else 4, base_size=480, crop_size=480)
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message is one line starting with the file (and the key at fault)."""
 
 
-for _name, _benchmark, _backbone in (("zs_rn101_pascal", "pascal", "clip_resnet101"),
-                                     ("zs_rn101_coco", "coco", "clip_resnet101"),
-                                     ("zs_rn101_fss", "fss", "clip_resnet101"),
-                                     ("zs_vitl16_fss", "fss", "clip_vitl16_384")):
-    PRESETS[_name] = zero_shot_preset(_benchmark, _backbone)
-del _name, _benchmark, _backbone
+def preset_names() -> List[str]:
+    """The recipes in ``configs/``: ``tiny``, ``vitl16_ade20k``, ... (sorted file names without ``.yaml``)."""
+    try:
+        names = os.listdir(CONFIG_DIR)
+    except OSError:
+        return []
+    return sorted(name[:-len(CONFIG_SUFFIX)] for name in names if name.endswith(CONFIG_SUFFIX))
 
 
-class OptionError(ValueError):
-    """A command-line value is invalid; the message starts with the option's name."""
+def preset_path(name: str) -> str:
+    """The file of the recipe ``name``: ``<repository>/configs/<name>.yaml``."""
+    return os.path.join(CONFIG_DIR, name + CONFIG_SUFFIX)
 
 
 def finite_float(text: str) -> float:
@@ -193,9 +134,13 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
                      "Evaluate LSeg (pixAcc/mIoU) or segment images with any labels, on MindSpore"),
         formatter_class=_HelpFormatter,
     )
-    g = p.add_argument_group("preset and device")
-    g.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="named bundle of defaults; explicit options override it")
+    g = p.add_argument_group("recipe and device")
+    recipe = g.add_mutually_exclusive_group()
+    recipe.add_argument("--config", default=None, metavar="FILE",
+                        help="YAML file of option defaults (keys are option names without --, e.g. 'base_lr: 0.004'); "
+                             "explicit options override it")
+    recipe.add_argument("--preset", choices=preset_names(), default=None,
+                        help="a recipe of configs/: --preset NAME is --config configs/NAME.yaml")
     g.add_argument("--device_target", choices=DEVICE_TARGETS, default="auto",
                    help="MindSpore device; auto = the first of Ascend, GPU, CPU this machine offers")
     g.add_argument("--device_id", type=int, default=None, help="device index (single-device runs)")
@@ -394,22 +339,6 @@ def validate_options(args: argparse.Namespace, for_training: bool = False) -> ar
     return args
 
 
-def selected_folds(args: argparse.Namespace) -> List[str]:
-    """The folds a run covers: ``--fold`` itself, or every fold of the benchmark for ``--fold all``.
-
-    Returns:
-        fold names (``["0"]`` for ADE20K, which has none).
-    """
-    if args.dataset in BENCHMARKS and args.fold == "all":
-        return [str(fold) for fold in range(FOLDS_PER_BENCHMARK[args.dataset])]
-    return [args.fold]
-
-
-def fold_weights(args: argparse.Namespace, fold: str) -> Optional[str]:
-    """``--weights`` of one fold: ``{fold}`` in the path is replaced by it (``pascal_fold{fold}.ckpt``)."""
-    return None if args.weights is None else args.weights.replace(FOLD_PLACEHOLDER, str(fold))
-
-
 def experiment_dir(args: argparse.Namespace) -> str:
     """``<checkpoint_dir>/<exp_name>``: where training writes checkpoints, metrics and curves."""
     return os.path.join(args.checkpoint_dir, args.exp_name)
@@ -450,9 +379,137 @@ def explicit_options(purpose: str, argv: Sequence[str]) -> set:
     return set(vars(given))
 
 
+def _option_actions() -> Dict[str, argparse.Action]:
+    """Every option a config file may set, by destination, over both scripts: one recipe serves train_custom.py and
+    test.py, each taking the keys that are its options."""
+    actions: Dict[str, argparse.Action] = {}
+    for purpose in PURPOSES:
+        for action in build_parser(purpose)._actions:
+            if action.option_strings and action.dest not in _CHOOSE_CONFIG + ("help",):
+                actions.setdefault(action.dest, action)
+    return actions
+
+
+def _convert(action: argparse.Action, value):
+    """One value of a config file as its option holds it; raises ValueError saying what is wrong."""
+    if action.nargs == 0:  # on/off flags (store_true / store_false) hold the boolean itself
+        if not isinstance(value, bool):
+            raise ValueError("expected true or false, got %r" % (value,))
+        return value
+    if value is None:
+        if action.default is None:  # options whose default is "not set" (--weights, --stop_after_epoch, ...)
+            return None
+        raise ValueError("expected a value, got null")
+    if action.nargs in ("+", "*"):
+        return [_convert_one(action, item) for item in (value if isinstance(value, list) else [value])]
+    return _convert_one(action, value)
+
+
+def _convert_one(action: argparse.Action, value):
+    # Booleans are refused where a word is expected: YAML reads an unquoted yes/no/on/off as true/false.
+    if isinstance(value, bool):
+        raise ValueError("expected a value, got %s (YAML reads an unquoted true/false/yes/no/on/off as a boolean; "
+                         "quote it if it is a word)" % str(value).lower())
+    if not isinstance(value, (str, int, float)):
+        raise ValueError("expected a single value, got %r" % (value,))
+    # Through the option's own type as the command line's text, so an int option refuses 2.5.
+    try:
+        converted = action.type(str(value)) if action.type is not None else str(value)
+    except argparse.ArgumentTypeError as err:
+        raise ValueError(str(err)) from None
+    except (TypeError, ValueError):
+        raise ValueError("invalid %s value: %r" % (getattr(action.type, "__name__", "option"), value)) from None
+    if action.choices is not None and converted not in action.choices:
+        raise ValueError("invalid choice: %r (choose from %s)" % (converted, ", ".join(map(str, action.choices))))
+    return converted
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or " ".join(str(err).split())
+    return problem if mark is None else "%s (line %d, column %d)" % (problem, mark.line + 1, mark.column + 1)
+
+
+def load_config(path: str) -> Dict[str, object]:
+    """Read one config file: ``option: value`` lines, keys named like the options' destinations (``base_lr``).
+
+    Keys may be options of either script (a recipe serves both; each script takes its own). Every value goes
+    through its option's ``type`` and ``choices`` as if given on the command line; on/off flags take true/false,
+    options that take several values a list, options whose default is unset also null.
+
+    Args:
+        path: the YAML file.
+
+    Returns:
+        ``{destination: value}`` with the values converted as the parser would.
+
+    Raises:
+        ConfigError: one line ``"<path>: <key>: what is wrong"`` (``"<path>: ..."`` for an unreadable file, invalid
+            YAML or a document that is not a mapping).
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as err:
+        raise ConfigError("%s: cannot read it: %s" % (path, err.strerror or err)) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError("%s: cannot read it: not UTF-8 text (%s)" % (path, err.reason)) from None
+    try:
+        # safe_load keeps the last of two equal keys; the node tree shows the repetition, almost always a mistake.
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError("%s: not valid YAML: %s" % (path, _yaml_problem(err))) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("%s: expected 'option: value' lines, got a YAML %s" % (path, type(data).__name__))
+    seen = set()
+    for key_node, _ in root.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue  # not an option name: refused below
+        if key_node.value in seen:
+            raise ConfigError("%s: %s: given twice (again on line %d)" % (path, key_node.value,
+                                                                          key_node.start_mark.line + 1))
+        seen.add(key_node.value)
+    actions = _option_actions()
+    values: Dict[str, object] = {}
+    for key, value in data.items():
+        if key in _CHOOSE_CONFIG:
+            raise ConfigError("%s: %s: a config file cannot name another config or preset; give --%s on the command "
+                              "line instead" % (path, key, key))
+        if not isinstance(key, str) or key not in actions:
+            guess = difflib.get_close_matches(str(key).lstrip("-").replace("-", "_"), list(actions), n=1)
+            raise ConfigError("%s: %s: unknown option (%s)" % (
+                path, key, "did you mean %s?" % guess[0] if guess else "keys are option names without --"))
+        try:
+            values[key] = _convert(actions[key], value)
+        except ValueError as err:
+            raise ConfigError("%s: %s: %s" % (path, key, err)) from None
+    return values
+
+
+class _Presets(Mapping):
+    """``PRESETS[name]``: the option values of ``configs/<name>.yaml``, read when asked for."""
+
+    def __getitem__(self, name: str) -> Dict[str, object]:
+        if name not in preset_names():
+            raise KeyError(name)
+        return load_config(preset_path(name))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(preset_names())
+
+    def __len__(self) -> int:
+        return len(preset_names())
+
+
+PRESETS = _Presets()
+
+
 def parse_options(argv: Optional[Sequence[str]] = None, purpose: str = "train",
                   for_training: bool = False) -> argparse.Namespace:
-    """Parse, apply the preset, validate.
+    """Parse, apply the config file (``--config FILE`` or ``--preset NAME``), validate.
 
     Args:
         argv: arguments without the program name (default: ``sys.argv[1:]``).
@@ -461,194 +518,43 @@ def parse_options(argv: Optional[Sequence[str]] = None, purpose: str = "train",
 
     Returns:
         the validated ``argparse.Namespace``; ``args.explicit`` is the set of options given on the command line
-        (they win over a preset and must agree with a checkpoint's recorded architecture).
+        (they win over the config file and must agree with a checkpoint's recorded architecture); ``args.config`` is
+        the absolute path of the config file used (a preset's too), or None.
 
-    Exits (status 2, one line on stderr naming the option) on an unknown option or an invalid value.
+    Exits (status 2, one line on stderr naming the option, or the file and key) on an unknown option, an invalid
+    value or a config file that cannot be used.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(purpose)
     first, _ = parser.parse_known_args(argv)
-    if first.preset is not None:
+    config = preset_path(first.preset) if first.preset is not None else first.config
+    values: Dict[str, object] = {}
+    if config is not None:
+        try:
+            values = load_config(config)
+        except ConfigError as err:
+            parser.error(str(err))
         known = {action.dest for action in parser._actions}
-        parser.set_defaults(**{k: v for k, v in PRESETS[first.preset].items() if k in known})
+        parser.set_defaults(**{k: v for k, v in values.items() if k in known})
     args = parser.parse_args(argv)
+    explicit = explicit_options(purpose, argv)
     try:
         validate_options(args, for_training=for_training)
     except OptionError as err:
+        option, _, reason = str(err).partition(": ")
+        if option[2:] in values and option[2:] not in explicit:  # the file's value is wrong: name file and key
+            parser.error("%s: %s: %s" % (config, option[2:], reason))
         parser.error(str(err))
-    args.explicit = explicit_options(purpose, argv)
+    args.explicit = explicit
+    args.config = None if config is None else os.path.abspath(config)
     args.exp_name = args.exp_name.replace(FOLD_PLACEHOLDER, args.fold)
     return args
 
 
-# ------------------------------------------------------------------------------------------ options -> library
-# The glue between parsed options and the libraries, for both scripts: libraries speak of arguments and raise
-# their own errors; these name the option.
-def configure_context(args: argparse.Namespace) -> None:
-    """Device, mode, data-parallel group and seeds from the options (``encoding_custom.engine.configure_runtime``).
-
-    Args:
-        args: parsed options; ``args.device_target`` becomes the device in use (``auto`` resolved).
-
-    Raises:
-        OptionError: naming ``--device_target`` (not on this machine).
-    """
-    try:
-        args.device_target = configure_runtime(args.device_target, args.mode, device_id=args.device_id,
-                                               seed=args.seed)
-    except DeviceUnavailableError as err:
-        raise OptionError("--" + str(err)) from err
-
-
-def resolve_classes(args, data_path: Optional[str] = None) -> Tuple[List[str], Optional[List[int]]]:
-    """``--classes`` resolved against a data folder.
-
-    Args:
-        args: parsed options.
-        data_path: folder to resolve ``synthetic`` against (default ``args.data_path``).
-
-    Returns:
-        ``(label names, ADE20K class indices or None)``.
-
-    Raises:
-        OptionError: naming ``--classes``.
-    """
-    try:
-        return resolve_label_set(args.classes, data_path or args.data_path, source="--classes")
-    except ValueError as err:
-        raise OptionError(str(err)) from err
-
-
-def build_network(args, labels: Sequence[str]):
-    """The network the architecture options describe.
-
-    Args:
-        args: parsed options (backbone, text tower, block, ``--clip_weights`` / ``--backbone_weights``).
-        labels: its label list.
-
-    Returns:
-        an LSegNet with the CLIP text tower / ViT initialisation loaded when given.
-
-    Raises:
-        OptionError: an unknown backbone or text tower, or weights that do not fit (named in the message).
-    """
-    try:
-        return build_lseg(args.backbone, labels, arch_option=args.arch_option, block_depth=args.block_depth,
-                          activation=args.activation, text_config=args.text_config,
-                          clip_weights=getattr(args, "clip_weights", None),
-                          backbone_weights=getattr(args, "backbone_weights", None))
-    except ArgumentError as err:  # unknown backbone/text config, text weights that do not fit
-        raise OptionError(err.describe("--" + err.argument)) from err
-    except WeightsError as err:  # --backbone_weights: the message starts with the file
-        raise OptionError(str(err)) from err
-
-
-# The options a checkpoint of ours records that decide which network it holds (and, for ``classes``, its labels).
-RECORDED_NETWORK_OPTIONS = ("backbone", "text_config", "arch_option", "block_depth", "activation", "classes")
-# What else a resumed run must share with the run it continues: the data it trains on (a zero-shot fold decides the
-# label list and which classes are never seen).
-RESUMED_RUN_OPTIONS = RECORDED_NETWORK_OPTIONS + ("dataset", "fold")
-# Those of them the weight loaders check against a file (the others are read from it or do not apply).
-CHECKED_ARCHITECTURE_OPTIONS = ("backbone", "arch_option", "block_depth", "activation")
-
-
-def explicit_architecture(args: argparse.Namespace) -> Dict[str, object]:
-    """The architecture options given on the command line, for the weight loaders to check against the file.
-
-    Args:
-        args: options from :func:`parse_options` (``args.explicit`` set).
-
-    Returns:
-        ``{name: value}`` for each of :data:`CHECKED_ARCHITECTURE_OPTIONS` given explicitly.
-    """
-    return {key: getattr(args, key) for key in CHECKED_ARCHITECTURE_OPTIONS if key in args.explicit}
-
-
-def recorded_option_conflicts(args: argparse.Namespace, recorded: Dict,
-                              names: Sequence[str] = RECORDED_NETWORK_OPTIONS) -> List[Tuple[str, object, object]]:
-    """The network options whose value in ``args`` differs from what a checkpoint recorded.
-
-    Args:
-        args: options of this run.
-        recorded: the checkpoint's options record (:func:`options_record` of the run that wrote it).
-        names: the options compared (default :data:`RECORDED_NETWORK_OPTIONS`; a resumed run adds
-            :data:`RESUMED_RUN_OPTIONS`).
-
-    Returns:
-        ``[(name, this run's value, recorded value)]`` over ``names`` present in both.
-    """
-    return [(key, getattr(args, key), recorded[key]) for key in names
-            if key in recorded and hasattr(args, key) and getattr(args, key) != recorded[key]]
-
-
-def make_dataset(args, split: str, mode: str, class_indices: Optional[Sequence[int]],
-                 exclude: Optional[Sequence[str]] = None):
-    """ADE20K from the data options.
-
-    Args:
-        args: parsed options (data path, sizes, seed, ignore index).
-        split, mode: ``"train"``/``"val"``; ``"train"``/``"val"``/``"testval"``.
-        class_indices: ADE20K classes to keep (renumbered), None for all.
-        exclude: file stems to leave out (the data check's bad pairs with ``--skip_bad_samples``).
-
-    Returns:
-        the dataset (``encoding_custom.datasets.build_ade20k``).
-
-    Raises:
-        encoding_custom.data_check.DataError: images without masks or masks without images.
-    """
-    return build_ade20k(args.data_path, split, mode, base_size=args.base_size, crop_size=args.crop_size,
-                        seed=args.seed, class_indices=class_indices, ignore_index=args.ignore_index,
-                        exclude=exclude)
-
-
-def backbone_normalisation(backbone) -> str:
-    """The image normalisation a backbone was trained with: ``"vit"`` (mean = std = 0.5) or ``"imagenet"``
-    (the ResNet-101 of the zero-shot networks), from ``modules.config``."""
-    return get_backbone_config(backbone).normalisation
-
-
-def make_episodes(args, fold: str, normalisation: str, split: str = "test"):
-    """The episodes of one fold of ``--dataset``: ``test`` (HSNet's 1000 test episodes; FSS-1000's test classes) or
-    ``val`` (the training validation: the same unseen classes for PASCAL/COCO, FSS-1000's val classes), resized to
-    ``--crop_size`` (480 officially) with the backbone's normalisation.
-
-    Raises:
-        encoding_custom.fewshot.FewShotDataError: missing folders or files, named.
-    """
-    return make_fewshot_dataset(args.dataset, args.data_path, int(fold), split, shot=0, img_size=args.crop_size,
-                                normalisation=normalisation)
-
-
-def check_benchmark_files(args) -> None:
-    """Every image and mask the split lists of ``--dataset`` name is on disk under ``--data_path`` (a file that is
-    missing would otherwise stop a run when it is first read, maybe hours in).
-
-    Raises:
-        OptionError: naming ``--data_path``, the first problem and the command that lists them all.
-    """
-    report = check_fewshot_layout(args.data_path, args.dataset)
-    if not report.ok:
-        skip = ", --no_data_check skips this check" if hasattr(args, "no_data_check") else ""
-        raise OptionError("--data_path: the %s files under %s are incomplete (%d problem(s)), first: %s; "
-                          "`python -m scripts.prepare_fewshot %s --root %s --check` lists them%s"
-                          % (args.dataset, args.data_path, len(report.problems), report.problems[0], args.dataset,
-                             args.data_path, skip))
-
-
-def make_fold_training_set(args, normalisation: str) -> FoldTrainingSet:
-    """The training episodes of ``--fold`` (its training classes only; its test classes' pixels ignored), seeded by
-    ``--seed``, ``--max_train_images`` of them at most."""
-    fold = int(args.fold)
-    train_split = make_fewshot_dataset(args.dataset, args.data_path, fold, "trn", shot=1, img_size=args.crop_size,
-                                       normalisation=normalisation)
-    return FoldTrainingSet(train_split, fold_class_ids(args.dataset, fold, "test"), seed=args.seed,
-                           max_episodes=args.max_train_images)
-
-
 def options_record(args) -> dict:
     """Args: parsed options. Returns: their JSON-serialisable values, stored in every checkpoint (test.py rebuilds
-    the network from them, ``--resume`` checks them)."""
+    the network from them, ``--resume`` checks them): the resolved value of every option, plus ``config`` (the
+    file the defaults came from, or None) and ``preset``."""
     return {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, list, type(None)))}
 
 

@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from encoding_custom.download import (
+from encoding_custom.datasets.download import (
     ADE20K_SHA1,
     ADE20K_TEST_SHA1,
     ADE20K_TEST_URL,
@@ -24,8 +24,8 @@ from encoding_custom.download import (
     download,
     extract_zip,
 )
-from encoding_custom.layout import BASE_DIR, SYNTHETIC_MARKER, check_layout
-from encoding_custom.synthetic import write_synthetic_ade20k
+from encoding_custom.datasets.layout import BASE_DIR, SYNTHETIC_MARKER, check_layout
+from encoding_custom.datasets.synthetic import write_synthetic_ade20k
 
 
 def parse_args(argv=None):

@@ -7,7 +7,7 @@
 A zero-shot fold (``--dataset pascal|coco|fss --fold K``) trains on the fold's training classes only, each image
 against the label pair ``['others', class]`` (``encoding_custom.fewshot.training``); its test classes are never a
 label and their pixels are ignored; every epoch is validated on the fold's unseen classes by HSNet's protocol
-(mIoU / FB-IoU of ``encoding_custom.zero_shot.evaluate_episodes``, stored as fractions in metrics.jsonl).
+(mIoU / FB-IoU of ``encoding_custom.evaluation.zero_shot.evaluate_episodes``, stored as fractions in metrics.jsonl).
 
 Writes to ``checkpoints/<exp_name>/``: ``epoch_XXX.ckpt`` (last K), ``last.ckpt``, ``best.ckpt``, ``metrics.jsonl``
 (one line per epoch), ``steps.jsonl`` (one line per optimizer step), ``curves.png``, ``data_check.json`` (the data
@@ -16,7 +16,8 @@ exactly where the last completed epoch ended. The folder is locked for the run's
 once, naming the first). SIGINT/SIGTERM stop after the running step and print the ``--resume`` command.
 Exit status: 0 done, 2 bad option or input, 3 non-finite loss, 130 SIGINT, 143 SIGTERM.
 
-The option-to-library glue (context, classes, network, dataset) is in ``options.py``, shared with ``test.py``.
+What differs between data set kinds (labels, data sets, loss, validation) is the task's
+(``encoding_custom.tasks``); the network comes from ``encoding_custom.tasks.networks``.
 """
 import contextlib
 import os
@@ -24,50 +25,33 @@ import shlex
 import sys
 from typing import List, Optional, Sequence
 
-from encoding_custom.data_check import DataError, default_workers, verify_data
+from encoding_custom.datasets.check import DataError
 from encoding_custom.engine import (
-    CheckpointError,
     ExperimentBusyError,
     ExperimentLock,
     NonFiniteLossError,
     TrainConfig,
     Trainer,
     TrainingInterrupted,
-    check_resumable,
     get_world_size,
     is_main_process,
-    read_checkpoint,
     refuse_earlier_run,
     remove_stale_temp_files,
 )
 from encoding_custom.engine.distributed import broadcast_from_rank0
 from encoding_custom.engine.lr import poly_lr
-from encoding_custom.fewshot import BENCHMARKS, benchmark_labels
-from encoding_custom.losses import SegmentationLoss
-from encoding_custom.zero_shot import EpisodeForward, episode_validator
+from encoding_custom.tasks import OptionError, configure_context, create_task
+from encoding_custom.tasks.networks import (
+    RESUMED_RUN_OPTIONS,
+    build_network,
+    explicit_architecture,
+    recorded_option_conflicts,
+)
+from foundation.checkpoint_file import CheckpointError, check_resumable, read_checkpoint
 from modules import tnn
 from modules.factory import RECORDED_CLASS_INDICES_KEY, RECORDED_LABELS_KEY, load_network_weights
-from modules.lseg import zero_shot_labels
 from modules.weights import WeightsError, WeightsOptionError
-from options import (
-    RESUMED_RUN_OPTIONS,
-    OptionError,
-    backbone_normalisation,
-    build_network,
-    check_benchmark_files,
-    configure_context,
-    effective_lr,
-    experiment_dir,
-    explicit_architecture,
-    make_dataset,
-    make_episodes,
-    make_fold_training_set,
-    options_record,
-    parse_options,
-    recorded_option_conflicts,
-    resolve_classes,
-    resolve_resume_path,
-)
+from options import effective_lr, experiment_dir, options_record, parse_options, resolve_resume_path
 
 
 def resume_command(argv: Sequence[str]) -> str:
@@ -193,22 +177,14 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
     Returns:
         the exit status (see the module docstring).
     """
+    task = create_task(args)
     try:
         # Cheap checks first: none of them should wait for a ViT-L build or a minute of data checking.
         if resume_path is not None:
             check_resumable(resume_path)
         elif not args.overwrite:
             refuse_earlier_run(exp_dir)
-        zero_shot = args.dataset in BENCHMARKS
-        if zero_shot:  # the fold's training pairs decide the label list: read them before the build
-            if not args.no_data_check:
-                check_benchmark_files(args)
-            normalisation = backbone_normalisation(args.backbone)
-            train_set = make_fold_training_set(args, normalisation)
-            labels = zero_shot_labels(train_set.label_names(benchmark_labels(args.dataset)))
-            class_indices = None
-        else:
-            labels, class_indices = resolve_classes(args)
+        labels, class_indices = task.training_labels()
         net = build_network(args, labels)
         if args.weights and resume_path is None:
             load_network_weights(net, args.weights, **explicit_architecture(args))
@@ -223,58 +199,36 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
         print("train_custom.py: error: %s" % err, file=sys.stderr)
         return 2
     world_size = get_world_size()
+    main_process = is_main_process()
+    try:
+        train_set, val_set = task.training_sets(exp_dir, world_size, main_process)
+    except (DataError, FileNotFoundError) as err:
+        print("train_custom.py: error: %s" % err, file=sys.stderr)
+        return 2
+    loss, trainer_options, max_train_images = task.trainer_parts(net, labels, val_set)
     lr = effective_lr(args.base_lr, args.batch_size, world_size)
     config = TrainConfig(lr=lr, max_epochs=args.max_epochs, batch_size=args.batch_size, momentum=args.momentum,
                          weight_decay=args.weight_decay, accumulate_grad_batches=args.accumulate_grad_batches,
                          amp_level=args.amp_level, exp_dir=exp_dir, keep_last=args.keep_last, seed=args.seed,
                          workers=args.workers, stop_after_epoch=args.stop_after_epoch,
-                         # a fold's training set takes the limit itself (a seeded choice over all its classes)
-                         max_train_images=None if zero_shot else args.max_train_images,
-                         max_val_images=args.max_val_images, val_batch_size=args.batch_size,
+                         max_train_images=max_train_images, max_val_images=args.max_val_images,
+                         val_batch_size=args.batch_size,
                          options=dict(options_record(args), **{RECORDED_LABELS_KEY: labels,
                                                                RECORDED_CLASS_INDICES_KEY: class_indices}),
                          overwrite=args.overwrite)
-    main_process = is_main_process()
-    try:
-        excluded = {}
-        if zero_shot:
-            val_set = make_episodes(args, args.fold, normalisation, split="val")
-        elif not args.no_data_check:
-            # Every rank checks (the pair lists must agree); each one's share of the CPUs, rank 0 alone speaks.
-            report = verify_data(args.data_path, ("train", "val"), skip_bad_samples=args.skip_bad_samples,
-                                 cache_path=os.path.join(exp_dir, "data_check.json"),
-                                 workers=max(1, default_workers() // world_size), quiet=not main_process)
-            excluded = {split: report.excluded(split) for split in ("train", "val")}
-        if not zero_shot:
-            train_set = make_dataset(args, "train", "train", class_indices, exclude=excluded.get("train"))
-            val_set = make_dataset(args, "val", "val", class_indices, exclude=excluded.get("val"))
-    except (DataError, FileNotFoundError) as err:
-        print("train_custom.py: error: %s" % err, file=sys.stderr)
-        return 2
-    if zero_shot:
-        # The fold targets mark ignored pixels -1 whatever --ignore_index says (the official command lines pass 255).
-        loss = SegmentationLoss(ignore_index=-1)
-        extra = dict(train_network=EpisodeForward(net), nclass=2,
-                     validator=episode_validator(val_set, benchmark_labels(args.dataset), batch_size=args.batch_size,
-                                                 max_episodes=args.max_val_images))
-    else:
-        loss, extra = SegmentationLoss(ignore_index=args.ignore_index), dict(nclass=len(labels))
     try:
         trainer = Trainer(net, loss, train_set, config,
                           param_groups=[(net.backbone_params(), 1.0), (net.head_params(), 10.0)],
-                          val_set=val_set, **extra)
+                          val_set=val_set, **trainer_options)
     except ValueError as err:  # e.g. fewer images than one step needs; the Trainer names the numbers
         print("train_custom.py: error: %s" % err, file=sys.stderr)
         return 2
     if main_process:
-        what = ("%s fold %s: %d training classes, %d unseen" % (args.dataset, args.fold, len(labels) - 1,
-                                                               len(val_set.class_ids)) if zero_shot
-                else "%d labels" % len(labels))
         print("training %s (%s) on %s: %d train / %d val %s, %d %s device(s), lr %.3g (head %.3g), "
               "%d optimizer steps per epoch, %s mode (%s) -> %s"
-              % (args.backbone, what, args.data_path, trainer.loader.n_items, len(val_set),
-                 "episodes" if zero_shot else "images", world_size,
-                 args.device_target, lr, lr * 10, trainer.steps_per_epoch, args.mode, tnn.describe(), exp_dir),
+              % (args.backbone, task.summary(labels, val_set), args.data_path, trainer.loader.n_items, len(val_set),
+                 task.unit, world_size, args.device_target, lr, lr * 10, trainer.steps_per_epoch, args.mode,
+                 tnn.describe(), exp_dir),
               flush=True)
     if resume_path is not None:
         try:
@@ -316,8 +270,7 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
         return 2
     if main_process and history:
         last = history[-1]
-        first = ("FB-IoU %.4f" % last.get("FB-IoU", float("nan")) if zero_shot
-                 else "pixAcc %.4f" % last.get("pixAcc", float("nan")))
+        first = "%s %.4f" % (task.headline_metric, last.get(task.headline_metric, float("nan")))
         print("done: epoch %d, %s, mIoU %.4f (best %.4f). Checkpoints, metrics.jsonl and curves.png in %s"
               % (last["epoch"], first, last.get("mIoU", float("nan")), last.get("best_mIoU", float("nan")), exp_dir),
               flush=True)

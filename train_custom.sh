@@ -24,20 +24,22 @@ NPROC="${DEVICE_NUM:-1}"
 LSEG_COMMAND="DEVICE=$DEVICE DEVICE_NUM=$NPROC bash train_custom.sh"
 if [ $# -gt 0 ]; then LSEG_COMMAND+="$(printf ' %q' "$@")"; fi
 export LSEG_COMMAND
+# The official recipe (lang-seg train.sh) is configs/vitl16_ade20k.yaml, its one source; a --config or --preset of
+# the caller's replaces it (train_custom.py refuses the two together).
+recipe=(--preset vitl16_ade20k)
 passthrough=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --nproc) NPROC="$2"; shift 2 ;;
         --nproc=*) NPROC="${1#--nproc=}"; shift ;;
+        --config|--config=*|--preset|--preset=*) recipe=(); passthrough+=("$1"); shift ;;
         *) passthrough+=("$1"); shift ;;
     esac
 done
 
-# The official command line (lang-seg train.sh), plus the MindSpore device.
-official=(--dataset ade20k --data_path ../datasets --batch_size 1 --exp_name lseg_ade20k_l16
-          --base_lr 0.004 --weight_decay 1e-4 --no-scaleinv --max_epochs 240 --widehead
-          --accumulate_grad_batches 2 --backbone clip_vitl16_384 --preset vitl16_ade20k
-          --device_target "$DEVICE")
+# The recipe plus the MindSpore device, and train.sh's --widehead --no-scaleinv: flags without effect here (the head
+# is always the wide one), passed so the run records the official command line's values.
+official=(${recipe[@]+"${recipe[@]}"} --widehead --no-scaleinv --device_target "$DEVICE")
 
 if [ "$NPROC" -gt 1 ]; then
     LOG_DIR=logs/lseg_ade20k_l16

@@ -6,8 +6,8 @@
 
 Upload or drop a picture, type a comma-separated label list and press "Segment": the page shows the overlay, the
 colour mask, the legend and each label's share of the pixels, with the index map (label order as pixel values) and
-the legend text to download. The prediction is ``test.py --image``'s (:mod:`encoding_custom.segmenter`). The model is
-loaded once at start; a label list's text features are reused while it stays among the recent lists.
+the legend text to download. The prediction is ``test.py --image``'s (:mod:`encoding_custom.visualisation.segmenter`).
+The model is loaded once at start; a label list's text features are reused while it stays among the recent lists.
 
 Built on Gradio rather than Streamlit (which the official ``lseg_app.py`` uses): a click calls one Python function
 while the model stays loaded in the process (Streamlit re-runs the whole script on every interaction and needs a
@@ -34,14 +34,14 @@ from typing import List, Optional, Sequence, Tuple
 
 from encoding_custom.engine import DeviceUnavailableError, StopSignals, configure_runtime
 from encoding_custom.engine.runtime import DEVICE_TARGETS
-from encoding_custom.segmenter import (
+from encoding_custom.visualisation.render import hex_colour
+from encoding_custom.visualisation.segmenter import (
     DEFAULT_MAX_LABELS,
     DEFAULT_MAX_SIDE,
     ImageSegmenter,
     SegmenterInputError,
     typed_labels,
 )
-from encoding_custom.visualize import hex_colour
 from modules.factory import load_lseg
 from modules.weights import WeightsError, WeightsOptionError
 
@@ -215,7 +215,8 @@ class DemoResults:
         self.written: List[List[str]] = []
 
     def write(self, segmentation, stem: str) -> List[str]:
-        """Args: segmentation: a :class:`encoding_custom.segmenter.Segmentation`; stem: the picture's name.
+        """Args: segmentation: a :class:`encoding_custom.visualisation.segmenter.Segmentation`; stem: the picture's
+        name.
 
         Returns: the index PNG and the legend text written.
         """

@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from encoding_custom.download import (
+from encoding_custom.datasets.download import (
     GOOGLE_DRIVE_VIEW_URL,
     DownloadError,
     archive_names,
