@@ -11,10 +11,10 @@ import json
 import os
 import time
 
-from encoding_custom.datasets import ADE20KSegmentation
+from encoding_custom.datasets.ade20k import ADE20KSegmentation
+from encoding_custom.datasets.layout import check_layout
+from encoding_custom.datasets.synthetic import write_synthetic_ade20k
 from encoding_custom.engine import BatchLoader
-from encoding_custom.layout import check_layout
-from encoding_custom.synthetic import write_synthetic_ade20k
 
 
 def measure(root: str, workers: int, batch_size: int = 8, base_size: int = 520, crop_size: int = 480,

@@ -1,11 +1,11 @@
 """Tables and target checks made from a benchmark report (the dict :mod:`bench.run` writes as JSON)."""
 from typing import Dict, List, Optional
 
-GB = 1e9  # the issue's targets are in GB (10^9 bytes); RSS is measured in KiB by the kernel
+GB = 1e9  # the targets are in GB (10^9 bytes); RSS is measured in KiB by the kernel
 MIB = 2**20
 
-# (variant glob, metric, limit, description) from issue 7. Metrics: "median_s" (<=), "peak_rss_gb" (<=, whole
-# process incl. building the network), "timed_peak_rss_gb" (<=, during the timed calls only).
+# (variant glob, metric, limit, description). Metrics: "median_s" (<=), "peak_rss_gb" (<=, whole process incl.
+# building the network), "timed_peak_rss_gb" (<=, during the timed calls only).
 TARGETS = (
     ("forward/*/text_in_call", "median_s", 10.0, "case 1, text encoded in the call: <= 10 s"),
     ("forward/*/cached", "median_s", 5.0, "case 1, text cached: <= 5 s"),
@@ -27,7 +27,7 @@ def _median(record: Dict[str, object]) -> Optional[float]:
 
 
 def evaluate_targets(records: List[Dict[str, object]]) -> List[Dict[str, object]]:
-    """Compare the measured variants with the issue's targets.
+    """Compare the measured variants with :data:`TARGETS`.
 
     Args:
         records: the ``variants`` list of a report (full run).
@@ -210,6 +210,6 @@ def format_markdown(report: Dict[str, object], json_path: str) -> str:
         lines += [f"- `{r['variant']}`: {r.get('status')}: {r.get('error')}" for r in failures]
     lines += format_profiles(report)
     if report.get("targets"):
-        lines += ["", "Targets of issue 7:", ""]
+        lines += ["", "Targets:", ""]
         lines += [f"- {_target_line(t)}" for t in report["targets"]]
     return "\n".join(lines) + "\n"

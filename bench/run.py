@@ -153,7 +153,7 @@ def run_variant_subprocess(variant: Variant, quick: bool, device_target: str, lo
 
 def build_parser() -> argparse.ArgumentParser:
     """Returns: the argument parser of ``python -m bench``."""
-    parser = argparse.ArgumentParser(prog="python -m bench", description="LSeg MindSpore benchmark (issue 7).")
+    parser = argparse.ArgumentParser(prog="python -m bench", description="LSeg MindSpore benchmark.")
     parser.add_argument("--quick", action="store_true", help="tiny configurations, seconds per case (CI)")
     parser.add_argument("--cases", nargs="+", default=None, metavar="PATTERN",
                         help="variants to run: names, case keys, /-prefixes or globs (default: all); see --list")

@@ -6,9 +6,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from bench.machine import process_peak_rss_mib, reset_peak_rss
 
-# Peak RSS of this process in three phases: "setup" (before the first measure(): imports, building the network,
-# data generation), "warmup" (the untimed calls, which include GRAPH_MODE compilation) and "timed" (the
-# repetitions). Filled by measure(), read by bench.case.
+# Peak RSS of this process per phase: set-up (imports, build, data), warm-up (incl. GRAPH_MODE compilation), timed.
+# Filled by measure(), read by bench.case.
 PEAK_RSS_PHASES: Dict[str, Optional[float]] = {"setup_peak_rss_mib": None, "warmup_peak_rss_mib": None,
                                                 "timed_peak_rss_mib": None}
 
@@ -91,6 +90,25 @@ def measure(run_once: Callable[[], object], warmup: int, repeats: int) -> Dict[s
     result["samples_s"] = samples
     result["warmup_s"] = warmup_times
     return result
+
+
+def wait_until_computed(value) -> None:
+    """Block until a MindSpore tensor, or every tensor of a tuple/list, is computed.
+
+    MindSpore may return before its kernels finish, so a timed call must wait for its result. Reading back one
+    element (a slice, which depends on the whole output) waits without also timing a host copy of the whole tensor.
+
+    Args:
+        value: a tensor (anything with ``asnumpy``), a tuple/list of them, or anything else (ignored).
+    """
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            wait_until_computed(item)
+    elif hasattr(value, "asnumpy"):
+        if len(value.shape) == 0:
+            value.asnumpy()
+        else:
+            value[tuple([0] * (len(value.shape) - 1) + [slice(0, 1)])].asnumpy()
 
 
 def _record_peak(phase: str) -> None:

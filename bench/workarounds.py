@@ -5,7 +5,9 @@
 
 Checks:
     stale_readback  after GRAPH_MODE TrainOneStepCell steps, does every parameter read back (``asnumpy``) as the
-                    PyNative run of the same steps leaves it, without and with ``engine.refresh_parameters``?
+                    PyNative run of the same steps leaves it, without and with ``engine.refresh_parameters``? A
+                    deliberately minimal reproduction of a MindSpore behaviour (toy network, plain TrainOneStepCell),
+                    not the Trainer's step (``python -m bench --cases train`` times that one).
     loss            forward + gradient time in GRAPH_MODE of a LogSoftmax cross-entropy against our
                     ``SegmentationLoss`` (shifted log-sum-exp) at 150 classes x 240 x 240.
     amp_graph       does a network of torch-style layers compile and run in GRAPH_MODE after
@@ -21,8 +23,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
+from encoding_custom.engine.losses import SegmentationLoss
 from encoding_custom.engine.params import refresh_parameters
-from encoding_custom.losses import SegmentationLoss
 from modules import tnn
 
 
