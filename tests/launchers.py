@@ -11,11 +11,13 @@ import subprocess
 import sys
 from typing import List, Optional, Sequence
 
-from modules.tnn import msrun_command
+from foundation.platform import HAS_MSRUN
 from scripts.launch import find_free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MSRUN = msrun_command()
+# Where train_custom.sh looks for msrun: beside the interpreter (another one on PATH may belong to another MindSpore).
+_MSRUN_BESIDE = os.path.join(os.path.dirname(sys.executable), "msrun")
+MSRUN = _MSRUN_BESIDE if HAS_MSRUN and os.path.exists(_MSRUN_BESIDE) else None
 LAUNCHER = "msrun" if MSRUN else "scripts.launch"
 
 

@@ -90,7 +90,7 @@ def test_select_variants_by_case_prefix_glob_and_unknown():
 
 def test_the_registry_does_not_load_mindspore():
     # python -m bench imports bench.cases for the registry; MindSpore there would stay resident in the parent for
-    # the whole run and leak its environment variables into every child (bench/cases.py docstring, "Imports").
+    # the whole run and leak its environment variables into every child (bench/cases/__init__.py docstring, "Imports").
     done = subprocess.run([sys.executable, "-c", "import sys, bench.run; print('mindspore' in sys.modules)"],
                           cwd=run.REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr[-2000:]

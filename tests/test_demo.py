@@ -35,10 +35,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoding_custom.engine import save_checkpoint
-from encoding_custom.evaluator import segment_image
-from encoding_custom.labels import ade20k_labels
-from encoding_custom.transforms import read_image
+from encoding_custom.datasets.transforms import read_image
+from encoding_custom.evaluation.evaluator import segment_image
+from foundation.checkpoint_file import save_checkpoint
+from foundation.labels import ade20k_labels
 from modules.factory import build_lseg, load_lseg
 
 try:

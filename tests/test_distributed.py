@@ -14,7 +14,7 @@ import pytest
 
 from encoding_custom.engine import distributed as dist
 from encoding_custom.engine.data import BatchLoader, epoch_indices
-from encoding_custom.metrics import SegmentationMetric
+from encoding_custom.evaluation.metrics import SegmentationMetric
 from scripts import launch
 
 pytestmark = pytest.mark.both_stacks

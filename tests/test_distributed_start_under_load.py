@@ -12,10 +12,10 @@ Each process also reports the CPUs it may run on when it calls ``communication.i
 the race exists the scheduler's CPU must be outside every worker's, so the fix is proved in force at every start of
 the real start path, not only by statistics. How many starts: without the fix 6 of 21 starts failed on MindSpore 2.0
 (and 0 of 30 with it); with the wiring checked directly, the legacy stack makes 3 starts under load as the end-to-end
-check. MindSpore 2.10's client clears its reply slot before sending (``modules.tnn.CLUSTER_CLIENT_LOSES_FAST_REPLIES``
-is False), so there the split is off and no start under this load has failed (10 per CI run while the test made 10,
-then 2 per run): the current stack makes 1, the check that msrun forms the cluster under load at all. Over 20 s: each
-start takes 15-35 s under this load on 2 cores.
+check. MindSpore 2.10's client clears its reply slot before sending
+(``foundation.platform.CLUSTER_CLIENT_LOSES_FAST_REPLIES`` is False), so there the split is off and no start under
+this load has failed (10 per CI run while the test made 10, then 2 per run): the current stack makes 1, the check
+that msrun forms the cluster under load at all. Over 20 s: each start takes 15-35 s under this load on 2 cores.
 """
 import ast
 import os
@@ -27,7 +27,7 @@ import time
 import pytest
 from launchers import all_logs, rank_logs, run_data_parallel
 
-from modules.tnn import CLUSTER_CLIENT_LOSES_FAST_REPLIES
+from foundation.platform import CLUSTER_CLIENT_LOSES_FAST_REPLIES
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "distributed")

@@ -13,7 +13,7 @@ import sys
 import pytest
 from launchers import all_logs, rank_logs, run_data_parallel
 
-from encoding_custom.synthetic import write_synthetic_ade20k
+from encoding_custom.datasets.synthetic import write_synthetic_ade20k
 from options import PRESETS
 
 pytestmark = pytest.mark.both_stacks

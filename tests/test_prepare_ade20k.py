@@ -1,4 +1,4 @@
-"""prepare_ade20k.py and encoding_custom.download against a local HTTP server on 127.0.0.1."""
+"""prepare_ade20k.py and encoding_custom.datasets.download against a local HTTP server on 127.0.0.1."""
 import hashlib
 import http.server
 import os
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import prepare_ade20k
-from encoding_custom import download as download_module
-from encoding_custom.download import DownloadError, download, extract_zip
-from encoding_custom.layout import check_layout
-from encoding_custom.synthetic import write_synthetic_ade20k
+from encoding_custom.datasets import download as download_module
+from encoding_custom.datasets.download import DownloadError, download, extract_zip
+from encoding_custom.datasets.layout import check_layout
+from encoding_custom.datasets.synthetic import write_synthetic_ade20k
 
 
 class _FileServer:

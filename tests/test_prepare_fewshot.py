@@ -1,4 +1,4 @@
-"""scripts.prepare_fewshot, encoding_custom.fewshot.layout and the tar/Drive parts of encoding_custom.download.
+"""scripts.prepare_fewshot, encoding_custom.fewshot.layout and the tar/Drive parts of encoding_custom.datasets.download.
 
 Archives are built by the tests from synthetic sets, in the official archives' layouts (VOCdevkit/VOC2012/ in the
 VOC tar, SegmentationClassAug/ with macOS junk in the masks zip, train2014/ in the COCO zips, FSS-1000/<category>/
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoding_custom.download import DownloadError, confirmation_url, download, extract_archive
+from encoding_custom.datasets.download import DownloadError, confirmation_url, download, extract_archive
 from encoding_custom.fewshot.layout import check_fewshot_layout
 from encoding_custom.fewshot.splits import PACKAGED_SPLITS_DIR
 from scripts import prepare_fewshot

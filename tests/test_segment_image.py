@@ -1,4 +1,5 @@
-"""encoding_custom.evaluator.segment_image: any photo size, bounded memory, the official single-scale result."""
+"""encoding_custom.evaluation.evaluator.segment_image: any photo size, bounded memory, the official single-scale
+result."""
 import os
 import subprocess
 import sys
@@ -7,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoding_custom.evaluator import MultiScaleEvaluator, resize_argmax, resize_bilinear, segment_image
-from encoding_custom.transforms import read_image
+from encoding_custom.datasets.transforms import read_image
+from encoding_custom.evaluation.evaluator import MultiScaleEvaluator, resize_argmax, resize_bilinear, segment_image
 from modules import LSegNet, tnn
 from tests.fixtures.encoding_custom.channel_labeller import ChannelLabeller
 

@@ -71,5 +71,5 @@ def test_what_counts_as_building_a_network():
     assert builds("import mindspore.nn as nn\nclass N(nn.Cell):\n    pass")
     assert builds("from mindspore import nn\nstep = nn.TrainOneStepCell(None, None)")
     assert builds("import os\nSCRIPT = os.path.join('fixtures', 'cross_stack.py')")
-    assert not builds("from encoding_custom.labels import ade20k_labels\nimport numpy as np")
+    assert not builds("from foundation.labels import ade20k_labels\nimport numpy as np")
     assert not builds("from clip_ms.tokenizer import tokenize")

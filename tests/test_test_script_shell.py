@@ -7,8 +7,10 @@ import shlex
 import stat
 import subprocess
 
+import options
+
 STACK_INDEPENDENT = ("the shell wrappers' argument handling, run with a fake python that only records its command "
-                     "line")
+                     "line (parsed by options.py, no network built)")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,12 +50,26 @@ def test_train_sh_has_official_settings_default_auto_device_and_passthrough(tmp_
     argv = _command(_run(tmp_path, "train_custom.sh", ["--max_epochs", "3", "--data_path", "/data"]))[2:]
     assert argv[0] == "train_custom.py"
     assert _value(argv, "--device_target") == "auto"
-    for option, value in (("--batch_size", "1"), ("--accumulate_grad_batches", "2"), ("--base_lr", "0.004"),
-                          ("--weight_decay", "1e-4"), ("--backbone", "clip_vitl16_384"),
-                          ("--exp_name", "lseg_ade20k_l16")):
-        assert _value(argv, option) == value
+    # The recipe's one source is configs/vitl16_ade20k.yaml: the script names it and repeats none of its values.
+    assert _value(argv, "--preset") == "vitl16_ade20k" and "--batch_size" not in argv and "--base_lr" not in argv
     assert _value(argv, "--max_epochs") == "3" and _value(argv, "--data_path") == "/data"
     assert "--widehead" in argv and "--no-scaleinv" in argv
+    # What train_custom.py makes of that command line: the official train.sh values, the caller's overrides.
+    args = options.parse_options(argv[1:])
+    assert (args.dataset, args.backbone, args.text_config, args.exp_name) == \
+        ("ade20k", "clip_vitl16_384", "ViT-B/32", "lseg_ade20k_l16")
+    assert (args.batch_size, args.accumulate_grad_batches, args.base_lr, args.weight_decay, args.momentum) == \
+        (1, 2, 0.004, 1e-4, 0.9)
+    assert (args.base_size, args.crop_size, args.max_epochs, args.data_path) == (520, 480, 3, "/data")
+    assert args.widehead and not args.scale_inv and args.device_target == "auto"
+
+
+def test_train_sh_callers_recipe_replaces_the_official_one(tmp_path):
+    argv = _command(_run(tmp_path, "train_custom.sh", ["--preset", "tiny"]))[3:]
+    assert argv.count("--preset") == 1 and _value(argv, "--preset") == "tiny"
+    assert options.parse_options(argv).backbone == "tiny_vit16"
+    argv = _command(_run(tmp_path, "train_custom.sh", ["--config=my.yaml"]))[3:]
+    assert "--preset" not in argv and "--config=my.yaml" in argv
 
 
 def test_train_sh_nproc_uses_msrun_where_it_exists(tmp_path):

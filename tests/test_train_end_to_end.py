@@ -8,10 +8,10 @@ from PIL import Image
 
 import test as test_script
 import train_custom
-from encoding_custom.engine import read_checkpoint, save_checkpoint
-from encoding_custom.labels import resolve_classes
-from encoding_custom.synthetic import write_synthetic_ade20k
-from encoding_custom.visualize import LEGEND_ROW_PX, label_colours
+from encoding_custom.datasets.classes import resolve_classes
+from encoding_custom.datasets.synthetic import write_synthetic_ade20k
+from encoding_custom.visualisation.render import LEGEND_ROW_PX, label_colours
+from foundation.checkpoint_file import read_checkpoint, save_checkpoint
 from modules.factory import build_lseg, load_lseg
 from modules.weights import save_lseg_checkpoint
 

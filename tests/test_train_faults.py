@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import train_custom
+from encoding_custom.datasets.synthetic import write_synthetic_ade20k
 from encoding_custom.engine import (
     ExperimentBusyError,
     ExperimentLock,
@@ -24,8 +25,7 @@ from encoding_custom.engine import (
     TrainingInterrupted,
     remove_stale_temp_files,
 )
-from encoding_custom.losses import SegmentationLoss
-from encoding_custom.synthetic import write_synthetic_ade20k
+from encoding_custom.engine.losses import SegmentationLoss
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

@@ -15,11 +15,11 @@ import sys
 import numpy as np
 import pytest
 
-import options
 import test as test_script
 import train_custom
-from encoding_custom.engine import read_checkpoint
 from encoding_custom.fewshot import FewShotMeter, benchmark_labels, fold_class_ids, make_fewshot_dataset
+from encoding_custom.tasks import benchmark as benchmark_task
+from foundation.checkpoint_file import read_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "fixtures", "modules"))
@@ -47,7 +47,7 @@ def fold0(tmp_path_factory):
         return make_fewshot_dataset(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(options, "make_fewshot_dataset", recording)
+        patch.setattr(benchmark_task, "make_fewshot_dataset", recording)
         # --max_val_images 40 (the preset: 200): each epoch's validation still writes mIoU / FB-IoU, and validation
         # does not touch the training (the same last.ckpt: held-out mIoU 39.36 either way); 7 s less.
         assert train_custom.main(["--preset", "tiny_zeroshot", "--data_path", root, "--checkpoint_dir",
@@ -178,7 +178,7 @@ def test_an_official_fold_checkpoint_is_tested_directly(fold0, tmp_path, capsys,
         asked.append(kwargs["normalisation"])
         return make_fewshot_dataset(*args, **kwargs)
 
-    monkeypatch.setattr(options, "make_fewshot_dataset", recording)
+    monkeypatch.setattr(benchmark_task, "make_fewshot_dataset", recording)
     official = str(tmp_path / ("official_%s.ckpt" % kind))
     write_full_zero_shot_checkpoint(kind, official)
     # PyNative (test.py's default is GRAPH_MODE, ~4 s of compiling per network): what is tested is the conversion and

@@ -6,7 +6,9 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from encoding_custom.engine import BatchLoader, TrainConfig, Trainer, load_checkpoint
+from encoding_custom.engine import BatchLoader, TrainConfig, Trainer
+from encoding_custom.engine.losses import SegmentationLoss
+from encoding_custom.evaluation.zero_shot import EpisodeForward, episode_validator, evaluate_episodes
 from encoding_custom.fewshot import (
     FewShotDataError,
     FewShotMeter,
@@ -16,8 +18,7 @@ from encoding_custom.fewshot import (
 )
 from encoding_custom.fewshot.episodes import resize_mask_nearest
 from encoding_custom.fewshot.training import FoldTrainingSet
-from encoding_custom.losses import SegmentationLoss
-from encoding_custom.zero_shot import EpisodeForward, episode_validator, evaluate_episodes
+from foundation.checkpoint_file import load_checkpoint
 from modules.factory import build_lseg
 from modules.lseg import zero_shot_labels
 
