@@ -156,7 +156,8 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
     g.add_argument("--block_depth", type=int, default=0, help="how many regularisation blocks")
     g.add_argument("--activation", choices=ACTIVATIONS, default="lrelu", help="activation inside the blocks")
     g.add_argument("--weights", default=None,
-                   help="weights to start from / test: our .ckpt or an official lang-seg .ckpt (converted)")
+                   help="weights to start from / test, with their architecture unless given: our .ckpt or an "
+                        "official lang-seg .ckpt (converted)")
     g.add_argument("--clip_weights", default=None, help="CLIP text tower .ckpt (from python -m clip_ms.convert)")
     g.add_argument("--backbone_weights", "--vit_weights", dest="backbone_weights", default=None,
                    help="ImageNet initialisation of the image backbone: timm .pth/.npz or MindCV .ckpt (ViT), "

@@ -43,14 +43,18 @@ from encoding_custom.engine.lr import poly_lr
 from encoding_custom.tasks import OptionError, configure_context, create_task
 from encoding_custom.tasks.networks import (
     RESUMED_RUN_OPTIONS,
-    build_network,
-    explicit_architecture,
     recorded_option_conflicts,
+    training_network,
 )
-from foundation.checkpoint_file import CheckpointError, check_resumable, read_checkpoint
+from foundation.checkpoint_file import (
+    RECORDED_CLASS_INDICES_KEY,
+    RECORDED_LABELS_KEY,
+    CheckpointError,
+    check_resumable,
+    read_checkpoint,
+)
 from modules import tnn
-from modules.factory import RECORDED_CLASS_INDICES_KEY, RECORDED_LABELS_KEY, load_network_weights
-from modules.weights import WeightsError, WeightsOptionError
+from modules.weights import WeightsError
 from options import effective_lr, experiment_dir, options_record, parse_options, resolve_resume_path
 
 
@@ -185,13 +189,8 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
         elif not args.overwrite:
             refuse_earlier_run(exp_dir)
         labels, class_indices = task.training_labels()
-        net = build_network(args, labels)
-        if args.weights and resume_path is None:
-            load_network_weights(net, args.weights, **explicit_architecture(args))
+        net = training_network(args, labels, resuming=resume_path is not None)
         net.sync_text_features()  # the compiled training step reads the label features as a weight
-    except WeightsOptionError as err:
-        print("train_custom.py: error: %s" % err.describe("--" + err.option), file=sys.stderr)
-        return 2
     except CheckpointError as err:
         print("train_custom.py: error: --resume: %s" % err, file=sys.stderr)
         return 2

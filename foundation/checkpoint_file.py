@@ -1,20 +1,24 @@
-"""Our checkpoint file: a MindSpore ``.ckpt`` of network + optimizer state + epoch + options, written atomically and
-read strictly.
+"""Our checkpoint file: one format for the weights we publish and the runs we resume, written atomically and read
+strictly.
 
 File layout (one ``.ckpt`` written by ``mindspore.save_checkpoint``):
 
 - network parameters under their own names (loadable by ``mindspore.load_param_into_net(network, ...)``);
-- optimizer state (momentum buffers ``moments.*``, ``global_step``, ...) under ``optimizer.<name>``;
-- ``lseg_ckpt_format`` (int), ``epoch`` (epochs completed), ``options_json`` and ``metrics_json`` (str).
+- for a training file, the optimizer state (momentum buffers ``moments.*``, ``global_step``, ...) under
+  ``optimizer.<name>``; a file without it holds weights only and cannot be resumed;
+- ``lseg_record``: one JSON string ``{"format", "epoch", "options", "metrics"}``. ``options`` holds the network's
+  build options and its label names (:data:`RECORDED_LABELS_KEY`), and for a training run every run option.
+
+Files of the two earlier layouts still read, as the same record: training files (``lseg_ckpt_format``, ``epoch``,
+``options_json``, ``metrics_json`` entries) and weights files (one ``lseg_build_options`` JSON entry).
 
 Writes go through :func:`foundation.atomic.atomic_output` (a temporary file in the same folder, fsync'ed, then
 ``os.replace``d over the target), so a process killed at any moment leaves either the previous complete file or the
 new complete file, never a torn one.
 
-Reads (:func:`load_raw_checkpoint`, shared with ``modules.weights``) check the file's structure first
-(:func:`checkpoint_entry_names`), so a missing, unreadable, empty, truncated or foreign file gives one
-:class:`CheckpointError` line naming the file and what is wrong, and MindSpore never logs its own misleading ERROR
-line ("May not have permission to read it", "check 'filter_prefix'") for it.
+Reads check the file's structure first (:func:`checkpoint_entry_names`), so a missing, unreadable, empty, truncated
+or foreign file gives one :class:`CheckpointError` line naming the file and what is wrong, and MindSpore never logs
+its own misleading ERROR line ("May not have permission to read it", "check 'filter_prefix'") for it.
 """
 import json
 import os
@@ -25,10 +29,16 @@ from mindspore import nn
 
 from .atomic import atomic_output
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+RECORD_KEY = "lseg_record"
 OPTIMIZER_PREFIX = "optimizer."
-FORMAT_KEY = "lseg_ckpt_format"  # present in every checkpoint this module writes
-META_KEYS = (FORMAT_KEY, "epoch", "options_json", "metrics_json")
+# The keys of ``options`` that say what a network predicts: its label names and, for ADE20K subsets, their class
+# indices.
+RECORDED_LABELS_KEY, RECORDED_CLASS_INDICES_KEY = "label_names", "class_indices"
+# Earlier layouts: training files (format 1) and weights files.
+TRAINING_V1_KEYS = ("lseg_ckpt_format", "epoch", "options_json", "metrics_json")
+WEIGHTS_V1_KEY = "lseg_build_options"
+RECORD_KEYS = (RECORD_KEY, TRAINING_V1_KEYS[0], WEIGHTS_V1_KEY)  # one of them marks a file of ours
 
 
 # MindSpore's .ckpt is a protobuf ``Checkpoint`` message (mindspore/train/checkpoint.proto, identical on 2.0.0 and
@@ -217,11 +227,12 @@ def save_checkpoint(path: str, network: nn.Cell, optimizer: Optional[nn.Cell] = 
 
     Args:
         path: target file (folder created if missing).
-        network: the trained network; all its parameters (trainable, frozen, BN statistics) are saved.
-        optimizer: optional; its non-network parameters (momentum buffers, global step) are saved too.
+        network: all its parameters (trainable, frozen, BN statistics) are saved.
+        optimizer: given for a training file: its non-network parameters (momentum buffers, global step) are saved
+            too, which makes the file resumable.
         epoch: number of completed epochs.
-        options: JSON-serialisable run options (stored as text).
-        metrics: JSON-serialisable metrics of this epoch (stored as text).
+        options: JSON-serialisable record of the network (build options, :data:`RECORDED_LABELS_KEY`) and the run.
+        metrics: JSON-serialisable metrics of this epoch.
 
     Returns:
         ``path``.
@@ -233,66 +244,92 @@ def save_checkpoint(path: str, network: nn.Cell, optimizer: Optional[nn.Cell] = 
         raise CheckpointError("save_checkpoint(%s): duplicate parameter names %s" % (path, duplicates[:5]))
     if optimizer is not None:
         entries += _optimizer_state(optimizer, network)
-    append = {
-        FORMAT_KEY: FORMAT_VERSION,
-        "epoch": int(epoch),
-        "options_json": json.dumps(options or {}, sort_keys=True, default=str),
-        "metrics_json": json.dumps(metrics or {}, sort_keys=True, default=str),
-    }
+    record = {"format": FORMAT_VERSION, "epoch": int(epoch), "options": options or {}, "metrics": metrics or {}}
     with atomic_output(path, suffix=".ckpt") as temporary:
-        ms.save_checkpoint(entries, temporary, append_dict=append)
+        ms.save_checkpoint(entries, temporary,
+                           append_dict={RECORD_KEY: json.dumps(record, sort_keys=True, default=str)})
     return path
 
 
+def _text(value) -> str:
+    return value if isinstance(value, str) else str(value.asnumpy())  # load_checkpoint returns strings as str
+
+
+def _json(path: str, key: str, value) -> Dict:
+    try:
+        return json.loads(_text(value))
+    except ValueError as error:
+        raise CheckpointError("%s: damaged '%s' entry (%s)" % (path, key, error)) from None
+
+
+def _record(path: str, raw: Dict[str, object]) -> Dict:
+    """The file's record in the current layout, from whichever layout the file has (see the module docstring)."""
+    if RECORD_KEY in raw:
+        return _json(path, RECORD_KEY, raw[RECORD_KEY])
+    format_key, epoch_key, options_key, metrics_key = TRAINING_V1_KEYS
+    if format_key in raw:
+        return {"format": int(raw[format_key].asnumpy()),
+                "epoch": int(raw[epoch_key].asnumpy()) if epoch_key in raw else 0,
+                "options": _json(path, options_key, raw[options_key]) if options_key in raw else {},
+                "metrics": _json(path, metrics_key, raw[metrics_key]) if metrics_key in raw else {}}
+    if WEIGHTS_V1_KEY in raw:
+        options = _json(path, WEIGHTS_V1_KEY, raw[WEIGHTS_V1_KEY])
+        options.pop("format_version", None)
+        if "labels" in options:
+            options[RECORDED_LABELS_KEY] = options.pop("labels")
+        return {"format": 0, "epoch": 0, "options": options, "metrics": {}}
+    return {"format": None, "epoch": 0, "options": {}, "metrics": {}}  # a plain MindSpore checkpoint
+
+
 def read_checkpoint(path: str) -> Tuple[Dict[str, ms.Parameter], Dict[str, ms.Parameter], Dict]:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+    """Read a checkpoint of ours, of any layout (a plain MindSpore checkpoint reads with an empty record).
 
     Args:
         path: ``.ckpt`` file.
 
     Returns:
-        ``(network_params, optimizer_params (prefix removed), meta)`` where ``meta`` has ``epoch`` (int),
-        ``options`` and ``metrics`` (dicts), ``format`` (int or None for a plain network checkpoint).
+        ``(network_params, optimizer_params (prefix removed), record)`` where ``record`` has ``epoch`` (int),
+        ``options`` and ``metrics`` (dicts), ``format`` (int, None for a plain MindSpore checkpoint).
 
     Raises:
         CheckpointError: ``"<path>: ..."``: missing, unreadable, empty, truncated, damaged or not a MindSpore
-            checkpoint (see :func:`load_raw_checkpoint`).
+            checkpoint (see :func:`load_raw_checkpoint`), or a damaged record.
     """
     raw = load_raw_checkpoint(path)
+    record = _record(path, raw)
     network_params, optimizer_params = {}, {}
     for name, value in raw.items():
-        if name in META_KEYS:
+        if name in RECORD_KEYS or name in TRAINING_V1_KEYS:
             continue
         if name.startswith(OPTIMIZER_PREFIX):
             optimizer_params[name[len(OPTIMIZER_PREFIX):]] = value
         else:
             network_params[name] = value
+    return network_params, optimizer_params, record
 
-    def _text(key):
-        value = raw[key]  # load_checkpoint returns strings as str
-        return value if isinstance(value, str) else str(value.asnumpy())
 
-    meta = {
-        "format": int(raw[FORMAT_KEY].asnumpy()) if FORMAT_KEY in raw else None,
-        "epoch": int(raw["epoch"].asnumpy()) if "epoch" in raw else 0,
-        "options": json.loads(_text("options_json")) if "options_json" in raw else {},
-        "metrics": json.loads(_text("metrics_json")) if "metrics_json" in raw else {},
-    }
-    return network_params, optimizer_params, meta
+def is_resumable(names: List[str]) -> bool:
+    """Args: names: a checkpoint's entry names. Returns: whether it is a training file of ours (record + optimizer)."""
+    return any(key in names for key in RECORD_KEYS) and any(name.startswith(OPTIMIZER_PREFIX) for name in names)
 
 
 def check_resumable(path: str) -> None:
     """Prove, from its record headers alone (no tensor is read), that ``path`` is a training checkpoint written by
-    :func:`save_checkpoint`, so a run can resume from it. Cheap: train_custom.py calls it before the data check.
+    :func:`save_checkpoint` with the optimizer state, so a run can resume from it. Cheap: train_custom.py calls it
+    before the data check.
 
     Raises:
-        CheckpointError: ``"<path>: ..."``: unreadable (see :func:`checkpoint_entry_names`) or a checkpoint of
-            another kind.
+        CheckpointError: ``"<path>: ..."``: unreadable (see :func:`checkpoint_entry_names`), weights only, or a
+            checkpoint of another kind.
     """
     names = checkpoint_entry_names(path)
-    if FORMAT_KEY not in names:
-        raise CheckpointError("%s: not a training checkpoint (no %s entry; it holds %d entries such as %s), so it "
-                              "cannot be resumed" % (path, FORMAT_KEY, len(names), ", ".join(sorted(names)[:3])))
+    if is_resumable(names):
+        return
+    if any(key in names for key in RECORD_KEYS):
+        raise CheckpointError("%s: holds network weights without optimizer state, so it cannot be resumed; start "
+                              "a run from it with --weights" % path)
+    raise CheckpointError("%s: not a checkpoint of ours (no %s entry; it holds %d entries such as %s), so it "
+                          "cannot be resumed" % (path, RECORD_KEY, len(names), ", ".join(sorted(names)[:3])))
 
 
 def _match(path: str, what: str, target: Dict[str, ms.Parameter], stored: Dict[str, ms.Parameter],
@@ -324,24 +361,22 @@ def load_checkpoint(path: str, network: nn.Cell, optimizer: Optional[nn.Cell] = 
         strict: every network (and optimizer) parameter must be present and no unknown entry may remain.
 
     Returns:
-        the ``meta`` dict of :func:`read_checkpoint` (``epoch``, ``options``, ``metrics``, ``format``).
+        the record of :func:`read_checkpoint` (``epoch``, ``options``, ``metrics``, ``format``).
 
     Raises:
         CheckpointError: unreadable file, missing/unexpected names or shape mismatch (listing the first ones).
     """
     if optimizer is not None:
         check_resumable(path)
-    network_params, optimizer_params, meta = read_checkpoint(path)
+    network_params, optimizer_params, record = read_checkpoint(path)
     target = {p.name: p for p in network.get_parameters()}
     _match(path, "network", target, network_params, strict)
     ms.load_param_into_net(network, {k: v for k, v in network_params.items() if k in target})
     if optimizer is not None:
-        if not optimizer_params:
-            raise CheckpointError("%s: holds no optimizer state (needed to resume)" % path)
         network_ids = {id(p) for p in network.get_parameters()}
         opt_target = {p.name: p for p in optimizer.get_parameters() if id(p) not in network_ids}
         _match(path, "optimizer", opt_target, optimizer_params, strict)
         for name, param in opt_target.items():
             if name in optimizer_params:
                 param.set_data(ms.Tensor(optimizer_params[name].asnumpy()))
-    return meta
+    return record

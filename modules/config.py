@@ -35,10 +35,15 @@ class ArgumentError(ValueError):
         return f"{flag}: {self.detail}"
 
 
-def _check_normalisation(name: str, normalisation: str) -> None:
+def _check_common(name: str, normalisation: str, **per_level: Tuple) -> None:
+    """The checks both backbone kinds share: a known normalisation, and four entries (one per level) in each of
+    ``per_level``."""
     if normalisation not in NORMALISATION_NAMES:
         raise ValueError(f"backbone {name!r}: normalisation must be one of {NORMALISATION_NAMES}, "
                          f"got {normalisation!r}")
+    if any(len(values) != 4 for values in per_level.values()):
+        raise ValueError(f"backbone {name!r}: {', '.join(per_level)} need 4 entries (one per level), got "
+                         + ", ".join(str(tuple(values)) for values in per_level.values()))
 
 
 @dataclass(frozen=True)
@@ -113,9 +118,8 @@ class BackboneConfig:
     normalisation: str = "vit"
 
     def __post_init__(self):
-        _check_normalisation(self.name, self.normalisation)
-        if len(self.hooks) != 4 or len(self.level_widths) != 4 or len(self.level_resample) != 4:
-            raise ValueError(f"backbone {self.name!r}: hooks, level_widths and level_resample need 4 entries")
+        _check_common(self.name, self.normalisation, hooks=self.hooks, level_widths=self.level_widths,
+                      level_resample=self.level_resample)
         if any(b <= a for a, b in zip(self.hooks, self.hooks[1:])) or self.hooks[-1] >= self.depth or self.hooks[0] < 0:
             raise ValueError(f"backbone {self.name!r}: hooks {self.hooks} must be strictly increasing block indices "
                              f"< depth {self.depth}")
@@ -163,17 +167,14 @@ class ResNetConfig:
     stem_width: int
     planes: Tuple[int, int, int, int]
     blocks: Tuple[int, int, int, int]
-    features: int = 256
-    out_dim: int = 512
     expansion: int = 4
     torchvision_name: Optional[str] = None
     normalisation: str = "imagenet"
+    features: int = 256
+    out_dim: int = 512
 
     def __post_init__(self):
-        _check_normalisation(self.name, self.normalisation)
-        if len(self.planes) != 4 or len(self.blocks) != 4:
-            raise ValueError(f"backbone {self.name!r}: planes and blocks need 4 entries (one per stage), got "
-                             f"{tuple(self.planes)} and {tuple(self.blocks)}")
+        _check_common(self.name, self.normalisation, planes=self.planes, blocks=self.blocks)
         counts = (self.stem_width, *self.planes, *self.blocks, self.features, self.out_dim, self.expansion)
         if any(not isinstance(count, int) or count < 1 for count in counts):
             raise ValueError(f"backbone {self.name!r}: stem_width, planes, blocks, features, out_dim and expansion "

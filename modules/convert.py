@@ -38,16 +38,16 @@ import numpy as np
 
 import clip_ms
 from clip_ms.torch_archive import TorchArchiveError, find_state_dict, load_torch_file
-from foundation.checkpoint_file import FORMAT_KEY as TRAINING_FORMAT_KEY
+from foundation.checkpoint_file import RECORD_KEYS
 
 from .config import BACKBONES, BackboneConfig, ResNetConfig
 from .head import ACTIVATIONS, ARCH_OPTIONS
 from .lseg import TEXT_CACHE_NAME, LSegNet, default_labels
 from .weights import (
-    OPTIONS_KEY,
     WeightsError,
     WeightsOptionError,
     assign_arrays,
+    command_status,
     describe_foreign_checkpoint,
     differing_options,
     expected_parameters,
@@ -172,7 +172,7 @@ def read_official_checkpoint(path: str) -> Tuple[object, "OrderedDict[str, np.nd
     """
     if os.path.isfile(path) and not is_torch_file(path):
         names = mindspore_entry_names(path)  # raises for what is no MindSpore checkpoint either (empty, text, ...)
-        if OPTIONS_KEY in names or TRAINING_FORMAT_KEY in names:
+        if any(key in names for key in RECORD_KEYS):
             raise WeightsError(f"{path}: already a MindSpore checkpoint of ours, not an official lang-seg PyTorch "
                                "checkpoint; load it as it is")
         raise WeightsError(describe_foreign_checkpoint(path, names))
@@ -323,18 +323,14 @@ def official_build_options(path: str, checkpoint, state: Dict[str, np.ndarray], 
             raise WeightsOptionError(path, key, f"{{flag}} {given} was given, but the checkpoint's hyper_parameters "
                                                 f"say {hyper[key]}")
     options = {**weights, **hyper, **explicit}
-    if "backbone" not in options:
-        raise WeightsOptionError(path, "backbone", "cannot tell {flag}: no hyper_parameters and neither "
-                                 f"{_PATCH_EMBED} nor a ResNet stem (pretrained.layer1.0.weight) matches one of "
-                                 f"{sorted(BACKBONES)}; pass {{flag}}")
-    if options["backbone"] not in BACKBONES:
-        raise WeightsOptionError(path, "backbone", f"{{flag}} {options['backbone']!r} is none of {sorted(BACKBONES)}")
-    if "arch_option" not in options:
-        raise WeightsOptionError(path, "arch_option", "cannot tell {flag} 1 from 2: the checkpoint has no "
-                                 f"hyper_parameters and its weights hold the spatial regularisation block "
-                                 f"({HEAD_BLOCK_WEIGHT}), which both build with the same parameters; pass {{flag}}")
-    if options["arch_option"] not in ARCH_OPTIONS:
-        raise WeightsOptionError(path, "arch_option", f"{{flag}} {options['arch_option']!r} is none of {ARCH_OPTIONS}")
+    _check_choice(path, options, "backbone", sorted(BACKBONES),
+                  "cannot tell {flag}: no hyper_parameters and neither "
+                  f"{_PATCH_EMBED} nor a ResNet stem (pretrained.layer1.0.weight) matches one of "
+                  f"{sorted(BACKBONES)}; pass {{flag}}")
+    _check_choice(path, options, "arch_option", ARCH_OPTIONS,
+                  "cannot tell {flag} 1 from 2: the checkpoint has no hyper_parameters and its weights hold the "
+                  f"spatial regularisation block ({HEAD_BLOCK_WEIGHT}), which both build with the same parameters; "
+                  "pass {flag}")
     if "block_depth" not in options:
         if options["arch_option"] != 0:
             raise WeightsOptionError(path, "block_depth", "{flag} is required: the checkpoint has no hyper_parameters "
@@ -345,9 +341,16 @@ def official_build_options(path: str, checkpoint, state: Dict[str, np.ndarray], 
     if not isinstance(options["block_depth"], int) or options["block_depth"] < 0:
         raise WeightsOptionError(path, "block_depth", f"{{flag}} {options['block_depth']!r} is not an integer >= 0")
     options.setdefault("activation", OFFICIAL_DEFAULT_ACTIVATION)
-    if options["activation"] not in ACTIVATIONS:
-        raise WeightsOptionError(path, "activation", f"{{flag}} {options['activation']!r} is none of {ACTIVATIONS}")
+    _check_choice(path, options, "activation", ACTIVATIONS, "")
     return options
+
+
+def _check_choice(path: str, options: Dict, key: str, choices, cannot_tell: str) -> None:
+    """Raise the WeightsOptionError for an option neither given nor found (``cannot_tell``) or not a choice."""
+    if key not in options:
+        raise WeightsOptionError(path, key, cannot_tell)
+    if options[key] not in choices:
+        raise WeightsOptionError(path, key, f"{{flag}} {options[key]!r} is none of {choices}")
 
 
 def infer_text_config_name(state: Dict[str, np.ndarray], where: str) -> str:
@@ -499,23 +502,18 @@ def main(argv=None) -> int:
     """Args: argv: argument list (default sys.argv[1:]). Returns: process exit status (0 ok, 1 failure)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+
+    def convert() -> int:
         net = convert_official_checkpoint(args.src, args.dst, backbone=args.backbone, arch_option=args.arch_option,
                                           block_depth=args.block_depth, activation=args.activation,
                                           text_config=args.text_config, labels=["other"])
-    except WeightsOptionError as error:
-        print(f"{parser.prog}: error: {error.describe('--' + error.option.replace('_', '-'))}", file=sys.stderr)
-        return 1
-    except WeightsError as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:  # writing dst (reading src raises WeightsError): permissions, a directory, a full disk
-        print(f"{parser.prog}: error: {args.dst}: cannot write ({error.strerror or error})", file=sys.stderr)
-        return 1
-    count = sum(int(np.prod(p.shape)) for p in net.get_parameters() if p.name != TEXT_CACHE_NAME)
-    print(f"wrote {args.dst}: {net.build_options()} ({count} parameters)")
-    return 0
+        count = sum(int(np.prod(p.shape)) for p in net.get_parameters() if p.name != TEXT_CACHE_NAME)
+        print(f"wrote {args.dst}: {net.build_options()} ({count} parameters)")
+        return 0
 
+    # Reading src raises WeightsError; an OSError comes from writing dst.
+    return command_status(parser.prog, convert, 1, spell=lambda option: "--" + option.replace("_", "-"),
+                          writing=args.dst)
 
 if __name__ == "__main__":
     sys.exit(main())

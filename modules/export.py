@@ -33,7 +33,7 @@ from clip_ms.labels import read_labels_argument
 from foundation.platform import DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES
 
 from .factory import ArgumentError, load_lseg
-from .weights import WeightsError, WeightsOptionError
+from .weights import command_status
 
 
 class StaticLabelsGraph(nn.Cell):
@@ -172,7 +172,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Args: argv: argument list (default ``sys.argv[1:]``). Returns: the exit status (0 written, 2 bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
+
+    def export() -> int:
         if args.labels is None and not args.dynamic_labels:
             raise ValueError("--labels is required (or --dynamic_labels for a graph that takes the labels' features)")
         labels = _labels(args.labels) if args.labels is not None else ["other"]
@@ -185,23 +186,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         written = export_mindir(net, args.out or "lseg.mindir", args.height, args.width, batch=args.batch,
                                 dynamic_labels=args.dynamic_labels)
-    except ArgumentError as error:
-        print(f"{parser.prog}: error: {error.describe('--' + error.argument)}", file=sys.stderr)
-        return 2
-    except WeightsOptionError as error:
-        print(f"{parser.prog}: error: {error.describe('--' + error.option)}", file=sys.stderr)
-        return 2
-    except (ValueError, WeightsError) as error:
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"{parser.prog}: error: cannot write ({error.strerror or error})", file=sys.stderr)
-        return 2
-    form = "(images, text_features) -> logits" if args.dynamic_labels else f"images -> logits of {len(labels)} labels"
-    weights = f" (weights in {os.path.dirname(written[1])}/)" if len(written) > 1 else ""
-    print(f"wrote {written[0]}{weights}: {form}, input ({args.batch}, 3, {args.height}, {args.width}), "
-          f"{sum(os.path.getsize(name) for name in written) / 2 ** 20:.1f} MiB in {time.time() - started:.1f} s")
-    return 0
+        form = "(images, text_features) -> logits" if args.dynamic_labels else \
+            f"images -> logits of {len(labels)} labels"
+        weights = f" (weights in {os.path.dirname(written[1])}/)" if len(written) > 1 else ""
+        print(f"wrote {written[0]}{weights}: {form}, input ({args.batch}, 3, {args.height}, {args.width}), "
+              f"{sum(os.path.getsize(name) for name in written) / 2 ** 20:.1f} MiB in {time.time() - started:.1f} s")
+        return 0
+
+    return command_status(parser.prog, export, 2)
 
 
 if __name__ == "__main__":

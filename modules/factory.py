@@ -1,11 +1,9 @@
 """Build an LSegNet from argument values, and build-and-load one from any checkpoint the project reads.
 
-Three checkpoint kinds reach the scripts: ``"official"`` (a lang-seg PyTorch ``.ckpt``, converted on the fly),
-``"weights"`` (:func:`modules.weights.save_lseg_checkpoint`: network + build options + label names) and
-``"training"`` (``foundation.checkpoint_file.save_checkpoint``: network, optimizer state, epoch and the training options
-record, which holds the build options and the resolved label names and ADE20K class indices; older files lack the
-labels).
-All three end in ``.ckpt``; :func:`checkpoint_kind` tells them apart by content. :func:`load_lseg` is the one entry
+Two formats reach the scripts: official lang-seg PyTorch ``.ckpt`` files (converted on the fly) and ours
+(``foundation.checkpoint_file``: parameters + one JSON record of the build options and label names, + optimizer
+state in a training file; older training files lack the label names). :func:`checkpoint_kind` tells
+``"official"``, ``"weights"`` and ``"training"`` apart by content. :func:`load_lseg` is the one entry
 that builds the network a file holds and loads it, reading its tensors once. Every problem with a weights file is one
 :class:`modules.weights.WeightsError` line that starts with the file's path; a bad argument value is an
 :class:`ArgumentError` naming the argument (scripts map it to their flag).
@@ -15,21 +13,17 @@ from typing import Dict, List, Optional, Sequence
 
 import clip_ms
 from clip_ms.convert import ConversionError, load_text_tower
-from foundation.checkpoint_file import FORMAT_KEY as TRAINING_FORMAT_KEY
-from foundation.checkpoint_file import CheckpointError, load_checkpoint, read_checkpoint
+from foundation.checkpoint_file import RECORD_KEYS, RECORDED_CLASS_INDICES_KEY, RECORDED_LABELS_KEY, is_resumable
 
 from .config import BACKBONES, ArgumentError
-from .convert import build_lseg_from_official, load_official_checkpoint
-from .lseg import TEXT_CACHE_NAME, LSegNet, default_labels
+from .convert import build_lseg_from_official
+from .lseg import LSegNet, default_labels
 from .pretrained import init_backbone_from_pretrained
 from .weights import (
-    OPTIONS_KEY,
     WeightsError,
     assign_checkpoint_arrays,
     describe_foreign_checkpoint,
-    differing_options,
     is_torch_file,
-    load_lseg_checkpoint,
     load_mindspore_checkpoint,
     mindspore_entry_names,
     read_lseg_checkpoint,
@@ -37,8 +31,6 @@ from .weights import (
 )
 
 OFFICIAL, WEIGHTS, TRAINING = "official", "weights", "training"
-# Keys of a training checkpoint's options record that hold the resolved label set (train_custom.py writes them).
-RECORDED_LABELS_KEY, RECORDED_CLASS_INDICES_KEY = "label_names", "class_indices"
 
 
 def build_lseg(backbone: str, labels: Sequence[str], arch_option: int = 0, block_depth: int = 0,
@@ -117,7 +109,7 @@ def checkpoint_kind(path: str) -> str:
         path: the file.
 
     Returns:
-        ``"official"`` (a torch file), ``"training"`` or ``"weights"``.
+        ``"official"`` (a torch file), ``"training"`` (ours, with optimizer state) or ``"weights"`` (ours, without).
 
     Raises:
         WeightsError: ``"<path>: ..."``: missing, a directory, unreadable, empty, truncated, damaged, not a
@@ -126,51 +118,9 @@ def checkpoint_kind(path: str) -> str:
     if is_torch_file(path):
         return OFFICIAL
     names = mindspore_entry_names(path)
-    if TRAINING_FORMAT_KEY in names:
-        return TRAINING
-    if OPTIONS_KEY in names:
-        return WEIGHTS
-    raise WeightsError(describe_foreign_checkpoint(path, names))
-
-
-def load_network_weights(net: LSegNet, path: str, backbone: Optional[str] = None, arch_option: Optional[int] = None,
-                         block_depth: Optional[int] = None, activation: Optional[str] = None) -> None:
-    """Load network weights from any supported checkpoint into an already built ``net``, strictly.
-
-    Args:
-        net: LSegNet built with the checkpoint's architecture options and label count.
-        path: a training ``.ckpt``, a ``modules.weights`` ``.ckpt`` or an official PyTorch ``.ckpt``.
-        backbone, arch_option, block_depth, activation: the values the user gave explicitly (None = not given).
-            Official checkpoints need them when their weights cannot tell (``block_depth`` of arch_option 1/2
-            without ``hyper_parameters``) and refuse values they contradict; the other kinds record their options.
-
-    Raises:
-        modules.weights.WeightsError: ``"<path>: ..."``: an unreadable or foreign file, a network built with other
-            options than the checkpoint's (named), or missing, unexpected or mismatched parameters (listed);
-            :class:`modules.weights.WeightsOptionError` (a subclass) for an option to give or correct.
-    """
-    kind = checkpoint_kind(path)
-    if kind == TRAINING:
-        try:
-            stored = load_checkpoint(path, net, strict=True)["options"]
-        except CheckpointError as err:
-            differing = [] if "does not match" not in str(err) else \
-                differing_options(read_checkpoint(path)[2]["options"], net.build_options())
-            if differing:  # name the options first: they explain the parameter mismatch
-                raise WeightsError(f"{path}: training checkpoint of a network built with other options: "
-                                   + "; ".join(differing) + "; so it " + str(err)[len(path) + 2:]) from None
-            raise WeightsError(str(err)) from None
-        net.text_weights_changed()
-        # Options without parameters (arch_option 1 vs 2, block_depth, activation) pass the strict name check.
-        differing = differing_options(stored, net.build_options())
-        if differing:
-            raise WeightsError(f"{path}: training checkpoint of a network built with other options: "
-                               + "; ".join(differing))
-    elif kind == WEIGHTS:
-        load_lseg_checkpoint(net, path)
-    else:
-        load_official_checkpoint(net, path, backbone=backbone, arch_option=arch_option, block_depth=block_depth,
-                                 activation=activation)
+    if not any(key in names for key in RECORD_KEYS):
+        raise WeightsError(describe_foreign_checkpoint(path, names))
+    return TRAINING if is_resumable(names) else WEIGHTS
 
 
 @dataclasses.dataclass
@@ -220,26 +170,16 @@ def load_lseg(path: str, labels: Optional[Sequence[str]] = None, backbone: Optio
         net = build_lseg_from_official(path, labels=None if labels is None else list(labels),
                                        text_config=text_config, **explicit)
         return LoadedLSeg(net, kind, None, None, net.build_options())
-    if kind == WEIGHTS:
-        record, arrays = read_lseg_checkpoint(path)
-        stored_labels, class_indices = record.get("labels"), None
-    else:
-        try:
-            network_params, _, meta = read_checkpoint(path)
-        except CheckpointError as error:
-            raise WeightsError(str(error)) from None
-        record = meta["options"]
-        arrays = {name: value.asnumpy() for name, value in network_params.items() if name != TEXT_CACHE_NAME}
-        stored_labels, class_indices = record.get(RECORDED_LABELS_KEY), record.get(RECORDED_CLASS_INDICES_KEY)
+    record, arrays, _ = read_lseg_checkpoint(path)
+    stored_labels = record.get(RECORDED_LABELS_KEY)
     build = recorded_build_options(path, record, dict(explicit, text_config=text_config))
     chosen = list(labels) if labels is not None else (stored_labels or default_labels())
     net = LSegNet(build["backbone"], labels=chosen, arch_option=int(build["arch_option"]),
                   block_depth=int(build["block_depth"]), activation=build["activation"],
                   text_config=build["text_config"], encode_labels=False, initialise=False)
     assign_checkpoint_arrays(net, path, record, arrays)  # every parameter, strictly
-    return LoadedLSeg(net, kind, stored_labels, class_indices, record)
+    return LoadedLSeg(net, kind, stored_labels, record.get(RECORDED_CLASS_INDICES_KEY), record)
 
 
 __all__ = ["ArgumentError", "build_lseg", "load_text_encoder_weights", "is_torch_file", "checkpoint_kind",
-           "load_network_weights", "LoadedLSeg", "load_lseg", "OFFICIAL", "WEIGHTS", "TRAINING",
-           "RECORDED_LABELS_KEY", "RECORDED_CLASS_INDICES_KEY"]
+           "LoadedLSeg", "load_lseg", "OFFICIAL", "WEIGHTS", "TRAINING"]

@@ -1,8 +1,9 @@
 """Our weights files and the strict loading every weights path shares (torch-free).
 
-* :func:`save_lseg_checkpoint` / :func:`read_lseg_checkpoint` / :func:`load_lseg_checkpoint`: our weights format (a
-  MindSpore checkpoint plus a JSON string entry ``lseg_build_options``; loading into a network built with other
-  options fails with the differing options named). ``modules.factory.load_lseg`` builds the network any file holds.
+* :func:`save_lseg_checkpoint` / :func:`read_lseg_checkpoint`: LSegNet weights in our one checkpoint format
+  (``foundation.checkpoint_file``: parameters + a JSON record of the build options and labels);
+  :func:`assign_checkpoint_arrays` loads them strictly, naming every differing option.
+  ``modules.factory.load_lseg`` builds the network any file holds.
 * :func:`match_strictly`, :func:`mismatch_summary`, :func:`assign_arrays`: names and shapes checked before a single
   value is assigned; used by the importers of foreign weights too (:mod:`modules.convert` for official lang-seg
   checkpoints, :mod:`modules.pretrained` for ImageNet backbones).
@@ -12,29 +13,31 @@ file is one :class:`WeightsError` line that starts with the file's path and says
 unreadable, empty, truncated, not a checkpoint, a checkpoint of something else, or the mismatching options and
 names).
 """
-import json
 import os
 import re
+import sys
 from collections import OrderedDict
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-import mindspore as ms
 import numpy as np
-from mindspore import Parameter, Tensor
+from mindspore import Tensor
 
 from clip_ms.torch_archive import TorchArchiveError, torch_file_format
-from foundation.atomic import atomic_output
-from foundation.checkpoint_file import FORMAT_KEY as TRAINING_FORMAT_KEY
 from foundation.checkpoint_file import (
+    RECORD_KEY,
+    RECORD_KEYS,
+    RECORDED_LABELS_KEY,
     CheckpointError,
     checkpoint_entry_names,
+    is_resumable,
     load_raw_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
 )
 
+from .config import ArgumentError
 from .lseg import TEXT_CACHE_NAME
 
-OPTIONS_KEY = "lseg_build_options"
-FORMAT_VERSION = 1
 # The options that fix a network's parameter layout (LSegNet.build_options), with the defaults of files that lack one.
 BUILD_DEFAULTS = {"backbone": "clip_vitl16_384", "arch_option": 0, "block_depth": 0, "activation": "lrelu",
                   "text_config": "ViT-B/32"}
@@ -83,6 +86,38 @@ class RecordedOptionConflict(WeightsOptionError):
         """Args: flag: how the caller spells the option. Returns: the one-line message."""
         return (f"{flag}: {self.given!r} given, but {self.path} was trained with {self.recorded!r}; drop the option "
                 "to use the checkpoint's")
+
+
+def _long_option(name: str) -> str:
+    return "--" + name
+
+
+def command_status(prog: str, work: Callable[[], int], failure_status: int,
+                   spell: Callable[[str], str] = _long_option, writing: Optional[str] = None) -> int:
+    """Run a weights command's ``work`` and turn its errors into one stderr line (no traceback).
+
+    Args:
+        prog: the command's name, first on the line.
+        work: the command's body; returns the exit status.
+        failure_status: the exit status of a failure.
+        spell: how the command spells an option name (``block_depth`` -> ``--block_depth``).
+        writing: the file being written, named when writing fails.
+
+    Returns:
+        ``work()``'s status, or ``failure_status`` after printing ``"<prog>: error: <message>"``.
+    """
+    try:
+        return work()
+    except ArgumentError as error:
+        message = error.describe(spell(error.argument))
+    except WeightsOptionError as error:
+        message = error.describe(spell(error.option))
+    except ValueError as error:  # WeightsError and bad values: their message names the file or the option
+        message = str(error)
+    except OSError as error:  # writing: permissions, a directory, a full disk
+        message = (f"{writing}: " if writing else "") + f"cannot write ({error.strerror or error})"
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return failure_status
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -233,8 +268,8 @@ def describe_foreign_checkpoint(path: str, names: List[str]) -> str:
     Returns: the one-line message saying so, with a few of its entry names.
     """
     shown = ", ".join(names[:5]) + (f", ... ({len(names)} entries)" if len(names) > 5 else "")
-    return (f"{path}: a MindSpore checkpoint of something else, not an LSegNet checkpoint (no '{OPTIONS_KEY}' entry "
-            f"of modules.weights nor '{TRAINING_FORMAT_KEY}' of training); its entries: {shown}")
+    return (f"{path}: a MindSpore checkpoint of something else, not an LSegNet checkpoint (no '{RECORD_KEY}' "
+            f"entry); its entries: {shown}")
 
 
 def assign_arrays(net, arrays: Dict[str, np.ndarray]) -> None:
@@ -244,74 +279,54 @@ def assign_arrays(net, arrays: Dict[str, np.ndarray]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- our format
-def save_lseg_checkpoint(net, path: str, extra: Optional[Dict] = None, labels: Optional[List[str]] = None) -> None:
-    """Save every LSegNet parameter (not the text cache) plus its build options, atomically.
+def save_lseg_checkpoint(net, path: str, labels: Optional[List[str]] = None, extra: Optional[Dict] = None) -> None:
+    """Save an LSegNet's weights in our one checkpoint format (``foundation.checkpoint_file``), atomically.
 
     Args:
         net: LSegNet.
         path: destination ``.ckpt``.
-        extra: optional JSON-serialisable metadata stored with the options (e.g. epoch).
         labels: the label set the weights were trained for, recorded for loaders (None: not recorded, they fall
             back to the 150 ADE20K names); not ``net.labels``, which may be any list set for a prediction.
+        extra: optional JSON-serialisable facts recorded beside the build options (e.g. where they came from).
     """
     if not path.endswith(".ckpt"):
         raise WeightsError(f"{path}: a MindSpore checkpoint's name must end in .ckpt (mindspore.load_checkpoint "
                            "refuses other names)")
-    options = dict(net.build_options(), format_version=FORMAT_VERSION)
+    options = dict(net.build_options())
     if labels is not None:
-        options["labels"] = [str(label) for label in labels]
+        options[RECORDED_LABELS_KEY] = [str(label) for label in labels]
     if extra:
         options["extra"] = extra
-    params = [{"name": name, "data": Tensor(p.asnumpy())} for name, p in net.parameters_and_names()
-              if name != TEXT_CACHE_NAME]
-    with atomic_output(path, suffix=".ckpt") as temporary:
-        ms.save_checkpoint(params, temporary, append_dict={OPTIONS_KEY: json.dumps(options, sort_keys=True)})
+    save_checkpoint(path, net, options=options)
 
 
-def read_lseg_checkpoint(path: str) -> Tuple[Dict, "OrderedDict[str, np.ndarray]"]:
-    """Args: path: our ``.ckpt``.
+def read_lseg_checkpoint(path: str) -> Tuple[Dict, "OrderedDict[str, np.ndarray]", bool]:
+    """Read one of our checkpoints, of any layout and kind.
 
-    Returns: (build options dict, OrderedDict name -> array).
+    Args:
+        path: our ``.ckpt``.
 
-    Raises: WeightsError ``"<path>: ..."``: missing, unreadable, or not an LSegNet checkpoint of ours (says what
-    it is instead).
+    Returns:
+        ``(options record, OrderedDict name -> array of every network parameter but the text cache, resumable)``;
+        resumable: the file holds optimizer state (a training file).
+
+    Raises:
+        WeightsError: ``"<path>: ..."``: missing, unreadable, a damaged record, or not a checkpoint of ours (says
+            what it is instead).
     """
     if is_torch_file(path):
         raise WeightsError(f"{path}: a PyTorch file (an official lang-seg checkpoint?), not our MindSpore .ckpt; "
                            "convert it with `python -m modules.convert`")
     names = mindspore_entry_names(path)
-    if OPTIONS_KEY not in names:
-        if TRAINING_FORMAT_KEY in names:
-            raise WeightsError(f"{path}: a training checkpoint (train_custom.py), not an LSegNet weights checkpoint "
-                               "of modules.weights; load it with modules.factory.load_network_weights")
+    if not any(key in names for key in RECORD_KEYS):
         raise WeightsError(describe_foreign_checkpoint(path, names))
-    raw = load_mindspore_checkpoint(path)
     try:
-        options = json.loads(str(raw.pop(OPTIONS_KEY)))
-    except ValueError as error:
-        raise WeightsError(f"{path}: damaged '{OPTIONS_KEY}' entry ({error})") from None
-    arrays = OrderedDict((name, value.asnumpy()) for name, value in raw.items()
-                         if isinstance(value, (Parameter, Tensor)))
-    return options, arrays
-
-
-def load_lseg_checkpoint(net, path: str) -> Dict:
-    """Load our checkpoint into ``net`` strictly; refuses a network built with other options.
-
-    Args:
-        net: LSegNet.
-        path: our ``.ckpt``.
-
-    Returns:
-        the stored options (including ``extra`` metadata if any).
-
-    Raises:
-        WeightsError: naming each option that differs (and the parameter names that differ with it), or the
-            missing/unexpected/mismatched parameters.
-    """
-    options, arrays = read_lseg_checkpoint(path)
-    assign_checkpoint_arrays(net, path, options, arrays)
-    return options
+        network_params, _, record = read_checkpoint(path)
+    except CheckpointError as error:
+        raise WeightsError(str(error)) from None
+    arrays = OrderedDict((name, value.asnumpy()) for name, value in network_params.items()
+                         if name != TEXT_CACHE_NAME)
+    return record["options"], arrays, is_resumable(names)
 
 
 def assign_checkpoint_arrays(net, path: str, recorded: Dict, arrays: Dict[str, np.ndarray]) -> None:

@@ -41,7 +41,7 @@ def _check_folder(folder, writer_version, reader_stack):
     scale = np.abs(logits).max()
     for name in ("read_weights.npy", "read_training.npy"):
         assert np.abs(np.load(folder / name) - logits).max() <= 1e-5 * scale, name
-    assert resumed["epoch"] == 1 and resumed["options"] == {"written_by": writer_version}
+    assert resumed["epoch"] == 1 and resumed["options"]["written_by"] == writer_version
     assert resumed["moments_max_abs_diff"] == 0.0
     assert resumed["reader"].startswith("2.0.") == (reader_stack == "legacy")
 

@@ -16,8 +16,8 @@ from modules.factory import load_lseg
 from modules.pretrained import init_backbone_from_pretrained
 from modules.weights import (
     WeightsError,
+    assign_checkpoint_arrays,
     expected_parameters,
-    load_lseg_checkpoint,
     read_lseg_checkpoint,
     save_lseg_checkpoint,
 )
@@ -61,8 +61,8 @@ def test_float32_and_float16_official_checkpoints_convert_to_the_same_weights(tm
     write_full_official_checkpoint(2, single, dtype=np.float32)
     assert convert_main([half, str(tmp_path / "a.ckpt")]) == 0
     assert convert_main([single, str(tmp_path / "b.ckpt")]) == 0
-    options_a, weights_a = read_lseg_checkpoint(str(tmp_path / "a.ckpt"))
-    options_b, weights_b = read_lseg_checkpoint(str(tmp_path / "b.ckpt"))
+    options_a, weights_a, _ = read_lseg_checkpoint(str(tmp_path / "a.ckpt"))
+    options_b, weights_b, _ = read_lseg_checkpoint(str(tmp_path / "b.ckpt"))
     assert options_a == options_b
     assert options_a["arch_option"] == 2 and options_a["activation"] == "tanh" and options_a["block_depth"] == 3
     assert options_a["backbone"] == "tiny_vit16" and options_a["text_config"] == "tiny"
@@ -86,7 +86,7 @@ def test_options_are_inferred_without_hyper_parameters_and_flags_override(tmp_pa
     assert convert_main([src, dst]) == 1
     assert "pass --arch-option" in capsys.readouterr().err
     assert convert_main([src, dst, "--arch-option", "1", "--block-depth", "2"]) == 0
-    options, _ = read_lseg_checkpoint(dst)
+    options = read_lseg_checkpoint(dst)[0]
     assert (options["backbone"], options["arch_option"], options["block_depth"], options["activation"]) == \
         ("tiny_vit16", 1, 2, "lrelu")
     assert options["text_config"] == "tiny"
@@ -111,8 +111,9 @@ def test_save_load_round_trip_restores_every_weight_and_the_outputs(tmp_path):
     save_lseg_checkpoint(source, path, extra={"epoch": 7})
     target = tiny(arch_option=1, block_depth=2)
     target.set_train(False)
-    options = load_lseg_checkpoint(target, path)
-    assert options["extra"] == {"epoch": 7}
+    options, arrays, resumable = read_lseg_checkpoint(path)
+    assign_checkpoint_arrays(target, path, options, arrays)
+    assert options["extra"] == {"epoch": 7} and not resumable
     expected = params_of(source)
     for name, value in params_of(target).items():
         np.testing.assert_array_equal(value, expected[name], err_msg=name)
@@ -129,7 +130,7 @@ def test_loading_into_a_network_built_with_other_options_fails_clearly(tmp_path)
     other = tiny(arch_option=2, block_depth=2, activation="tanh")
     before = params_of(other)
     with pytest.raises(WeightsError) as error:
-        load_lseg_checkpoint(other, path)
+        assign_checkpoint_arrays(other, path, *read_lseg_checkpoint(path)[:2])
     assert "arch_option: checkpoint 1 vs network 2" in str(error.value)
     assert "activation: checkpoint 'lrelu' vs network 'tanh'" in str(error.value)
     after = params_of(other)

@@ -280,3 +280,23 @@ def test_an_outdir_that_cannot_be_made_is_one_line(trained, tmp_path, capsys):
     assert test_script.main(["--weights", os.path.join(exp_dir, "last.ckpt"), "--image", image, "--labels", "a,b",
                              "--device_target", "CPU", "--outdir", str(blocker / "out")]) == 2
     assert capsys.readouterr().err.strip().startswith("test.py: error: --outdir: cannot create %s" % (blocker / "out"))
+
+
+def test_training_from_weights_takes_their_architecture_and_values(trained, tmp_path, capsys):
+    root = trained[0]
+    source = build_lseg("tiny_vit16", ["a", "b"], arch_option=1, block_depth=1, text_config="tiny")
+    weights = str(tmp_path / "start.ckpt")
+    save_lseg_checkpoint(source, weights)
+    argv = ["--preset", "tiny", "--data_path", root, "--checkpoint_dir", str(tmp_path / "ck"), "--exp_name", "ft",
+            "--mode", "pynative", "--base_size", "64", "--crop_size", "64", "--batch_size", "4", "--max_epochs", "1",
+            "--max_train_images", "4", "--max_val_images", "2", "--weights", weights]
+    assert train_custom.main(argv + ["--block_depth", "2"]) == 2
+    assert capsys.readouterr().err.strip() == ("train_custom.py: error: --block_depth: 2 given, but %s was trained "
+                                               "with 1; drop the option to use the checkpoint's" % weights)
+    assert train_custom.main(argv) == 0
+    last = str(tmp_path / "ck" / "ft" / "last.ckpt")
+    record = read_checkpoint(last)[2]["options"]
+    assert (record["arch_option"], record["block_depth"], record["text_config"]) == (1, 1, "tiny")
+    frozen = "clip_pretrained.ln_final.weight"  # the text tower is not trained: it must be the file's
+    np.testing.assert_array_equal(load_lseg(last).network.parameters_dict()[frozen].asnumpy(),
+                                  source.parameters_dict()[frozen].asnumpy())

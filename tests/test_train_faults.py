@@ -82,10 +82,10 @@ def _holder(path):
 
 
 def test_train_custom_refuses_a_folder_another_process_holds(data_root, tmp_path, capsys, monkeypatch):
-    def build_network(*_args, **_kwargs):
+    def training_network(*_args, **_kwargs):
         raise AssertionError("the network was built although the folder is taken")
 
-    monkeypatch.setattr(train_custom, "build_network", build_network)
+    monkeypatch.setattr(train_custom, "training_network", training_network)
     holder = _holder(str(tmp_path / "ck" / "run"))
     try:
         assert train_custom.main(_argv(data_root, tmp_path / "ck")) == 2

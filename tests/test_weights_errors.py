@@ -31,15 +31,14 @@ from foundation.checkpoint_file import (
     read_checkpoint,
     save_checkpoint,
 )
-from modules import LSegNet
 from modules.convert import build_lseg_from_official, convert_official_checkpoint
 from modules.convert import main as convert_main
-from modules.factory import build_lseg, checkpoint_kind, load_lseg, load_network_weights
+from modules.factory import build_lseg, checkpoint_kind, load_lseg
 from modules.pretrained import init_backbone_from_pretrained
 from modules.weights import (
+    RecordedOptionConflict,
     WeightsError,
     WeightsOptionError,
-    load_lseg_checkpoint,
     load_mindspore_checkpoint,
     read_lseg_checkpoint,
     save_lseg_checkpoint,
@@ -53,7 +52,6 @@ sys.path.insert(0, os.path.join(HERE, "fixtures", "engine"))
 from background_commands import BackgroundRuns, selected_tests  # noqa: E402
 from support import load_parity, official_tiny_path, write_full_official_checkpoint  # noqa: E402
 from toys import ToySegNet  # noqa: E402
-from vit_layout import vit_values_not_reinitialised  # noqa: E402
 
 STACK_INDEPENDENT = ("our structural check reads a weights file before MindSpore does and names what is wrong; "
                      "the two tests of MindSpore's own reading and logging are marked both_stacks, and loading that "
@@ -127,15 +125,11 @@ def assert_message(error, path, expected):
 
 
 @pytest.mark.parametrize("case", BAD)
-def test_bad_weights_file_is_one_weights_error_naming_the_file(bad_files, tiny_net, case):
+def test_bad_weights_file_is_one_weights_error_naming_the_file(bad_files, case):
     path, expected = bad_files[case]
-    net = tiny_net  # one network for every case: its weights are compared before and after each failed load
-    before = weights_of(net)
     with pytest.raises(WeightsError) as error:
-        load_network_weights(net, path)
+        load_lseg(path)
     assert_message(error.value, path, expected)
-    after = weights_of(net)
-    assert all(np.array_equal(after[name], before[name]) for name in before)
     if case not in ("truncated_official", "zip"):  # torch files: checkpoint_kind says "official", reading fails
         with pytest.raises(WeightsError) as error:
             checkpoint_kind(path)
@@ -159,7 +153,7 @@ def test_bad_file_given_to_resume_is_one_checkpoint_error_naming_the_file(bad_fi
     if case in ("truncated_official", "zip"):
         expected = r"not a MindSpore checkpoint: a zip archive \(torch.save writes these"
     if case == "dense":
-        expected = r"not a training checkpoint \(no lseg_ckpt_format entry; it holds 2 entries such as bias, weight\)"
+        expected = r"not a checkpoint of ours \(no lseg_record entry; it holds 2 entries such as bias, weight\)"
     net = ToySegNet()
     optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.1, momentum=0.9)
     with pytest.raises(CheckpointError) as error:
@@ -173,11 +167,11 @@ import sys
 sys.path.insert(0, sys.argv[1])
 from modules import tnn
 from foundation.checkpoint_file import CheckpointError, load_checkpoint
-from modules.factory import build_lseg, load_network_weights
+from modules.factory import build_lseg, load_lseg
 from modules.weights import WeightsError
 net = build_lseg("tiny_vit16", ["cat", "other"], text_config="tiny")
 for path in sys.argv[2:]:
-    for load in (lambda: load_network_weights(net, path), lambda: load_checkpoint(path, net)):
+    for load in (lambda: load_lseg(path), lambda: load_checkpoint(path, net)):
         try:
             load()
         except (WeightsError, CheckpointError) as error:
@@ -202,15 +196,15 @@ def test_mindspore_logs_nothing_for_bad_files(bad_files, command_runs):
 
 @pytest.mark.both_stacks
 def test_the_structure_check_accepts_every_checkpoint_mindspore_writes(tmp_path):
-    """No false alarm: our two formats, a training checkpoint with optimizer state, and crc_check files load."""
+    """No false alarm: our format with and without optimizer state, and crc_check files load."""
     net = ToySegNet()
     optimizer = nn.Momentum(net.trainable_params(), learning_rate=0.1, momentum=0.9)
     path = save_checkpoint(str(tmp_path / "train.ckpt"), net, optimizer, epoch=2, options={"note": "x"})
     fresh = ToySegNet()
     assert load_checkpoint(path, fresh, nn.Momentum(fresh.trainable_params(), 0.1, 0.9))["epoch"] == 2
-    source, target = tiny(), tiny()
+    source = tiny()
     save_lseg_checkpoint(source, str(tmp_path / "weights.ckpt"))
-    load_lseg_checkpoint(target, str(tmp_path / "weights.ckpt"))
+    target = load_lseg(str(tmp_path / "weights.ckpt")).network
     assert weights_of(target).keys() == weights_of(source).keys()
     if platform.MINDSPORE_VERSION >= (2, 1):  # save_checkpoint(crc_check=True) appends a CRC record
         crc = str(tmp_path / "crc.ckpt")
@@ -342,7 +336,7 @@ def readable_files(tmp_path_factory):
 def test_an_unreadable_weights_file_is_one_line_naming_it(readable_files, monkeypatch, kind):
     path = readable_files[kind]
     deny_reading(monkeypatch, path)
-    for load in (lambda: load_network_weights(tiny(), path), lambda: checkpoint_kind(path),
+    for load in (lambda: load_lseg(path), lambda: checkpoint_kind(path),
                  lambda: read_lseg_checkpoint(path)):
         with pytest.raises(WeightsError) as error:
             load()
@@ -474,35 +468,35 @@ def test_mindspore_refusing_a_well_formed_file_is_the_same_line_for_weights_and_
 
 
 # ------------------------------------------------------------------------------------------ another backbone
-@pytest.fixture(scope="module")
-def vitb32_net():
-    with vit_values_not_reinitialised():  # the test reads its names, shapes and options only (see vit_layout)
-        return LSegNet("clip_vitb32_384", labels=["cat"], text_config="ViT-B/32")
-
-
-def test_a_checkpoint_of_another_backbone_names_the_backbones_and_mismatching_parameters(tmp_path, vitb32_net):
+def test_a_backbone_the_checkpoint_contradicts_is_refused_naming_both(tmp_path):
     weights, training = str(tmp_path / "weights.ckpt"), str(tmp_path / "training.ckpt")
     source = tiny()
     save_lseg_checkpoint(source, weights)
-    save_checkpoint(training, source, epoch=1, options=source.build_options())
+    save_checkpoint(training, source, nn.Momentum(source.trainable_params(), 0.1, 0.9), epoch=1,
+                    options=source.build_options())
+    for path in (weights, training):
+        with pytest.raises(RecordedOptionConflict) as error:
+            load_lseg(path, backbone="clip_vitb32_384")
+        assert error.value.describe("--backbone") == (f"--backbone: 'clip_vitb32_384' given, but {path} was trained "
+                                                      "with 'tiny_vit16'; drop the option to use the checkpoint's")
     official = str(tmp_path / "official.ckpt")
     write_full_official_checkpoint(0, official)
-    expected = {
-        weights: r"checkpoint of a network built with other options: backbone: checkpoint 'tiny_vit16' vs network "
-                 r"'clip_vitb32_384'; text_config: checkpoint 'tiny' vs network 'ViT-B/32'; its parameters: .*"
-                 r"shape mismatch \(\d+\): pretrained.model.cls_token: checkpoint \(1, 1, 32\) vs network "
-                 r"\(1, 1, 768\)",
-        training: r"training checkpoint of a network built with other options: backbone: checkpoint 'tiny_vit16' vs "
-                  r"network 'clip_vitb32_384'; .*; so it does not match the network: shape mismatch: "
-                  r"clip_pretrained.ln_final.bias: checkpoint \(32,\) vs network \(512,\)",
-        official: r"checkpoint of a network built with other options: backbone: checkpoint 'tiny_vit16' vs network "
-                  r"'clip_vitb32_384'; .*its parameters: .*shape mismatch \(\d+\): pretrained.model.cls_token: "
-                  r"checkpoint \(1, 1, 32\) vs network \(1, 1, 768\)",
-    }
-    for path, pattern in expected.items():
-        with pytest.raises(WeightsError) as error:
-            load_network_weights(vitb32_net, path)
-        assert_message(error.value, path, pattern)
+    with pytest.raises(WeightsOptionError) as error:
+        load_lseg(official, backbone="clip_vitb32_384")
+    assert error.value.option == "backbone"
+    assert str(error.value) == (f"{official}: backbone clip_vitb32_384 was given, but the checkpoint's is tiny_vit16: "
+                                "pretrained.model.patch_embed.proj.weight has shape (32, 3, 16, 16)")
+
+
+def test_a_record_that_does_not_fit_the_parameters_lists_the_mismatching_ones(tmp_path):
+    path = str(tmp_path / "lying.ckpt")
+    source = tiny()
+    save_checkpoint(path, source, options=dict(source.build_options(), backbone="clip_vitb32_384",
+                                               text_config="ViT-B/32"))
+    with pytest.raises(WeightsError) as error:
+        load_lseg(path)
+    assert_message(error.value, path, r"checkpoint does not match the network: .*shape mismatch \(\d+\): "
+                                      r"pretrained.model.cls_token: checkpoint \(1, 1, 32\) vs network \(1, 1, 768\)")
 
 
 # ------------------------------------------------------------------------------------------ official options
@@ -600,32 +594,25 @@ def test_explicit_options_the_checkpoint_contradicts_are_refused_naming_both_val
     assert relative_error(arch2_logits(net), ARRAYS["arch2_logits_b"]) <= 1e-4
 
 
-def test_load_network_weights_takes_the_explicit_options_of_an_official_checkpoint(official_arch2):
-    """train_custom.py/test.py path: the network is built from the options, the options reach the loader."""
-    with_hyper, bare = official_arch2
-    net = build_lseg("tiny_vit16", META["labels_a"], arch_option=2, block_depth=3, activation="tanh",
-                     text_config="tiny")
+def test_load_lseg_takes_the_explicit_options_of_an_official_checkpoint(official_arch2):
+    """train_custom.py/test.py path: the options given reach the one loader."""
+    _, bare = official_arch2
     with pytest.raises(WeightsOptionError) as error:
-        load_network_weights(net, bare, arch_option=2)
+        load_lseg(bare, arch_option=2)
     assert error.value.option == "block_depth"
-    load_network_weights(net, bare, arch_option=2, block_depth=3, activation="tanh")
+    net = load_lseg(bare, labels=META["labels_a"], arch_option=2, block_depth=3, activation="tanh").network
     assert relative_error(arch2_logits(net), ARRAYS["arch2_logits_b"]) <= 1e-4
-    # A network built with the defaults (block_depth 0) does not take a depth-3 checkpoint silently.
-    shallow = build_lseg("tiny_vit16", META["labels_a"], arch_option=2, activation="tanh", text_config="tiny")
-    with pytest.raises(WeightsError) as error:
-        load_network_weights(shallow, with_hyper)
-    assert str(error.value) == (f"{with_hyper}: checkpoint of a network built with other options: block_depth: "
-                                "checkpoint 3 vs network 0 (the parameter names and shapes are the same)")
 
 
 def test_a_training_checkpoint_of_another_block_depth_is_refused(tmp_path):
     source = tiny(arch_option=2, block_depth=3, activation="tanh")
     path = str(tmp_path / "training.ckpt")
-    save_checkpoint(path, source, epoch=1, options=source.build_options())
-    with pytest.raises(WeightsError) as error:
-        load_network_weights(tiny(arch_option=2, block_depth=1, activation="tanh"), path)
-    assert str(error.value) == (f"{path}: training checkpoint of a network built with other options: block_depth: "
-                                "checkpoint 3 vs network 1")
+    save_checkpoint(path, source, nn.Momentum(source.trainable_params(), 0.1, 0.9), epoch=1,
+                    options=source.build_options())
+    with pytest.raises(RecordedOptionConflict) as error:
+        load_lseg(path, block_depth=1)
+    assert error.value.describe("--block_depth") == (f"--block_depth: 1 given, but {path} was trained with 3; drop "
+                                                     "the option to use the checkpoint's")
 
 
 def test_convert_command_asks_for_the_block_depth_with_its_own_flag_spelling(official_arch2, tmp_path, capsys):

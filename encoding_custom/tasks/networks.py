@@ -1,5 +1,6 @@
 """The network of a run, from its options: built from the architecture options, or loaded from ``--weights`` (any
-checkpoint kind, through ``modules.factory.load_lseg``) with the architecture and labels the file records."""
+checkpoint kind, through ``modules.factory.load_lseg``, the one loader) with the architecture and labels the file
+records."""
 import argparse
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -7,7 +8,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from encoding_custom.datasets.classes import resolve_classes as resolve_label_set
 from encoding_custom.tasks.base import OptionError
 from foundation.labels import ade20k_labels
-from modules.factory import OFFICIAL, TRAINING, WEIGHTS, ArgumentError, build_lseg, load_lseg
+from modules.factory import OFFICIAL, ArgumentError, build_lseg, load_lseg
 from modules.weights import WeightsError, WeightsOptionError
 
 
@@ -116,6 +117,39 @@ def apply_recorded_architecture(args, recorded: Dict, weights: str) -> None:
             setattr(args, key, recorded[key])
 
 
+def _load_weights(args, labels: Optional[Sequence[str]] = None):
+    """``load_lseg(args.weights)`` with the architecture options given explicitly; their errors as OptionError."""
+    text_config = args.text_config if "text_config" in args.explicit else None
+    try:
+        return load_lseg(args.weights, labels=labels, text_config=text_config, **explicit_architecture(args))
+    except WeightsOptionError as err:
+        raise OptionError(err.describe("--" + err.option)) from err
+
+
+def training_network(args, labels: Sequence[str], resuming: bool):
+    """The network a training run starts from.
+
+    Args:
+        args: this run's options; with ``--weights`` (and not resuming), its architecture options are set to the
+            loaded network's (a run records what it trains).
+        labels: the training label list.
+        resuming: the weights come from ``--resume`` later, so the network is only built.
+
+    Returns:
+        an LSegNet: built from the architecture options, or ``--weights`` loaded (any checkpoint kind, its
+        architecture unless given explicitly).
+
+    Raises:
+        OptionError, WeightsError: a bad option or weights file, named in the message.
+    """
+    if args.weights is None or resuming:
+        return build_network(args, labels)
+    network = _load_weights(args, labels).network
+    for key, value in network.build_options().items():
+        setattr(args, key, value)
+    return network
+
+
 def load_network(args) -> Tuple[object, List[str], Optional[List[int]]]:
     """Build the network the weights need and load them (``modules.factory.load_lseg``: any checkpoint kind).
 
@@ -131,22 +165,19 @@ def load_network(args) -> Tuple[object, List[str], Optional[List[int]]]:
         print("test.py: warning: no --weights, evaluating a randomly initialised network", file=sys.stderr)
         labels, indices = resolve_classes(args)
         return build_network(args, labels), labels, indices
-    text_config = args.text_config if "text_config" in args.explicit else None
-    try:
-        loaded = load_lseg(args.weights, text_config=text_config, **explicit_architecture(args))
-    except WeightsOptionError as err:
-        raise OptionError(err.describe("--" + err.option)) from err
+    loaded = _load_weights(args)
     if loaded.kind == OFFICIAL:
         return loaded.network, ade20k_labels(), None
     apply_recorded_architecture(args, loaded.record, args.weights)
     args.recorded = loaded.record
+    run_record = "classes" in loaded.record  # written by train_custom.py, not by save_lseg_checkpoint
     if loaded.labels is not None:
         labels, indices = loaded.labels, loaded.class_indices
-        if indices is None and loaded.kind == WEIGHTS:  # a weights file records names: its ADE20K classes, if all
+        if indices is None and not run_record:  # a weights file records names: its ADE20K classes, if all
             names = ade20k_labels()
             if labels != names and set(labels) <= set(names):
                 indices = [names.index(name) for name in labels]
-    elif loaded.kind == TRAINING:  # written before checkpoints recorded their label names
+    elif run_record:  # written before checkpoints recorded their label names
         data_path = args.data_path if "data_path" in args.explicit else loaded.record.get("data_path", args.data_path)
         labels, indices = resolve_classes(args, data_path)
     else:
