@@ -69,9 +69,7 @@ class CocoFewShot(FewShotDataset):
         root: folder holding ``COCO2014/`` (HSNet's ``--datapath``).
         fold: 0..3.
         split: ``test``/``val`` (the fold's 20 classes, 1000 episodes) or ``trn``/``train`` (the 60 others).
-        shot: support images per episode (0 = zero-shot).
-        img_size: side of the square images and masks (480 in the official evaluation).
-        normalisation: ``vit`` (mean = std = 0.5) or ``imagenet`` (ResNet-101 backbone).
+        shot, img_size, normalisation: see :func:`.episodes.check_episode_options` (480 px officially).
         splits_dir: folder holding ``coco/{trn,val}/fold<K>.npz``; None = ``<root>/fewshot_splits`` when it has a
             ``coco/`` folder (a synthetic set), else the packaged HSNet lists.
     """

@@ -110,7 +110,7 @@ def check_episode_options(shot: int, img_size: int, normalisation: str) -> Tuple
     Args:
         shot: support images per episode (0 = zero-shot).
         img_size: side of the square images and masks.
-        normalisation: ``vit`` or ``imagenet``.
+        normalisation: ``vit`` (mean = std = 0.5) or ``imagenet`` (the ResNet-101 backbones).
 
     Returns:
         ``(shot, img_size, normalisation)`` with Python ints.

@@ -75,9 +75,7 @@ class FssFewShot(FewShotDataset):
         root: folder holding ``FSS-1000/`` (HSNet's ``--datapath``).
         fold: 0, the only fold (see the module docstring).
         split: ``test`` (the official evaluation, classes 760..999), ``val`` (520..759) or ``trn``/``train``.
-        shot: support images per episode (0 = zero-shot).
-        img_size: side of the square images and masks (480 in the official evaluation).
-        normalisation: ``vit`` (mean = std = 0.5) or ``imagenet`` (ResNet-101 backbone).
+        shot, img_size, normalisation: see :func:`.episodes.check_episode_options` (480 px officially).
         splits_dir: folder holding ``fss/{trn,val,test}.txt``; None = ``<root>/fewshot_splits`` when it has an
             ``fss/`` folder (a synthetic set), else the packaged HSNet lists.
     """

@@ -75,9 +75,7 @@ class PascalFewShot(FewShotDataset):
         root: folder holding ``VOC2012/`` (HSNet's ``--datapath``).
         fold: 0..3.
         split: ``test``/``val`` (the fold's 5 classes, 1000 episodes) or ``trn``/``train`` (the 15 others).
-        shot: support images per episode (0 = zero-shot).
-        img_size: side of the square images and masks (480 in the official evaluation).
-        normalisation: ``vit`` (mean = std = 0.5) or ``imagenet`` (ResNet-101 backbone).
+        shot, img_size, normalisation: see :func:`.episodes.check_episode_options` (480 px officially).
         splits_dir: folder holding ``pascal/{trn,val}/fold<K>.txt``; None = ``<root>/fewshot_splits`` when it has
             a ``pascal/`` folder (a synthetic set), else the packaged HSNet lists (:func:`.splits.resolve_splits_dir`).
     """
