@@ -40,18 +40,11 @@ class BackendError(RuntimeError):
     """``LSEG_NN`` names an unknown backend, or one that does not import on this MindSpore."""
 
 
-# No import statement inside try/except or if blocks in this module: MindSpore 2.10's O1 mixed precision rewrites a
-# network into a new source file and copies such blocks of the network's modules to its top level, where a
-# ``return`` or a failing ``import msadapter`` breaks it (measured with bench.workarounds amp_graph).
-def _load(module_name: str):
-    return importlib.import_module(module_name)
-
-
 def _msadapter_importable() -> bool:
     if importlib.util.find_spec("msadapter") is None:
         return False
     try:
-        _load("msadapter.pytorch")
+        importlib.import_module("msadapter.pytorch")
     except Exception:  # msadapter's own failures on MindSpore >= 2.7 (missing private APIs)
         return False
     return True
@@ -379,16 +372,17 @@ def tensor(array) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------- the chosen backend
-# The native classes keep their own names (MindSpore's O1 rewrite names generated classes after ``__name__``, so a
-# class must be reachable under its own name) and stay reachable as Native* whatever the backend (tests use them).
+# The native classes stay reachable as Native* whatever the backend (tests use them).
 NativeModule, NativeConv2d, NativeConvTranspose2d, NativeBatchNorm2d, NativeLinear = (
     Module, Conv2d, ConvTranspose2d, BatchNorm2d, Linear)
 NativeReLU, NativeLeakyReLU, NativeTanh, NativeIdentity, NativeSequential = ReLU, LeakyReLU, Tanh, Identity, Sequential
 NativeMaxPool2d = MaxPool2d
 native_relu, native_interpolate, native_tensor = relu, interpolate, tensor
+# msadapter's Conv2d and Linear call these functional products (modules.mixed_precision casts around them).
+functional_conv2d = functional_linear = None
 
 if BACKEND == "msadapter":
-    _torch, _tnn, _F = (_load(name) for name in ("msadapter.pytorch", "msadapter.pytorch.nn",
+    _torch, _tnn, _F = (importlib.import_module(name) for name in ("msadapter.pytorch", "msadapter.pytorch.nn",
                                                    "msadapter.pytorch.nn.functional"))
     Module = _tnn.Module
     Conv2d = _tnn.Conv2d
@@ -402,6 +396,7 @@ if BACKEND == "msadapter":
     MaxPool2d = _tnn.MaxPool2d
     Sequential = _tnn.Sequential
     relu = _F.relu
+    functional_conv2d, functional_linear = _F.conv2d, _F.linear
     interpolate = _F.interpolate
     tensor = _torch.tensor
 

@@ -90,7 +90,7 @@ class AccumulatingTrainStep(nn.TrainOneStepWithLossScaleCell):
 
     Args:
         net_with_loss: Cell ``(images, masks) → scalar loss`` (e.g. ``nn.WithLossCell``; the network inside may be
-            ``ms.amp.auto_mixed_precision``'s rewrite).
+            ``modules.mixed_precision.apply_mixed_precision``'s O2/O3 wrapper).
         optimizer: its ``parameters`` are the trained weights (gradient buffers are cloned from them).
         accumulate: micro-batches per optimizer step (≥ 1); their gradients are averaged.
         loss_scale: ``nn.DynamicLossScaleUpdateCell`` (or ``nn.FixedLossScaleUpdateCell``) for mixed precision;

@@ -39,6 +39,7 @@ from encoding_custom.evaluation.evaluator import network_forward
 from encoding_custom.evaluation.metrics import SegmentationMetric
 from foundation.checkpoint_file import CheckpointError, load_checkpoint
 from modules import tnn
+from modules.mixed_precision import apply_mixed_precision
 
 # Micro-batches in a row with a non-finite loss that the loss-scale check flagged as an overflow (their group's update
 # is skipped and the scale lowered) after which an AMP run is declared diverged.
@@ -247,11 +248,7 @@ class Trainer:
                 % (self.loader.n_items, n_micro, config.batch_size, config.accumulate_grad_batches))
         self.optimizer, self.schedules = build_optimizer(param_groups, config.lr, self.steps_per_epoch,
                                                          config.max_epochs, config.momentum, config.weight_decay)
-        # O1 rewrites the network into a new cell sharing its Parameters (MindSpore 2.0 and 2.10 alike): train that
-        # one; checkpoints and validation keep using ``self.network``.
-        train_network = network if train_network is None else train_network
-        if config.amp_level != "O0":
-            train_network = ms.amp.auto_mixed_precision(train_network, config.amp_level)
+        train_network = apply_mixed_precision(network if train_network is None else train_network, config.amp_level)
         self.net_with_loss = nn.WithLossCell(train_network, loss_fn)
         self.uses_loss_scale = config.amp_level != "O0"
         loss_scale = (nn.DynamicLossScaleUpdateCell(LOSS_SCALE_START, LOSS_SCALE_FACTOR, LOSS_SCALE_WINDOW)
