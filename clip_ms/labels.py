@@ -5,7 +5,7 @@ Numpy only (the BPE tokenizer), so the scripts check ``--labels`` before any net
 import os
 from typing import List, Sequence, Tuple
 
-from foundation.labels import looks_like_path, parse_labels, read_label_file
+from foundation.labels import inline_comment_warnings, looks_like_path, parse_labels, read_label_file
 
 from .tokenizer import default_tokenizer
 
@@ -75,14 +75,15 @@ def read_labels_argument(value: str, source: str = "--labels",
     """A label option's value (a comma/newline list or a label file) as checked labels, before any network runs.
 
     Args:
-        value: the option value: an existing file (read as UTF-8, comma- or newline-separated), else a list (a
-            bare word such as ``data`` is a label even when a folder of that name exists here).
+        value: the option value: an existing file (read as UTF-8, comma- or newline-separated, ``#`` lines
+            skipped), else a list (a bare word such as ``data`` is a label even when a folder of that name exists
+            here).
         source: option name starting every message (``"--labels"``).
         context_length: the text tower's context.
 
     Returns:
-        ``(labels, warnings)``: the labels in order, and one message per duplicate (see
-        :func:`duplicate_label_warnings`) for the caller to print.
+        ``(labels, warnings)``: the labels in order, and one message per label with an inline ``#`` and per
+        duplicate (see :func:`duplicate_label_warnings`) for the caller to print.
 
     Raises:
         ValueError: starting with ``source``: a value that looks like a file name (:func:`looks_like_path`) but
@@ -103,7 +104,7 @@ def read_labels_argument(value: str, source: str = "--labels",
         else:
             labels = parse_labels(value, source=source)
             where = source
-        warnings = duplicate_label_warnings(labels, where, context_length)
+        warnings = inline_comment_warnings(labels, where) + duplicate_label_warnings(labels, where, context_length)
     except OSError as err:  # permissions, a file vanishing between the check and the read
         raise ValueError(f"{source}: cannot read {value!r} ({err.strerror or err})") from err
     except ValueError as err:

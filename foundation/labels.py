@@ -44,7 +44,7 @@ def ade20k_labels(csv_path: str = ADE20K_OBJECT_INFO) -> List[str]:
     return names
 
 
-def parse_labels(text: str, source: str = "<labels>") -> List[str]:
+def parse_labels(text: str, source: str = "<labels>", comments: bool = False) -> List[str]:
     """Split a label specification into a list of labels.
 
     Labels are separated by commas and/or newlines; surrounding whitespace is stripped and a
@@ -53,6 +53,7 @@ def parse_labels(text: str, source: str = "<labels>") -> List[str]:
     Args:
         text: e.g. ``"dog, cat, other"`` or one label per line.
         source: name used in error messages (a file path or option name).
+        comments: skip lines whose first non-blank character is ``#`` (label files).
 
     Returns:
         list of non-empty label strings in the given order.
@@ -63,8 +64,8 @@ def parse_labels(text: str, source: str = "<labels>") -> List[str]:
     labels = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
-        if not line:
-            continue  # blank lines are layout, not labels
+        if not line or (comments and line.startswith("#")):
+            continue  # blank lines are layout, comment lines notes: neither is a label
         if line.endswith(","):
             line = line[:-1]  # "dog, cat," followed by a newline is a common way to write a list
         for field_number, piece in enumerate(line.split(","), start=1):
@@ -79,7 +80,8 @@ def parse_labels(text: str, source: str = "<labels>") -> List[str]:
 
 
 def read_label_file(path: str) -> List[str]:
-    """Read labels from a text file (comma- or newline-separated, UTF-8).
+    """Read labels from a text file (comma- or newline-separated, UTF-8; blank lines and lines starting with ``#``
+    are skipped).
 
     Args:
         path: the label file.
@@ -100,7 +102,21 @@ def read_label_file(path: str) -> List[str]:
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save the label file as UTF-8") \
             from err
-    return parse_labels(text, source=path)
+    return parse_labels(text, source=path, comments=True)
+
+
+def inline_comment_warnings(labels: List[str], source: str) -> List[str]:
+    """Warnings for labels that look like a label with a comment after it (``grass  # lawn``).
+
+    Args:
+        labels: label strings.
+        source: option or file name for the messages.
+
+    Returns:
+        one message per such label: only whole lines starting with ``#`` are comments.
+    """
+    return [f"{source}: label {position} {label!r} contains ' # ', which is part of the label; a comment goes "
+            "on a line of its own, starting with #" for position, label in enumerate(labels, 1) if " #" in label]
 
 
 def looks_like_path(text: str) -> bool:

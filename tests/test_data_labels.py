@@ -60,6 +60,20 @@ def test_labels_argument_takes_a_list_or_a_file_with_any_script(tmp_path):
     assert read_labels_argument(str(path)) == (["road", "天空"], [])
 
 
+def test_a_label_file_skips_comment_lines_and_warns_of_an_inline_comment(tmp_path):
+    path = tmp_path / "labels.txt"
+    path.write_text("# trees\ngrass  # lawn\n  # sky is last\n\nsky\n", encoding="utf-8")
+    labels, warnings = read_labels_argument(str(path))
+    assert labels == ["grass  # lawn", "sky"]
+    assert warnings == ["--labels %s: label 1 'grass  # lawn' contains ' # ', which is part of the label; a comment "
+                        "goes on a line of its own, starting with #" % path]
+    only_comments = tmp_path / "comments.txt"
+    only_comments.write_text("# nothing yet\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="^--labels: .*comments.txt: no labels given"):
+        read_labels_argument(str(only_comments))
+    assert read_labels_argument("#1 pick, sky") == (["#1 pick", "sky"], [])  # an inline list has no comments
+
+
 @pytest.mark.parametrize("value", ["labels_missing.txt", "data/labels", "LABELS.CSV"])
 def test_a_labels_value_that_looks_like_a_missing_file_is_an_error(tmp_path, value):
     assert looks_like_path(value)
