@@ -238,8 +238,8 @@ def main(argv=None):
         argv: argument list (default ``sys.argv[1:]``).
 
     Returns:
-        Process exit code: 0 on success, 1 with the problem printed to stderr as one
-        ``python -m clip_ms.convert: error: <file>: <what is wrong>`` line (2: usage error, from argparse).
+        Process exit code: 0 on success, 2 (a usage or input error, as every command of the project) with the
+        problem printed to stderr as one ``python -m clip_ms.convert: error: <file>: <what is wrong>`` line.
     """
     parser = argparse.ArgumentParser(prog="python -m clip_ms.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("src", help="OpenAI ViT-*.pt (TorchScript), or a .pt/.pth/.ckpt holding a CLIP state_dict")
@@ -257,7 +257,7 @@ def main(argv=None):
         # One line: the listing of a mismatch (one category per line in the message) is joined with "; ".
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         print("%s: error: %s" % (parser.prog, " ".join(lines[:1] + ["; ".join(lines[1:])]).strip()), file=sys.stderr)
-        return 1
+        return 2
     count = sum(int(v.size) for v in tower.values())
     print("wrote %s: %d tensors, %d parameters, %s" % (args.dst, len(tower), count, cfg))
     return 0

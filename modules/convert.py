@@ -499,7 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Args: argv: argument list (default sys.argv[1:]). Returns: process exit status (0 ok, 1 failure)."""
+    """Args: argv: argument list (default sys.argv[1:]). Returns: process exit status (0 written, 2 bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)
 
@@ -512,7 +512,7 @@ def main(argv=None) -> int:
         return 0
 
     # Reading src raises WeightsError; an OSError comes from writing dst.
-    return command_status(parser.prog, convert, 1, spell=lambda option: "--" + option.replace("_", "-"),
+    return command_status(parser.prog, convert, 2, spell=lambda option: "--" + option.replace("_", "-"),
                           writing=args.dst)
 
 if __name__ == "__main__":

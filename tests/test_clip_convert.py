@@ -162,6 +162,6 @@ def test_command_line(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "clip_ms.convert", os.path.join(FIXTURES, "openai_tiny_jit.pt"),
                           str(tmp_path / "b.ckpt"), "--config", "ViT-B/32"],
                          capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=300)
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert "error:" in bad.stderr and "shape mismatch" in bad.stderr and "missing (120)" in bad.stderr
     assert not (tmp_path / "b.ckpt").exists()

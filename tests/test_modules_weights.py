@@ -44,7 +44,7 @@ def test_conversion_reports_missing_unexpected_and_mismatched_names(tmp_path, ca
         1, src, drop=["net.scratch.layer2_rn.weight"],
         extra={"net.scratch.layer5_rn.weight": np.zeros((16, 8, 3, 3), np.float16),
                "net.pretrained.act_postprocess3.3.bias": np.zeros((33,), np.float16)})
-    assert convert_main([src, dst]) == 1
+    assert convert_main([src, dst]) == 2
     message = capsys.readouterr().err
     assert message.count("\n") == 1, "one line: " + message
     assert message.startswith(f"python -m modules.convert: error: {src}: checkpoint does not match the network: ")
@@ -83,7 +83,7 @@ def test_options_are_inferred_without_hyper_parameters_and_flags_override(tmp_pa
     save_torch_file(src, checkpoint)
     dst = str(tmp_path / "ours.ckpt")
     # A head block is present but arch 1 and 2 have the same weights: the converter must ask, not guess.
-    assert convert_main([src, dst]) == 1
+    assert convert_main([src, dst]) == 2
     assert "pass --arch-option" in capsys.readouterr().err
     assert convert_main([src, dst, "--arch-option", "1", "--block-depth", "2"]) == 0
     options = read_lseg_checkpoint(dst)[0]
@@ -95,7 +95,7 @@ def test_options_are_inferred_without_hyper_parameters_and_flags_override(tmp_pa
 def test_official_checkpoint_with_the_wrong_architecture_flag_fails(tmp_path, capsys):
     src = str(tmp_path / "official.ckpt")
     write_full_official_checkpoint(0, src)
-    assert convert_main([src, str(tmp_path / "x.ckpt"), "--arch-option", "2"]) == 1
+    assert convert_main([src, str(tmp_path / "x.ckpt"), "--arch-option", "2"]) == 2
     assert "scratch.head_block.label_conv.conv.weight" in capsys.readouterr().err
 
 

@@ -270,7 +270,7 @@ def test_convert_command_prints_one_line_for_a_bad_file(bad_files, command_runs,
     result = command_runs.result(("convert", case))  # python -m modules.convert <path> <dst>
     dst = result.args[-1]
     assert result.args[-2:] == [path, dst]
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr  # one line: no traceback, no MindSpore [ERROR] log line
     prefix = "python -m modules.convert: error: " + path + ": "
     assert result.stderr.startswith(prefix), result.stderr
@@ -282,12 +282,12 @@ def test_convert_command_names_an_already_converted_checkpoint_and_a_wrong_backb
     result = command_runs.result("already_converted")  # python -m modules.convert <ours> <dst>
     ours = result.args[-2]
     assert read_lseg_checkpoint(ours)[0]["backbone"] == "tiny_vit16"  # saved by save_lseg_checkpoint (command_runs)
-    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr == (f"python -m modules.convert: error: {ours}: already a MindSpore checkpoint of ours, "
                              "not an official lang-seg PyTorch checkpoint; load it as it is\n")
     src = official_tiny_path(0)
     result = command_runs.result("wrong_backbone")  # python -m modules.convert <src> <dst> --backbone clip_vitb32_384
-    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr == (f"python -m modules.convert: error: {src}: --backbone clip_vitb32_384 was given, but the "
                              "checkpoint's is tiny_vit16: pretrained.model.patch_embed.proj.weight has shape "
                              "(32, 3, 16, 16)\n")
@@ -367,7 +367,7 @@ def test_convert_command_blames_an_unreadable_source_not_the_destination(readabl
                                                                           tmp_path):
     src, dst = readable_files["official"], str(tmp_path / "out.ckpt")
     deny_reading(monkeypatch, src)
-    assert convert_main([src, dst]) == 1
+    assert convert_main([src, dst]) == 2
     assert capsys.readouterr().err == f"python -m modules.convert: error: {src}: {DENIED}\n"
     assert not os.path.exists(dst)
 
@@ -618,7 +618,7 @@ def test_a_training_checkpoint_of_another_block_depth_is_refused(tmp_path):
 def test_convert_command_asks_for_the_block_depth_with_its_own_flag_spelling(official_arch2, tmp_path, capsys):
     _, bare = official_arch2
     dst = str(tmp_path / "ours.ckpt")
-    assert convert_main([bare, dst, "--arch-option", "2"]) == 1
+    assert convert_main([bare, dst, "--arch-option", "2"]) == 2
     message = capsys.readouterr().err
     assert message.count("\n") == 1
     assert message.startswith(f"python -m modules.convert: error: {bare}: --block-depth is required: ")
@@ -636,7 +636,7 @@ def test_clip_convert_command_prints_one_line_for_a_directory_and_a_mismatch(com
                                ("clip_mismatch", clip_fixture, "missing (120)")]:
         result = command_runs.result(key)
         assert result.args[3] == src
-        assert result.returncode == 1
+        assert result.returncode == 2
         assert result.stderr.count("\n") == 1, result.stderr
         assert result.stderr.startswith(f"python -m clip_ms.convert: error: {src}")
         assert expected in result.stderr
