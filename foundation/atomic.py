@@ -42,6 +42,22 @@ def is_dead_writers_temporary(name: str) -> bool:
     return False  # alive: its writer may still be writing it
 
 
+def user_file_mode() -> int:
+    """The mode a file the user creates gets: ``0o666`` less the process umask (``/proc/self/status`` where Linux
+    has it, so no other thread ever sees a changed umask)."""
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as status:
+            return 0o666 & ~int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def give_user_mode(path: str) -> None:
+    """Give a file written through a temporary (``mkstemp``: 0600) or by MindSpore (0400) the user's usual mode."""
+    os.chmod(path, user_file_mode())
+
+
 def _fsync_folder(folder: str) -> None:
     """Make a rename in ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
     with contextlib.suppress(OSError):
@@ -78,6 +94,7 @@ def atomic_output(path: str, suffix: Optional[str] = None) -> Iterator[str]:
         yield temporary
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
+        give_user_mode(temporary)
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -102,4 +119,5 @@ def atomic_link(source: str, target: str) -> None:
             shutil.copyfile(source, temporary)
 
 
-__all__ = ["TEMPORARY_NAME", "is_dead_writers_temporary", "atomic_output", "atomic_link"]
+__all__ = ["TEMPORARY_NAME", "is_dead_writers_temporary", "user_file_mode", "give_user_mode", "atomic_output",
+           "atomic_link"]

@@ -30,6 +30,7 @@ import numpy as np
 from mindspore import nn
 
 from clip_ms.labels import read_labels_argument
+from foundation.atomic import atomic_output, give_user_mode
 from foundation.platform import DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES
 
 from .factory import ArgumentError, load_lseg
@@ -100,6 +101,7 @@ def export_mindir(network, out: str, height: int, width: int, batch: int = 1,
     network.sync_text_features()  # the graph holds the Parameter's value at export time
     images = ms.Tensor(np.zeros((batch, 3, height, width), np.float32))
     stem = out[:-len(".mindir")] if out.endswith(".mindir") else out
+    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     remove_mindir(stem)
     if dynamic_labels:
         dim = int(network.text_features_cache.shape[1])
@@ -107,7 +109,10 @@ def export_mindir(network, out: str, height: int, width: int, batch: int = 1,
         ms.export(DynamicLabelsGraph(network), images, features, file_name=stem, file_format="MINDIR")
     else:
         ms.export(StaticLabelsGraph(network), images, file_name=stem, file_format="MINDIR")
-    return mindir_files(stem)
+    written = mindir_files(stem)
+    for path in written:  # MindSpore writes them read-only for the owner (0400)
+        give_user_mode(path)
+    return written
 
 
 def mindir_files(stem: str) -> List[str]:
@@ -181,7 +186,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         net = load_lseg(args.weights, labels).network
         if args.features_out is not None:
             features = net.encode_text(labels).asnumpy().astype(np.float32)
-            np.save(args.features_out, features)
+            with atomic_output(args.features_out, suffix=".npy") as temporary:
+                np.save(temporary, features)
             print(f"wrote {args.features_out}: text features {features.shape} of {len(labels)} labels")
             return 0
         written = export_mindir(net, args.out or "lseg.mindir", args.height, args.width, batch=args.batch,
@@ -193,7 +199,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"{sum(os.path.getsize(name) for name in written) / 2 ** 20:.1f} MiB in {time.time() - started:.1f} s")
         return 0
 
-    return command_status(parser.prog, export, 2)
+    return command_status(parser.prog, export, 2, writing=args.features_out or args.out or "lseg.mindir")
 
 
 if __name__ == "__main__":

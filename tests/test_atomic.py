@@ -1,5 +1,6 @@
 """foundation.atomic: the one atomic writer and the clean-up of dead writers' temporary files."""
 import os
+import stat
 import subprocess
 import sys
 
@@ -7,7 +8,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from foundation.atomic import atomic_output, is_dead_writers_temporary
+from foundation.atomic import atomic_output, is_dead_writers_temporary, user_file_mode
 from modules.factory import build_lseg, load_lseg
 from modules.weights import WeightsError, save_lseg_checkpoint
 
@@ -57,3 +58,20 @@ def test_only_temporaries_of_writers_that_are_gone_count_as_dead():
     assert is_dead_writers_temporary(".curves.png.tmp%d.x9z8.png" % ended.pid)  # the training curves
     assert not is_dead_writers_temporary(".epoch_001.ckpt.tmp%d.ab12.ckpt" % os.getpid())  # alive: still writing
     assert not is_dead_writers_temporary("epoch_001.ckpt") and not is_dead_writers_temporary(".notes.tmp1")
+
+
+def test_written_files_get_the_users_mode_not_the_temporarys_or_mindspores(tmp_path):
+    """mkstemp makes the temporary 0600 and mindspore.save_checkpoint makes its file 0400; the result is the mode any
+    file the user creates gets (0666 less the umask)."""
+    old_mask = os.umask(0o027)
+    try:
+        assert user_file_mode() == 0o640
+        plain = str(tmp_path / "notes.json")
+        with atomic_output(plain) as temporary:
+            with open(temporary, "w") as handle:
+                handle.write("{}")
+        checkpoint = str(tmp_path / "net.ckpt")
+        save_lseg_checkpoint(build_lseg("tiny_vit16", ["a", "b"], text_config="tiny"), checkpoint)
+        assert [stat.S_IMODE(os.stat(path).st_mode) for path in (plain, checkpoint)] == [0o640, 0o640]
+    finally:
+        os.umask(old_mask)

@@ -6,6 +6,7 @@ own (one costs 3-4 s here)."""
 import contextlib
 import io
 import os
+import stat
 import sys
 
 import mindspore as ms
@@ -14,6 +15,7 @@ import pytest
 from mindspore import nn
 
 from foundation import platform
+from foundation.atomic import user_file_mode
 from foundation.checkpoint_file import save_checkpoint
 from modules.export import main as export_main
 from modules.export import mindir_files
@@ -209,3 +211,19 @@ def test_an_export_replaces_what_an_earlier_one_left_in_either_layout(static_exp
     assert mindir_files(stem) == [out]
     assert not os.path.exists(os.path.join(folder, "lseg_graph.mindir"))
     assert not os.path.exists(os.path.join(folder, "lseg_variables"))
+
+
+def test_the_mindir_gets_the_users_mode_and_features_go_into_a_new_folder(static_export, checkpoints, tmp_path,
+                                                                          capsys):
+    status, _, out = static_export("weights")
+    assert status == 0
+    assert stat.S_IMODE(os.stat(out).st_mode) == user_file_mode()  # MindSpore writes it 0400
+    features = str(tmp_path / "new" / "folder" / "features.npy")
+    assert export_main(["--weights", checkpoints["weights"], "--labels", "a,b", "--features_out", features]) == 0
+    assert np.load(features).shape[0] == 2 and stat.S_IMODE(os.stat(features).st_mode) == user_file_mode()
+    blocked = str(tmp_path / "a_file")
+    open(blocked, "w").close()
+    inside = os.path.join(blocked, "features.npy")
+    assert export_main(["--weights", checkpoints["weights"], "--labels", "a,b", "--features_out", inside]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m modules.export: error: %s: cannot write (" % inside) and err.count("\n") == 1
