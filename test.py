@@ -20,7 +20,10 @@ line per fold and the per-class IoU). Exit status: 0 done, 2 bad option
 or input (one line naming it).
 """
 import os
+import signal
 import sys
+import threading
+import time
 from typing import List, Optional, Sequence
 
 from clip_ms.labels import read_labels_argument
@@ -105,11 +108,39 @@ def output_stems(paths: Sequence[str]) -> List[str]:
     return unique
 
 
+class Interrupted(Exception):
+    """A SIGINT or SIGTERM (MindSpore turns a Ctrl-C that lands inside one of its calls into a SIGTERM)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum, _frame):
+    raise Interrupted(signum)
+
+
+def threading_is_main() -> bool:
+    """Signal handlers can be installed from the main thread only (tests may call main() from another)."""
+    return threading.current_thread() is threading.main_thread()
+
+
+def files_written_since(folder: str, started: float) -> List[str]:
+    """Args: folder: an output folder (may not exist); started: a ``time.time()``. Returns: its files written since."""
+    if not os.path.isdir(folder):
+        return []
+    return sorted(entry.path for entry in os.scandir(folder) if entry.is_file() and entry.stat().st_mtime >= started)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Args: argv: the arguments (default ``sys.argv[1:]``). Returns: the exit status (0 ok, 2 bad option or
-    input, 130 interrupted)."""
+    input, 130 / 143 interrupted by SIGINT / SIGTERM)."""
     args = parse_test_options(argv)
     outdir = args.outdir or os.path.join("outputs", args.exp_name)
+    started = time.time()
+    previous = {}
+    if threading_is_main():
+        previous = {number: signal.signal(number, _interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         configure_context(args)
         image_labels = labels_option(args.labels) if args.image else None
@@ -134,9 +165,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OptionError, WeightsError, CheckpointError, DataError, FileNotFoundError) as err:
         print("test.py: error: %s" % err, file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C: what was written stays (each output is complete), the rest is not done
-        print("\ntest.py: interrupted", file=sys.stderr)
-        return 130
+    except (Interrupted, KeyboardInterrupt) as stop:  # what was written stays (each output is complete)
+        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+        written = files_written_since(outdir, started)
+        print("\ntest.py: interrupted by %s: %s; the rest was not done"
+              % (signal.Signals(signum).name, "%d complete file(s) written to %s" % (len(written), outdir)
+                 if written else "nothing written"), file=sys.stderr)
+        return 128 + signum
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return 0
 
 

@@ -1,6 +1,8 @@
 """encoding_custom.evaluation.evaluator.segment_image: any photo size, bounded memory, the official single-scale
 result."""
 import os
+import re
+import signal
 import subprocess
 import sys
 
@@ -16,6 +18,7 @@ from tests.fixtures.encoding_custom.channel_labeller import ChannelLabeller
 STACK_INDEPENDENT = ("the sliding windows, bands and label mapping around the network; the resize kernels and the "
                      "evaluator against the official reference are tested per stack in test_evaluator")
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RSS_CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "encoding_custom",
                          "segment_photo_rss.py")
 
@@ -122,3 +125,35 @@ def test_peak_memory_grows_by_at_most_a_few_image_copies(tmp_path):
         peaks[width] = float(peak_mib)
     float_image_mib = 3 * 3024 * 4032 * 4 / 2**20
     assert peaks[4032] - peaks[640] <= 3 * float_image_mib, peaks
+
+
+def test_an_interrupted_test_py_says_what_it_wrote_and_exits_with_the_signal(tmp_path):
+    """A test.py process of its own (~4 s), stopped by SIGINT once its first outputs are written."""
+    from modules.factory import build_lseg
+    from modules.weights import save_lseg_checkpoint
+    weights = str(tmp_path / "tiny.ckpt")
+    save_lseg_checkpoint(build_lseg("tiny_vit16", ["sky", "grass"], text_config="tiny"), weights)
+    photos = []
+    for index in range(40):
+        photos.append(str(tmp_path / ("photo_%02d.png" % index)))
+        Image.new("RGB", (64, 48), (index * 5, 200, 30)).save(photos[-1])
+    outdir = tmp_path / "out"
+    command = [sys.executable, "test.py", "--weights", weights, "--labels", "sky,grass", "--device_target", "CPU",
+               "--mode", "pynative", "--base_size", "64", "--crop_size", "64", "--outdir", str(outdir), "--image"]
+    child = subprocess.Popen(command + photos, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=dict(os.environ, PYTHONPATH=REPO))
+    try:
+        for line in child.stdout:  # wait for the first complete output, then Ctrl-C
+            if line.startswith("wrote "):
+                child.send_signal(signal.SIGINT)
+                break
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM), stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    written = len(os.listdir(outdir))
+    assert 0 < written < 40 * 5
+    assert re.fullmatch(r"test.py: interrupted by SIG(INT|TERM): %d complete file\(s\) written to %s; the rest was "
+                        r"not done" % (written, re.escape(str(outdir))), last), stderr[-2000:]
