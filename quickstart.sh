@@ -9,6 +9,7 @@
 # Outputs: datasets/synthetic_ade20k/ (data), checkpoints/tiny_synthetic/ (checkpoints, metrics.jsonl, curves.png),
 # outputs/tiny_synthetic/ (eval_log.txt, <image>_mask.png / _index.png / _overlay.png / _legend.png / _legend.txt);
 # with --zero-shot: datasets/synthetic_pascal5i/, checkpoints/tiny_zeroshot_fold0/, outputs/tiny_zeroshot_fold0/.
+# Running it again replaces the earlier quick start's checkpoints (train_custom.py --overwrite names what it deletes).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup_env.sh

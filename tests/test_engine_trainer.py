@@ -249,15 +249,18 @@ def test_too_little_data_is_a_clear_error(tmp_path):
         _trainer(tmp_path / "small", n_train=8, batch=4, accumulate=4)
 
 
-def test_fresh_run_refuses_an_existing_run_unless_overwrite(tmp_path):
+def test_fresh_run_refuses_an_existing_run_unless_overwrite(tmp_path, capsys):
     first = _trainer(tmp_path / "run", epochs=1, n_train=8)
     first.fit()
     again = _trainer(tmp_path / "run", epochs=1, n_train=8)
     with pytest.raises(FileExistsError, match="--resume.*--overwrite"):
         again.fit()
     again.config.overwrite = True
+    capsys.readouterr()
     again.fit()
     assert [m["epoch"] for m in _read(str(tmp_path / "run" / "metrics.jsonl"))] == [1]
+    assert ("--overwrite: deleted the earlier run's 3 checkpoint(s) in %s (the last: best.ckpt) and its logs"
+            % (tmp_path / "run")) in capsys.readouterr().err  # what quickstart.sh, which passes it, deletes
 
 
 def test_evaluation_is_sharded_by_rank_and_all_reduced(monkeypatch):

@@ -327,8 +327,12 @@ class Trainer:
         if not self.config.overwrite:
             refuse_earlier_run(self.exp_dir)  # raises when there is one; otherwise nothing to delete
         else:
-            for path in earlier_run_files(self.exp_dir):
+            earlier = earlier_run_files(self.exp_dir)
+            for path in earlier:
                 os.remove(path)
+            if earlier and self.main:
+                print("--overwrite: deleted the earlier run's %d checkpoint(s) in %s (the last: %s) and its logs"
+                      % (len(earlier), self.exp_dir, os.path.basename(earlier[-1])), file=sys.stderr, flush=True)
         self._truncate_logs(0)
         for name in ("curves.png",):
             if os.path.isfile(self._path(name)):
