@@ -237,7 +237,8 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
         g.add_argument("--flip", action="store_true", help="also average horizontally flipped predictions")
         g.add_argument("--test_batch_size", type=int, default=1, help="images per evaluation step")
         g.add_argument("--max_images", type=int, default=None, help="only the first N val images")
-        g.add_argument("--image", nargs="+", default=None, help="segment these image files (with --labels)")
+        g.add_argument("--image", nargs="+", default=None,
+                       help="segment these image files, or every picture in these folders (with --labels)")
         g.add_argument("--labels", default=None,
                        help='labels for --image: "cat,grass,sky,other" or a text file (one label per line)')
         g.add_argument("--nshot", type=int, default=0,
@@ -314,7 +315,7 @@ def validate_options(args: argparse.Namespace, for_training: bool = False) -> ar
                    "is a folder, not a file" if path and os.path.isdir(path) else "file not found", path)
     if getattr(args, "image", None) is not None:
         for path in args.image:
-            _check(os.path.isfile(path), "--image", "file not found", path)
+            _check(os.path.isfile(path) or os.path.isdir(path), "--image", "file not found", path)
         _check(args.labels is not None and args.labels.strip() != "", "--labels",
                "is required with --image and must name at least one label", args.labels)
         _check(not args.eval, "--eval", "evaluates the val split; --image segments files: give one of them", True)

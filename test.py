@@ -34,6 +34,7 @@ from encoding_custom.tasks import OptionError, configure_context, create_task, m
 from encoding_custom.tasks.networks import load_network
 from encoding_custom.visualisation.render import save_segmentation
 from foundation.checkpoint_file import CheckpointError
+from foundation.images import PICTURE_SUFFIXES
 from modules.weights import WeightsError
 from options import parse_options
 
@@ -56,6 +57,30 @@ def labels_option(text: str) -> List[str]:
     for warning in warnings:
         print("test.py: warning: %s" % warning, file=sys.stderr)
     return labels
+
+
+def image_files(values: Sequence[str]) -> List[str]:
+    """``--image`` values with each folder replaced by the pictures in it (sorted by name; other files skipped with
+    a note).
+
+    Raises:
+        OptionError: naming a folder that holds no picture.
+    """
+    files = []
+    for value in values:
+        if not os.path.isdir(value):
+            files.append(value)
+            continue
+        names = sorted(entry.name for entry in os.scandir(value) if entry.is_file())
+        pictures = [name for name in names if name.lower().endswith(PICTURE_SUFFIXES)]
+        if not pictures:
+            raise OptionError("--image %s: a folder with no pictures in it (%s)" % (value, " ".join(PICTURE_SUFFIXES)))
+        others = [name for name in names if name not in pictures]
+        if others:
+            print("test.py: note: --image %s: skipped %d file(s) that are not pictures: %s%s"
+                  % (value, len(others), ", ".join(others[:5]), ", ..." if len(others) > 5 else ""), file=sys.stderr)
+        files += [os.path.join(value, name) for name in pictures]
+    return files
 
 
 def check_image(path: str) -> None:
@@ -144,6 +169,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         configure_context(args)
         image_labels = labels_option(args.labels) if args.image else None
+        args.image = image_files(args.image) if args.image else None
         for path in args.image or []:
             check_image(path)  # every input decodes before the first is segmented; each is read when its turn comes
         if not args.image:

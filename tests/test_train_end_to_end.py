@@ -300,3 +300,26 @@ def test_training_from_weights_takes_their_architecture_and_values(trained, tmp_
     frozen = "clip_pretrained.ln_final.weight"  # the text tower is not trained: it must be the file's
     np.testing.assert_array_equal(load_lseg(last).network.parameters_dict()[frozen].asnumpy(),
                                   source.parameters_dict()[frozen].asnumpy())
+
+
+def test_image_takes_every_picture_of_a_folder_and_names_a_folder_without_any(tmp_path, capsys):
+    weights = str(tmp_path / "tiny.ckpt")
+    save_lseg_checkpoint(build_lseg("tiny_vit16", ["sky", "grass"], text_config="tiny"), weights)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(str(folder / "b.png"))
+    Image.new("RGB", (30, 40), (200, 10, 30)).save(str(folder / "a.jpg"))
+    (folder / "notes.txt").write_text("not a picture")
+    base = ["--weights", weights, "--labels", "sky,grass", "--device_target", "CPU", "--mode", "pynative",
+            "--outdir", str(tmp_path / "out"), "--image"]
+    assert test_script.main(base + [str(folder)]) == 0
+    captured = capsys.readouterr()
+    assert "test.py: note: --image %s: skipped 1 file(s) that are not pictures: notes.txt" % folder in captured.err
+    assert [line.split("/")[-1] for line in captured.out.splitlines() if line.endswith("_mask.png")] == \
+        ["a_mask.png", "b_mask.png"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a picture")
+    assert test_script.main(base + [str(empty)]) == 2
+    assert capsys.readouterr().err.strip() == ("test.py: error: --image %s: a folder with no pictures in it (.jpg "
+                                               ".jpeg .png .bmp .gif .tif .tiff .webp)" % empty)
