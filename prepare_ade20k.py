@@ -26,6 +26,7 @@ from encoding_custom.datasets.download import (
 )
 from encoding_custom.datasets.layout import BASE_DIR, SYNTHETIC_MARKER, check_layout
 from encoding_custom.datasets.synthetic import write_synthetic_ade20k
+from foundation.atomic import missing_folders, remove_empty_folders
 
 
 def parse_args(argv=None):
@@ -106,6 +107,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     root = os.path.abspath(os.path.expanduser(args.root))
     progress = not args.no_progress
+    created = missing_folders(root)
     try:
         os.makedirs(root, exist_ok=True)
         if args.synthetic is not None:
@@ -135,6 +137,7 @@ def main(argv=None) -> int:
             if args.remove_zip:
                 os.remove(test_zip)
     except (DownloadError, FileExistsError, ValueError) as error:
+        remove_empty_folders(created)
         print(f"prepare_ade20k.py: error: {error}", file=sys.stderr)
         return 2
     report = check_layout(root)

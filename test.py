@@ -33,6 +33,7 @@ from encoding_custom.evaluation.evaluator import segment_image
 from encoding_custom.tasks import OptionError, configure_context, create_task, make_output_folder
 from encoding_custom.tasks.networks import load_network
 from encoding_custom.visualisation.render import save_segmentation
+from foundation.atomic import missing_folders, remove_empty_folders
 from foundation.checkpoint_file import CheckpointError
 from foundation.images import PICTURE_SUFFIXES
 from modules.weights import WeightsError
@@ -163,6 +164,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_test_options(argv)
     outdir = args.outdir or os.path.join("outputs", args.exp_name)
     started = time.time()
+    created = missing_folders(outdir)  # removed again if this run fails before writing into them
     previous = {}
     if threading_is_main():
         previous = {number: signal.signal(number, _interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
@@ -189,11 +191,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for output in written:
                 print("wrote %s" % output)
     except (OptionError, WeightsError, CheckpointError, DataError, FileNotFoundError) as err:
+        remove_empty_folders(created)
         print("test.py: error: %s" % err, file=sys.stderr)
         return 2
     except (Interrupted, KeyboardInterrupt) as stop:  # what was written stays (each output is complete)
         signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
         written = files_written_since(outdir, started)
+        remove_empty_folders(created)
         print("\ntest.py: interrupted by %s: %s; the rest was not done"
               % (signal.Signals(signum).name, "%d complete file(s) written to %s" % (len(written), outdir)
                  if written else "nothing written"), file=sys.stderr)

@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional, Sequence
 
 # The temporary names of :func:`atomic_output` (and of the writers before it: ".<name>.tmp<pid>.ckpt",
 # "data_check.json.<random>.tmp"), for the clean-up of dead writers' leftovers; group "pid" is the writer's.
@@ -103,6 +103,27 @@ def atomic_output(path: str, suffix: Optional[str] = None) -> Iterator[str]:
     _fsync_folder(folder)
 
 
+def missing_folders(path: str) -> List[str]:
+    """Args: path: a folder a command is about to create. Returns: it and its parents that do not exist yet,
+    deepest first (for :func:`remove_empty_folders` when the command fails)."""
+    missing, folder = [], os.path.abspath(path)
+    while not os.path.exists(folder):
+        missing.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return missing
+
+
+def remove_empty_folders(folders: Sequence[str]) -> None:
+    """Remove the ``folders`` (deepest first) that are empty: what a failed command created and wrote nothing into.
+    A folder holding anything (a partial download to resume, an output) stays."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
 def atomic_link(source: str, target: str) -> None:
     """Give ``source``'s bytes the name ``target`` atomically: a hard link (no copy of a ~2 GB checkpoint), or a
     copy where the file system has no hard links.
@@ -120,4 +141,4 @@ def atomic_link(source: str, target: str) -> None:
 
 
 __all__ = ["TEMPORARY_NAME", "is_dead_writers_temporary", "user_file_mode", "give_user_mode", "atomic_output",
-           "atomic_link"]
+           "missing_folders", "remove_empty_folders", "atomic_link"]

@@ -47,6 +47,7 @@ from encoding_custom.fewshot.layout import (
     check_fewshot_layout,
     own_splits_dir,
 )
+from foundation.atomic import missing_folders, remove_empty_folders
 
 PROG = "prepare_fewshot"
 MANUAL_HINT = "pass it with --archive {key}=PATH"
@@ -354,6 +355,7 @@ def main(argv=None) -> int:
         return 0
     root = os.path.abspath(os.path.expanduser(args.root))
     progress = not args.no_progress
+    created = missing_folders(root)
     try:
         if args.archive and (args.link or args.synthetic or args.check):
             raise PrepareError("--archive: only with a download (not with --link, --synthetic or --check)")
@@ -367,6 +369,7 @@ def main(argv=None) -> int:
         elif args.link is not None:
             incomplete = link_existing(args.link, root, args.benchmark, args.splits_dir)
             if incomplete is not None:
+                remove_empty_folders(created)
                 print(incomplete)
                 print(f"{PROG}: error: --link {args.link}: the copy is incomplete (above); nothing linked",
                       file=sys.stderr)
@@ -378,6 +381,7 @@ def main(argv=None) -> int:
                                args.remove_archive, progress, args.retries)
         report = check_fewshot_layout(root, args.benchmark, args.splits_dir)
     except (DownloadError, PrepareError, FewShotDataError, FileExistsError, ValueError) as error:
+        remove_empty_folders(created)
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     print(report.summary())

@@ -207,10 +207,11 @@ def test_cli_downloads_extracts_and_checks_the_layout(tmp_path, monkeypatch, cap
 
 
 def test_cli_reports_checksum_mismatch_with_exit_status_2(tmp_path, server, capsys):
-    status = prepare_ade20k.main(["--root", str(tmp_path / "d"), "--mirror", server.url, "--no-progress"])
+    status = prepare_ade20k.main(["--root", str(tmp_path / "new" / "d"), "--mirror", server.url, "--no-progress"])
     # The server has no ADEChallengeData2016.zip: an HTTP 404 is an error too.
     assert status == 2
     assert "HTTP 404" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # the folders made for it, left empty, are removed again
 
 
 def test_cli_zip_and_download_dir_and_layout_failures(tmp_path, capsys):

@@ -143,6 +143,7 @@ def test_cli_link_checks_the_copy_first(tmp_path, synthetic_pascal, capsys):
 
     assert prepare_fewshot.main(["pascal", "--root", str(other), "--link", str(tmp_path / "nothing")]) == 2
     assert "no VOC2012/ folder" in capsys.readouterr().err
+    assert not other.exists()  # made for the failed attempts and left empty: removed again
 
 
 def test_layout_check_counts_missing_images_per_split(synthetic_pascal, tmp_path):

@@ -323,3 +323,14 @@ def test_image_takes_every_picture_of_a_folder_and_names_a_folder_without_any(tm
     assert test_script.main(base + [str(empty)]) == 2
     assert capsys.readouterr().err.strip() == ("test.py: error: --image %s: a folder with no pictures in it (.jpg "
                                                ".jpeg .png .bmp .gif .tif .tiff .webp)" % empty)
+
+
+def test_a_failed_evaluation_leaves_no_empty_output_folder(tmp_path, capsys):
+    weights = str(tmp_path / "tiny.ckpt")
+    save_lseg_checkpoint(build_lseg("tiny_vit16", ["sky", "grass"], text_config="tiny"), weights)
+    (tmp_path / "no_data").mkdir()
+    outdir = tmp_path / "outputs" / "run"
+    status = test_script.main(["--weights", weights, "--eval", "--data_path", str(tmp_path / "no_data"),
+                               "--device_target", "CPU", "--mode", "pynative", "--outdir", str(outdir)])
+    assert status == 2 and capsys.readouterr().err.startswith("test.py: error: ")
+    assert not (tmp_path / "outputs").exists()
