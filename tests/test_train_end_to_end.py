@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import options
 import test as test_script
 import train_custom
 from encoding_custom.datasets.classes import resolve_classes
 from encoding_custom.datasets.synthetic import write_synthetic_ade20k
+from encoding_custom.tasks.networks import load_network
 from encoding_custom.visualisation.render import LEGEND_ROW_PX, label_colours
 from foundation.checkpoint_file import read_checkpoint, save_checkpoint
 from modules.factory import build_lseg, load_lseg
@@ -279,7 +281,9 @@ def test_an_outdir_that_cannot_be_made_is_one_line(trained, tmp_path, capsys):
     image = os.path.join(trained[0], "ADEChallengeData2016", "images", "validation", "ADE_val_00000001.jpg")
     assert test_script.main(["--weights", os.path.join(exp_dir, "last.ckpt"), "--image", image, "--labels", "a,b",
                              "--device_target", "CPU", "--outdir", str(blocker / "out")]) == 2
-    assert capsys.readouterr().err.strip().startswith("test.py: error: --outdir: cannot create %s" % (blocker / "out"))
+    # (after the note that the checkpoint's training sizes are used)
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("test.py: error: --outdir: cannot create %s"
+                                                                       % (blocker / "out"))
 
 
 def test_training_from_weights_takes_their_architecture_and_values(trained, tmp_path, capsys):
@@ -334,3 +338,26 @@ def test_a_failed_evaluation_leaves_no_empty_output_folder(tmp_path, capsys):
                                "--device_target", "CPU", "--mode", "pynative", "--outdir", str(outdir)])
     assert status == 2 and capsys.readouterr().err.startswith("test.py: error: ")
     assert not (tmp_path / "outputs").exists()
+
+
+def test_a_checkpoints_training_sizes_are_the_defaults_except_for_a_benchmark(tmp_path, capsys):
+    net = build_lseg("tiny_vit16", ["sky", "grass"], text_config="tiny")
+    weights = str(tmp_path / "trained_at_64.ckpt")
+    save_checkpoint(weights, net, options=dict(net.build_options(), base_size=96, crop_size=64,
+                                               label_names=["sky", "grass"]))
+    image = str(tmp_path / "photo.png")
+    Image.new("RGB", (300, 200), (10, 200, 30)).save(image)
+    argv = ["--weights", weights, "--image", image, "--labels", "sky,grass", "--device_target", "CPU", "--mode",
+            "pynative", "--outdir", str(tmp_path / "out")]
+    assert test_script.main(argv) == 0
+    assert ("test.py: note: %s was trained at --base_size 96 --crop_size 64: evaluating at those sizes (give the "
+            "options to choose others)" % weights) in capsys.readouterr().err
+    assert test_script.main(argv + ["--crop_size", "32"]) == 0  # a size given wins, the other is the checkpoint's
+    assert "was trained at --base_size 96: evaluating" in capsys.readouterr().err
+    args = options.parse_options(["--dataset", "pascal", "--fold", "0", "--nshot", "0", "--weights", weights,
+                                  "--device_target", "CPU"], purpose="test")
+    load_network(args, sizes_from_checkpoint=False)
+    assert (args.base_size, args.crop_size) == (520, 480)
+    assert capsys.readouterr().err.strip() == (
+        "test.py: note: %s was trained at --base_size 96 --crop_size 64; the benchmark protocol evaluates at "
+        "--crop_size 480: add --base_size 96 --crop_size 64 to evaluate at the training size" % weights)

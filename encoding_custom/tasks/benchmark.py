@@ -158,7 +158,7 @@ def run_zero_shot(args, outdir: str) -> List[Tuple[float, float]]:
     for fold in selected_folds(args):
         fold_args = copy.copy(args)
         fold_args.weights = fold_weights(args, fold)
-        net, _, _ = load_network(fold_args)
+        net, _, _ = load_network(fold_args, sizes_from_checkpoint=False)
         net.set_train(False)
         warning = trained_fold_warning(args, getattr(fold_args, "recorded", {}), fold)
         if warning:

@@ -150,8 +150,34 @@ def training_network(args, labels: Sequence[str], resuming: bool):
     return network
 
 
-def load_network(args) -> Tuple[object, List[str], Optional[List[int]]]:
+# The image sizes a run of train_custom.py records, which an evaluation takes as its defaults.
+TRAINED_SIZE_OPTIONS = ("base_size", "crop_size")
+
+
+def trained_sizes(args, recorded: Dict) -> Dict[str, int]:
+    """The sizes a checkpoint was trained at that differ from this run's, where the run did not choose them (not on
+    the command line, no config file or preset).
+
+    Args:
+        args: this run's options; recorded: the checkpoint's options record.
+
+    Returns:
+        ``{option: trained value}``, empty when the sizes agree or were chosen.
+    """
+    if getattr(args, "config", None) is not None:
+        return {}
+    return {key: int(recorded[key]) for key in TRAINED_SIZE_OPTIONS
+            if key in recorded and key not in args.explicit and getattr(args, key) != recorded[key]}
+
+
+def load_network(args, sizes_from_checkpoint: bool = True) -> Tuple[object, List[str], Optional[List[int]]]:
     """Build the network the weights need and load them (``modules.factory.load_lseg``: any checkpoint kind).
+
+    Args:
+        args: this run's options (updated with the checkpoint's architecture, and its training sizes where the
+            run did not choose them and ``sizes_from_checkpoint``).
+        sizes_from_checkpoint: False for a benchmark, whose protocol fixes the size: a note then says how to
+            evaluate at the training size instead.
 
     Returns:
         ``(network, label names, ADE20K class indices or None)``: our checkpoints record their architecture and
@@ -170,6 +196,16 @@ def load_network(args) -> Tuple[object, List[str], Optional[List[int]]]:
         return loaded.network, ade20k_labels(), None
     apply_recorded_architecture(args, loaded.record, args.weights)
     args.recorded = loaded.record
+    sizes = trained_sizes(args, loaded.record)
+    flags = " ".join("--%s %d" % item for item in sizes.items())
+    if sizes and sizes_from_checkpoint:
+        for key, value in sizes.items():
+            setattr(args, key, value)
+        print("test.py: note: %s was trained at %s: evaluating at those sizes (give the options to choose others)"
+              % (args.weights, flags), file=sys.stderr)
+    elif sizes:
+        print("test.py: note: %s was trained at %s; the benchmark protocol evaluates at --crop_size %d: add %s to "
+              "evaluate at the training size" % (args.weights, flags, args.crop_size, flags), file=sys.stderr)
     run_record = "classes" in loaded.record  # written by train_custom.py, not by save_lseg_checkpoint
     if loaded.labels is not None:
         labels, indices = loaded.labels, loaded.class_indices
