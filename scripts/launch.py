@@ -290,8 +290,10 @@ def _run_cluster(command: Sequence[str], nproc: int, log_dir: str, host: str, po
                  interrupted: List[int], out) -> int:
     """One attempt of :func:`launch`; raises :class:`_StartupFailed` (holding the exit status) when a worker fails
     before all ranks are announced."""
+    # PYTHONFAULTHANDLER: a process MindSpore crashes (MindSpore 2.0 has segfaulted at exit after a finished run)
+    # leaves the Python stack of the crash in its log.
     base_env = dict(os.environ, MS_WORKER_NUM=str(nproc), MS_SCHED_HOST=host, MS_SCHED_PORT=str(port),
-                    PYTHONUNBUFFERED="1")
+                    PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
     # A rank table or MPI variables in the caller's shell would make MindSpore pick another start-up path.
     for name in ("RANK_TABLE_FILE", "MINDSPORE_HCCL_CONFIG_PATH", "OMPI_COMM_WORLD_SIZE", "MS_NODE_ID"):
         base_env.pop(name, None)
