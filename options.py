@@ -146,6 +146,8 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
     g.add_argument("--device_id", type=int, default=None, help="device index (single-device runs)")
     g.add_argument("--mode", choices=MODES, default="graph", help="MindSpore execution mode")
     g.add_argument("--seed", type=int, default=1, help="random seed (data order, augmentation, init)")
+    g.add_argument("--no-progress", "--no_progress", dest="no_progress", action="store_true",
+                   help="no progress bars (in a file or pipe they are already one line per 5 %%)")
 
     g = p.add_argument_group("model")
     g.add_argument("--backbone", choices=sorted(BACKBONES), default="clip_vitl16_384", metavar="NAME",

@@ -30,8 +30,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
+from encoding_custom.progress import progress_bar
 from foundation.atomic import atomic_output
 
 from encoding_custom.datasets.layout import dataset_dir, list_pairs, split_folders
@@ -429,7 +429,7 @@ def default_workers() -> int:
 
 
 def _check_pairs(pairs: Sequence[Tuple[str, str]], num_class: int, workers: int,
-                 bar: tqdm) -> List[List[Tuple[str, str, str]]]:
+                 bar) -> List[List[Tuple[str, str, str]]]:
     """Problems of every pair, in the order of ``pairs``; a fork pool when there is more than one chunk."""
     chunks = [(num_class, list(pairs[start:start + _CHUNK])) for start in range(0, len(pairs), _CHUNK)]
     results = []
@@ -482,8 +482,8 @@ def check_data(root: str, splits: Sequence[str] = ("train", "val"), num_class: i
             else:
                 todo.append((key, signature, image_path, mask_path))
     total = sum(len(pairs) for pairs, _ in listed.values())
-    with tqdm(total=total, initial=report.n_cached, desc="checking data", unit="pair", file=sys.stderr,
-              disable=not progress, dynamic_ncols=True) as bar:
+    with progress_bar(total=total, initial=report.n_cached, desc="checking data", unit="pair",
+                      disable=not progress) as bar:
         results = _check_pairs([(image, mask) for _, _, image, mask in todo], num_class, workers, bar)
     for (key, signature, _, _), problems in zip(todo, results):
         problems_of[key] = [list(problem) for problem in problems]

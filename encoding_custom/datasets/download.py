@@ -21,8 +21,8 @@ import urllib.parse
 import urllib.request
 import zipfile
 from typing import Iterator, List, Optional, Tuple
+from encoding_custom.progress import progress_bar
 
-from tqdm import tqdm
 
 ADE20K_URL = "http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip"
 ADE20K_SHA1 = "219e1696abb36c8ba3a3afe7fb2f4b4606a897c7"
@@ -289,8 +289,8 @@ def _download_once(url: str, part_path: str, timeout: float, progress: bool, fol
         total = have + remaining if remaining is not None else None
         received = 0
         with open(part_path, "ab" if have else "wb") as handle, \
-                tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                     desc=os.path.basename(part_path[:-len(".part")]), disable=not progress) as bar:
+                progress_bar(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                             desc=os.path.basename(part_path[:-len(".part")]), disable=not progress) as bar:
             while True:
                 block = response.read(_CHUNK)
                 if not block:
@@ -454,14 +454,16 @@ def extract_archive(archive_path: str, destination: str, prefix: str = "", progr
             if not selected:
                 raise DownloadError(f"{archive_path}: no member under {prefix!r}; not the expected archive")
             _check_free_space(destination, sum(item[3] for item in selected), f"the contents of {archive_path}")
-            for member, _, is_dir, _, out_path in tqdm(selected, desc=f"extract {os.path.basename(archive_path)}",
-                                                       unit="file", disable=not progress):
-                if is_dir:
-                    os.makedirs(out_path, exist_ok=True)
-                    continue
-                os.makedirs(os.path.dirname(out_path), exist_ok=True)
-                with archive.open(member) as source, open(out_path, "wb") as target:
-                    shutil.copyfileobj(source, target, _CHUNK)
+            with progress_bar(total=len(selected), desc=f"extract {os.path.basename(archive_path)}", unit="file",
+                              disable=not progress) as bar:
+                for member, _, is_dir, _, out_path in selected:
+                    bar.update(1)
+                    if is_dir:
+                        os.makedirs(out_path, exist_ok=True)
+                        continue
+                    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+                    with archive.open(member) as source, open(out_path, "wb") as target:
+                        shutil.copyfileobj(source, target, _CHUNK)
             return sorted({relative.split("/")[0] for _, relative, _, _, _ in selected})
     except OSError as error:
         if error.errno == errno.ENOSPC:

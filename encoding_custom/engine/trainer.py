@@ -19,7 +19,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import mindspore as ms
 import numpy as np
 from mindspore import nn
-from tqdm import tqdm
 
 from encoding_custom.engine.callbacks import EpochEndHook, default_epoch_end_hooks
 from encoding_custom.engine.checkpoint import CheckpointManager
@@ -37,6 +36,7 @@ from encoding_custom.engine.params import refresh_parameters
 from encoding_custom.engine.train_step import AccumulatingTrainStep
 from encoding_custom.evaluation.evaluator import network_forward
 from encoding_custom.evaluation.metrics import SegmentationMetric
+from encoding_custom.progress import progress_bar
 from foundation.checkpoint_file import CheckpointError, load_checkpoint
 from modules import tnn
 from modules.mixed_precision import apply_mixed_precision
@@ -467,8 +467,8 @@ class Trainer:
         n_micro = self.steps_per_epoch * accumulate
         losses: List[float] = []
         overflow_run = 0
-        bar = tqdm(total=n_micro, desc="epoch %d/%d" % (epoch + 1, cfg.max_epochs), leave=True,
-                   disable=not (cfg.progress and self.main), dynamic_ncols=True)
+        bar = progress_bar(total=n_micro, desc="epoch %d/%d" % (epoch + 1, cfg.max_epochs), leave=True,
+                           disable=not (cfg.progress and self.main))
         for index, (images, masks, *extra) in enumerate(self.loader.iterate(epoch)):
             if index >= n_micro:
                 break  # micro-batches beyond the last full accumulation group are not used
@@ -552,8 +552,7 @@ def evaluate(predict_labels: Callable[[np.ndarray], np.ndarray], dataset, nclass
     # so every rank ends with the figures of a single-device evaluation.
     loader = BatchLoader(dataset, batch_size, shuffle=False, drop_last=False, max_items=max_items, workers=workers,
                          sampler=lambda epoch: shard_for_evaluation(n_items))
-    bar = tqdm(total=loader.num_batches(), desc=desc, disable=not (progress and is_main_process()),
-               dynamic_ncols=True)
+    bar = progress_bar(total=loader.num_batches(), desc=desc, disable=not (progress and is_main_process()))
     for images, masks in loader.iterate(0):
         metric.update(predict_labels(images), masks)
         pix_acc, miou = metric.get()

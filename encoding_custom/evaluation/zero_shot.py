@@ -10,10 +10,10 @@ from typing import Callable, Dict, Optional, Sequence
 import mindspore as ms
 import numpy as np
 from mindspore import nn
-from tqdm import tqdm
 
 from encoding_custom.evaluation.metrics import to_numpy
 from encoding_custom.fewshot import FewShotMeter
+from encoding_custom.progress import progress_bar
 from modules.lseg import episode_text_features, zero_shot_labels
 
 
@@ -68,7 +68,7 @@ def evaluate_episodes(net, dataset, class_names: Sequence[str], batch_size: int 
     meter = FewShotMeter(dataset.benchmark, dataset.class_ids)
     count = len(dataset) if max_episodes is None else min(len(dataset), int(max_episodes))
     meter.classes_seen = set()
-    bar = tqdm(total=count, desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=count, desc=desc, disable=not progress)
     for start in range(0, count, batch_size):
         episodes = [dataset[index] for index in range(start, min(count, start + batch_size))]
         images = np.stack([episode.query_img for episode in episodes])

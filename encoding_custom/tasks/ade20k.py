@@ -4,13 +4,12 @@ import os
 import time
 from typing import List, Optional, Sequence, Tuple
 
-from tqdm import tqdm
-
 from encoding_custom.datasets.ade20k import build_ade20k
 from encoding_custom.datasets.check import default_workers, verify_data
 from encoding_custom.engine import evaluate, network_predictor
 from encoding_custom.engine.losses import SegmentationLoss
 from encoding_custom.evaluation.evaluator import MultiScaleEvaluator, network_forward
+from encoding_custom.progress import progress_bar
 from encoding_custom.tasks.base import Task, make_output_folder
 from encoding_custom.tasks.networks import load_network, resolve_classes
 from encoding_custom.visualisation.render import colour_mask, label_colours, legend
@@ -124,10 +123,12 @@ def write_val_masks(args, net, labels, indices, outdir: str) -> str:
     os.makedirs(folder, exist_ok=True)
     colours = label_colours(len(labels), labels)  # the official ADE20K palette for ADE20K names
     count = min(len(dataset), args.max_images or len(dataset))
-    for index in tqdm(range(count), desc="masks"):
-        image, _ = dataset[index]
-        prediction = evaluator.predict(image[None])[0]
-        stem = os.path.splitext(os.path.basename(dataset.images[index]))[0]
-        colour_mask(prediction, len(labels), colours).save(os.path.join(folder, stem + ".png"))
+    with progress_bar(total=count, desc="masks") as bar:
+        for index in range(count):
+            image, _ = dataset[index]
+            prediction = evaluator.predict(image[None])[0]
+            stem = os.path.splitext(os.path.basename(dataset.images[index]))[0]
+            colour_mask(prediction, len(labels), colours).save(os.path.join(folder, stem + ".png"))
+            bar.update(1)
     legend(labels, colours=colours).save(os.path.join(folder, "legend.png"))
     return folder

@@ -9,6 +9,7 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 from encoding_custom.engine.runtime import DeviceUnavailableError, configure_runtime
+from encoding_custom.progress import set_progress
 
 
 class OptionError(ValueError):
@@ -16,7 +17,8 @@ class OptionError(ValueError):
 
 
 def configure_context(args: argparse.Namespace) -> None:
-    """Device, mode, data-parallel group and seeds from the options (``encoding_custom.engine.configure_runtime``).
+    """Device, mode, data-parallel group and seeds from the options (``encoding_custom.engine.configure_runtime``),
+    and the progress bars (``--no-progress``).
 
     Args:
         args: parsed options; ``args.device_target`` becomes the device in use (``auto`` resolved).
@@ -24,6 +26,7 @@ def configure_context(args: argparse.Namespace) -> None:
     Raises:
         OptionError: naming ``--device_target`` (not on this machine).
     """
+    set_progress(not getattr(args, "no_progress", False))
     try:
         args.device_target = configure_runtime(args.device_target, args.mode, device_id=args.device_id,
                                                seed=args.seed)
