@@ -20,8 +20,10 @@ What differs between data set kinds (labels, data sets, loss, validation) is the
 (``encoding_custom.tasks``); the network comes from ``encoding_custom.tasks.networks``.
 """
 import contextlib
+import errno
 import os
 import shlex
+import shutil
 import sys
 from typing import List, Optional, Sequence
 
@@ -101,6 +103,31 @@ def report_interrupt(err, argv: Sequence[str]) -> int:
         print("  no epoch had finished, so there is no checkpoint: start again with the same command",
               file=sys.stderr)
     return 128 + err.signum
+
+
+def report_full_disk(err: OSError, exp_dir: str, checkpoint_bytes: int, last_checkpoint: Optional[str],
+                     argv: Sequence[str]) -> int:
+    """Print, in one line and a resume hint, that the disk of the experiment folder is full.
+
+    Args:
+        err: the ENOSPC error; exp_dir: the experiment folder; checkpoint_bytes: the size of one checkpoint (the
+        parameters and optimizer state); last_checkpoint: ``last.ckpt`` if a checkpoint was written, else None;
+        argv: this process's arguments.
+
+    Returns:
+        the exit status, 1 (a failure while running).
+    """
+    free_mb = shutil.disk_usage(exp_dir).free / 2 ** 20 if os.path.isdir(exp_dir) else 0.0
+    print("train_custom.py: error: no space left in %s while writing %s: a checkpoint needs %.1f MB, %.1f MB are "
+          "free; no partial file was kept" % (exp_dir, os.path.basename(err.filename or "a checkpoint or log"),
+                                              checkpoint_bytes / 2 ** 20, free_mb), file=sys.stderr)
+    if last_checkpoint:
+        print("  last good checkpoint: %s\n  free some space, then continue exactly with: %s"
+              % (last_checkpoint, resume_command(argv)), file=sys.stderr)
+    else:
+        print("  no epoch had finished, so there is no checkpoint: free some space and start again",
+              file=sys.stderr)
+    return 1
 
 
 def resume_conflict(args, path: str, stored_options: dict) -> Optional[str]:
@@ -267,6 +294,15 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
     except DataError as err:  # a file that went bad after the check
         print("train_custom.py: error: %s" % err, file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        if not main_process:
+            return 1
+        last = trainer.checkpoints.last_path
+        state = {id(p): p for p in list(net.get_parameters()) + list(trainer.optimizer.get_parameters())}
+        size = sum(int(p.size) * p.data.itemsize for p in state.values())
+        return report_full_disk(err, exp_dir, size, last if os.path.isfile(last) else None, argv)
     if main_process and history:
         last = history[-1]
         first = "%s %.4f" % (task.headline_metric, last.get(task.headline_metric, float("nan")))

@@ -15,7 +15,8 @@ from typing import Iterator, List, Optional, Sequence
 
 # The temporary names of :func:`atomic_output` (and of the writers before it: ".<name>.tmp<pid>.ckpt",
 # "data_check.json.<random>.tmp"), for the clean-up of dead writers' leftovers; group "pid" is the writer's.
-TEMPORARY_NAME = re.compile(r"^(\..+\.tmp(?P<pid>\d+)(\.\w+)?\.(ckpt|json|png)|data_check\.json\..+\.tmp)$")
+# MindSpore's save_checkpoint writes our ``....ckpt`` temporary through ``....tmp`` of its own.
+TEMPORARY_NAME = re.compile(r"^(\..+\.tmp(?P<pid>\d+)(\.\w+)?\.(ckpt|json|png|npy|tmp)|data_check\.json\..+\.tmp)$")
 
 
 def is_dead_writers_temporary(name: str) -> bool:
@@ -97,8 +98,9 @@ def atomic_output(path: str, suffix: Optional[str] = None) -> Iterator[str]:
         give_user_mode(temporary)
         os.replace(temporary, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
+        for leftover in (temporary, os.path.splitext(temporary)[0] + ".tmp"):  # ours, MindSpore's
+            with contextlib.suppress(OSError):
+                os.remove(leftover)
         raise
     _fsync_folder(folder)
 

@@ -56,6 +56,7 @@ def test_only_temporaries_of_writers_that_are_gone_count_as_dead():
     assert is_dead_writers_temporary(".last.ckpt.tmp%d.ckpt" % ended.pid)  # the name before the random part
     assert is_dead_writers_temporary("data_check.json.x1y2.tmp")
     assert is_dead_writers_temporary(".curves.png.tmp%d.x9z8.png" % ended.pid)  # the training curves
+    assert is_dead_writers_temporary(".epoch_001.ckpt.tmp%d.ab12.tmp" % ended.pid)  # MindSpore's, behind ours
     assert not is_dead_writers_temporary(".epoch_001.ckpt.tmp%d.ab12.ckpt" % os.getpid())  # alive: still writing
     assert not is_dead_writers_temporary("epoch_001.ckpt") and not is_dead_writers_temporary(".notes.tmp1")
 

@@ -26,6 +26,7 @@ from encoding_custom.engine import (
     remove_stale_temp_files,
 )
 from encoding_custom.engine.losses import SegmentationLoss
+from foundation.checkpoint_file import read_checkpoint
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -310,3 +311,56 @@ def test_a_damaged_checkpoint_is_one_line_naming_it(data_root, tmp_path, capsys,
     assert train_custom.main(_argv(data_root, tmp_path / "ck") + [option, str(damaged)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("train_custom.py: error: ") and str(damaged) in err
+
+
+# ------------------------------------------------------------------------------ a full disk
+def _mount_small_disk(folder) -> bool:
+    """A 2 MB tmpfs at ``folder`` where this machine lets the test mount one (root with CAP_SYS_ADMIN)."""
+    os.makedirs(folder, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0 if shutil.which("mount") else False
+
+
+def test_a_full_disk_is_one_line_with_the_sizes_and_leaves_no_partial_file(data_root, tmp_path, capsys, monkeypatch):
+    """A real 2 MB tmpfs where the machine allows mounting one, else a writer that raises ENOSPC as MindSpore's does
+    after leaving its partial file; either way the first checkpoint does not fit."""
+    disk = tmp_path / "small_disk"
+    mounted = _mount_small_disk(disk)
+    try:
+        if not mounted:
+            def full(parameters, name, **kwargs):
+                with open(os.path.splitext(name)[0] + ".tmp", "wb") as partial:  # MindSpore writes <stem>.tmp first
+                    partial.write(b"partial")
+                raise OSError(errno.ENOSPC, "No space left on device")
+            monkeypatch.setattr(ms, "save_checkpoint", full)
+        assert train_custom.main(_argv(data_root, disk, epochs=1)) == 1
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if not line.startswith("[CRITICAL]")]  # MindSpore's own log line
+        assert re.fullmatch(r"train_custom.py: error: no space left in %s while writing a checkpoint or log: a "
+                            r"checkpoint needs \d+\.\d MB, \d+\.\d MB are free; no partial file was kept"
+                            % re.escape(str(disk / "run")), lines[-2]), err
+        assert lines[-1] == "  no epoch had finished, so there is no checkpoint: free some space and start again"
+        assert not [name for name in os.listdir(disk / "run") if ".tmp" in name or name.endswith(".ckpt")]
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_a_disk_full_after_a_checkpoint_names_it_and_the_resume_command(data_root, tmp_path, capsys, monkeypatch):
+    save = ms.save_checkpoint
+    calls = []
+
+    def full_at_the_second_epoch(parameters, name, **kwargs):
+        calls.append(name)
+        if "epoch_002" in name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(parameters, name, **kwargs)
+
+    monkeypatch.setattr(ms, "save_checkpoint", full_at_the_second_epoch)
+    assert train_custom.main(_argv(data_root, tmp_path / "ck", epochs=2)) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    last = str(tmp_path / "ck" / "run" / "last.ckpt")
+    assert lines[-2] == "  last good checkpoint: %s" % last
+    assert lines[-1].startswith("  free some space, then continue exactly with: ") and lines[-1].endswith(" --resume")
+    monkeypatch.setattr(ms, "save_checkpoint", save)
+    assert read_checkpoint(last)[2]["epoch"] == 1
