@@ -443,11 +443,11 @@ def test_an_unknown_resnet_layout_without_hyper_parameters_names_the_backbone_op
 
     src, dst = str(tmp_path / "bare.pth"), str(tmp_path / "ours.ckpt")
     write_full_zero_shot_checkpoint("resnet", src, hyper=False, state_edit=drop_a_block)
-    assert main([src, dst]) == 1
+    assert main([src, dst]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot tell --backbone" in err and "pretrained.layer1.0.weight" in err, err
     # Given the backbone, the missing block is what is named.
-    assert main([src, dst, "--backbone", "tiny_resnet"]) == 1
+    assert main([src, dst, "--backbone", "tiny_resnet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "missing" in err and "pretrained.layer2.1.conv1.weight" in err, err
 
@@ -455,6 +455,6 @@ def test_an_unknown_resnet_layout_without_hyper_parameters_names_the_backbone_op
 def test_an_explicit_arch_option_on_a_resnet_checkpoint_is_refused(tmp_path, capsys):
     src, dst = str(tmp_path / "official.ckpt"), str(tmp_path / "ours.ckpt")
     write_full_zero_shot_checkpoint("resnet", src)
-    assert main([src, dst, "--arch-option", "1"]) == 1
+    assert main([src, dst, "--arch-option", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--arch-option 1 was given" in err and err.count("\n") == 0, err
