@@ -116,7 +116,8 @@ def _losses(level, folder):
 
 
 def test_the_trainer_trains_under_o1_and_o2_to_losses_close_to_float32(tmp_path, monkeypatch):
-    """~10 s quiet, up to 20 s under load: three trainings (O0, O1, O2) of three steps of the tiny network."""
+    """~10 s quiet, ~30 s beside two busy processes: three trainings (O0, O1, O2) of three steps of the tiny
+    network."""
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
