@@ -4,13 +4,13 @@
 #   bash train_custom.sh                                   # one device: Ascend, else GPU, else CPU
 #   DEVICE=GPU bash train_custom.sh --data_path /data      # extra arguments override the defaults below
 #   DEVICE_NUM=8 bash train_custom.sh   (or: bash train_custom.sh --nproc 8)
-#                                      # N data-parallel processes on this machine: MindSpore's msrun (2.3+, the
-#                                      # current stack) or scripts/launch.py where msrun does not exist (2.0,
-#                                      # legacy); logs in logs/lseg_ade20k_l16/. Several hosts: README (msrun)
+#                                      # N data-parallel processes on this machine (scripts/launch.py: one
+#                                      # scheduler + N workers of MindSpore's dynamic cluster); logs in
+#                                      # logs/lseg_ade20k_l16/. Several hosts: README (msrun)
 #   bash train_custom.sh --resume      # continue checkpoints/lseg_ade20k_l16/last.ckpt exactly
 #
 # Environment: DEVICE = auto | Ascend | GPU | CPU (default auto: the first of Ascend, GPU, CPU this machine has),
-# DEVICE_NUM (default 1), MASTER_PORT (msrun's scheduler port, default: a free one), plus the set-up variables of
+# DEVICE_NUM (default 1), MASTER_PORT (the scheduler's port, default: a free one), plus the set-up variables of
 # scripts/setup_env.sh (LSEG_STACK, PYTHON, LSEG_VENV, LSEG_SKIP_SETUP).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -41,18 +41,15 @@ done
 # is always the wide one), passed so the run records the official command line's values.
 official=(${recipe[@]+"${recipe[@]}"} --widehead --no-scaleinv --device_target "$DEVICE")
 
+case "$NPROC" in
+    ''|*[!0-9]*|0) echo "train_custom.sh: error: --nproc / DEVICE_NUM: a number of processes >= 1 (got '$NPROC')" >&2
+                   exit 2 ;;
+esac
 if [ "$NPROC" -gt 1 ]; then
+    # One machine: scripts/launch.py, which stops the whole job within seconds when any process fails (msrun's
+    # scheduler waits out its cluster time-out, 10 minutes) and prints the failing rank's error. Several hosts: msrun.
     LOG_DIR=logs/lseg_ade20k_l16
-    # Only the msrun of the interpreter's own MindSpore (another one on PATH may belong to another version).
-    MSRUN="$(dirname "$LSEG_PYTHON")/msrun"
-    if [ -x "$MSRUN" ]; then
-        PORT="${MASTER_PORT:-$("$LSEG_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
-        # msrun starts each process as `python` from PATH: make that the set-up's interpreter.
-        PATH="$(dirname "$LSEG_PYTHON"):$PATH" exec "$MSRUN" --worker_num="$NPROC" --local_worker_num="$NPROC" --master_addr=127.0.0.1 \
-            --master_port="$PORT" --log_dir="$LOG_DIR" --join=True \
-            train_custom.py "${official[@]}" ${passthrough[@]+"${passthrough[@]}"}
-    fi
-    exec "$LSEG_PYTHON" -m scripts.launch --nproc "$NPROC" --log_dir "$LOG_DIR" -- \
+    exec "$LSEG_PYTHON" -m scripts.launch --nproc "$NPROC" --log_dir "$LOG_DIR" --port "${MASTER_PORT:-0}" -- \
         train_custom.py "${official[@]}" ${passthrough[@]+"${passthrough[@]}"}
 fi
 exec "$LSEG_PYTHON" train_custom.py "${official[@]}" ${passthrough[@]+"${passthrough[@]}"}

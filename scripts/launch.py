@@ -12,9 +12,11 @@ which lets the scheduler exit after forming the cluster.
 Output of each process goes to its own file in ``--log_dir``: ``scheduler.log`` and ``worker_<k>.log`` (k = start
 order). MindSpore assigns ranks by registration order, so the launcher reads the rank each worker announces and
 links ``rank_<r>.log`` to that worker's file. When any process exits with a non-zero status, or is killed, the
-launcher stops all others (SIGTERM, then SIGKILL after ``--grace`` seconds), prints which rank failed with the tail
-of its log, and exits non-zero; a failure while the cluster forms (before every rank is up) restarts the cluster on
-a new port up to ``--start_retries`` times. ``--timeout`` bounds the whole job. Exit status: 0 when every worker
+launcher stops all others (SIGTERM, then SIGKILL after ``--grace`` seconds), prints which rank failed with its
+one-line error (``<script>: error: ...``) or else the tail of its log, and exits non-zero; a failure while the
+cluster forms (before every rank is up) restarts the cluster on a new port up to ``--start_retries`` times, unless
+the process refused its input or device (exit status 2 or a one-line error: a restart would fail the same way).
+Worker k gets ``DEVICE_ID=k``, as with msrun. ``--timeout`` bounds the whole job. Exit status: 0 when every worker
 succeeded, the failing worker's status (128 + signal number when killed by a signal), 124 on timeout, 130 on Ctrl-C.
 """
 import argparse
@@ -30,6 +32,10 @@ from typing import List, Optional, Sequence
 
 # Matches encoding_custom.engine.distributed.RANK_ANNOUNCEMENT; kept literal so the launcher imports no MindSpore.
 _RANK_LINE = re.compile(r"\[distributed\] rank (\d+) of (\d+) \(pid (\d+)\)")
+# A script's own one-line verdict on its input or environment (``train_custom.py: error: ...``, argparse's form).
+_ERROR_LINE = re.compile(r"^\S+: error: .+$", re.MULTILINE)
+# Usage and input errors (argparse's status): the same on every retry.
+EXIT_USAGE = 2
 _POLL_SECONDS = 0.2
 _TAIL_LINES = 15
 EXIT_TIMEOUT = 124
@@ -141,8 +147,9 @@ class Process:
         """Human name used in messages, e.g. ``rank 1 (worker 0, pid 123)``."""
         if self.role == "scheduler":
             return f"scheduler (pid {self.popen.pid})"
-        rank = f"rank {self.rank}" if self.rank is not None else "rank unknown (it failed before announcing it)"
-        return f"{rank} (worker {self.index}, pid {self.popen.pid})"
+        if self.rank is None:
+            return f"worker {self.index} (pid {self.popen.pid}, rank not yet announced)"
+        return f"rank {self.rank} (worker {self.index}, pid {self.popen.pid})"
 
 
 def _status_text(returncode: int) -> str:
@@ -164,6 +171,27 @@ def _tail(path: str, lines: int = _TAIL_LINES) -> str:
             return "".join(handle.readlines()[-lines:])
     except OSError as error:
         return f"(cannot read {path}: {error})\n"
+
+
+def _error_line(path: str) -> Optional[str]:
+    """The last one-line error (``<script>: error: ...``) the process wrote to its log, None if it wrote none."""
+    try:
+        with open(path, "r", errors="replace") as handle:
+            found = _ERROR_LINE.findall(handle.read())
+    except OSError:
+        return None
+    return found[-1] if found else None
+
+
+def _report(process: Process, what: str, out) -> None:
+    """Print why ``process`` ended: its one-line error when it wrote one, else the tail of its log."""
+    line = _error_line(process.log_path)
+    if line:
+        print(f"launch: {process.describe()} {what}:\n{line}\nlaunch: its whole output is in {process.log_path}",
+              file=out, flush=True)
+    else:
+        print(f"launch: {process.describe()} {what}.\nlaunch: its log {process.log_path} ends with:\n"
+              f"{_tail(process.log_path)}", file=out, flush=True)
 
 
 def _read_rank(process: Process) -> None:
@@ -305,12 +333,12 @@ def _run_cluster(command: Sequence[str], nproc: int, log_dir: str, host: str, po
             status = processes[0].popen.poll()
             state = _status_text(status) if status is not None else \
                 f"is not listening on {host}:{port} after {scheduler_start_timeout:g} s"
-            print(f"launch: the scheduler (pid {processes[0].popen.pid}) {state}; no worker started.\n"
-                  f"launch: its log {processes[0].log_path} ends with:\n{_tail(processes[0].log_path)}",
-                  file=out, flush=True)
+            _report(processes[0], f"{state}; no worker started", out)
             return _exit_status(status) if status else 1
         for index in range(nproc):
-            processes.append(_start("worker", index, list(command), dict(base_env, MS_ROLE="MS_WORKER"), log_dir))
+            # DEVICE_ID: worker k uses this machine's device k (Ascend/GPU), as msrun assigns them.
+            processes.append(_start("worker", index, list(command),
+                                    dict(base_env, MS_ROLE="MS_WORKER", DEVICE_ID=str(index)), log_dir))
         workers = [p for p in processes if p.role == "worker"]
         scheduler = processes[0]
         workers_done_at = None
@@ -325,12 +353,12 @@ def _run_cluster(command: Sequence[str], nproc: int, log_dir: str, host: str, po
                 # A worker killed by a signal is the likeliest root cause; then any worker; then the scheduler.
                 culprit = min(failed, key=lambda p: (p.role != "worker", p.popen.returncode >= 0))
                 code = culprit.popen.returncode
-                print(f"launch: {culprit.describe()} {_status_text(code)}; stopping the other processes.\n"
-                      f"launch: its log {culprit.log_path} ends with:\n{_tail(culprit.log_path)}",
-                      file=out, flush=True)
+                _report(culprit, f"{_status_text(code)}; stopping the other processes", out)
                 _stop(processes, grace)
                 status = _exit_status(code) or 1
-                if any(p.rank is None for p in workers) and code > 0:
+                # Restarting helps a cluster that failed to form, not a script that refused its input or device.
+                refused = code == EXIT_USAGE or _error_line(culprit.log_path) is not None
+                if any(p.rank is None for p in workers) and code > 0 and not refused:
                     raise _StartupFailed(status)
                 return status
             if scheduler.popen.poll() == 0 and not workers_ok:

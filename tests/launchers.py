@@ -1,9 +1,10 @@
-"""Test helper (not a test module): start a 2-worker data-parallel job with the launcher a user of this stack is
-told to use, and read each rank's log whichever launcher wrote it.
+"""Test helper (not a test module): start a 2-worker data-parallel job and read each rank's log whichever launcher
+wrote it.
 
-* current stack (MindSpore 2.3+): MindSpore's ``msrun`` (what ``train_custom.sh --nproc N`` runs); logs
-  ``worker_<k>.log`` and ``scheduler.log``, rank order decided by MindSpore;
-* legacy stack (2.0.0, no msrun): ``python -m scripts.launch``; logs ``worker_<k>.log`` plus ``rank_<r>.log`` links.
+* ``scripts.launch`` (both stacks): what ``train_custom.sh --nproc N`` runs on one machine; logs ``worker_<k>.log``
+  plus ``rank_<r>.log`` links;
+* ``msrun`` (MindSpore 2.3+, the current stack): MindSpore's own launcher, the README's route for several hosts;
+  logs ``worker_<k>.log`` and ``scheduler.log``, rank order decided by MindSpore.
 """
 import os
 import signal
@@ -15,15 +16,17 @@ from foundation.platform import HAS_MSRUN
 from scripts.launch import find_free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Where train_custom.sh looks for msrun: beside the interpreter (another one on PATH may belong to another MindSpore).
+# Where the README's msrun command takes it from: beside the interpreter (another one on PATH may belong to another
+# MindSpore).
 _MSRUN_BESIDE = os.path.join(os.path.dirname(sys.executable), "msrun")
 MSRUN = _MSRUN_BESIDE if HAS_MSRUN and os.path.exists(_MSRUN_BESIDE) else None
-LAUNCHER = "msrun" if MSRUN else "scripts.launch"
+# MindSpore's own launcher where this stack has it, else ours.
+NATIVE_LAUNCHER = "msrun" if MSRUN else "scripts.launch"
 
 
 def data_parallel_command(nproc: int, log_dir: str, script_and_args: Sequence[str], timeout_s: int,
-                          start_retries: Optional[int] = None) -> List[str]:
-    """The command line starting ``script_and_args`` on ``nproc`` CPU workers with this stack's launcher.
+                          start_retries: Optional[int] = None, launcher: str = "scripts.launch") -> List[str]:
+    """The command line starting ``script_and_args`` on ``nproc`` CPU workers.
 
     Args:
         nproc: workers.
@@ -31,11 +34,13 @@ def data_parallel_command(nproc: int, log_dir: str, script_and_args: Sequence[st
         script_and_args: what every process runs.
         timeout_s: the launcher's bound on the whole job.
         start_retries: scripts.launch's ``--start_retries`` (None: its default); msrun has no such restarts.
+        launcher: "scripts.launch" or "msrun" (only where :data:`MSRUN` exists).
 
     Returns:
         argv list.
     """
-    if MSRUN:
+    if launcher == "msrun":
+        assert MSRUN, "msrun exists on MindSpore 2.3+ only"
         return [MSRUN, f"--worker_num={nproc}", f"--local_worker_num={nproc}", "--master_addr=127.0.0.1",
                 f"--master_port={find_free_port()}", f"--log_dir={log_dir}", "--join=True",
                 f"--cluster_time_out={timeout_s}", *script_and_args]
@@ -50,14 +55,14 @@ def launcher_env() -> dict:
 
 
 def run_data_parallel(nproc: int, log_dir: str, script_and_args: Sequence[str], timeout_s: int,
-                      start_retries: Optional[int] = None):
+                      start_retries: Optional[int] = None, launcher: str = "scripts.launch"):
     """Run the job to its end (the whole process group is killed if it outlives ``timeout_s`` + 60 s).
 
     Args: as :func:`data_parallel_command`.
 
     Returns: ``(CompletedProcess-like returncode, stdout, stderr)`` as a ``subprocess.CompletedProcess``.
     """
-    command = data_parallel_command(nproc, log_dir, script_and_args, timeout_s, start_retries)
+    command = data_parallel_command(nproc, log_dir, script_and_args, timeout_s, start_retries, launcher)
     process = subprocess.Popen(command, cwd=REPO, env=launcher_env(), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
@@ -65,7 +70,7 @@ def run_data_parallel(nproc: int, log_dir: str, script_and_args: Sequence[str], 
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
-        stderr += f"\n[test] {LAUNCHER} job killed after {timeout_s + 60} s"
+        stderr += f"\n[test] {launcher} job killed after {timeout_s + 60} s"
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 

@@ -4,9 +4,9 @@ On MindSpore 2.0 a worker's registration reply was lost when no core was idle, a
 broken 30 s later (cause and fix: ``encoding_custom.engine.distributed.cluster_start_affinity``); restarting the
 cluster did not help. This test starts its own CPU load (tests/fixtures/distributed/cpu_load.py, one busy process per
 allowed CPU) and, under it, starts a minimal 2-worker job — one all-reduce,
-tests/fixtures/distributed/all_reduce_once.py — several times in a row with this stack's launcher (tests/launchers.py:
-scripts.launch *without* its start-up restarts on the legacy stack, so a lost start fails the test; msrun on the
-current one). Every start must succeed.
+tests/fixtures/distributed/all_reduce_once.py — several times in a row with the launcher of
+``train_custom.sh --nproc N`` (scripts.launch, *without* its start-up restarts, so a lost start fails the test).
+Every start must succeed.
 
 Each process also reports the CPUs it may run on when it calls ``communication.init()`` (the fixture wraps it): where
 the race exists the scheduler's CPU must be outside every worker's, so the fix is proved in force at every start of
@@ -15,7 +15,7 @@ the real start path, not only by statistics. How many starts: without the fix 6 
 check. MindSpore 2.10's client clears its reply slot before sending
 (``foundation.platform.CLUSTER_CLIENT_LOSES_FAST_REPLIES`` is False), so there the split is off and no start under
 this load has failed (10 per CI run while the test made 10, then 2 per run): the current stack makes 1, the check
-that msrun forms the cluster under load at all. Over 20 s: each start takes 15-35 s under this load on 2 cores.
+that the cluster forms under load at all. Over 20 s: each start takes 15-35 s under this load on 2 cores.
 """
 import ast
 import os

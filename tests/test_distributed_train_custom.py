@@ -1,5 +1,5 @@
-"""train_custom.py data-parallel end to end: this stack's documented launcher (msrun on the current stack,
-scripts/launch.py on the legacy one; tests/launchers.py) starts a scheduler + 2 CPU workers on 127.0.0.1 that
+"""train_custom.py data-parallel end to end: the launcher of ``train_custom.sh --nproc N`` (scripts/launch.py, both
+stacks; tests/launchers.py) starts a scheduler + 2 CPU workers on 127.0.0.1 that
 train the tiny preset on a small synthetic set (PyNative after a GRAPH_MODE init), then resume, then a
 single-process ``test.py --eval --eval_mode val`` of the checkpoint reproduces the logged validation figures.
 

@@ -72,25 +72,28 @@ def test_train_sh_callers_recipe_replaces_the_official_one(tmp_path):
     assert "--preset" not in argv and "--config=my.yaml" in argv
 
 
-def test_train_sh_nproc_uses_msrun_where_it_exists(tmp_path):
+def test_train_sh_nproc_runs_scripts_launch_even_where_msrun_exists(tmp_path):
+    # scripts.launch stops a failed start within seconds; msrun's scheduler would wait 10 minutes.
     argv = _command(_run(tmp_path, "train_custom.sh", ["--nproc", "2", "--resume"],
                          {"DEVICE": "CPU", "MASTER_PORT": "8129"}, msrun=True))
-    assert argv[0] == "msrun"
-    # msrun starts `python` from PATH: the set-up's interpreter folder comes first.
-    assert argv[1].startswith(f"PATH={tmp_path / 'bin_msrun'}:")
-    assert argv[2:8] == ["--worker_num=2", "--local_worker_num=2", "--master_addr=127.0.0.1", "--master_port=8129",
-                         "--log_dir=logs/lseg_ade20k_l16", "--join=True"]
-    assert argv[8] == "train_custom.py" and _value(argv, "--device_target") == "CPU" and argv[-1] == "--resume"
-    assert "--nproc" not in argv
-
-
-def test_train_sh_nproc_falls_back_to_scripts_launch_without_msrun(tmp_path):
-    argv = _command(_run(tmp_path, "train_custom.sh", ["--nproc", "2", "--resume"], {"DEVICE": "CPU"}))[2:]
-    assert argv[:4] == ["-m", "scripts.launch", "--nproc", "2"]
+    assert argv[0] == "python"
+    argv = argv[2:]
+    assert argv[:4] == ["-m", "scripts.launch", "--nproc", "2"] and _value(argv, "--port") == "8129"
+    assert _value(argv, "--log_dir") == "logs/lseg_ade20k_l16"
     assert "--" in argv and argv[argv.index("--") + 1] == "train_custom.py"
     assert _value(argv, "--device_target") == "CPU" and argv[-1] == "--resume" and argv.count("--nproc") == 1
     argv = _command(_run(tmp_path, "train_custom.sh", [], {"DEVICE_NUM": "4", "DEVICE": "GPU"}))[2:]
     assert argv[:4] == ["-m", "scripts.launch", "--nproc", "4"] and _value(argv, "--device_target") == "GPU"
+    assert _value(argv, "--port") == "0"  # no MASTER_PORT: the launcher picks a free one
+
+
+def test_train_sh_refuses_a_process_count_that_is_not_a_positive_number(tmp_path):
+    for value in ("0", "two", ""):
+        done = subprocess.run(["bash", os.path.join(REPO, "train_custom.sh"), "--nproc", value],
+                              env=dict(os.environ, LSEG_SKIP_SETUP="1"), capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr == ("train_custom.sh: error: --nproc / DEVICE_NUM: a number of processes >= 1 "
+                               f"(got '{value}')\n")
 
 
 def test_test_sh_official_multiscale_eval_and_passthrough(tmp_path):

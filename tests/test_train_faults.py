@@ -1,5 +1,5 @@
 """Faults around a training run: one run per experiment folder, leftovers of killed writers, SIGINT/SIGTERM, a
-missing device, a resumed run with another length (issue 13 items 1, 2, 9, 13, 15)."""
+missing device, a data-parallel launch that cannot start, a resumed run with another length."""
 import errno
 import json
 import os
@@ -257,6 +257,58 @@ def test_a_device_this_machine_lacks_is_one_line(data_root, tmp_path):
         r"train_custom.py: error: --device_target 'Ascend' is not available here \(mindspore %s on this machine "
         r"offers: [A-Za-z, ]*CPU[A-Za-z, ]*\); pass one of those" % re.escape(ms.__version__), ours[0]), ours
     assert "Traceback" not in done.stderr and "[ERROR]" not in done.stderr  # MindSpore's probe logs are muted
+
+
+def _launch_two(data_root, tmp_path, *extra):
+    """``train_custom.sh --nproc 2``'s launcher on a tiny run; returns (exit status, stderr, seconds)."""
+    command = [sys.executable, "-m", "scripts.launch", "--nproc", "2", "--log_dir", str(tmp_path / "logs"),
+               "--grace", "5", "--", "train_custom.py", *_argv(data_root, tmp_path / "ck"), *extra]
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=CHILD_TIMEOUT)
+    return done.returncode, done.stderr, time.monotonic() - started
+
+
+@pytest.mark.both_stacks
+def test_a_launch_whose_workers_cannot_start_ends_at_once_with_their_error(data_root, tmp_path):
+    # The scheduler forms no device, the workers refuse theirs: msrun's scheduler waited 10 minutes here.
+    if any(name.startswith("davinci") for name in os.listdir("/dev")):
+        pytest.skip("this machine has an Ascend device")
+    status, err, seconds = _launch_two(data_root, tmp_path, "--device_target", "Ascend")
+    assert status == 2, err
+    assert seconds < 60, f"the launch took {seconds:.0f} s to give up"
+    errors = [line for line in err.splitlines() if line.startswith("train_custom.py: error:")]
+    assert len(errors) == 1 and "--device_target 'Ascend' is not available here" in errors[0], err
+    assert re.search(r"launch: worker [01] \(pid \d+, rank not yet announced\) exited with status 2; stopping the "
+                     r"other processes:\n", err), err
+    assert "Traceback" not in err and "restarting" not in err  # a refused device is not retried
+    logs = sorted(p.name for p in (tmp_path / "logs").iterdir())
+    assert logs[-1].startswith("worker_") and "attempt1" not in logs
+    assert _processes_naming(str(tmp_path)) == []  # the scheduler and the other worker were stopped too
+
+
+def _processes_naming(text):
+    """Pids of live processes whose command line contains ``text``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(os.path.join("/proc", entry, "cmdline"), "rb") as handle:
+                if text.encode() in handle.read():
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.both_stacks
+def test_a_launch_with_a_bad_option_prints_it_once(data_root, tmp_path):
+    status, err, _ = _launch_two(data_root, tmp_path, "--batch_size", "0")
+    assert status == 2
+    assert err.splitlines() == [
+        err.splitlines()[0],  # "launch: scheduler on 127.0.0.1:<port>, 2 worker(s), logs in ..."
+        re.search(r"launch: scheduler \(pid \d+\) exited with status 2; no worker started:", err).group(0),
+        "train_custom.py: error: --batch_size: must be >= 1 (got 0)",
+        "launch: its whole output is in %s" % (tmp_path / "logs" / "scheduler.log")]
+    assert not (tmp_path / "logs" / "worker_0.log").exists()
 
 
 def test_amp_with_accumulation_trains_on_the_cpu_the_auto_device_picked(data_root, tmp_path, capsys):

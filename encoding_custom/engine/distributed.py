@@ -158,7 +158,7 @@ def init_distributed(device_target: str = "CPU", mode: Optional[int] = None,
                      announce: bool = True) -> DistributedContext:
     """Join the data-parallel job if a launcher started this process; a no-op on a single device.
 
-    Under a launcher: sets GRAPH_MODE and ``device_target`` (and ``device_id`` from ``DEVICE_ID`` on Ascend), calls
+    Under a launcher: sets GRAPH_MODE and ``device_target`` (and ``device_id`` from ``DEVICE_ID`` on Ascend/GPU), calls
     ``mindspore.communication.init()``, exits the process right away if it is the dynamic-cluster scheduler, then
     sets ``DATA_PARALLEL`` with ``gradients_mean=True`` and restores ``mode``. On MindSpore 2.0 ``init()`` runs
     inside :func:`cluster_start_affinity` (scheduler and workers on disjoint CPUs). Build the network and the
@@ -193,7 +193,7 @@ def init_distributed(device_target: str = "CPU", mode: Optional[int] = None,
     # Dynamic networking rejects PyNative at init time ("PyNative mode is not supported in dynamic networking").
     ms.set_context(mode=ms.GRAPH_MODE)
     _use_device(ms, device_target)
-    if device_target == "Ascend" and os.environ.get("DEVICE_ID"):
+    if device_target in ("Ascend", "GPU") and os.environ.get("DEVICE_ID"):
         ms.set_context(device_id=int(os.environ["DEVICE_ID"]))
     with cluster_start_affinity(os.environ.get("MS_ROLE", ""), enabled=CLUSTER_CLIENT_LOSES_FAST_REPLIES):
         init()
