@@ -33,7 +33,7 @@ from encoding_custom.evaluation.evaluator import segment_image
 from encoding_custom.tasks import OptionError, configure_context, create_task, make_output_folder
 from encoding_custom.tasks.networks import load_network
 from encoding_custom.visualisation.render import save_segmentation
-from foundation.atomic import missing_folders, remove_empty_folders
+from foundation.atomic import missing_folders, remove_empty_folders, write_failure
 from foundation.checkpoint_file import CheckpointError
 from foundation.images import PICTURE_SUFFIXES
 from modules.weights import WeightsError
@@ -160,7 +160,7 @@ def files_written_since(folder: str, started: float) -> List[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Args: argv: the arguments (default ``sys.argv[1:]``). Returns: the exit status (0 ok, 2 bad option or
-    input, 130 / 143 interrupted by SIGINT / SIGTERM)."""
+    input, 1 an output that cannot be written, 130 / 143 interrupted by SIGINT / SIGTERM)."""
     args = parse_test_options(argv)
     outdir = args.outdir or os.path.join("outputs", args.exp_name)
     started = time.time()
@@ -202,6 +202,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               % (signal.Signals(signum).name, "%d complete file(s) written to %s" % (len(written), outdir)
                  if written else "nothing written"), file=sys.stderr)
         return 128 + signum
+    except OSError as err:  # a full disk, a folder it may not write: every file written before stays complete
+        written = files_written_since(outdir, started)
+        remove_empty_folders(created)
+        print("test.py: error: %s; %s" % (write_failure(err, outdir), "%d complete file(s) written to %s are kept"
+                                          % (len(written), outdir) if written else "nothing was written"),
+              file=sys.stderr)
+        return 1
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

@@ -2,11 +2,13 @@
 caches): write a temporary file beside the target, ``fsync`` it, ``os.replace`` it over the target, ``fsync`` the
 folder. A process killed at any moment leaves the previous complete file or the new complete file, and at worst a
 temporary file whose name says whose it was (``.<name>.tmp<pid>.<random><suffix>``; a run that owns the folder
-removes those of dead writers: :func:`encoding_custom.engine.experiment.remove_stale_temp_files`).
+removes those of dead writers: :func:`encoding_custom.engine.experiment.remove_stale_temp_files`). Logs grow by
+whole records (:func:`append_text`), and a failed write is told in one line (:func:`write_failure`).
 
 Imports nothing but the standard library, so every package (``clip_ms`` included) can use it.
 """
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -16,7 +18,8 @@ from typing import Iterator, List, Optional, Sequence
 # The temporary names of :func:`atomic_output` (and of the writers before it: ".<name>.tmp<pid>.ckpt",
 # "data_check.json.<random>.tmp"), for the clean-up of dead writers' leftovers; group "pid" is the writer's.
 # MindSpore's save_checkpoint writes our ``....ckpt`` temporary through ``....tmp`` of its own.
-TEMPORARY_NAME = re.compile(r"^(\..+\.tmp(?P<pid>\d+)(\.\w+)?\.(ckpt|json|png|npy|tmp)|data_check\.json\..+\.tmp)$")
+TEMPORARY_NAME = re.compile(r"^(\..+\.tmp(?P<pid>\d+)(\.\w+)?\.(ckpt|json|jsonl|txt|png|npy|tmp)"
+                            r"|data_check\.json\..+\.tmp)$")
 
 
 def is_dead_writers_temporary(name: str) -> bool:
@@ -97,12 +100,63 @@ def atomic_output(path: str, suffix: Optional[str] = None) -> Iterator[str]:
             os.fsync(written.fileno())
         give_user_mode(temporary)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         for leftover in (temporary, os.path.splitext(temporary)[0] + ".tmp"):  # ours, MindSpore's
             with contextlib.suppress(OSError):
                 os.remove(leftover)
+        if isinstance(error, OSError) and error.errno and error.filename != path:
+            # The file the user asked for, not our temporary name (a full disk then names what did not fit).
+            raise type(error)(error.errno, error.strerror or str(error), path) from error
         raise
     _fsync_folder(folder)
+
+
+def append_text(path: str, text: str) -> None:
+    """Append ``text`` to ``path`` whole or not at all: what a failed write (a full disk) added is cut off again, so
+    a log of one record per line never ends in half a record.
+
+    Args:
+        path: the file (created with the user's mode when missing); text: what to append (UTF-8).
+
+    Raises:
+        OSError: the write failed (``filename`` is ``path``); the file is as it was.
+    """
+    data = text.encode("utf-8")
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        start = os.fstat(descriptor).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(descriptor, data[written:])
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.ftruncate(descriptor, start)
+            raise OSError(error.errno, error.strerror, path) from error
+    finally:
+        os.close(descriptor)
+
+
+def write_failure(error: OSError, folder: str) -> str:
+    """What a failed write means for the user, in one line without the command's name.
+
+    Args:
+        error: what writing raised (its ``filename`` the file meant, as :func:`atomic_output` and
+            :func:`append_text` give it); folder: the output folder, named when ``error`` names no file.
+
+    Returns:
+        ``"no space left in <folder> while writing <file> (<MB> MB free)"`` for a full disk, else
+        ``"cannot write <file>: <reason>"``.
+    """
+    target = error.filename or folder
+    if error.errno == errno.ENOSPC:
+        where = os.path.dirname(os.path.abspath(target)) if error.filename else folder
+        try:
+            free = "%.1f MB free" % (shutil.disk_usage(where).free / 2 ** 20)
+        except OSError:
+            free = "free space unknown"
+        return "no space left in %s while writing %s (%s)" % (where, os.path.basename(target), free)
+    return "cannot write %s: %s" % (target, error.strerror or error)
 
 
 def missing_folders(path: str) -> List[str]:
@@ -143,4 +197,4 @@ def atomic_link(source: str, target: str) -> None:
 
 
 __all__ = ["TEMPORARY_NAME", "is_dead_writers_temporary", "user_file_mode", "give_user_mode", "atomic_output",
-           "missing_folders", "remove_empty_folders", "atomic_link"]
+           "append_text", "write_failure", "missing_folders", "remove_empty_folders", "atomic_link"]

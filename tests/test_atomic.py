@@ -8,7 +8,7 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from foundation.atomic import atomic_output, is_dead_writers_temporary, user_file_mode
+from foundation.atomic import append_text, atomic_output, is_dead_writers_temporary, user_file_mode, write_failure
 from modules.factory import build_lseg, load_lseg
 from modules.weights import WeightsError, save_lseg_checkpoint
 
@@ -31,6 +31,39 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 @pytest.mark.both_stacks
+def test_a_full_disk_names_the_target_not_the_temporary_and_leaves_nothing(tmp_path):
+    target = tmp_path / "curves.png"
+    with pytest.raises(OSError) as raised:
+        with atomic_output(str(target)) as temporary:
+            with open(temporary, "wb") as handle:
+                handle.write(b"half")
+            raise OSError(28, "No space left on device", temporary)
+    assert raised.value.errno == 28 and raised.value.filename == str(target)
+    assert os.listdir(tmp_path) == []
+    assert write_failure(raised.value, "unused").startswith("no space left in %s while writing curves.png (" % tmp_path)
+    assert write_failure(PermissionError(13, "Permission denied", "/x/y.png"), "out") == \
+        "cannot write /x/y.png: Permission denied"
+
+
+def test_an_append_is_whole_or_cut_off_again(tmp_path, monkeypatch):
+    log = tmp_path / "metrics.jsonl"
+    append_text(str(log), '{"epoch": 1}\n')
+    write = os.write
+
+    def half_then_full(descriptor, data):
+        write(descriptor, bytes(data)[:5])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(OSError) as raised:
+        append_text(str(log), '{"epoch": 2}\n')
+    monkeypatch.setattr(os, "write", write)
+    assert raised.value.errno == 28 and raised.value.filename == str(log)
+    assert log.read_text() == '{"epoch": 1}\n'
+    append_text(str(log), "über\n")
+    assert log.read_text(encoding="utf-8") == '{"epoch": 1}\nüber\n'
+
+
 def test_a_writer_that_appends_an_extension_gets_a_temporary_name_with_it(tmp_path):
     """mindspore.save_checkpoint appends .ckpt to names that lack it: without suffix=".ckpt" the empty temporary
     file would be renamed over the target and the weights left in a hidden file."""

@@ -1,4 +1,5 @@
 """encoding_custom.datasets.check and the dataset's own guards: every kind of bad file is found, named and skippable."""
+import json
 import os
 import re
 import shutil
@@ -223,6 +224,25 @@ def test_cache_of_other_settings_or_damaged_is_ignored(tmp_path):
     with open(cache, "w") as handle:
         handle.write("{not json")
     assert check_data(root, workers=1, progress=False, cache_path=cache).n_cached == 0
+
+
+def test_a_cache_the_disk_cannot_hold_is_a_note_and_leaves_no_partial_file(tmp_path, monkeypatch, capsys):
+    root = str(tmp_path / "data")
+    write_synthetic_ade20k(root, 2, 1, seed=0, size=SIZE)
+    folder = tmp_path / "exp"
+    dump = json.dump
+
+    def full(value, stream, **kwargs):
+        stream.write('{"version": ')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", full)
+    report = check_data(root, workers=1, progress=False, cache_path=str(folder / "data_check.json"))
+    monkeypatch.setattr(json, "dump", dump)
+    assert sum(check.n_pairs for check in report.splits.values()) == 3 and os.listdir(folder) == []
+    assert capsys.readouterr().err.strip() == ("note: the data check's cache %s was not written (No space left on "
+                                               "device): the next start checks every file again"
+                                               % (folder / "data_check.json"))
 
 
 # --- the dataset's own guards (the check skipped, or a file broken after it) ---------------------------------------

@@ -157,3 +157,37 @@ def test_an_interrupted_test_py_says_what_it_wrote_and_exits_with_the_signal(tmp
     assert 0 < written < 40 * 5
     assert re.fullmatch(r"test.py: interrupted by SIG(INT|TERM): %d complete file\(s\) written to %s; the rest was "
                         r"not done" % (written, re.escape(str(outdir))), last), stderr[-2000:]
+
+
+def test_a_full_disk_in_test_py_is_one_line_and_keeps_the_complete_outputs(tmp_path, monkeypatch, capsys):
+    import test as test_script
+    from modules.factory import build_lseg
+    from modules.weights import save_lseg_checkpoint
+    weights = str(tmp_path / "tiny.ckpt")
+    save_lseg_checkpoint(build_lseg("tiny_vit16", ["sky", "grass"], text_config="tiny"), weights)
+    photos = [str(tmp_path / ("photo_%02d.png" % index)) for index in range(3)]
+    for index, photo in enumerate(photos):
+        Image.new("RGB", (64, 48), (index * 40, 200, 30)).save(photo)
+    outdir = tmp_path / "out"
+    save, saved = Image.Image.save, []
+
+    def disk_fills_at_the_seventh_picture(picture, path, *args, **kwargs):
+        saved.append(path)
+        if len(saved) == 7:  # the second photo's legend picture: half a file, then the disk is full
+            with open(path, "wb") as partial:
+                partial.write(b"\x89PNG half")
+            raise OSError(28, "No space left on device")
+        return save(picture, path, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", disk_fills_at_the_seventh_picture)
+    status = test_script.main(["--weights", weights, "--labels", "sky,grass", "--device_target", "CPU",
+                               "--base_size", "64", "--crop_size", "64", "--outdir", str(outdir), "--image", *photos])
+    assert status == 1
+    err = capsys.readouterr().err.strip()
+    folder = re.escape(str(outdir))
+    assert re.fullmatch(r"test.py: error: no space left in %s while writing photo_01_legend.png \(\d+\.\d MB free\); "
+                        r"7 complete file\(s\) written to %s are kept" % (folder, folder), err), err
+    assert sorted(os.listdir(outdir)) == sorted(["photo_00_%s" % kind for kind in (
+        "mask.png", "overlay.png", "legend.png", "index.png", "legend.txt")] + ["photo_01_mask.png",
+                                                                              "photo_01_overlay.png"])
+    assert Image.open(outdir / "photo_01_mask.png").size == (64, 48)  # complete, not the partial one

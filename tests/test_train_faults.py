@@ -389,7 +389,7 @@ def test_a_full_disk_is_one_line_with_the_sizes_and_leaves_no_partial_file(data_
         assert train_custom.main(_argv(data_root, disk, epochs=1)) == 1
         err = capsys.readouterr().err
         lines = [line for line in err.splitlines() if not line.startswith("[CRITICAL]")]  # MindSpore's own log line
-        assert re.fullmatch(r"train_custom.py: error: no space left in %s while writing a checkpoint or log: a "
+        assert re.fullmatch(r"train_custom.py: error: no space left in %s while writing epoch_001.ckpt: a "
                             r"checkpoint needs \d+\.\d MB, \d+\.\d MB are free; no partial file was kept"
                             % re.escape(str(disk / "run")), lines[-2]), err
         assert lines[-1] == "  no epoch had finished, so there is no checkpoint: free some space and start again"
@@ -417,3 +417,30 @@ def test_a_disk_full_after_a_checkpoint_names_it_and_the_resume_command(data_roo
     assert lines[-1].startswith("  free some space, then continue exactly with: ") and lines[-1].endswith(" --resume")
     monkeypatch.setattr(ms, "save_checkpoint", save)
     assert read_checkpoint(last)[2]["epoch"] == 1
+
+
+def test_a_disk_full_while_logging_keeps_every_log_line_whole(data_root, tmp_path, capsys, monkeypatch):
+    """metrics.jsonl of epoch 2 gets half its line on disk, then ENOSPC: the half line is cut off again."""
+    write = os.write
+
+    def full_at_the_second_metrics_line(descriptor, data):
+        target = os.readlink("/proc/self/fd/%d" % descriptor)
+        if target.endswith("metrics.jsonl") and b'"epoch": 2' in bytes(data):
+            write(descriptor, bytes(data)[:len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(descriptor, data)
+
+    monkeypatch.setattr(os, "write", full_at_the_second_metrics_line)
+    assert train_custom.main(_argv(data_root, tmp_path / "ck", epochs=2)) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    run = tmp_path / "ck" / "run"
+    assert re.fullmatch(r"train_custom.py: error: no space left in %s while writing metrics.jsonl: a checkpoint needs "
+                        r"\d+\.\d MB, \d+\.\d MB are free; no partial file was kept" % re.escape(str(run)),
+                        lines[-3]), lines
+    assert lines[-2] == "  last good checkpoint: %s" % (run / "last.ckpt")
+    monkeypatch.setattr(os, "write", write)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("epoch") for r in records if "event" not in r] == [1]
+    assert train_custom.main(_argv(data_root, tmp_path / "ck", epochs=2) + ["--resume"]) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("epoch") for r in records if "event" not in r] == [1, 2]

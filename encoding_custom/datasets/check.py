@@ -495,8 +495,11 @@ def check_data(root: str, splits: Sequence[str] = ("train", "val"), num_class: i
                 check.add(problem, path, detail)
         report.splits[split] = check
     if cache_path:
-        with contextlib.suppress(OSError):  # a cache that cannot be written only costs a re-check next time
+        try:
             _save_cache(cache_path, num_class, fresh_cache)
+        except OSError as error:  # only costs a re-check next time; atomic_output left no partial file
+            print("note: the data check's cache %s was not written (%s): the next start checks every file again"
+                  % (cache_path, error.strerror or error), file=sys.stderr)
     report.seconds = time.perf_counter() - start
     return report
 

@@ -164,7 +164,8 @@ def plot_curves(records: List[Dict], path: str) -> str:
             figure.savefig(temporary, format="png", dpi=DPI)
     except OSError as error:
         reason = "%s: cannot write the training curves: %s" % (path, error.strerror or error)
-        raise (type(error)(error.errno, reason) if error.errno else type(error)(reason)) from error
+        # filename: the PNG, so a full disk is reported as "while writing curves.png" (train_custom.report_full_disk)
+        raise (type(error)(error.errno, reason, path) if error.errno else type(error)(reason)) from error
     finally:
         figure.clear()  # frees the artists now rather than at the next garbage collection
     return path

@@ -37,6 +37,7 @@ from encoding_custom.engine.train_step import AccumulatingTrainStep
 from encoding_custom.evaluation.evaluator import network_forward
 from encoding_custom.evaluation.metrics import SegmentationMetric
 from encoding_custom.progress import progress_bar
+from foundation.atomic import append_text, atomic_output
 from foundation.checkpoint_file import CheckpointError, load_checkpoint
 from modules import tnn
 from modules.mixed_precision import apply_mixed_precision
@@ -318,7 +319,7 @@ class Trainer:
                 "steps.jsonl": lambda r: r.get("epoch", 0) < start_epoch}
         for name, wanted in keep.items():
             kept = [r for r in self._read_jsonl(name) if wanted(r)]
-            with open(self._path(name), "w") as handle:
+            with atomic_output(self._path(name)) as temporary, open(temporary, "w") as handle:
                 for record in kept:
                     handle.write(json.dumps(record) + "\n")
 
@@ -343,8 +344,7 @@ class Trainer:
         if not self.main:
             return
         os.makedirs(self.exp_dir, exist_ok=True)
-        with open(self._path(name), "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_text(self._path(name), json.dumps(record) + "\n")
 
     # ------------------------------------------------------------------ steps
     def _micro_step(self, images, masks, apply: bool, extra: Sequence[np.ndarray] = ()) -> Tuple[float, bool]:

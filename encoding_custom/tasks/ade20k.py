@@ -12,7 +12,8 @@ from encoding_custom.evaluation.evaluator import MultiScaleEvaluator, network_fo
 from encoding_custom.progress import progress_bar
 from encoding_custom.tasks.base import Task, make_output_folder
 from encoding_custom.tasks.networks import load_network, resolve_classes
-from encoding_custom.visualisation.render import colour_mask, label_colours, legend
+from encoding_custom.visualisation.render import colour_mask, label_colours, legend, save_picture
+from foundation.atomic import append_text
 
 
 class ADE20KTask(Task):
@@ -101,8 +102,7 @@ def run_eval(args, net, labels: List[str], indices, outdir: str) -> Tuple[float,
     log_path = args.log_file or os.path.join(outdir, "eval_log.txt")
     print(metric.table(labels))
     print("pixAcc: %.4f, mIoU: %.4f" % (pix_acc, miou), flush=True)  # shown before the log write can fail
-    with open(log_path, "a", encoding="utf-8") as handle:
-        handle.write(summary + "\n" + metric.table(labels) + "\n\n")
+    append_text(log_path, summary + "\n" + metric.table(labels) + "\n\n")
     print("log: %s" % log_path)
     return pix_acc, miou
 
@@ -128,7 +128,7 @@ def write_val_masks(args, net, labels, indices, outdir: str) -> str:
             image, _ = dataset[index]
             prediction = evaluator.predict(image[None])[0]
             stem = os.path.splitext(os.path.basename(dataset.images[index]))[0]
-            colour_mask(prediction, len(labels), colours).save(os.path.join(folder, stem + ".png"))
+            save_picture(colour_mask(prediction, len(labels), colours), os.path.join(folder, stem + ".png"))
             bar.update(1)
-    legend(labels, colours=colours).save(os.path.join(folder, "legend.png"))
+    save_picture(legend(labels, colours=colours), os.path.join(folder, "legend.png"))
     return folder

@@ -22,6 +22,7 @@ from encoding_custom.fewshot.layout import check_fewshot_layout
 from encoding_custom.fewshot.training import FoldTrainingSet
 from encoding_custom.tasks.base import OptionError, Task, make_output_folder
 from encoding_custom.tasks.networks import load_network
+from foundation.atomic import append_text
 from modules.config import get_backbone_config
 from modules.lseg import zero_shot_labels
 
@@ -176,17 +177,15 @@ def run_zero_shot(args, outdir: str) -> List[Tuple[float, float]]:
         print(line, flush=True)
         per_class = ", ".join("%s %.2f" % (names[class_id], 100 * iou)
                               for class_id, iou in zip(meter.class_ids, meter.class_iou()[1]))
-        with open(log_path, "a", encoding="utf-8") as handle:
-            handle.write("%s: %s, weights %s, %s fold %s, %d episodes at %d px (%.0f s)\n  foreground IoU: %s\n"
-                         % (time.strftime("%Y-%m-%d %H:%M:%S"), line, fold_args.weights, args.dataset, fold,
-                            meter.episodes, args.crop_size, time.time() - started, per_class))
+        append_text(log_path, "%s: %s, weights %s, %s fold %s, %d episodes at %d px (%.0f s)\n  foreground IoU: %s\n"
+                    % (time.strftime("%Y-%m-%d %H:%M:%S"), line, fold_args.weights, args.dataset, fold,
+                       meter.episodes, args.crop_size, time.time() - started, per_class))
         results.append((miou, fb_iou))
     if len(results) > 1:
         line = "Mean of folds %s, %d-shot ==> mIoU %5.2f  FB-IoU %5.2f" % (
             ",".join(selected_folds(args)), args.nshot, sum(r[0] for r in results) / len(results),
             sum(r[1] for r in results) / len(results))
         print(line, flush=True)
-        with open(log_path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        append_text(log_path, line + "\n")
     print("log: %s" % log_path)
     return results

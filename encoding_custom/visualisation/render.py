@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from encoding_custom.datasets.transforms import read_rgb
+from foundation.atomic import atomic_output
 from foundation.labels import ade20k_labels, index_dtype
 
 LEGEND_ROW_PX = 22
@@ -423,15 +424,20 @@ def save_segmentation(image_path: str, labels: Sequence[str], prediction: np.nda
     pictures = render_segmentation(read_rgb(image_path), labels, prediction, source=image_path)
     outputs = [os.path.join(outdir, f"{stem}_{kind}") for kind in
                ("mask.png", "overlay.png", "legend.png", "index.png", "legend.txt")]
-    pictures.mask.save(outputs[0])
-    pictures.overlay.save(outputs[1])
-    pictures.legend.save(outputs[2])
-    pictures.index.save(outputs[3])
-    with open(outputs[4], "w", encoding="utf-8") as handle:
+    for picture, path in zip((pictures.mask, pictures.overlay, pictures.legend, pictures.index), outputs):
+        save_picture(picture, path)
+    with atomic_output(outputs[4]) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         handle.write(pictures.table)
     return outputs
 
 
+def save_picture(picture: Image.Image, path: str) -> None:
+    """Write ``picture`` whole or not at all (``foundation.atomic.atomic_output``; the format follows ``path``'s
+    extension)."""
+    with atomic_output(path) as temporary:
+        picture.save(temporary)
+
+
 __all__ = ["ADE20K_PALETTE", "label_colours", "spaced_colours", "colour_mask", "find_legend_font", "legend",
            "label_shares", "legend_table", "hex_colour", "SegmentationPictures", "render_segmentation",
-           "save_segmentation"]
+           "save_segmentation", "save_picture"]
