@@ -33,6 +33,7 @@ from encoding_custom.tasks.benchmark import FOLD_PLACEHOLDER, fold_weights, sele
 from modules import tnn
 from modules.config import BACKBONES
 from modules.head import ACTIVATIONS
+from modules.lseg import RECOMPUTE_LEVELS
 
 PURPOSES = ("train", "test")
 MODES = ("graph", "pynative")
@@ -201,6 +202,10 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
         g = p.add_argument_group("training")
         g.add_argument("--amp_level", choices=AMP_LEVELS, default="O0",
                        help="mixed precision level; above O0 training uses dynamic loss scaling")
+        g.add_argument("--recompute", choices=RECOMPUTE_LEVELS, default="none",
+                       help="activations recomputed in the backward pass instead of kept, for training memory: "
+                            "'backbone' (each ViT block / ResNet bottleneck), 'all' (also the reassembly and fusion "
+                            "blocks); same gradients, a slower step (bench/PERFORMANCE.md)")
         g.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=16,
                        help="images per step per device")
         g.add_argument("--base_lr", type=finite_float, default=0.004,
@@ -334,6 +339,8 @@ def validate_options(args: argparse.Namespace, for_training: bool = False) -> ar
         raise OptionError("--amp_level: %s does not compile in graph mode with the %s layer; use --amp_level %s, "
                           "LSEG_NN=native, or --mode pynative (got %r)"
                           % (amp_level, tnn.BACKEND, "/".join(tnn.GRAPH_AMP_LEVELS), amp_level))
+    if getattr(args, "recompute", "none") != "none":
+        _check(args.mode == "graph", "--recompute", "works in graph mode only: add --mode graph", args.recompute)
     if for_training:
         _check(os.path.isdir(args.data_path), "--data_path", "folder not found", args.data_path)
         _check(args.dataset not in BENCHMARKS or not args.weights or FOLD_PLACEHOLDER not in args.weights,

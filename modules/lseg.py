@@ -46,10 +46,12 @@ from .head import (
     l2_normalize,
     pixel_text_logits,
 )
-from .resnet import ResNetBackbone
+from .resnet import Bottleneck, ResNetBackbone
 
 TEXT_CACHE_NAME = "text_features_cache"
 LABEL_LISTS_KEPT = 8  # label lists whose features LabelFeatureCache keeps (per-call labels, the demo's requests)
+# What a training step recomputes in its backward pass instead of keeping (LSegNet.set_recompute).
+RECOMPUTE_LEVELS = ("none", "backbone", "all")
 
 
 # The official zero-shot networks (lang-seg modules/models/lseg_net_zs.py) segment each class as the label pair
@@ -382,6 +384,68 @@ class LSegNet(tnn.Module):
     def text_encoder_params(self) -> List[Parameter]:
         """Returns: the frozen CLIP text-tower parameters (``clip_pretrained.*``; in no optimiser group)."""
         return self._params_under("clip_pretrained.")
+
+    # ------------------------------------------------------------------ training memory
+    def recompute_cells(self, level: str) -> List[tnn.Module]:
+        """The cells :meth:`set_recompute` marks at ``level``.
+
+        Args:
+            level: "none"; "backbone": every backbone block (each ViT transformer block up to the last hook, or
+                each ResNet bottleneck); "all": those plus the four reassembly levels, the four fusion blocks and
+                the spatial regularization block.
+
+        Returns:
+            the cells, outermost first; none of them contains another.
+
+        Raises:
+            ValueError: an unknown level.
+        """
+        if level not in RECOMPUTE_LEVELS:
+            raise ValueError(f"recompute level must be one of {RECOMPUTE_LEVELS}, got {level!r}")
+        if level == "none":
+            return []
+        if isinstance(self.pretrained, ResNetBackbone):
+            cells = [cell for _, cell in self.pretrained.cells_and_names() if isinstance(cell, Bottleneck)]
+        else:
+            cells = list(self.pretrained.model.blocks)[:self.pretrained.hooks[-1] + 1]
+        if level == "all":
+            if not isinstance(self.pretrained, ResNetBackbone):
+                cells += [getattr(self.pretrained, "act_postprocess%d" % k) for k in range(1, 5)]
+            cells += [getattr(self.scratch, "refinenet%d" % k) for k in range(1, 5)]
+            if self.scratch.head_block is not None:
+                cells.append(self.scratch.head_block)
+        return cells
+
+    def set_recompute(self, level: str) -> int:
+        """Recompute activations in the backward pass instead of keeping them from the forward pass, for the
+        memory of a training step (MindSpore's ``Cell.recompute``: a marked cell keeps only its inputs; its output
+        stays stored). The gradients are the same; the step does part of its forward twice (bench/PERFORMANCE.md).
+
+        Args:
+            level: see :meth:`recompute_cells`.
+
+        Returns:
+            the number of cells marked.
+
+        Raises:
+            ValueError: an unknown level, or PyNative mode; RuntimeError (MindSpore's): a cell of this network was
+                already marked.
+        """
+        cells = self.recompute_cells(level)
+        if cells and ms.get_context("mode") != ms.GRAPH_MODE:
+            # PyNative recomputes a cell by running it again whole (2.10; 2.0 refuses): its batch norms would move
+            # their running statistics twice per step (measured).
+            raise ValueError("recompute works in GRAPH_MODE only (got level %r in PyNative mode)" % level)
+        for cell in cells:
+            cell.recompute()
+            for _, inner in cell.cells_and_names():
+                if isinstance(inner, tnn.BatchNorm2d):
+                    # A recomputed training batch norm would move its running statistics twice per step; a
+                    # primitive's own mark overrides its cell's (measured: exact statistics on both stacks).
+                    for primitive in inner._primitives.values():
+                        if primitive is not None:
+                            primitive.recompute(False)
+        return len(cells)
 
     def build_options(self) -> Dict:
         """Returns: the options that determine the parameter layout (stored in our checkpoints)."""

@@ -193,3 +193,10 @@ def test_readme_options_table_lists_every_option():
         for action in options.build_parser(purpose)._actions:
             if action.option_strings and action.dest != "help":
                 assert action.option_strings[0] in listed, (purpose, action.option_strings[0])
+
+
+def test_recompute_is_a_graph_mode_option(capsys):
+    assert options.parse_options(["--recompute", "backbone"]).recompute == "backbone"
+    with pytest.raises(SystemExit):
+        options.parse_options(["--recompute", "all", "--mode", "pynative"])
+    assert "--recompute: works in graph mode only: add --mode graph (got 'all')" in capsys.readouterr().err

@@ -35,7 +35,8 @@ def _text_encoded_in_step(net):
 
 def build_trainer(ctx: CaseContext, text_in_step: bool) -> Tuple[object, tuple, Dict[str, object]]:
     """A random-weight network of ``ctx.params``, the ``Trainer`` that train_custom.py would build for it (official
-    parameter groups, ``SegmentationLoss``, ``amp_level`` O0, no accumulation) and one batch for its step.
+    parameter groups, ``SegmentationLoss``, ``amp_level`` O0, no accumulation, ``recompute`` of ``ctx.params`` or
+    "none") and one batch for its step.
 
     With ``text_in_step`` the labels' token ids, trimmed after the last end-of-text token as
     ``CLIPTextEncoder.__call__`` trims them (a cell called inside a compiled step bypasses ``__call__``), are a step
@@ -58,7 +59,7 @@ def build_trainer(ctx: CaseContext, text_in_step: bool) -> Tuple[object, tuple, 
     images = normalised_images(batch, height, width, params["backbone"])
     masks = random_masks(batch, height, width, len(labels), loss.ignore_index)
     config = TrainConfig(lr=1e-4, max_epochs=SCHEDULE_EPOCHS, batch_size=batch, progress=False,
-                         exp_dir=os.path.join(ctx.workdir, "exp"))
+                         recompute=params.get("recompute", "none"), exp_dir=os.path.join(ctx.workdir, "exp"))
     trainer = Trainer(net, loss, list(zip(images, masks)), config,
                       param_groups=[(net.backbone_params(), 1.0), (net.head_params(), 10.0)],
                       train_network=_text_encoded_in_step(net) if text_in_step else None)
