@@ -38,6 +38,7 @@ from modules.lseg import RECOMPUTE_LEVELS
 PURPOSES = ("train", "test")
 MODES = ("graph", "pynative")
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
+AMP_DTYPES = ("float16", "bfloat16")
 # DPT's reassembly halves the resolution four times after a /16 or /32 patch grid; crops must divide evenly.
 CROP_MULTIPLE = 32
 # test.py --eval: full images with the official machinery, or the centre crops training validation uses.
@@ -202,6 +203,8 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
         g = p.add_argument_group("training")
         g.add_argument("--amp_level", choices=AMP_LEVELS, default="O0",
                        help="mixed precision level; above O0 training uses dynamic loss scaling")
+        g.add_argument("--amp_dtype", choices=AMP_DTYPES, default="float16",
+                       help="the low float type of --amp_level O1-O3: float16, or bfloat16 (Ascend; MindSpore 2.3+)")
         g.add_argument("--recompute", choices=RECOMPUTE_LEVELS, default="none",
                        help="activations recomputed in the backward pass instead of kept, for training memory: "
                             "'backbone' (each ViT block / ResNet bottleneck), 'all' (also the reassembly and fusion "
@@ -339,6 +342,9 @@ def validate_options(args: argparse.Namespace, for_training: bool = False) -> ar
         raise OptionError("--amp_level: %s does not compile in graph mode with the %s layer; use --amp_level %s, "
                           "LSEG_NN=native, or --mode pynative (got %r)"
                           % (amp_level, tnn.BACKEND, "/".join(tnn.GRAPH_AMP_LEVELS), amp_level))
+    if getattr(args, "amp_dtype", "float16") != "float16":
+        _check(amp_level != "O0", "--amp_dtype", "is the type of --amp_level O1/O2/O3: give one of those too",
+               args.amp_dtype)
     if getattr(args, "recompute", "none") != "none":
         _check(args.mode == "graph", "--recompute", "works in graph mode only: add --mode graph", args.recompute)
     if for_training:

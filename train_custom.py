@@ -235,7 +235,8 @@ def train(args, argv: Sequence[str], resume_path: Optional[str], exp_dir: str) -
     lr = effective_lr(args.base_lr, args.batch_size, world_size)
     config = TrainConfig(lr=lr, max_epochs=args.max_epochs, batch_size=args.batch_size, momentum=args.momentum,
                          weight_decay=args.weight_decay, accumulate_grad_batches=args.accumulate_grad_batches,
-                         amp_level=args.amp_level, recompute=args.recompute, exp_dir=exp_dir,
+                         amp_level=args.amp_level, amp_dtype=args.amp_dtype, recompute=args.recompute,
+                         exp_dir=exp_dir,
                          keep_last=args.keep_last, seed=args.seed,
                          workers=args.workers, stop_after_epoch=args.stop_after_epoch,
                          max_train_images=max_train_images, max_val_images=args.max_val_images,

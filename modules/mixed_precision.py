@@ -9,6 +9,8 @@ and the msadapter layers that call functional products are given a ``forward`` t
 and their dtype (float32) are unchanged, so checkpoints, optimizers and loss scaling see the same network; it works
 in PyNative and GRAPH_MODE alike and on both stacks.
 """
+from typing import Optional
+
 import mindspore as ms
 from mindspore import nn, ops
 from mindspore.ops import Primitive
@@ -87,6 +89,24 @@ def compute_products_in_low_precision(network: nn.Cell, dtype_name: str = "float
     return changed
 
 
+def low_precision_refusal(dtype_name: str, device_target: str) -> Optional[str]:
+    """Why ``dtype_name`` cannot be the low float type on ``device_target`` with this MindSpore, or None.
+
+    Args:
+        dtype_name: "float16" or "bfloat16"; device_target: "CPU", "GPU" or "Ascend" (resolved, not "auto").
+
+    Returns:
+        a reason for the user, or None when the type is usable.
+    """
+    if dtype_name not in LOW_PRECISION_DTYPES:
+        return "mindspore %s has no %s (it came in 2.3); use float16" % (ms.__version__, dtype_name)
+    if dtype_name == "bfloat16" and device_target == "CPU":
+        # Measured on 2.10: "Select CPU operator[MatMul] fail! Unsupported data type!" (Conv2D, BatchMatMul alike).
+        return ("mindspore %s has no bfloat16 CPU kernels for convolutions and matrix products; use float16 on CPU "
+                "(bfloat16 is for Ascend)" % ms.__version__)
+    return None
+
+
 def apply_mixed_precision(network: nn.Cell, level: str, dtype_name: str = "float16") -> nn.Cell:
     """The network to train at a mixed-precision level.
 
@@ -96,7 +116,7 @@ def apply_mixed_precision(network: nn.Cell, level: str, dtype_name: str = "float
             network itself then runs its products in the low type, in validation too, as 16-bit training does in
             PyTorch), ``"O2"``/``"O3"`` (MindSpore's ``auto_mixed_precision``: the network cast to the low type,
             BatchNorm kept float32 at O2).
-        dtype_name: a key of :data:`LOW_PRECISION_DTYPES` (O1 only; O2/O3 use float16).
+        dtype_name: a key of :data:`LOW_PRECISION_DTYPES` (:func:`low_precision_refusal` says where each runs).
 
     Returns:
         the Cell to train: ``network`` for O0/O1, MindSpore's wrapper for O2/O3.
@@ -106,8 +126,10 @@ def apply_mixed_precision(network: nn.Cell, level: str, dtype_name: str = "float
     if level == "O1":
         compute_products_in_low_precision(network, dtype_name)
         return network
-    return ms.amp.auto_mixed_precision(network, level)
+    if dtype_name == "float16":
+        return ms.amp.auto_mixed_precision(network, level)  # MindSpore 2.0's takes no dtype
+    return ms.amp.auto_mixed_precision(network, level, dtype=LOW_PRECISION_DTYPES[dtype_name])
 
 
 __all__ = ["LOW_PRECISION_DTYPES", "LOW_PRECISION_PRIMITIVES", "LowPrecisionProduct", "LowPrecisionConv2d",
-           "LowPrecisionLinear", "compute_products_in_low_precision", "apply_mixed_precision"]
+           "LowPrecisionLinear", "compute_products_in_low_precision", "low_precision_refusal", "apply_mixed_precision"]

@@ -133,3 +133,19 @@ def test_o0_returns_the_network_untouched():
     net = tiny()
     assert apply_mixed_precision(net, "O0") is net
     assert not any(isinstance(cell, LowPrecisionProduct) for _, cell in net.cells_and_names())
+
+
+def test_bfloat16_is_refused_in_one_line_where_it_cannot_run_and_cast_to_where_it_can():
+    from modules.mixed_precision import LOW_PRECISION_DTYPES, low_precision_refusal
+    assert low_precision_refusal("float16", "CPU") is None
+    if "bfloat16" not in LOW_PRECISION_DTYPES:  # MindSpore 2.0
+        assert low_precision_refusal("bfloat16", "Ascend") == \
+            "mindspore %s has no bfloat16 (it came in 2.3); use float16" % ms.__version__
+        return
+    assert low_precision_refusal("bfloat16", "CPU").startswith(
+        "mindspore %s has no bfloat16 CPU kernels for convolutions and matrix products" % ms.__version__)
+    assert low_precision_refusal("bfloat16", "Ascend") is None
+    net = tiny()
+    apply_mixed_precision(net, "O1", "bfloat16")  # built, not run: this CPU has no bfloat16 products
+    products = [cell for _, cell in net.cells_and_names() if isinstance(cell, LowPrecisionProduct)]
+    assert len(products) > 50 and {cell.dtype for cell in products} == {ms.bfloat16}

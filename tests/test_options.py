@@ -200,3 +200,11 @@ def test_recompute_is_a_graph_mode_option(capsys):
     with pytest.raises(SystemExit):
         options.parse_options(["--recompute", "all", "--mode", "pynative"])
     assert "--recompute: works in graph mode only: add --mode graph (got 'all')" in capsys.readouterr().err
+
+
+def test_amp_dtype_needs_a_mixed_precision_level(capsys):
+    assert options.parse_options(["--amp_dtype", "bfloat16", "--amp_level", "O2"]).amp_dtype == "bfloat16"
+    with pytest.raises(SystemExit):
+        options.parse_options(["--amp_dtype", "bfloat16"])
+    assert ("--amp_dtype: is the type of --amp_level O1/O2/O3: give one of those too (got 'bfloat16')"
+            in capsys.readouterr().err)

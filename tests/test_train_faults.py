@@ -259,6 +259,16 @@ def test_a_device_this_machine_lacks_is_one_line(data_root, tmp_path):
     assert "Traceback" not in done.stderr and "[ERROR]" not in done.stderr  # MindSpore's probe logs are muted
 
 
+@pytest.mark.both_stacks
+def test_bfloat16_on_a_cpu_is_refused_in_one_line(data_root, tmp_path, capsys):
+    status = train_custom.main(_argv(data_root, tmp_path / "ck") + ["--amp_level", "O1", "--amp_dtype", "bfloat16",
+                                                                   "--device_target", "CPU"])
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("train_custom.py: error: --amp_dtype: mindspore %s has no bfloat16" % ms.__version__)
+    assert err[0].endswith("(got 'bfloat16')") and not (tmp_path / "ck").exists()
+
+
 def _launch_two(data_root, tmp_path, *extra):
     """``train_custom.sh --nproc 2``'s launcher on a tiny run; returns (exit status, stderr, seconds)."""
     command = [sys.executable, "-m", "scripts.launch", "--nproc", "2", "--log_dir", str(tmp_path / "logs"),

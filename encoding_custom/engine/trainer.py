@@ -134,6 +134,7 @@ class TrainConfig:
         momentum, weight_decay: SGD settings (:class:`.optimizer.GroupedMomentum`).
         accumulate_grad_batches: micro-batches per optimizer step (gradients averaged).
         amp_level: "O0" (float32) or O1/O2/O3 (mixed precision with dynamic loss scaling; any accumulation).
+        amp_dtype: the low float type of O1-O3, "float16" or "bfloat16" (``modules.mixed_precision``).
         recompute: "none", or a level of ``LSegNet.set_recompute`` ("backbone", "all"): activations recomputed
             in the backward pass instead of kept (the network must have ``set_recompute``).
         exp_dir: experiment folder (checkpoints, metrics.jsonl, steps.jsonl, curves.png).
@@ -155,6 +156,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     accumulate_grad_batches: int = 1
     amp_level: str = "O0"
+    amp_dtype: str = "float16"
     recompute: str = "none"
     exp_dir: str = "checkpoints/exp"
     keep_last: int = 3
@@ -254,7 +256,8 @@ class Trainer:
                                                          config.max_epochs, config.momentum, config.weight_decay)
         if config.recompute != "none":
             network.set_recompute(config.recompute)  # before compiling: the marks are read at graph build
-        train_network = apply_mixed_precision(network if train_network is None else train_network, config.amp_level)
+        train_network = apply_mixed_precision(network if train_network is None else train_network, config.amp_level,
+                                              config.amp_dtype)
         self.net_with_loss = nn.WithLossCell(train_network, loss_fn)
         self.uses_loss_scale = config.amp_level != "O0"
         loss_scale = (nn.DynamicLossScaleUpdateCell(LOSS_SCALE_START, LOSS_SCALE_FACTOR, LOSS_SCALE_WINDOW)

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Tuple
 
 from encoding_custom.engine.runtime import DeviceUnavailableError, configure_runtime
 from encoding_custom.progress import set_progress
+from modules.mixed_precision import low_precision_refusal
 
 
 class OptionError(ValueError):
@@ -24,7 +25,7 @@ def configure_context(args: argparse.Namespace) -> None:
         args: parsed options; ``args.device_target`` becomes the device in use (``auto`` resolved).
 
     Raises:
-        OptionError: naming ``--device_target`` (not on this machine).
+        OptionError: naming ``--device_target`` (not on this machine) or ``--amp_dtype`` (not on this device).
     """
     set_progress(not getattr(args, "no_progress", False))
     try:
@@ -32,6 +33,10 @@ def configure_context(args: argparse.Namespace) -> None:
                                                seed=args.seed)
     except DeviceUnavailableError as err:
         raise OptionError("--" + str(err)) from err
+    amp_dtype = getattr(args, "amp_dtype", "float16")
+    refusal = low_precision_refusal(amp_dtype, args.device_target)
+    if refusal:
+        raise OptionError("--amp_dtype: %s (got %r)" % (refusal, amp_dtype))
 
 
 def make_output_folder(outdir: str) -> None:
