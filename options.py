@@ -206,9 +206,9 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
         g.add_argument("--amp_dtype", choices=AMP_DTYPES, default="float16",
                        help="the low float type of --amp_level O1-O3: float16, or bfloat16 (Ascend; MindSpore 2.3+)")
         g.add_argument("--recompute", choices=RECOMPUTE_LEVELS, default="none",
-                       help="activations recomputed in the backward pass instead of kept, for training memory: "
-                            "'backbone' (each ViT block / ResNet bottleneck), 'all' (also the reassembly and fusion "
-                            "blocks); same gradients, a slower step (bench/PERFORMANCE.md)")
+                       help="activations recomputed in the backward pass instead of kept, for training memory (graph "
+                            "mode): 'backbone' = each ViT block / ResNet bottleneck; same gradients, a slower step "
+                            "(bench/PERFORMANCE.md)")
         g.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=16,
                        help="images per step per device")
         g.add_argument("--base_lr", type=finite_float, default=0.004,

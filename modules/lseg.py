@@ -51,7 +51,9 @@ from .resnet import Bottleneck, ResNetBackbone
 TEXT_CACHE_NAME = "text_features_cache"
 LABEL_LISTS_KEPT = 8  # label lists whose features LabelFeatureCache keeps (per-call labels, the demo's requests)
 # What a training step recomputes in its backward pass instead of keeping (LSegNet.set_recompute).
-RECOMPUTE_LEVELS = ("none", "backbone", "all")
+# "backbone" is the one level: recomputing the reassembly and fusion blocks too raised the ViT-L step's peak memory
+# on both stacks (bench/PERFORMANCE.md, "Activation recomputation").
+RECOMPUTE_LEVELS = ("none", "backbone")
 
 
 # The official zero-shot networks (lang-seg modules/models/lseg_net_zs.py) segment each class as the label pair
@@ -391,11 +393,10 @@ class LSegNet(tnn.Module):
 
         Args:
             level: "none"; "backbone": every backbone block (each ViT transformer block up to the last hook, or
-                each ResNet bottleneck); "all": those plus the four reassembly levels, the four fusion blocks and
-                the spatial regularization block.
+                each ResNet bottleneck).
 
         Returns:
-            the cells, outermost first; none of them contains another.
+            the cells, in forward order; none of them contains another.
 
         Raises:
             ValueError: an unknown level.
@@ -405,16 +406,8 @@ class LSegNet(tnn.Module):
         if level == "none":
             return []
         if isinstance(self.pretrained, ResNetBackbone):
-            cells = [cell for _, cell in self.pretrained.cells_and_names() if isinstance(cell, Bottleneck)]
-        else:
-            cells = list(self.pretrained.model.blocks)[:self.pretrained.hooks[-1] + 1]
-        if level == "all":
-            if not isinstance(self.pretrained, ResNetBackbone):
-                cells += [getattr(self.pretrained, "act_postprocess%d" % k) for k in range(1, 5)]
-            cells += [getattr(self.scratch, "refinenet%d" % k) for k in range(1, 5)]
-            if self.scratch.head_block is not None:
-                cells.append(self.scratch.head_block)
-        return cells
+            return [cell for _, cell in self.pretrained.cells_and_names() if isinstance(cell, Bottleneck)]
+        return list(self.pretrained.model.blocks)[:self.pretrained.hooks[-1] + 1]
 
     def set_recompute(self, level: str) -> int:
         """Recompute activations in the backward pass instead of keeping them from the forward pass, for the

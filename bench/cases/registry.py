@@ -66,15 +66,14 @@ def _variants() -> List[Variant]:
                 quick=dict(_TINY_NETWORK, image_hw=(64, 64), batch=1, text=text, warmup=0, repeats=1, timeout_s=120,
                            n_labels=20),
                 in_quick=(mode == "graph") == (text == "in_step")))
-    for level in ("backbone", "all"):
-        out.append(Variant(
-            f"train/graph/recompute{'' if level == 'backbone' else '_all'}", "train",
-            f"train step batch 1, text cached, --recompute {level}", case_train, "graph",
-            full=dict(_FULL_NETWORK, image_hw=(480, 480), batch=1, text="cached", recompute=level, warmup=1,
-                      repeats=1, timeout_s=900),
-            quick=dict(_TINY_NETWORK, image_hw=(64, 64), batch=1, text="cached", recompute=level, warmup=0,
-                       repeats=1, timeout_s=120, n_labels=20),
-            in_quick=False))
+    out.append(Variant(
+        "train/graph/recompute", "train", "train step batch 1, text cached, --recompute backbone", case_train,
+        "graph",
+        full=dict(_FULL_NETWORK, image_hw=(480, 480), batch=1, text="cached", recompute="backbone", warmup=1,
+                  repeats=1, timeout_s=900),
+        quick=dict(_TINY_NETWORK, image_hw=(64, 64), batch=1, text="cached", recompute="backbone", warmup=0,
+                   repeats=1, timeout_s=120, n_labels=20),
+        in_quick=False))
     out.append(Variant(
         "train/graph/profile", "train", "train step (graph, cached) under mindspore.Profiler, by op type (profile)",
         case_train_profile, "graph",
@@ -136,7 +135,7 @@ VARIANTS: Dict[str, Variant] = {v.name: v for v in _variants()}
 RUN_ORDER = (
     "matmul/pynative",
     "forward/pynative/cached", "forward/pynative/text_in_call", "forward/graph/cached", "forward/graph/text_in_call",
-    "train/graph/cached", "train/graph/recompute", "train/graph/recompute_all",
+    "train/graph/cached", "train/graph/recompute",
     "data/engine/workers0", "data/engine/workers2",
     "text/tokenize", "text/pynative/encode", "text/pynative/encode_full_context", "text/graph/encode",
     "eval/pynative/single_scale", "forward/pynative/stages", "forward/pynative/vit_block_ops",

@@ -135,7 +135,7 @@ class TrainConfig:
         accumulate_grad_batches: micro-batches per optimizer step (gradients averaged).
         amp_level: "O0" (float32) or O1/O2/O3 (mixed precision with dynamic loss scaling; any accumulation).
         amp_dtype: the low float type of O1-O3, "float16" or "bfloat16" (``modules.mixed_precision``).
-        recompute: "none", or a level of ``LSegNet.set_recompute`` ("backbone", "all"): activations recomputed
+        recompute: "none", or a level of ``LSegNet.set_recompute`` ("backbone"): activations recomputed
             in the backward pass instead of kept (the network must have ``set_recompute``).
         exp_dir: experiment folder (checkpoints, metrics.jsonl, steps.jsonl, curves.png).
         keep_last: epoch checkpoints kept besides best/last.
