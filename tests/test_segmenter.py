@@ -110,3 +110,35 @@ def test_segment_with_a_real_network_reuses_the_label_features(tmp_path, monkeyp
     second = segmenter.segment(path, "cat, grass")
     np.testing.assert_array_equal(first.prediction, second.prediction)
     assert encoded == [["cat", "grass"]]
+
+
+@pytest.mark.both_stacks  # the compiled forward is MindSpore's, per stack
+def test_graph_mode_with_labels_padded_to_a_bucket_gives_the_pynative_mask(tmp_path):
+    """The demo's graph mode: label lists padded to 8 (the first label's features repeated) share one compiled
+    forward; the spatial regularization block (a maximum over labels) sees the padding too."""
+    import mindspore as ms
+
+    from encoding_custom.evaluation.evaluator import network_forward
+    net = build_lseg("tiny_vit16", ["sky"], text_config="tiny", arch_option=1, block_depth=2)
+    net.set_train(False)
+    images = np.random.RandomState(3).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    labels = ["sky", "grass", "tree", "road", "car"]
+    exact = network_forward(net, labels)(images)
+    padded = network_forward(net, labels, label_bucket=8)(images)
+    assert padded.shape == exact.shape == (1, 5, 64, 64)
+    np.testing.assert_allclose(padded, exact, rtol=1e-5, atol=1e-5)
+    path = picture(tmp_path / "photo.png", 80, 112)
+    texts = ["sky, grass, tree, road, car", "water, person, building"]
+    eager = [ImageSegmenter(net, base_size=64, crop_size=64).segment(path, text).prediction for text in texts]
+    previous = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        compiled_logits = network_forward(net, labels, label_bucket=8)(images)
+        segmenter = ImageSegmenter(net, base_size=64, crop_size=64, label_bucket=8)
+        compiled = [segmenter.segment(path, text).prediction for text in texts]
+    finally:
+        ms.set_context(mode=previous)
+    np.testing.assert_allclose(compiled_logits, exact, rtol=1e-5, atol=1e-5)
+    assert np.ptp(exact, axis=(2, 3)).min() > 1e-3  # logits that vary over the image
+    for eager_mask, compiled_mask in zip(eager, compiled):
+        assert np.array_equal(eager_mask, compiled_mask)

@@ -156,7 +156,7 @@ def resize_argmax(logits: np.ndarray, height: int, width: int, band_bytes: int =
 
 def segment_image(network, image: np.ndarray, labels: Sequence[str], base_size: int = 520, crop_size: int = 480,
                   mean: Sequence[float] = DEFAULT_MEAN, std: Sequence[float] = DEFAULT_STD,
-                  band_bytes: int = RESIZE_BAND_BYTES) -> np.ndarray:
+                  band_bytes: int = RESIZE_BAND_BYTES, label_bucket: int = 1) -> np.ndarray:
     """Label map of one image of any size for any label list, in memory that does not grow with the image.
 
     The official single-scale evaluation (:class:`MultiScaleEvaluator` at scale 1.0, no flip): the image is
@@ -174,6 +174,7 @@ def segment_image(network, image: np.ndarray, labels: Sequence[str], base_size: 
         crop_size: network input side (``--crop_size``, 480).
         mean, std: normalisation of ``image`` (for the padding value).
         band_bytes: memory budget of one band of full-size logits.
+        label_bucket: see :func:`network_forward`.
 
     Returns:
         (H, W) indices into ``labels``, of the smallest unsigned type that holds them
@@ -191,7 +192,8 @@ def segment_image(network, image: np.ndarray, labels: Sequence[str], base_size: 
     if base_size < 1 or crop_size < 1:
         raise ValueError(f"segment_image: base_size ({base_size}) and crop_size ({crop_size}) must be >= 1")
     label_token_ids(labels, source="segment_image")
-    evaluator = MultiScaleEvaluator(network_forward(network, labels), nclass=len(labels), multi_scale=False,
+    evaluator = MultiScaleEvaluator(network_forward(network, labels, label_bucket), nclass=len(labels),
+                                    multi_scale=False,
                                     base_size=base_size, crop_size=crop_size, mean=mean, std=std,
                                     resize_backend="numpy")
     small = evaluator.scale_logits(image[None], 1.0)[0]
@@ -332,7 +334,8 @@ class MultiScaleEvaluator:
         return self(images).argmax(axis=1)
 
 
-def network_forward(network, labels: Optional[Sequence[str]] = None) -> Callable[[np.ndarray], np.ndarray]:
+def network_forward(network, labels: Optional[Sequence[str]] = None,
+                    label_bucket: int = 1) -> Callable[[np.ndarray], np.ndarray]:
     """Wrap a network (``modules.tnn`` Module or MindSpore Cell) as a ``forward_fn`` (numpy in, numpy out).
 
     Args:
@@ -340,15 +343,24 @@ def network_forward(network, labels: Optional[Sequence[str]] = None) -> Callable
         labels: None = call ``network(images)`` (its current label list); else
             ``network(images, network.text_features(labels))`` (an LSegNet with a label list of this call only,
             C = ``len(labels)``; the features are looked up once, here).
+        label_bucket: with ``labels``, give the network a multiple of this many labels, the first label's features
+            repeated, and return the logits of ``labels`` only: a GRAPH_MODE network compiles one graph per label
+            count, so label lists of 1-8 labels share one graph at 8. Exact: each label's logits depend on its own
+            features, and the spatial regularization block's maximum over labels does not change with a copy.
 
     Returns:
         function numpy float32 (B, 3, h, w) → numpy float32 (B, C, h, w).
     """
     features = None if labels is None else network.text_features(list(labels))
+    count = 0 if labels is None else len(labels)
+    if count % label_bucket:
+        copies = label_bucket - count % label_bucket
+        features = ops.concat((features, ops.broadcast_to(features[:1], (copies, features.shape[1]))), axis=0)
 
     def forward(images: np.ndarray) -> np.ndarray:
         inputs = tnn.tensor(images)
         output = network(inputs) if features is None else network(inputs, features)
-        return to_numpy(output.detach() if hasattr(output, "detach") else output)
+        output = to_numpy(output.detach() if hasattr(output, "detach") else output)
+        return output[:, :count] if count and output.shape[1] != count else output
 
     return forward

@@ -131,18 +131,22 @@ class ImageSegmenter:
         max_side: uploads with a longer side are shrunk to it first.
         max_labels: most labels per request.
         mean, std: the network's input normalisation.
+        label_bucket: the network sees a multiple of this many labels
+            (:func:`encoding_custom.evaluation.evaluator.network_forward`): 8 in GRAPH_MODE, so label lists of
+            1-8 labels share one compiled forward; 1 in PyNative.
     """
 
     def __init__(self, network, base_size: int = 520, crop_size: int = 480, max_side: int = DEFAULT_MAX_SIDE,
                  max_labels: int = DEFAULT_MAX_LABELS, mean: Sequence[float] = DEFAULT_MEAN,
-                 std: Sequence[float] = DEFAULT_STD):
-        if min(base_size, crop_size, max_side, max_labels) < 1:
-            raise ValueError("base_size, crop_size, max_side and max_labels must be >= 1 (got %d, %d, %d, %d)"
-                             % (base_size, crop_size, max_side, max_labels))
+                 std: Sequence[float] = DEFAULT_STD, label_bucket: int = 1):
+        if min(base_size, crop_size, max_side, max_labels, label_bucket) < 1:
+            raise ValueError("base_size, crop_size, max_side, max_labels and label_bucket must be >= 1 (got %d, %d, "
+                             "%d, %d, %d)" % (base_size, crop_size, max_side, max_labels, label_bucket))
         self.network = network
         self.base_size, self.crop_size = base_size, crop_size
         self.max_side, self.max_labels = max_side, max_labels
         self.mean, self.std = mean, std
+        self.label_bucket = label_bucket
 
     def segment(self, path: Optional[str], labels_text: Optional[str], name: Optional[str] = None) -> Segmentation:
         """Segment the picture in ``path`` with the labels typed in ``labels_text``.
@@ -168,7 +172,8 @@ class ImageSegmenter:
             warnings.append("%s: %dx%d shrunk to %dx%d (long side at most %d)"
                             % (name, original_size[0], original_size[1], rgb.shape[1], rgb.shape[0], self.max_side))
         prediction = segment_image(self.network, image_to_array(Image.fromarray(rgb), self.mean, self.std), labels,
-                                   base_size=self.base_size, crop_size=self.crop_size, mean=self.mean, std=self.std)
+                                   base_size=self.base_size, crop_size=self.crop_size, mean=self.mean, std=self.std,
+                                   label_bucket=self.label_bucket)
         pictures = render_segmentation(rgb, labels, prediction, source=name)
         return Segmentation(labels=labels, prediction=prediction, pictures=pictures,
                             shares=label_shares(prediction, len(labels)), warnings=warnings,
