@@ -193,8 +193,7 @@ def segment_image(network, image: np.ndarray, labels: Sequence[str], base_size: 
         raise ValueError(f"segment_image: base_size ({base_size}) and crop_size ({crop_size}) must be >= 1")
     label_token_ids(labels, source="segment_image")
     evaluator = MultiScaleEvaluator(network_forward(network, labels, label_bucket), nclass=len(labels),
-                                    multi_scale=False,
-                                    base_size=base_size, crop_size=crop_size, mean=mean, std=std,
+                                    multi_scale=False, base_size=base_size, crop_size=crop_size, mean=mean, std=std,
                                     resize_backend="numpy")
     small = evaluator.scale_logits(image[None], 1.0)[0]
     return resize_argmax(small, image.shape[1], image.shape[2], band_bytes, index_dtype(len(labels)))
