@@ -28,7 +28,9 @@ BN_CPU_BIASED_RUNNING_VAR = MINDSPORE_VERSION < (2, 3)
 
 # MindSpore 2.7+ runs CPU convolutions through oneDNN 3.x, which on AVX-512 CPUs picks its reference kernel for the
 # NCHW layouts MindSpore passes (hundreds of times slower); capped at AVX2 it takes its gemm convolution. oneDNN reads
-# the cap when it first runs a kernel, and a value the user set is kept.
+# the cap when it first runs a kernel, and a value the user set is kept. Measured on 2.10 (bench/PERFORMANCE.md,
+# "Product and convolution routes"): 3x3 conv 0.18 s capped, 21.6 s not; no AVX-512 level avoids the reference kernel,
+# NHWC is GPU-only, and the ViT's matmuls are 10-22 % faster capped, so every route keeps the cap.
 ONEDNN_ISA_CAPPED = (MINDSPORE_VERSION >= (2, 7) and platform.machine().lower() in ("x86_64", "amd64")
                      and "ONEDNN_MAX_CPU_ISA" not in os.environ and "DNNL_MAX_CPU_ISA" not in os.environ)
 if ONEDNN_ISA_CAPPED:
