@@ -103,10 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve an address other machines reach without a login")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on")
     parser.add_argument("--device_target", default="auto", choices=DEVICE_TARGETS, help="device to run on")
-    parser.add_argument("--mode", default="graph", choices=("graph", "pynative"),
-                        help="graph (default): the first request of a label-count bucket (1-8, 9-16, ...) compiles "
-                             "its forward, later ones reuse it (ViT-L on 2 CPU cores: 5.7 s a request against 13-14 "
-                             "s in pynative, the compiling one 17 s); pynative: no compile, less memory")
+    parser.add_argument("--mode", default="pynative", choices=("pynative", "graph"),
+                        help="pynative (default): no compile; graph: the first request of a label-count bucket (1-8, "
+                             "9-16, ...) compiles its forward, later ones reuse it. ViT-L on 2 CPU cores: pynative "
+                             "7.6-8.5 s a request, 3.0 GiB; graph 16.7 s for a compiling request, then 5.7 s, 8.4 GiB, "
+                             "ahead from the 5th request of a bucket (a long-running server)")
     parser.add_argument("--base_size", type=int, default=520, help="long side the picture is resized to")
     parser.add_argument("--crop_size", type=int, default=480, help="network input side (sliding windows)")
     parser.add_argument("--max_side", type=int, default=DEFAULT_MAX_SIDE,
