@@ -35,7 +35,8 @@ def _launch(tmp_path, log_name, train_args):
 
 @pytest.fixture(scope="module")
 def distributed_run(tmp_path_factory):
-    """One epoch on 2 workers (batch 2 each), then ``--resume`` to a second epoch."""
+    """One epoch on 2 workers (batch 2 each), then ``--resume`` to a second epoch. Over 20 s (30-45 s in CI on 2
+    cores): two cluster starts of a scheduler and two workers, each importing MindSpore and compiling the step."""
     tmp_path = tmp_path_factory.mktemp("dist_train")
     root = str(tmp_path / "data")
     # 5 val images on 2 ranks: uneven shards, so a duplicated or dropped image would change the figures.
