@@ -183,8 +183,8 @@ def _error_line(path: str) -> Optional[str]:
     return found[-1] if found else None
 
 
-def _report(process: Process, what: str, out) -> None:
-    """Print why ``process`` ended: its one-line error when it wrote one, else the tail of its log."""
+def _report(process: Process, what: str, out) -> Optional[str]:
+    """Print why ``process`` ended: its one-line error when it wrote one (returned), else the tail of its log."""
     line = _error_line(process.log_path)
     if line:
         print(f"launch: {process.describe()} {what}:\n{line}\nlaunch: its whole output is in {process.log_path}",
@@ -192,6 +192,7 @@ def _report(process: Process, what: str, out) -> None:
     else:
         print(f"launch: {process.describe()} {what}.\nlaunch: its log {process.log_path} ends with:\n"
               f"{_tail(process.log_path)}", file=out, flush=True)
+    return line
 
 
 def _read_rank(process: Process) -> None:
@@ -353,11 +354,11 @@ def _run_cluster(command: Sequence[str], nproc: int, log_dir: str, host: str, po
                 # A worker killed by a signal is the likeliest root cause; then any worker; then the scheduler.
                 culprit = min(failed, key=lambda p: (p.role != "worker", p.popen.returncode >= 0))
                 code = culprit.popen.returncode
-                _report(culprit, f"{_status_text(code)}; stopping the other processes", out)
+                error_line = _report(culprit, f"{_status_text(code)}; stopping the other processes", out)
                 _stop(processes, grace)
                 status = _exit_status(code) or 1
                 # Restarting helps a cluster that failed to form, not a script that refused its input or device.
-                refused = code == EXIT_USAGE or _error_line(culprit.log_path) is not None
+                refused = code == EXIT_USAGE or error_line is not None
                 if any(p.rank is None for p in workers) and code > 0 and not refused:
                     raise _StartupFailed(status)
                 return status
