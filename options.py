@@ -178,10 +178,11 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, default="ade20k",
-                   help="ade20k, or a zero-shot benchmark in HSNet's layout: %s" % ", ".join(BENCHMARKS))
+                   help="ade20k; folder (your own data: labels.txt, images/ and annotations/, see README.md); or a "
+                        "zero-shot benchmark in HSNet's layout: %s" % ", ".join(BENCHMARKS))
     g.add_argument("--data_path", "--data-path", dest="data_path", default="../datasets",
                    help="folder holding ADEChallengeData2016/ (ade20k), VOC2012/ (pascal), COCO2014/ (coco) or "
-                        "FSS-1000/ (fss)")
+                        "FSS-1000/ (fss); for folder, the set's own folder (holding labels.txt)")
     g.add_argument("--fold", default="0",
                    help="zero-shot benchmarks: the fold whose classes are held out (pascal/coco 0-3, fss 0)"
                         + ("" if purpose == "train" else "; 'all' tests every fold and prints their mean"))
@@ -189,12 +190,17 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
                    help="base image size (long side before cropping; --image: long side the model sees)")
     g.add_argument("--crop_size", "--crop-size", dest="crop_size", type=int, default=480,
                    help="crop size (training crops, sliding-window size)")
-    g.add_argument("--ignore_index", type=int, default=-1,
-                   help="mask value ignored by loss and metrics (ADE20K; the zero-shot benchmarks keep HSNet's rules "
-                        "and accept the official --ignore_index 255 without effect)")
+    g.add_argument("--ignore_index", type=int, default=None,
+                   help="folder sets: the mask value of ignored pixels (default 255); ADE20K always ignores its "
+                        "unlabelled 0 and the zero-shot benchmarks keep HSNet's rules: there the official "
+                        "--ignore_index -1/255 is accepted without effect")
+    g.add_argument("--reduce_zero_label", action="store_true",
+                   help="folder sets: mask value 0 means unlabelled and line k of labels.txt is stored as k + 1 (as "
+                        "MMSegmentation's option of that name)")
     g.add_argument("--classes", default="all",
-                   help="label set: 'all' (150 ADE20K classes), 'synthetic' (the classes of a synthetic set) "
-                        "or comma-separated ADE20K class names; other pixels are ignored")
+                   help="label set: 'all' (the set's classes: 150 for ADE20K, labels.txt for a folder set), "
+                        "'synthetic' (the classes of a synthetic ADE20K set) or comma-separated class names of the "
+                        "set; other pixels are ignored")
     g.add_argument("--workers", type=int, default=4, help="data loading processes (0 = in the main process)")
     g.add_argument("--exp_name", default="lseg",
                    help="experiment name: checkpoints/<exp_name>/ (training), outputs/<exp_name>/ (testing)")

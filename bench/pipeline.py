@@ -11,8 +11,8 @@ import json
 import os
 import time
 
-from encoding_custom.datasets.ade20k import ADE20KSegmentation
 from encoding_custom.datasets.layout import check_layout
+from encoding_custom.datasets.segmentation import SegmentationSet
 from encoding_custom.datasets.synthetic import write_synthetic_ade20k
 from encoding_custom.engine import BatchLoader
 
@@ -35,7 +35,7 @@ def measure(root: str, workers: int, batch_size: int = 8, base_size: int = 520, 
         only counts the main process (batch hand-off), with 0 workers it is the whole pipeline's cost. With workers
         every pass includes the start of its worker pool, as in training.
     """
-    dataset = ADE20KSegmentation(root, "train", base_size=base_size, crop_size=crop_size, seed=seed)
+    dataset = SegmentationSet(root, "train", base_size=base_size, crop_size=crop_size, seed=seed)
     loader = BatchLoader(dataset, batch_size, seed=seed, shuffle=True, workers=workers, drop_last=True)
     count, started, cpu_started = 0, None, None
     for epoch in range(passes):

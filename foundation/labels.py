@@ -4,6 +4,7 @@ Standard library and numpy only; whether CLIP's text tower can take a label is :
 """
 import csv
 import os
+import unicodedata
 from typing import List
 
 import numpy as np
@@ -149,3 +150,14 @@ def index_dtype(n_labels: int) -> np.dtype:
     if n_labels <= 65536:
         return np.dtype(np.uint16)
     return np.dtype(np.int32)
+
+
+def display_columns(label: str) -> int:
+    """The terminal columns ``label`` takes: CJK and other wide characters two, combining marks none."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 0 if unicodedata.combining(char) else 1
+               for char in label)
+
+
+def padded(label: str, width: int) -> str:
+    """``label`` followed by spaces up to ``width`` terminal columns, so tables of labels stay aligned."""
+    return label + " " * max(0, width - display_columns(label))

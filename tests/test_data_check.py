@@ -1,4 +1,5 @@
 """encoding_custom.datasets.check and the dataset's own guards: every kind of bad file is found, named and skippable."""
+import dataclasses
 import json
 import os
 import re
@@ -9,7 +10,6 @@ import pytest
 from PIL import Image
 
 from encoding_custom.datasets import check as data_check
-from encoding_custom.datasets.ade20k import ADE20KSegmentation, build_ade20k
 from encoding_custom.datasets.check import (
     BadSampleError,
     DataCheckError,
@@ -18,7 +18,8 @@ from encoding_custom.datasets.check import (
     format_problems,
     verify_data,
 )
-from encoding_custom.datasets.layout import dataset_dir, split_folders
+from encoding_custom.datasets.layout import ade20k_layout, dataset_dir, split_folders
+from encoding_custom.datasets.segmentation import SegmentationSet, build_segmentation_set
 from encoding_custom.datasets.synthetic import write_synthetic_ade20k
 from encoding_custom.engine import BatchLoader
 
@@ -146,17 +147,17 @@ def test_empty_or_missing_split_names_the_folder(tmp_path):
     with pytest.raises(DataCheckError, match="ADE20K image folder not found: .*elsewhere"):
         verify_data(str(tmp_path / "elsewhere"), workers=1, progress=False)
     with pytest.raises(DataCheckError, match=f"split 'val' is empty: no .jpg images in {re.escape(val_images)}"):
-        ADE20KSegmentation(root, "val")
+        SegmentationSet(root, "val")
     train_images = split_folders(root, "train")[0]
     with pytest.raises(DataCheckError, match=f"no image/mask pair left for split 'train' in {re.escape(train_images)}"):
-        ADE20KSegmentation(root, "train", exclude=["ADE_train_00000001", "ADE_train_00000002"])
+        SegmentationSet(root, "train", exclude=["ADE_train_00000001", "ADE_train_00000002"])
 
 
 def test_problem_lists_are_cut_after_max_listed():
     check = SplitCheck("train", "/data/images/training")
     for number in range(25):
         check.add("mask_values", f"/data/m{number:02d}.png", "mask values must be 0..150, found 151")
-    text = format_problems([check], max_listed=20)
+    text = format_problems([check], ade20k_layout("/data"), max_listed=20)
     assert text.startswith("train: 25 masks with values outside 0..150:")
     assert "/data/m19.png" in text and "/data/m20.png" not in text and text.endswith("... and 5 more")
 
@@ -169,17 +170,17 @@ def test_skip_drops_exactly_the_bad_pairs_with_a_warning(broken_root, capsys):
     warning = capsys.readouterr().err
     assert warning.startswith("warning: --skip_bad_samples: leaving out 6 train, 1 val bad sample(s):")
     assert "annotations/training/ADE_train_00000003.png: mask must be single-channel" in warning
-    train = ADE20KSegmentation(root, "train", exclude=report.excluded("train"))
+    train = SegmentationSet(root, "train", exclude=report.excluded("train"))
     good = [_paths(root, "train", n) for n in (1, 7, 8, 9)]
     assert train.images == [image for image, _ in good] and train.masks == [mask for _, mask in good]
-    val = ADE20KSegmentation(root, "val", mode="testval", exclude=report.excluded("val"))
+    val = SegmentationSet(root, "val", mode="testval", exclude=report.excluded("val"))
     assert val.images == [_paths(root, "val", n)[0] for n in (1, 3)]
     for index in range(len(train)):
         train[index]  # every kept pair loads
     # the same list at every start, so the data order of a resumed run is the uninterrupted run's
     again = verify_data(root, workers=1, skip_bad_samples=True, quiet=True)
     assert again.excluded("train") == stems["train"] and capsys.readouterr().err == ""
-    rebuilt = build_ade20k(root, "train", "train", class_indices=[0, 3], exclude=again.excluded("train"))
+    rebuilt = build_segmentation_set(root, "train", "train", class_indices=[0, 3], exclude=again.excluded("train"))
     order = [list(b) for b in BatchLoader(train, 2, seed=3).batch_indices(5)]
     assert order == [list(b) for b in BatchLoader(rebuilt, 2, seed=3).batch_indices(5)]
 
@@ -219,8 +220,9 @@ def test_cache_of_other_settings_or_damaged_is_ignored(tmp_path):
     root = str(tmp_path / "data")
     write_synthetic_ade20k(root, 2, 1, seed=0, size=SIZE)
     cache = str(tmp_path / "data_check.json")
-    check_data(root, workers=1, progress=False, cache_path=cache, num_class=150)
-    assert check_data(root, workers=1, progress=False, cache_path=cache, num_class=20).n_cached == 0
+    check_data(root, workers=1, progress=False, cache_path=cache)
+    other_rule = dataclasses.replace(ade20k_layout(root), num_class=20)
+    assert check_data(other_rule, workers=1, progress=False, cache_path=cache).n_cached == 0
     with open(cache, "w") as handle:
         handle.write("{not json")
     assert check_data(root, workers=1, progress=False, cache_path=cache).n_cached == 0
@@ -250,12 +252,12 @@ def test_a_cache_the_disk_cannot_hold_is_a_note_and_leaves_no_partial_file(tmp_p
 def test_dataset_lists_unpaired_files_unless_excluded(broken_root):
     root, bad, _ = broken_root
     with pytest.raises(DataCheckError) as caught:
-        ADE20KSegmentation(root, "train")
+        SegmentationSet(root, "train")
     message = str(caught.value)
     assert "train: 1 images without a mask:\n    images/training/ADE_train_00000006.jpg: no mask" in message
     assert "train: 1 masks without an image:\n    annotations/training/ADE_train_00000099.png: no image" in message
     assert "ADE_train_00000002" not in message  # the decoding problems are the full check's, not the listing's
-    dataset = ADE20KSegmentation(root, "train", exclude=["ADE_train_00000006", "ADE_train_00000099"])
+    dataset = SegmentationSet(root, "train", exclude=["ADE_train_00000006", "ADE_train_00000099"])
     assert len(dataset) == 8
 
 
@@ -266,7 +268,7 @@ def test_out_of_range_mask_value_raises_naming_the_file(tmp_path, class_indices)
     write_synthetic_ade20k(root, 2, 0, seed=0, size=SIZE)
     _, mask = _paths(root, "train", 2)
     _rewrite_mask(mask, lambda m: np.where(np.arange(m.shape[1]) < 3, 255, m).astype(np.uint8))
-    dataset = build_ade20k(root, "train", "train", base_size=32, crop_size=16, class_indices=class_indices)
+    dataset = build_segmentation_set(root, "train", "train", base_size=32, crop_size=16, class_indices=class_indices)
     dataset[0]
     with pytest.raises(ValueError, match=f"^{re.escape(mask)}: mask values must be 0..150 .*found 255$"):
         dataset[1]
@@ -275,7 +277,7 @@ def test_out_of_range_mask_value_raises_naming_the_file(tmp_path, class_indices)
 def test_bad_sample_in_a_loader_worker_arrives_named(tmp_path):
     root = str(tmp_path)
     write_synthetic_ade20k(root, 4, 0, seed=0, size=SIZE)
-    dataset = ADE20KSegmentation(root, "train", base_size=32, crop_size=16)
+    dataset = SegmentationSet(root, "train", base_size=32, crop_size=16)
     image, _ = _paths(root, "train", 3)
     _truncate(image)  # broken after the dataset was built, as by a failing disk mid-run
     loader = BatchLoader(dataset, 4, shuffle=False, workers=2)
@@ -288,7 +290,7 @@ def test_bad_sample_in_a_loader_worker_arrives_named(tmp_path):
 def test_rgb_mask_and_size_mismatch_in_the_dataset(tmp_path):
     root = str(tmp_path)
     write_synthetic_ade20k(root, 2, 0, seed=0, size=SIZE)
-    dataset = ADE20KSegmentation(root, "train", mode="testval")
+    dataset = SegmentationSet(root, "train", mode="testval")
     first_mask, second_mask = (_paths(root, "train", n)[1] for n in (1, 2))
     _rewrite_mask(first_mask, lambda m: np.stack([m] * 3, axis=-1))
     _rewrite_mask(second_mask, lambda m: m[:, :-1])

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoding_custom.datasets.ade20k import ADE20KSegmentation, ClassSubset, build_ade20k
 from encoding_custom.datasets.check import BadSampleError
+from encoding_custom.datasets.segmentation import ClassSubset, SegmentationSet, build_segmentation_set
 from encoding_custom.datasets.synthetic import DEFAULT_CLASS_VALUES, write_synthetic_ade20k
 from encoding_custom.datasets.transforms import mask_to_array, train_sync_transform, val_sync_transform
 from encoding_custom.engine import BatchLoader
@@ -78,7 +78,7 @@ def _write_colour_coded_set(root, count=3):
 @pytest.mark.parametrize("mode", ["train", "val", "testval"])
 def test_augmentation_keeps_image_and_mask_aligned(tmp_path, mode):
     _write_colour_coded_set(str(tmp_path))
-    dataset = ADE20KSegmentation(str(tmp_path), "train", mode=mode, base_size=64, crop_size=48, seed=3)
+    dataset = SegmentationSet(str(tmp_path), "train", mode=mode, base_size=64, crop_size=48, seed=3)
     padded_pixels = 0
     for epoch in range(4):
         dataset.set_epoch(epoch)
@@ -96,7 +96,7 @@ def test_augmentation_keeps_image_and_mask_aligned(tmp_path, mode):
 # --- the dataset ---------------------------------------------------------------------------------------------
 
 def test_dataset_shapes_dtypes_and_modes(synthetic_root):
-    train = ADE20KSegmentation(synthetic_root, "train", base_size=64, crop_size=40)
+    train = SegmentationSet(synthetic_root, "train", base_size=64, crop_size=40)
     assert len(train) == 12 and train.num_class == 150
     image, mask = train[0]
     assert image.shape == (3, 40, 40) and image.dtype == np.float32
@@ -105,9 +105,9 @@ def test_dataset_shapes_dtypes_and_modes(synthetic_root):
     allowed = {-1} | {value - 1 for value in DEFAULT_CLASS_VALUES}
     assert set(np.unique(mask).tolist()) <= allowed
 
-    val = ADE20KSegmentation(synthetic_root, "val", mode="val", crop_size=40)
+    val = SegmentationSet(synthetic_root, "val", mode="val", crop_size=40)
     assert val[1][0].shape == (3, 40, 40)
-    testval = ADE20KSegmentation(synthetic_root, "val", mode="testval")
+    testval = SegmentationSet(synthetic_root, "val", mode="testval")
     image, mask = testval[2]
     png = np.asarray(Image.open(testval.masks[2]))
     assert image.shape[1:] == png.shape
@@ -115,9 +115,9 @@ def test_dataset_shapes_dtypes_and_modes(synthetic_root):
 
 
 def test_train_augmentation_is_seeded_per_epoch_and_sample(synthetic_root):
-    first = ADE20KSegmentation(synthetic_root, "train", base_size=64, crop_size=40, seed=1)
-    again = ADE20KSegmentation(synthetic_root, "train", base_size=64, crop_size=40, seed=1)
-    other = ADE20KSegmentation(synthetic_root, "train", base_size=64, crop_size=40, seed=2)
+    first = SegmentationSet(synthetic_root, "train", base_size=64, crop_size=40, seed=1)
+    again = SegmentationSet(synthetic_root, "train", base_size=64, crop_size=40, seed=1)
+    other = SegmentationSet(synthetic_root, "train", base_size=64, crop_size=40, seed=2)
     np.testing.assert_array_equal(first[3][0], again[3][0])
     assert not np.array_equal(first[3][0], other[3][0])
     assert not np.array_equal(first[(0, 3)][0], first[(1, 3)][0])  # epochs differ
@@ -125,7 +125,7 @@ def test_train_augmentation_is_seeded_per_epoch_and_sample(synthetic_root):
 
 def test_errors_name_the_file(tmp_path):
     write_synthetic_ade20k(str(tmp_path), 3, 1, seed=0, size=(32, 40))
-    dataset = ADE20KSegmentation(str(tmp_path), "train", mode="testval")
+    dataset = SegmentationSet(str(tmp_path), "train", mode="testval")
     os.remove(dataset.masks[0])  # after construction (which lists unpaired files): as by a failing disk
     with pytest.raises(BadSampleError, match="ADE_train_00000001.png: file missing"):
         dataset[0]
@@ -138,7 +138,7 @@ def test_errors_name_the_file(tmp_path):
                                          "ADE_train_00000003.jpg"):
         dataset[2]
     with pytest.raises(FileNotFoundError, match="images/validation"):
-        ADE20KSegmentation(str(tmp_path / "elsewhere"), "val")
+        SegmentationSet(str(tmp_path / "elsewhere"), "val")
 
 
 # --- loaders -------------------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def _collect(loader, epochs=2):
 
 @pytest.mark.both_stacks
 def test_loader_with_workers_matches_single_process_and_reshuffles(synthetic_root):
-    dataset = ADE20KSegmentation(synthetic_root, "train", base_size=64, crop_size=40, seed=0)
+    dataset = SegmentationSet(synthetic_root, "train", base_size=64, crop_size=40, seed=0)
     single = _collect(BatchLoader(dataset, 4, seed=5, shuffle=True, workers=0, drop_last=True))
     multi = _collect(BatchLoader(dataset, 4, seed=5, shuffle=True, workers=2, drop_last=True))
     assert len(single[0]) == 3 and single[0][0][0].shape == (4, 3, 40, 40) and single[0][0][1].dtype == np.int32
@@ -161,7 +161,7 @@ def test_loader_with_workers_matches_single_process_and_reshuffles(synthetic_roo
 
 
 def test_loader_without_shuffle_keeps_order(synthetic_root):
-    dataset = ADE20KSegmentation(synthetic_root, "val", mode="val", crop_size=32)
+    dataset = SegmentationSet(synthetic_root, "val", mode="val", crop_size=32)
     images, masks = next(BatchLoader(dataset, 2, shuffle=False, drop_last=False).iterate(0))
     assert images.shape == (2, 3, 32, 32)
     np.testing.assert_array_equal(masks[1], dataset[1][1])
@@ -184,8 +184,8 @@ def test_synthetic_set_is_deterministic_and_ade20k_valued(tmp_path):
 def test_synthetic_classes_are_separable_by_colour(tmp_path):
     """Learnability floor: a nearest-class-mean colour rule fitted on train pixels is accurate on val."""
     write_synthetic_ade20k(str(tmp_path), 10, 4, seed=0, size=(48, 64))
-    train = ADE20KSegmentation(str(tmp_path), "train", mode="testval")
-    val = ADE20KSegmentation(str(tmp_path), "val", mode="testval")
+    train = SegmentationSet(str(tmp_path), "train", mode="testval")
+    val = SegmentationSet(str(tmp_path), "val", mode="testval")
     sums, counts = np.zeros((150, 3)), np.zeros(150)
     for image, mask in (train[index] for index in range(len(train))):
         pixels, labels = image.reshape(3, -1).T, mask.reshape(-1)
@@ -227,7 +227,7 @@ def test_synthetic_set_replaces_itself_but_never_touches_real_data(tmp_path):
 def test_full_size_pipeline_with_workers(tmp_path):
     """ADE20K-sized images, 480 crops, base 520: 2 fork workers give the same batches as the main process."""
     write_synthetic_ade20k(str(tmp_path), 8, 1, seed=0, size=(512, 683))
-    dataset = ADE20KSegmentation(str(tmp_path), "train", seed=0)
+    dataset = SegmentationSet(str(tmp_path), "train", seed=0)
     single = _collect(BatchLoader(dataset, 4, seed=1, shuffle=True, workers=0), epochs=1)
     multi = _collect(BatchLoader(dataset, 4, seed=1, shuffle=True, workers=2), epochs=1)
     assert single[0][0][0].shape == (4, 3, 480, 480) and single[0][0][1].shape == (4, 480, 480)
@@ -247,7 +247,7 @@ def test_tiny_conv_net_learns_the_synthetic_set(tmp_path, graph_mode):
     from encoding_custom.evaluation.evaluator import MultiScaleEvaluator
 
     write_synthetic_ade20k(str(tmp_path), 64, 12, seed=0)
-    train = ADE20KSegmentation(str(tmp_path), "train", base_size=96, crop_size=64, seed=0)
+    train = SegmentationSet(str(tmp_path), "train", base_size=96, crop_size=64, seed=0)
     net = nn.SequentialCell([nn.Conv2d(3, 32, 5), nn.ReLU(), nn.Conv2d(32, 32, 5), nn.ReLU(), nn.Conv2d(32, 150, 1)])
     step = nn.TrainOneStepCell(nn.WithLossCell(net, SegmentationLoss()), nn.Adam(net.trainable_params(), 1e-2))
     loader = BatchLoader(train, 8, seed=0, shuffle=True, drop_last=True)
@@ -255,7 +255,7 @@ def test_tiny_conv_net_learns_the_synthetic_set(tmp_path, graph_mode):
         for images, masks in loader.iterate(epoch):
             step(ms.Tensor(images), ms.Tensor(masks))
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    val = ADE20KSegmentation(str(tmp_path), "val", mode="testval")
+    val = SegmentationSet(str(tmp_path), "val", mode="testval")
     evaluator = MultiScaleEvaluator(lambda x: net(ms.Tensor(x)), nclass=150, multi_scale=False, base_size=160,
                                     crop_size=160)
     metric = evaluate(evaluator.predict, val, 150)  # batch 1: full images differ in size
@@ -269,6 +269,7 @@ class _FixedPairs:
 
     def __init__(self, masks):
         self.masks, self.keys, self.images = masks, [], ["a.jpg"]
+        self.num_class = 150
 
     def __len__(self):
         return len(self.masks)
@@ -289,11 +290,11 @@ def test_class_subset_renumbers_in_the_given_order_and_ignores_the_rest():
     assert len(subset) == 1 and subset.images == ["a.jpg"] and image.shape == (3, 2, 3)
 
 
-def test_build_ade20k_restricts_to_classes_when_given(synthetic_root):
-    full = build_ade20k(synthetic_root, "val", "testval")
-    assert isinstance(full, ADE20KSegmentation)
+def test_build_segmentation_set_restricts_to_classes_when_given(synthetic_root):
+    full = build_segmentation_set(synthetic_root, "val", "testval")
+    assert isinstance(full, SegmentationSet)
     kept = int(np.max(full[0][1]))  # a class present in the first val mask
-    subset = build_ade20k(synthetic_root, "val", "testval", class_indices=[kept], ignore_index=-1)
+    subset = build_segmentation_set(synthetic_root, "val", "testval", class_indices=[kept], ignore_index=-1)
     _, mask = full[0]
     _, remapped = subset[0]
     np.testing.assert_array_equal(remapped == 0, mask == kept)

@@ -174,12 +174,12 @@ def test_the_short_side_of_a_very_thin_image_keeps_at_least_one_pixel(height, wi
 
 def test_testval_evaluation_scores_a_perfect_model_as_perfect(tmp_path):
     """test.py's testval path: the evaluator's predict over full images through engine.evaluate."""
-    from encoding_custom.datasets.ade20k import ADE20KSegmentation
+    from encoding_custom.datasets.segmentation import SegmentationSet
     from encoding_custom.datasets.synthetic import write_synthetic_ade20k
     from encoding_custom.engine import evaluate
 
     write_synthetic_ade20k(str(tmp_path), 1, 3, seed=0, size=(36, 36))  # 36x36: no resize, no pad
-    dataset = ADE20KSegmentation(str(tmp_path), "val", mode="testval")
+    dataset = SegmentationSet(str(tmp_path), "val", mode="testval")
     truth = {}
     for index in range(len(dataset)):
         image, mask = dataset[index]

@@ -15,7 +15,7 @@ def test_defaults_are_the_official_ones():
     args = options.parse_options([])
     assert (args.backbone, args.dataset, args.data_path) == ("clip_vitl16_384", "ade20k", "../datasets")
     assert (args.base_lr, args.weight_decay, args.momentum, args.max_epochs) == (0.004, 1e-4, 0.9, 240)
-    assert (args.base_size, args.crop_size, args.ignore_index) == (520, 480, -1)
+    assert (args.base_size, args.crop_size, args.ignore_index) == (520, 480, None)
     assert (args.arch_option, args.block_depth, args.activation) == (0, 0, "lrelu")
     assert (args.mode, args.amp_level, args.device_target) == ("graph", "O0", "auto")
     args = options.parse_options([], purpose="test")

@@ -5,7 +5,7 @@ from typing import Dict
 
 from bench.cases.variant import CaseContext
 from bench.timing import measure
-from encoding_custom.datasets.ade20k import ADE20KSegmentation
+from encoding_custom.datasets.segmentation import SegmentationSet
 from encoding_custom.datasets.synthetic import write_synthetic_ade20k
 
 
@@ -26,7 +26,7 @@ def case_data(ctx: CaseContext) -> Dict[str, object]:
                            size=tuple(params["image_size_range"]))
     generate_s = time.perf_counter() - start
     crop = int(params["crop_size"])
-    dataset = ADE20KSegmentation(root, split="train", mode="train", base_size=int(params["base_size"]),
+    dataset = SegmentationSet(root, split="train", mode="train", base_size=int(params["base_size"]),
                                  crop_size=crop, seed=0)
     loader = BatchLoader(dataset, int(params["batch"]), seed=0, shuffle=True, workers=int(params["workers"]),
                          drop_last=False)

@@ -1,10 +1,12 @@
-"""Check an ADE20K-layout data set before training, and the errors a bad sample raises.
+"""Check a segmentation set (ADE20K, a plain folder set: any :class:`SegmentationLayout`) before training, and the
+errors a bad sample raises.
 
 What a training run needs from every split: each image has its mask and each mask its image, both decode, the mask
-holds class values (a single-channel PIL mode, values ``0..num_class``, 0 = unlabelled) and has the image's size.
+holds class values (a single-channel PIL mode, values the layout allows: ``layout.value_rule()``) and has the image's
+size.
 :func:`check_data` verifies all of it for the train and val splits in one pass, in a process pool, with a tqdm bar
 on stderr, and lists every bad file grouped by problem (:class:`DataCheckError`); ``skip_bad_samples=True`` instead
-returns the stems to leave out (``ADE20KSegmentation(..., exclude=...)``), so the dataset is built once with its
+returns the stems to leave out (``SegmentationSet(..., exclude=...)``), so the dataset is built once with its
 final file list and the data order (which depends on the dataset length only) is the same at every start.
 
 JPEGs are decoded at 1/8 scale (``Image.draft``): about half the cost of a full decode, and it still reads every
@@ -12,7 +14,7 @@ entropy-coded byte, so it fails exactly where the training decode fails (a heade
 bench/PERFORMANCE.md has the figures. Results are cached by ``(path, size, mtime)`` (``cache_path``), so a resumed
 run only re-checks the files that changed.
 
-During training the same helpers guard every sample (:meth:`ADE20KSegmentation.load_pair`): a file that turned bad
+During training the same helpers guard every sample (:meth:`SegmentationSet.load_pair`): a file that turned bad
 after the check raises a one-line :class:`BadSampleError` naming it, never an error from inside MindSpore. There is
 no substitution mid-epoch: the check is the contract, and silently replacing a sample would change the batches a
 resumed run sees and hide a failing disk.
@@ -34,12 +36,11 @@ from PIL import Image
 from encoding_custom.progress import progress_bar
 from foundation.atomic import atomic_output
 
-from encoding_custom.datasets.layout import dataset_dir, list_pairs, split_folders
+from encoding_custom.datasets.layout import SegmentationLayout, as_layout, list_pairs
 from encoding_custom.datasets.workers import detach_worker
 
-ADE20K_NUM_CLASSES = 150
 MASK_MODES = ("L", "P", "I", "I;16")  # single-channel modes whose pixel values are the class values
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 MAX_LISTED = 20
 
 # Problem kinds, in report order, with the heading of their group in the report.
@@ -155,13 +156,13 @@ def probe_sample_file(path: str, problem: str = "unreadable_image") -> Tuple[Tup
             return size, mode
 
 
-def check_mask(mask: Image.Image, path: str, num_class: int = ADE20K_NUM_CLASSES) -> None:
-    """A mask must be a single-channel class map with values ``0..num_class`` (0 = unlabelled).
+def check_mask(mask: Image.Image, path: str, layout: SegmentationLayout) -> None:
+    """A mask must be a single-channel class map with the values ``layout`` allows.
 
     Args:
         mask: the decoded PIL mask.
         path: its file (for the message).
-        num_class: number of classes; class ``k`` is stored as ``k + 1``.
+        layout: the set's layout (number of classes, how they are stored, the ignored value).
 
     Raises:
         BadSampleError: ``mask_mode`` (e.g. an RGB colour-coded mask) or ``mask_values`` naming ``path``.
@@ -173,11 +174,11 @@ def check_mask(mask: Image.Image, path: str, num_class: int = ADE20K_NUM_CLASSES
                                                 f"{mask.mode}{hint}")
     values = np.asarray(mask)
     low, high = int(values.min()), int(values.max())
-    if low < 0 or high > num_class:
-        outside = np.unique(values[(values < 0) | (values > num_class)])
-        shown = ", ".join(str(int(value)) for value in outside[:5]) + (" ..." if outside.size > 5 else "")
-        raise BadSampleError("mask_values", path, f"mask values must be 0..{num_class} (0 = unlabelled, class k = "
-                                                  f"k + 1), found {shown}")
+    if low < 0 or high > layout.highest_value:  # the min/max first: the common good mask costs no more
+        outside = np.unique(values[layout.outside_values(values)])
+        if outside.size:
+            shown = ", ".join(str(int(value)) for value in outside[:5]) + (" ..." if outside.size > 5 else "")
+            raise BadSampleError("mask_values", path, f"mask values must be {layout.value_rule()}, found {shown}")
 
 
 def check_sizes(image_size: Tuple[int, int], mask_size: Tuple[int, int], image_path: str, mask_path: str) -> None:
@@ -196,12 +197,12 @@ def check_sizes(image_size: Tuple[int, int], mask_size: Tuple[int, int], image_p
                              f"({image_size[0]}x{image_size[1]}, WxH)")
 
 
-def check_pair(image_path: str, mask_path: str, num_class: int = ADE20K_NUM_CLASSES) -> List[Tuple[str, str, str]]:
+def check_pair(image_path: str, mask_path: str, layout: SegmentationLayout) -> List[Tuple[str, str, str]]:
     """Every problem of one image/mask pair (the image at reduced scale, the mask fully decoded).
 
     Args:
         image_path, mask_path: the pair.
-        num_class: number of classes (mask values ``0..num_class``).
+        layout: the set's layout (the mask values it allows).
 
     Returns:
         list of ``(problem, path, detail)``, empty when the pair is good.
@@ -214,7 +215,7 @@ def check_pair(image_path: str, mask_path: str, num_class: int = ADE20K_NUM_CLAS
     try:
         mask = read_sample_file(mask_path, None, "unreadable_mask")
         mask_size = mask.size
-        check_mask(mask, mask_path, num_class)
+        check_mask(mask, mask_path, layout)
     except BadSampleError as error:
         problems.append((error.problem, error.path, error.detail))
     if image_size is not None and mask_size is not None:
@@ -269,11 +270,11 @@ class SplitCheck:
         return self.n_pairs - len(self.bad_stems(paired_only=True))
 
 
-def list_split(root: str, split: str, missing_ok: bool = True) -> Tuple[List[Tuple[str, str]], SplitCheck]:
+def list_split(source, split: str, missing_ok: bool = True) -> Tuple[List[Tuple[str, str]], SplitCheck]:
     """The pairs of a split and its unpaired files (listing only, no decoding).
 
     Args:
-        root: the data root (see :func:`encoding_custom.datasets.layout.dataset_dir`).
+        source: a :class:`SegmentationLayout`, or the ADE20K data root.
         split: ``"train"`` or ``"val"``.
         missing_ok: a missing image folder is a fatal problem of the result; False: raise.
 
@@ -285,34 +286,37 @@ def list_split(root: str, split: str, missing_ok: bool = True) -> Tuple[List[Tup
     Raises:
         FileNotFoundError: naming the image folder when it is missing and not ``missing_ok``.
     """
-    image_folder, mask_folder = split_folders(root, split)
+    layout = as_layout(source)
+    image_folder, mask_folder = layout.folders(split)
     check = SplitCheck(split, image_folder)
     try:
-        pairs, missing_masks, missing_images = list_pairs(root, split)
+        pairs, images_without_mask, masks_without_image = list_pairs(layout, split)
     except FileNotFoundError as error:
         if not missing_ok:
             raise
         check.fatal = str(error)
         return [], check
-    for mask_path in missing_masks:  # list_pairs names the missing file; report the one that exists
-        check.add("image_without_mask", os.path.join(image_folder, file_stem(mask_path) + ".jpg"),
-                  f"no mask {mask_path}")
-    for image_path in missing_images:
-        check.add("mask_without_image", os.path.join(mask_folder, file_stem(image_path) + ".png"),
-                  f"no image {image_path}")
-    if not pairs and not missing_masks:
-        check.fatal = f"split {split!r} is empty: no .jpg images in {image_folder}"
+    for image_path in images_without_mask:
+        check.add("image_without_mask", image_path,
+                  f"no mask {os.path.join(mask_folder, file_stem(image_path) + '.png')}")
+    image_names = "|".join(layout.image_extensions)
+    for mask_path in masks_without_image:
+        check.add("mask_without_image", mask_path,
+                  f"no image {os.path.join(image_folder, file_stem(mask_path))}.{image_names.replace('.', '')}")
+    if not pairs and not images_without_mask:
+        check.fatal = (f"split {split!r} is empty: no {' '.join(layout.image_extensions)} images in "
+                       f"{image_folder}")
     check.n_pairs = len(pairs)
     return pairs, check
 
 
-def format_problems(checks: Sequence[SplitCheck], num_class: int = ADE20K_NUM_CLASSES,
-                    max_listed: int = MAX_LISTED, relative_to: Optional[str] = None) -> str:
+def format_problems(checks: Sequence[SplitCheck], layout: SegmentationLayout, max_listed: int = MAX_LISTED,
+                    relative_to: Optional[str] = None) -> str:
     """The problems of some splits as readable lines: per split and problem a count and the first files.
 
     Args:
         checks: split checks.
-        num_class: for the heading of the value-range group.
+        layout: the set's layout (the heading of the value-range group).
         max_listed: files named per problem group.
         relative_to: a folder the caller's heading names; paths under it are shown relative to it.
 
@@ -333,7 +337,8 @@ def format_problems(checks: Sequence[SplitCheck], num_class: int = ADE20K_NUM_CL
             if not entries:
                 continue
             if problem == "mask_values":
-                heading = f"masks with values outside 0..{num_class}"
+                heading = f"masks with values outside 0..{layout.highest_value}" + (
+                    "" if layout.ignore_value is None else f" and {layout.ignore_value}")
             lines.append(f"{check.split}: {len(entries)} {heading}:")
             lines += [f"    {shown(path)}: {shown(detail)}" for path, detail in entries[:max_listed]]
             if len(entries) > max_listed:
@@ -346,14 +351,12 @@ class DataCheckReport:
     """Result of :func:`check_data`.
 
     Attributes:
-        root: the data root checked.
-        num_class: mask values allowed: ``0..num_class``.
+        layout: the set checked.
         splits: split name -> :class:`SplitCheck`.
         seconds: wall time of the check.
         n_cached: pairs whose result came from the cache.
     """
-    root: str
-    num_class: int
+    layout: SegmentationLayout
     splits: Dict[str, SplitCheck] = field(default_factory=dict)
     seconds: float = 0.0
     n_cached: int = 0
@@ -364,17 +367,17 @@ class DataCheckReport:
         return not any(check.fatal or check.problems for check in self.splits.values())
 
     def excluded(self, split: str) -> List[str]:
-        """Stems of the bad files of ``split`` (for ``ADE20KSegmentation(..., exclude=...)``), sorted."""
+        """Stems of the bad files of ``split`` (for ``SegmentationSet(..., exclude=...)``), sorted."""
         return self.splits[split].bad_stems()
 
     def message(self, max_listed: int = MAX_LISTED) -> str:
         """Every problem, grouped per split and problem (several lines; paths relative to :attr:`folder`)."""
-        return format_problems(list(self.splits.values()), self.num_class, max_listed, self.folder)
+        return format_problems(list(self.splits.values()), self.layout, max_listed, self.folder)
 
     @property
     def folder(self) -> str:
-        """The ``ADEChallengeData2016`` folder checked."""
-        return dataset_dir(self.root)
+        """The set's folder (``ADEChallengeData2016`` for ADE20K)."""
+        return self.layout.folder
 
     def summary(self) -> str:
         """One line: pairs per split, bad ones, time, cache use."""
@@ -393,7 +396,7 @@ def _signature(image_path: str, mask_path: str) -> Optional[List[int]]:
     return [image_stat.st_size, image_stat.st_mtime_ns, mask_stat.st_size, mask_stat.st_mtime_ns]
 
 
-def _load_cache(cache_path: Optional[str], num_class: int) -> Dict[str, list]:
+def _load_cache(cache_path: Optional[str], rule: str) -> Dict[str, list]:
     """The cached ``{"image|mask": [signature, problems]}``; empty when absent, unreadable or for other settings."""
     if not cache_path or not os.path.isfile(cache_path):
         return {}
@@ -402,23 +405,23 @@ def _load_cache(cache_path: Optional[str], num_class: int) -> Dict[str, list]:
             cache = json.load(handle)
     except (OSError, ValueError):
         return {}  # a damaged cache only costs a re-check
-    if not isinstance(cache, dict) or cache.get("version") != CACHE_VERSION or cache.get("num_class") != num_class:
+    if not isinstance(cache, dict) or cache.get("version") != CACHE_VERSION or cache.get("rule") != rule:
         return {}
     pairs = cache.get("pairs")
     return pairs if isinstance(pairs, dict) else {}
 
 
-def _save_cache(cache_path: str, num_class: int, pairs: Dict[str, list]) -> None:
+def _save_cache(cache_path: str, rule: str, pairs: Dict[str, list]) -> None:
     """Write the cache atomically (concurrent ranks never read half a file; each has its own temporary name)."""
     with atomic_output(cache_path) as temporary, open(temporary, "w", encoding="utf-8") as stream:
-        json.dump({"version": CACHE_VERSION, "num_class": num_class, "pairs": pairs}, stream)
+        json.dump({"version": CACHE_VERSION, "rule": rule, "pairs": pairs}, stream)
 
 
 # -------------------------------------------------------------------------------------------------------- check
 def _check_chunk(task):
-    """Pool task: ``(num_class, [(image, mask), ...])`` -> list of problem lists, one per pair."""
-    num_class, pairs = task
-    return [check_pair(image, mask, num_class) for image, mask in pairs]
+    """Pool task: ``(layout, [(image, mask), ...])`` -> list of problem lists, one per pair."""
+    layout, pairs = task
+    return [check_pair(image, mask, layout) for image, mask in pairs]
 
 
 def default_workers() -> int:
@@ -428,10 +431,10 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _check_pairs(pairs: Sequence[Tuple[str, str]], num_class: int, workers: int,
+def _check_pairs(pairs: Sequence[Tuple[str, str]], layout: SegmentationLayout, workers: int,
                  bar) -> List[List[Tuple[str, str, str]]]:
     """Problems of every pair, in the order of ``pairs``; a fork pool when there is more than one chunk."""
-    chunks = [(num_class, list(pairs[start:start + _CHUNK])) for start in range(0, len(pairs), _CHUNK)]
+    chunks = [(layout, list(pairs[start:start + _CHUNK])) for start in range(0, len(pairs), _CHUNK)]
     results = []
     if workers <= 1 or len(chunks) <= 1:
         for chunk in chunks:
@@ -447,16 +450,14 @@ def _check_pairs(pairs: Sequence[Tuple[str, str]], num_class: int, workers: int,
     return results
 
 
-def check_data(root: str, splits: Sequence[str] = ("train", "val"), num_class: int = ADE20K_NUM_CLASSES,
-               cache_path: Optional[str] = None, workers: Optional[int] = None,
-               progress: bool = True) -> DataCheckReport:
+def check_data(source, splits: Sequence[str] = ("train", "val"), cache_path: Optional[str] = None,
+               workers: Optional[int] = None, progress: bool = True) -> DataCheckReport:
     """Check every image/mask pair of some splits; never raises for bad data (see :func:`verify_data`).
 
     Args:
-        root: the data root holding ``ADEChallengeData2016/`` (or that folder itself).
+        source: a :class:`SegmentationLayout` (its mask rule: the raw files, before any ``--classes``
+            renumbering), or the ADE20K data root.
         splits: splits to check.
-        num_class: mask values must be ``0..num_class`` (150 for ADE20K; the raw files, before any ``--classes``
-            renumbering).
         cache_path: JSON file of earlier results keyed by ``(path, size, mtime)``; read if present, rewritten
             after the check. None: no cache.
         workers: processes decoding in parallel; default :func:`default_workers`.
@@ -466,10 +467,11 @@ def check_data(root: str, splits: Sequence[str] = ("train", "val"), num_class: i
         the :class:`DataCheckReport`.
     """
     start = time.perf_counter()
-    report = DataCheckReport(root=root, num_class=num_class)
+    layout = as_layout(source)
+    report = DataCheckReport(layout)
     workers = default_workers() if workers is None else max(1, int(workers))
-    listed = {split: list_split(root, split) for split in splits}
-    cache = _load_cache(cache_path, num_class)
+    listed = {split: list_split(layout, split) for split in splits}
+    cache = _load_cache(cache_path, layout.cache_key)
     problems_of, fresh_cache, todo = {}, {}, []
     for pairs, _ in listed.values():
         for image_path, mask_path in pairs:
@@ -484,7 +486,7 @@ def check_data(root: str, splits: Sequence[str] = ("train", "val"), num_class: i
     total = sum(len(pairs) for pairs, _ in listed.values())
     with progress_bar(total=total, initial=report.n_cached, desc="checking data", unit="pair",
                       disable=not progress) as bar:
-        results = _check_pairs([(image, mask) for _, _, image, mask in todo], num_class, workers, bar)
+        results = _check_pairs([(image, mask) for _, _, image, mask in todo], layout, workers, bar)
     for (key, signature, _, _), problems in zip(todo, results):
         problems_of[key] = [list(problem) for problem in problems]
         if signature is not None:  # a file that vanished is re-checked next time
@@ -496,7 +498,7 @@ def check_data(root: str, splits: Sequence[str] = ("train", "val"), num_class: i
         report.splits[split] = check
     if cache_path:
         try:
-            _save_cache(cache_path, num_class, fresh_cache)
+            _save_cache(cache_path, layout.cache_key, fresh_cache)
         except OSError as error:  # only costs a re-check next time; atomic_output left no partial file
             print("note: the data check's cache %s was not written (%s): the next start checks every file again"
                   % (cache_path, error.strerror or error), file=sys.stderr)
@@ -504,13 +506,13 @@ def check_data(root: str, splits: Sequence[str] = ("train", "val"), num_class: i
     return report
 
 
-def verify_data(root: str, splits: Sequence[str] = ("train", "val"), skip_bad_samples: bool = False,
-                num_class: int = ADE20K_NUM_CLASSES, cache_path: Optional[str] = None, workers: Optional[int] = None,
-                progress: bool = True, quiet: bool = False) -> DataCheckReport:
+def verify_data(source, splits: Sequence[str] = ("train", "val"), skip_bad_samples: bool = False,
+                cache_path: Optional[str] = None, workers: Optional[int] = None, progress: bool = True,
+                quiet: bool = False) -> DataCheckReport:
     """The check before training: stop on any bad file, or (``skip_bad_samples``) warn and leave them out.
 
     Args:
-        root, splits, num_class, cache_path, workers: as :func:`check_data`.
+        source, splits, cache_path, workers: as :func:`check_data`.
         skip_bad_samples: print a warning listing the bad files on stderr instead of raising; build the datasets
             with ``exclude=report.excluded(split)``.
         progress: the tqdm bar and a one-line summary on stderr.
@@ -524,8 +526,7 @@ def verify_data(root: str, splits: Sequence[str] = ("train", "val"), skip_bad_sa
             skipping cannot help: a missing or empty split, or a split whose every pair is bad.
     """
     progress = progress and not quiet
-    report = check_data(root, splits, num_class=num_class, cache_path=cache_path, workers=workers,
-                        progress=progress)
+    report = check_data(source, splits, cache_path=cache_path, workers=workers, progress=progress)
     if progress:
         print(report.summary(), file=sys.stderr, flush=True)
     if report.ok:
@@ -534,7 +535,7 @@ def verify_data(root: str, splits: Sequence[str] = ("train", "val"), skip_bad_sa
     if not skip_bad_samples or hopeless:
         if skip_bad_samples:
             reason = ("nothing to train on even with --skip_bad_samples:\n"
-                      + format_problems(hopeless, num_class, relative_to=report.folder))
+                      + format_problems(hopeless, report.layout, relative_to=report.folder))
         else:
             reason = (report.message() + "\n(fix or remove these files, or pass --skip_bad_samples to train "
                       "without them)")

@@ -1,4 +1,4 @@
-"""``--classes``: which ADE20K classes a network is trained or evaluated with."""
+"""``--classes``: which classes of a set (ADE20K, a folder set) a network is trained or evaluated with."""
 import json
 import os
 from typing import List, Optional, Tuple
@@ -38,9 +38,31 @@ def resolve_classes(spec: str, data_path: str, source: str = "--classes") -> Tup
         with open(marker, encoding="utf-8") as handle:
             indices = [int(v) - 1 for v in json.load(handle)["class_values"]]
     else:
-        wanted = [part.strip() for part in spec.split(",") if part.strip()]
-        unknown = [w for w in wanted if w not in names]
-        if not wanted or unknown:
-            raise ValueError(f"{source}: unknown ADE20K class names {unknown} (got {spec!r})")
-        indices = [names.index(w) for w in wanted]
+        return select_classes(spec, names, "ADE20K", source)
+    return [names[i] for i in indices], indices
+
+
+def select_classes(spec: str, names: List[str], set_name: str,
+                   source: str = "--classes") -> Tuple[List[str], Optional[List[int]]]:
+    """``--classes`` among a set's class names.
+
+    Args:
+        spec: ``"all"`` or comma-separated names of ``names``.
+        names: the set's class names, in mask-value order.
+        set_name: the set as messages name it.
+        source: option name used in error messages.
+
+    Returns:
+        ``(label names, their indices in names, or None for all)``.
+
+    Raises:
+        ValueError: naming ``source`` and the unknown names.
+    """
+    if spec == ALL_CLASSES:
+        return list(names), None
+    wanted = [part.strip() for part in spec.split(",") if part.strip()]
+    unknown = [w for w in wanted if w not in names]
+    if not wanted or unknown:
+        raise ValueError(f"{source}: unknown {set_name} class names {unknown} (got {spec!r})")
+    indices = [names.index(w) for w in wanted]
     return [names[i] for i in indices], indices

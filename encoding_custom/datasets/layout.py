@@ -1,6 +1,7 @@
-"""The on-disk layout of ADE20K (SceneParsing / ADEChallengeData2016) and a checker for it.
+"""Where a segmentation set keeps its files (:class:`SegmentationLayout`), ADE20K's layout and a checker for it.
 
-No MindSpore import: ``prepare_ade20k.py`` uses this before any framework is needed.
+No MindSpore import: ``prepare_ade20k.py`` uses this before any framework is needed. The plain folder sets are
+:mod:`encoding_custom.datasets.folder`.
 
 Layout (relative to the data root, ``../datasets`` by default)::
 
@@ -15,11 +16,15 @@ its own image counts, which then replace the official ones.
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from PIL import Image
 
 BASE_DIR = "ADEChallengeData2016"
 SPLIT_DIRS = {"train": "training", "val": "validation"}
 OFFICIAL_COUNTS = {"train": 20210, "val": 2000}
+ADE20K_NUM_CLASSES = 150
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 
 
@@ -38,21 +43,107 @@ def dataset_dir(root: str) -> str:
     return os.path.join(root, BASE_DIR)
 
 
-def split_folders(root: str, split: str):
+@dataclass(frozen=True)
+class SegmentationLayout:
+    """Where a semantic segmentation set keeps its files, and what its mask values mean.
+
+    Every set is read through one of these: ADE20K (:func:`ade20k_layout`) and the plain folder sets
+    (``encoding_custom.datasets.folder.folder_layout``). After loading, every mask is brought to one encoding,
+    ADE20K's ("0 = ignored, class k = k + 1", :meth:`encode_mask`), which the transforms and the dataset share.
+
+    Attributes:
+        name: the set as printed (``"ADE20K"``, the folder's name).
+        folder: the set's folder; messages show paths relative to it.
+        image_dirs / mask_dirs: split -> folder, relative to ``folder``.
+        image_extensions: the image file endings of the set (lower case, with the dot).
+        num_class: number of classes.
+        zero_is_unlabelled: mask value 0 = unlabelled and class k is stored as k + 1 (ADE20K; MMSegmentation's
+            ``reduce_zero_label``); else class k is stored as k.
+        ignore_value: the mask value of ignored pixels besides that, or None.
+        class_source: the file that lists the classes, for messages (None: the set's documentation).
+    """
+    name: str
+    folder: str
+    image_dirs: Tuple[Tuple[str, str], ...]
+    mask_dirs: Tuple[Tuple[str, str], ...]
+    image_extensions: Tuple[str, ...]
+    num_class: int
+    zero_is_unlabelled: bool
+    ignore_value: Optional[int]
+    class_source: Optional[str] = None
+
+    def folders(self, split: str) -> Tuple[str, str]:
+        """Returns: ``(image folder, mask folder)`` of ``split`` (``"train"`` or ``"val"``)."""
+        images, masks = dict(self.image_dirs), dict(self.mask_dirs)
+        if split not in images:
+            raise ValueError(f"unknown {self.name} split {split!r}; expected one of {sorted(images)}")
+        return os.path.join(self.folder, images[split]), os.path.join(self.folder, masks[split])
+
+    @property
+    def highest_value(self) -> int:
+        """The largest mask value that is a class."""
+        return self.num_class if self.zero_is_unlabelled else self.num_class - 1
+
+    def value_rule(self) -> str:
+        """The allowed mask values, as messages state them."""
+        if self.class_source and self.zero_is_unlabelled:
+            rule = f"0..{self.num_class} (0 = unlabelled, value k = line k of {self.class_source})"
+        elif self.class_source:
+            rule = f"0..{self.num_class - 1} (value k = line k + 1 of {self.class_source})"
+        elif self.zero_is_unlabelled:
+            rule = f"0..{self.num_class} (0 = unlabelled, class k = k + 1)"
+        else:
+            rule = f"0..{self.num_class - 1} (one per class)"
+        return rule if self.ignore_value is None else f"{rule} or {self.ignore_value} (ignored)"
+
+    def outside_values(self, values: np.ndarray) -> np.ndarray:
+        """Args: values: mask values (any shape). Returns: bool array, True where a value is not allowed."""
+        outside = (values < 0) | (values > self.highest_value)
+        return outside & (values != self.ignore_value) if self.ignore_value is not None else outside
+
+    @property
+    def cache_key(self) -> str:
+        """What a data check's result depends on besides the files."""
+        return f"{self.num_class}/{int(self.zero_is_unlabelled)}/{self.ignore_value}"
+
+    def encode_mask(self, mask: Image.Image) -> Image.Image:
+        """A checked mask in the shared encoding: 0 = ignored, class k = k + 1 (mode L, or I past 254 classes)."""
+        if self.zero_is_unlabelled and self.ignore_value is None:
+            return mask
+        values = np.asarray(mask).astype(np.int32)
+        encoded = values if self.zero_is_unlabelled else values + 1
+        if self.ignore_value is not None:
+            encoded = np.where(values == self.ignore_value, 0, encoded)
+        if self.num_class < 255:
+            return Image.fromarray(encoded.astype(np.uint8), mode="L")
+        return Image.fromarray(encoded, mode="I")
+
+
+def ade20k_layout(root: str) -> SegmentationLayout:
+    """Args: root: the data root or the ``ADEChallengeData2016`` folder. Returns: ADE20K's layout."""
+    return SegmentationLayout(
+        "ADE20K", dataset_dir(root), image_dirs=tuple((split, os.path.join("images", sub))
+                                                      for split, sub in SPLIT_DIRS.items()),
+        mask_dirs=tuple((split, os.path.join("annotations", sub)) for split, sub in SPLIT_DIRS.items()),
+        image_extensions=(".jpg",), num_class=ADE20K_NUM_CLASSES, zero_is_unlabelled=True, ignore_value=None)
+
+
+def as_layout(source: Union[str, SegmentationLayout]) -> SegmentationLayout:
+    """A layout itself, or ADE20K's under a data root (the short form every ADE20K caller uses)."""
+    return source if isinstance(source, SegmentationLayout) else ade20k_layout(source)
+
+
+def split_folders(source: Union[str, SegmentationLayout], split: str):
     """Image and annotation folders of one split.
 
     Args:
-        root: the data root (see :func:`dataset_dir`).
+        source: a layout, or the ADE20K data root (see :func:`dataset_dir`).
         split: ``"train"`` or ``"val"``.
 
     Returns:
         ``(image_folder, mask_folder)`` paths.
     """
-    if split not in SPLIT_DIRS:
-        raise ValueError(f"unknown ADE20K split {split!r}; expected one of {sorted(SPLIT_DIRS)}")
-    base = dataset_dir(root)
-    sub = SPLIT_DIRS[split]
-    return os.path.join(base, "images", sub), os.path.join(base, "annotations", sub)
+    return as_layout(source).folders(split)
 
 
 def expected_counts(root: str) -> Dict[str, int]:
@@ -72,40 +163,39 @@ def expected_counts(root: str) -> Dict[str, int]:
     return dict(OFFICIAL_COUNTS)
 
 
-def list_pairs(root: str, split: str):
-    """Sorted (image, mask) path pairs of a split; images without a mask are reported, not paired.
+def _files_by_stem(folder: str, extensions: Sequence[str]) -> Dict[str, str]:
+    """``{stem: path}`` of the files in ``folder`` with one of the endings (empty when the folder is missing)."""
+    if not os.path.isdir(folder):
+        return {}
+    return {os.path.splitext(name)[0]: os.path.join(folder, name) for name in sorted(os.listdir(folder))
+            if name.lower().endswith(tuple(extensions))}
+
+
+def list_pairs(source: Union[str, SegmentationLayout], split: str):
+    """Sorted (image, mask) path pairs of a split; files without their partner are reported, not paired.
 
     Args:
-        root: the data root.
+        source: a layout, or the ADE20K data root.
         split: ``"train"`` or ``"val"``.
 
     Returns:
-        ``(pairs, images_without_mask, masks_without_image)``: a list of ``(jpg_path, png_path)`` and two
-        sorted lists of paths.
+        ``(pairs, images_without_mask, masks_without_image)``: a list of ``(image_path, mask_path)`` and two
+        sorted lists of the files that lack their partner.
 
     Raises:
         FileNotFoundError: naming the image folder if it does not exist.
     """
-    image_folder, mask_folder = split_folders(root, split)
+    layout = as_layout(source)
+    image_folder, mask_folder = layout.folders(split)
     if not os.path.isdir(image_folder):
-        raise FileNotFoundError(
-            f"ADE20K image folder not found: {image_folder} (run prepare_ade20k.py, or pass the folder that "
-            f"contains {BASE_DIR}/ as the data root)")
-    image_stems = sorted(os.path.splitext(name)[0] for name in os.listdir(image_folder)
-                         if name.lower().endswith(".jpg"))
-    mask_stems = set()
-    if os.path.isdir(mask_folder):
-        mask_stems = {os.path.splitext(name)[0] for name in os.listdir(mask_folder)
-                      if name.lower().endswith(".png")}
-    pairs, images_without_mask = [], []
-    for stem in image_stems:
-        image_path = os.path.join(image_folder, stem + ".jpg")
-        if stem in mask_stems:
-            pairs.append((image_path, os.path.join(mask_folder, stem + ".png")))
-        else:
-            images_without_mask.append(os.path.join(mask_folder, stem + ".png"))
-    masks_without_image = sorted(os.path.join(image_folder, stem + ".jpg")
-                                 for stem in mask_stems.difference(image_stems))
+        hint = (f"run prepare_ade20k.py, or pass the folder that contains {BASE_DIR}/ as the data root"
+                if layout.name == "ADE20K" else "see README.md, 'Your own data', for the layout")
+        raise FileNotFoundError(f"{layout.name} image folder not found: {image_folder} ({hint})")
+    images = _files_by_stem(image_folder, layout.image_extensions)
+    masks = _files_by_stem(mask_folder, (".png",))
+    pairs = [(images[stem], masks[stem]) for stem in sorted(images) if stem in masks]
+    images_without_mask = [images[stem] for stem in sorted(images) if stem not in masks]
+    masks_without_image = [masks[stem] for stem in sorted(masks) if stem not in images]
     return pairs, images_without_mask, masks_without_image
 
 
@@ -191,11 +281,14 @@ def check_layout(root: str, expected: Optional[Dict[str, int]] = None, max_liste
             report.problems.append(str(error))
             continue
         report.counts[split].found = len(pairs)
-        if images_without_mask:
-            named = ", ".join(images_without_mask[:max_listed])
+        image_folder, mask_folder = split_folders(root, split)
+        if images_without_mask:  # named by the missing file, which is what the user must supply
+            named = ", ".join(os.path.join(mask_folder, os.path.splitext(os.path.basename(path))[0] + ".png")
+                              for path in images_without_mask[:max_listed])
             report.problems.append(f"{split}: {len(images_without_mask)} image(s) have no mask, e.g. {named}")
         if masks_without_image:
-            named = ", ".join(masks_without_image[:max_listed])
+            named = ", ".join(os.path.join(image_folder, os.path.splitext(os.path.basename(path))[0] + ".jpg")
+                              for path in masks_without_image[:max_listed])
             report.problems.append(f"{split}: {len(masks_without_image)} mask(s) have no image, e.g. {named}")
         if len(pairs) != want:
             report.problems.append(f"{split}: {len(pairs)} complete image/mask pairs, expected {want}")

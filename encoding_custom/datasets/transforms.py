@@ -1,7 +1,7 @@
 """Joint image/mask transforms with PyTorch-Encoding's semantics (``encoding/datasets/base.py``), framework-free.
 
 Images and masks are PIL images until the final conversion. Randomness comes from an explicit ``random.Random``
-so that a sample's augmentation depends only on the seed given to it (see :mod:`encoding_custom.datasets.ade20k`).
+so that a sample's augmentation depends only on the seed given to it (see :mod:`encoding_custom.datasets.segmentation`).
 
 Train (``train_sync_transform``), in this order:
   1. horizontal flip with probability 0.5;

@@ -12,9 +12,12 @@ Definitions (targets use -1 for ignored pixels; classes are 0 .. nclass-1):
 * ``miou_present`` = mean of IoU_c over the classes with ``union_c > 0`` (what MMSegmentation reports; equal to
   mIoU when every class occurs, as on the full ADE20K validation set).
 """
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
 
 import numpy as np
+
+from foundation.labels import display_columns, padded
 
 
 def to_numpy(array) -> np.ndarray:
@@ -176,11 +179,65 @@ class SegmentationMetric:
         if len(names) != self.nclass:
             raise ValueError(f"SegmentationMetric.table: {len(names)} class names for {self.nclass} classes")
         iou = self.per_class_iou()
-        width = max(len(name) for name in names)
-        lines = [f"{'class':<{width}}  {'IoU':>7}  {'union px':>10}"]
+        width = max(display_columns(name) for name in names + ["class"])
+        lines = [f"{padded('class', width)}  {'IoU':>7}  {'union px':>10}"]
         for name, value, union in zip(names, iou, self.total_union):
-            lines.append(f"{name:<{width}}  {value:7.4f}  {union:10d}")
+            lines.append(f"{padded(name, width)}  {value:7.4f}  {union:10d}")
         pix_acc, miou = self.get()
         lines.append(f"pixAcc {pix_acc:.4f}  mIoU (all {self.nclass} classes) {miou:.4f}  "
                      f"mIoU (classes present: {int((self.total_union > 0).sum())}) {self.miou_present():.4f}")
         return "\n".join(lines)
+
+
+@dataclass
+class SeenUnseenMIoU:
+    """The mIoU of the classes a network was trained with and of the others (open-vocabulary transfer).
+
+    Attributes:
+        seen, unseen: the class names of each group, in the set's order.
+        seen_miou, unseen_miou: the mean IoU over each group (nan for an empty group).
+        harmonic: their harmonic mean, as the open-vocabulary segmentation literature reports it (hIoU).
+    """
+    seen: List[str]
+    unseen: List[str]
+    seen_miou: float
+    unseen_miou: float
+    harmonic: float
+
+    def headline(self) -> str:
+        """One line: the three figures."""
+        return "mIoU seen %.4f, unseen %.4f, harmonic %.4f" % (self.seen_miou, self.unseen_miou, self.harmonic)
+
+    def describe(self) -> str:
+        """The figures and which classes are in which group, for the log."""
+        return "%s\nseen (%d): %s\nunseen (%d): %s" % (self.headline(), len(self.seen), ", ".join(self.seen),
+                                                        len(self.unseen), ", ".join(self.unseen))
+
+
+def seen_unseen_miou(metric: SegmentationMetric, class_names: Sequence[str],
+                     seen_names: Sequence[str]) -> SeenUnseenMIoU:
+    """Split a set's mIoU into the classes a network was trained with and the others.
+
+    Args:
+        metric: the filled metric of the set (its ``nclass`` = ``len(class_names)``).
+        class_names: the set's class names.
+        seen_names: the labels the network was trained with (names compared exactly).
+
+    Returns:
+        :class:`SeenUnseenMIoU`; each group's mean counts an absent class as 0, as the overall mIoU does.
+    """
+    iou = metric.per_class_iou()
+    trained = set(seen_names)
+    is_seen = np.array([name in trained for name in class_names], dtype=bool)
+
+    def mean(mask: np.ndarray) -> float:
+        return float(iou[mask].mean()) if mask.any() else float("nan")
+
+    seen, unseen = mean(is_seen), mean(~is_seen)
+    if np.isnan(seen) or np.isnan(unseen):
+        harmonic = float("nan")
+    else:
+        harmonic = 2 * seen * unseen / (seen + unseen) if seen + unseen > 0 else 0.0
+    return SeenUnseenMIoU([name for name, flag in zip(class_names, is_seen) if flag],
+                          [name for name, flag in zip(class_names, is_seen) if not flag], seen, unseen,
+                          float(harmonic))

@@ -1,4 +1,5 @@
-"""ADE20K as a map-style dataset (``__getitem__`` / ``__len__``); batches come from ``engine.BatchLoader``.
+"""A segmentation set (ADE20K, a plain folder set: any ``SegmentationLayout``) as a map-style dataset
+(``__getitem__`` / ``__len__``); batches come from ``engine.BatchLoader``.
 
 Samples are numpy arrays (the framework conversion happens in the training/evaluation code):
 ``image float32 (3, H, W)`` normalised with mean 0.5 / std 0.5 and ``mask int32 (H, W)`` with -1 = ignore.
@@ -8,8 +9,8 @@ Randomness: the augmentation of sample ``index`` in epoch ``epoch`` uses its own
 sample, and every (epoch, sample) pair gets a distinct stream.
 
 Bad data: construction fails listing every image without a mask and mask without an image (``DataCheckError``);
-each sample checks its files as it loads them (decodable, single-channel mask, equal sizes, mask values in
-``0..150``) and raises a one-line ``BadSampleError`` naming the file, so no data value reaches a MindSpore kernel.
+each sample checks its files as it loads them (decodable, single-channel mask, equal sizes, mask values the layout
+allows) and raises a one-line ``BadSampleError`` naming the file, so no data value reaches a MindSpore kernel.
 The full check of a split before training is :func:`encoding_custom.datasets.check.verify_data`.
 """
 import random
@@ -18,7 +19,6 @@ from typing import Collection, Optional, Sequence
 import numpy as np
 
 from encoding_custom.datasets.check import (
-    ADE20K_NUM_CLASSES,
     DataCheckError,
     check_mask,
     check_sizes,
@@ -27,7 +27,7 @@ from encoding_custom.datasets.check import (
     list_split,
     read_sample_file,
 )
-from encoding_custom.datasets.layout import dataset_dir
+from encoding_custom.datasets.layout import SegmentationLayout, as_layout
 from encoding_custom.datasets.transforms import (
     DEFAULT_MEAN,
     DEFAULT_STD,
@@ -45,15 +45,16 @@ def _sample_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
-class ADE20KSegmentation:
-    """ADE20K scene parsing (150 classes) with PyTorch-Encoding's modes.
+class SegmentationSet:
+    """A segmentation set's split with PyTorch-Encoding's modes.
 
     Modes: ``train`` (random flip / rescale of the long side in [0.5, 2] x base size / pad / random crop),
-    ``val`` (short side to the crop size, centre crop), ``testval`` (full image, original mask). Masks are shifted
-    by -1 so unlabelled pixels become -1 (ignored by the loss and metrics).
+    ``val`` (short side to the crop size, centre crop), ``testval`` (full image, original mask). Masks come as class
+    indices ``0..num_class-1`` with -1 for unlabelled and ignored pixels (ignored by the loss and metrics).
 
     Args:
-        root: data root holding ``ADEChallengeData2016/`` (or that folder itself).
+        source: a :class:`SegmentationLayout`, or the ADE20K data root (holding ``ADEChallengeData2016/`` or that
+            folder itself).
         split: ``"train"`` or ``"val"``.
         mode: ``"train"``, ``"val"`` or ``"testval"``; default ``"train"`` for the train split, else ``"val"``.
         base_size: base size of the train rescale (520 in lang-seg).
@@ -64,29 +65,31 @@ class ADE20KSegmentation:
         exclude: file stems (``ADE_train_00000001``) to leave out: the pairs and unpaired files that
             ``data_check.verify_data(..., skip_bad_samples=True)`` reported (``report.excluded(split)``).
 
+    Attributes:
+        layout: the set's :class:`SegmentationLayout`.
+
     Raises:
         FileNotFoundError: if the split's image folder is missing (message names the folder).
         DataCheckError: listing the images without a mask and masks without an image not in ``exclude``, or
             naming the image folder when no pair is left.
     """
 
-    NUM_CLASS = ADE20K_NUM_CLASSES
-
-    def __init__(self, root: str, split: str = "train", mode: Optional[str] = None, base_size: int = 520,
+    def __init__(self, source, split: str = "train", mode: Optional[str] = None, base_size: int = 520,
                  crop_size: int = 480, seed: int = 0, mean: Sequence[float] = DEFAULT_MEAN,
                  std: Sequence[float] = DEFAULT_STD, exclude: Optional[Collection[str]] = None):
-        self.root = dataset_dir(root)
+        self.layout: SegmentationLayout = as_layout(source)
+        self.root = self.layout.folder
         self.split = split
         self.mode = mode if mode is not None else ("train" if split == "train" else "val")
         if self.mode not in MODES:
-            raise ValueError(f"ADE20KSegmentation: unknown mode {self.mode!r}; expected one of {MODES}")
+            raise ValueError(f"SegmentationSet: unknown mode {self.mode!r}; expected one of {MODES}")
         self.base_size = base_size
         self.crop_size = crop_size
         self.seed = seed
         self.mean = tuple(mean)
         self.std = tuple(std)
         self.epoch = 0
-        pairs, listing = list_split(root, split, missing_ok=False)
+        pairs, listing = list_split(self.layout, split, missing_ok=False)
         excluded = set(exclude or ())
         for problem, entries in list(listing.problems.items()):  # the unpaired files: accepted when excluded
             listing.problems[problem] = [entry for entry in entries if file_stem(entry[0]) not in excluded]
@@ -97,14 +100,14 @@ class ADE20KSegmentation:
             listing.fatal = f"no image/mask pair left for split {split!r} in {listing.image_folder}"
         if listing.problems or listing.fatal:
             raise DataCheckError(f"bad data in {self.root}:\n"
-                                 + format_problems([listing], self.NUM_CLASS, relative_to=self.root))
+                                 + format_problems([listing], self.layout, relative_to=self.root))
         self.images = [image for image, _ in pairs]
         self.masks = [mask for _, mask in pairs]
 
     @property
     def num_class(self) -> int:
-        """Number of classes (150)."""
-        return self.NUM_CLASS
+        """Number of classes (150 for ADE20K)."""
+        return self.layout.num_class
 
     def set_epoch(self, epoch: int):
         """Select the augmentation stream of an epoch (the loader calls this before every epoch).
@@ -118,26 +121,27 @@ class ADE20KSegmentation:
         return len(self.images)
 
     def load_pair(self, index: int):
-        """Read image ``index`` (RGB) and its raw mask, checking the mask and that the sizes agree.
+        """Read image ``index`` (RGB) and its mask, checking the mask and that the sizes agree.
 
-        The check runs on the raw mask (before any ``ClassSubset`` renumbering): a value above 150 would index
-        past the logits in the loss kernel. Its cost is a min/max over the mask already decoded.
+        The check runs on the raw mask (before any ``ClassSubset`` renumbering): a value past the classes would
+        index past the logits in the loss kernel. Its cost is a min/max over the mask already decoded.
 
         Args:
             index: sample index.
 
         Returns:
-            ``(image, mask)`` PIL images.
+            ``(image, mask)`` PIL images; the mask in the shared encoding (0 = ignored, class k = k + 1:
+            ``SegmentationLayout.encode_mask``).
 
         Raises:
             BadSampleError: one line naming the missing or undecodable file, a multi-channel mask, a mask value
-                outside 0..150, or both files when their sizes differ.
+                the layout does not allow, or both files when their sizes differ.
         """
         image = read_sample_file(self.images[index], "RGB", "unreadable_image")
         mask = read_sample_file(self.masks[index], None, "unreadable_mask")
-        check_mask(mask, self.masks[index], self.NUM_CLASS)
+        check_mask(mask, self.masks[index], self.layout)
         check_sizes(image.size, mask.size, self.images[index], self.masks[index])
-        return image, mask
+        return image, self.layout.encode_mask(mask)
 
     def __getitem__(self, key):
         """One sample.
@@ -161,25 +165,24 @@ class ADE20KSegmentation:
 
 
 class ClassSubset:
-    """A segmentation dataset restricted to some ADE20K classes, renumbered in the given order.
+    """A segmentation dataset restricted to some of its classes, renumbered in the given order.
 
-    Wraps a dataset returning ``(image (3, H, W), mask int32 (H, W) in 0..149 or ignore)``; mask values of the kept
+    Wraps a dataset returning ``(image (3, H, W), mask int32 (H, W) in 0..N-1 or ignore)``; mask values of the kept
     classes become ``0..K-1`` (the position in ``class_indices``) and every other value becomes ``ignore_index``.
     Keys, ``set_epoch`` and attributes (``images``, ``masks`` ...) pass through to the wrapped dataset.
 
     Args:
-        dataset: the wrapped dataset, e.g. :class:`ADE20KSegmentation`.
-        class_indices: the kept ADE20K class indices (0..149).
+        dataset: the wrapped dataset, a :class:`SegmentationSet` (its ``num_class`` is N).
+        class_indices: the kept class indices (0..N-1).
         ignore_index: value of pixels outside the subset.
     """
-
-    NUM_ADE20K_CLASSES = ADE20KSegmentation.NUM_CLASS
 
     def __init__(self, dataset, class_indices: Sequence[int], ignore_index: int = -1):
         self.dataset = dataset
         self.ignore_index = ignore_index
-        # one extra slot, addressed by every value outside 0..149 (the -1 of unlabelled pixels included)
-        self.lookup = np.full(self.NUM_ADE20K_CLASSES + 1, ignore_index, dtype=np.int32)
+        self.num_source_classes = dataset.num_class
+        # one extra slot, addressed by every value outside 0..N-1 (the -1 of unlabelled pixels included)
+        self.lookup = np.full(self.num_source_classes + 1, ignore_index, dtype=np.int32)
         for new, old in enumerate(class_indices):
             self.lookup[old] = new
 
@@ -195,8 +198,8 @@ class ClassSubset:
         """Returns: ``(image, mask int32 (H, W) in 0..K-1 or ignore_index)``."""
         image, mask = self.dataset[key]
         mask = np.asarray(mask)
-        outside = (mask < 0) | (mask >= self.NUM_ADE20K_CLASSES)
-        return image, self.lookup[np.where(outside, self.NUM_ADE20K_CLASSES, mask)]
+        outside = (mask < 0) | (mask >= self.num_source_classes)
+        return image, self.lookup[np.where(outside, self.num_source_classes, mask)]
 
     def __getattr__(self, name):
         if name == "dataset":  # not yet set (e.g. while unpickling): avoid recursing through __getattr__
@@ -204,23 +207,23 @@ class ClassSubset:
         return getattr(self.dataset, name)
 
 
-def build_ade20k(root: str, split: str, mode: str, base_size: int = 520, crop_size: int = 480, seed: int = 0,
-                 class_indices: Optional[Sequence[int]] = None, ignore_index: int = -1,
-                 exclude: Optional[Collection[str]] = None):
-    """ADE20K for ``split``/``mode``, restricted to ``class_indices`` when given.
+def build_segmentation_set(source, split: str, mode: str, base_size: int = 520, crop_size: int = 480,
+                           seed: int = 0, class_indices: Optional[Sequence[int]] = None, ignore_index: int = -1,
+                           exclude: Optional[Collection[str]] = None):
+    """A set's ``split``/``mode``, restricted to ``class_indices`` when given.
 
     Args:
-        root: data root holding ``ADEChallengeData2016/`` (or that folder itself).
-        split, mode, base_size, crop_size, seed, exclude: as :class:`ADE20KSegmentation` (the checks run on the
-            raw masks, before the class renumbering).
-        class_indices: ADE20K class indices to keep (see :class:`ClassSubset`); None keeps all 150.
+        source: a ``SegmentationLayout``, or the ADE20K data root.
+        split, mode, base_size, crop_size, seed, exclude: as :class:`SegmentationSet` (the checks run on the raw
+            masks, before the class renumbering).
+        class_indices: class indices to keep (see :class:`ClassSubset`); None keeps all.
         ignore_index: mask value of pixels outside the kept classes.
 
     Returns:
-        :class:`ADE20KSegmentation` or a :class:`ClassSubset` of it.
+        :class:`SegmentationSet` or a :class:`ClassSubset` of it.
     """
-    dataset = ADE20KSegmentation(root, split=split, mode=mode, base_size=base_size, crop_size=crop_size, seed=seed,
-                                 exclude=exclude)
+    dataset = SegmentationSet(source, split=split, mode=mode, base_size=base_size, crop_size=crop_size, seed=seed,
+                              exclude=exclude)
     if class_indices is not None:
         dataset = ClassSubset(dataset, class_indices, ignore_index)
     return dataset
