@@ -94,6 +94,8 @@ def test_the_data_check_names_every_bad_file_of_a_folder_set(tmp_path):
     good = np.array([[0, 1], [2, 255]], np.uint8)
     root = _folder(tmp_path, [good, np.array([[0, 3], [7, 255]], np.uint8), good])
     os.remove(os.path.join(root, "images", "train", "p2.png"))
+    with open(os.path.join(root, "images", "train", "._p0.png"), "wb") as handle:  # macOS metadata: not a sample
+        handle.write(b"\x00\x05\x16\x07")
     report = check_data(folder_layout(root), progress=False)
     assert not report.ok
     message = report.message()
@@ -101,6 +103,7 @@ def test_the_data_check_names_every_bad_file_of_a_folder_set(tmp_path):
             "0..2 (value k = line k + 1 of labels.txt) or 255 (ignored), found 3, 7") in message
     assert ("train: 1 masks without an image:\n    annotations/train/p2.png: no image images/train/p2.jpg|jpeg|png"
             in message)
+    assert "._p0" not in message and report.splits["train"].n_pairs == 2
 
 
 def test_class_statistics_count_pixels_and_images_per_class(tmp_path):

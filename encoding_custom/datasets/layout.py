@@ -164,11 +164,15 @@ def expected_counts(root: str) -> Dict[str, int]:
 
 
 def _files_by_stem(folder: str, extensions: Sequence[str]) -> Dict[str, str]:
-    """``{stem: path}`` of the files in ``folder`` with one of the endings (empty when the folder is missing)."""
+    """``{stem: path}`` of the files in ``folder`` with one of the endings (empty when the folder is missing).
+
+    Hidden files are not samples: macOS leaves ``._name.jpg`` metadata beside copied pictures, and a killed atomic
+    writer its ``.name.tmp…`` file.
+    """
     if not os.path.isdir(folder):
         return {}
     return {os.path.splitext(name)[0]: os.path.join(folder, name) for name in sorted(os.listdir(folder))
-            if name.lower().endswith(tuple(extensions))}
+            if name.lower().endswith(tuple(extensions)) and not name.startswith(".")}
 
 
 def list_pairs(source: Union[str, SegmentationLayout], split: str):
