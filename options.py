@@ -24,11 +24,12 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import yaml
 
+from clip_ms.prompts import templates_from_options
 from clip_ms.text_encoder import TEXT_CONFIGS
 from encoding_custom.engine.runtime import DEVICE_TARGETS
 from encoding_custom.evaluation.evaluator import OFFICIAL_SCALES
 from encoding_custom.fewshot import BENCHMARKS, FOLDS_PER_BENCHMARK
-from encoding_custom.tasks import DATASETS, OptionError
+from encoding_custom.tasks import COMBINABLE, OptionError, check_multi_set_options, dataset_kinds
 from encoding_custom.tasks.benchmark import FOLD_PLACEHOLDER, fold_weights, selected_folds
 from modules import tnn
 from modules.config import BACKBONES
@@ -175,14 +176,24 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
                    help="official flag (test_lseg_zs.py's --module clipseg_DPT_test_v2), accepted and ignored")
     g.add_argument("--no-scaleinv", dest="scale_inv", action="store_false",
                    help="official flag, accepted and without effect: scale-invariance layers are never built")
+    prompt = g.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", default=None, metavar="TEMPLATE",
+                        help='the text each label is encoded as, {} standing for the label, e.g. "a photo of a {}."; '
+                             "default the bare label (official); recorded in checkpoints, which test.py, the demo "
+                             "and the export then use")
+    prompt.add_argument("--prompts", default=None, metavar="FILE",
+                        help="several templates, one per line: each label's text features are averaged over them "
+                             "(CLIP's prompt ensemble)")
 
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS, default="ade20k",
-                   help="ade20k; folder (your own data: labels.txt, images/ and annotations/, see README.md); or a "
-                        "zero-shot benchmark in HSNet's layout: %s" % ", ".join(BENCHMARKS))
+    g.add_argument("--dataset", default="ade20k", metavar="KIND",
+                   help="ade20k; folder (your own data: labels.txt, images/ and annotations/, see README.md); a "
+                        "zero-shot benchmark in HSNet's layout: %s; or several ade20k/folder sets trained together, "
+                        "comma-separated (ade20k,folder)" % ", ".join(BENCHMARKS))
     g.add_argument("--data_path", "--data-path", dest="data_path", default="../datasets",
                    help="folder holding ADEChallengeData2016/ (ade20k), VOC2012/ (pascal), COCO2014/ (coco) or "
-                        "FSS-1000/ (fss); for folder, the set's own folder (holding labels.txt)")
+                        "FSS-1000/ (fss); for folder, the set's own folder (holding labels.txt); for several sets, "
+                        "their folders comma-separated in the same order")
     g.add_argument("--fold", default="0",
                    help="zero-shot benchmarks: the fold whose classes are held out (pascal/coco 0-3, fss 0)"
                         + ("" if purpose == "train" else "; 'all' tests every fold and prints their mean"))
@@ -289,6 +300,10 @@ def validate_options(args: argparse.Namespace, for_training: bool = False) -> ar
     Raises:
         OptionError: the first invalid value, message ``"--option: what is wrong (got value)"``.
     """
+    kinds = dataset_kinds(args.dataset)
+    args.dataset = ",".join(kinds)
+    if len(kinds) > 1:
+        check_multi_set_options(kinds, args.data_path.split(","), COMBINABLE)
     for name, lowest in _AT_LEAST.items():
         value = getattr(args, name, None)
         _check(value is None or value >= lowest, "--" + name, "must be >= %d" % lowest, value)
@@ -353,8 +368,13 @@ def validate_options(args: argparse.Namespace, for_training: bool = False) -> ar
                args.amp_dtype)
     if getattr(args, "recompute", "none") != "none":
         _check(args.mode == "graph", "--recompute", "works in graph mode only: add --mode graph", args.recompute)
+    try:
+        args.prompt_templates = templates_from_options(args.prompt, args.prompts)
+    except ValueError as err:
+        raise OptionError(str(err)) from err
     if for_training:
-        _check(os.path.isdir(args.data_path), "--data_path", "folder not found", args.data_path)
+        for folder in args.data_path.split(",") if len(kinds) > 1 else [args.data_path]:
+            _check(os.path.isdir(folder), "--data_path", "folder not found", folder)
         _check(args.dataset not in BENCHMARKS or not args.weights or FOLD_PLACEHOLDER not in args.weights,
                "--weights", "trains one fold: name one file (no %s)" % FOLD_PLACEHOLDER, args.weights)
         if args.resume is not None and args.resume != "last":

@@ -142,9 +142,13 @@ def resume_conflict(args, path: str, stored_options: dict) -> Optional[str]:
     conflicts = recorded_option_conflicts(args, stored_options, RESUMED_RUN_OPTIONS)
     if not conflicts:
         return None
+
+    def named(key: str) -> str:
+        return "--prompt/--prompts" if key == "prompt_templates" else "--" + key  # options that give the templates
+
     return ("%s was trained with %s; this run builds %s: pass the checkpoint's values"
-            % (path, ", ".join("--%s %s" % (k, v) for k, _, v in conflicts),
-               ", ".join("--%s %s" % (k, v) for k, v, _ in conflicts)))
+            % (path, ", ".join("%s %s" % (named(k), v) for k, _, v in conflicts),
+               ", ".join("%s %s" % (named(k), v) for k, v, _ in conflicts)))
 
 
 def schedule_note(stored_options: dict, trainer) -> Optional[str]:

@@ -35,6 +35,7 @@ OPTIMIZER_PREFIX = "optimizer."
 # The keys of ``options`` that say what a network predicts: its label names and, for ADE20K subsets, their class
 # indices.
 RECORDED_LABELS_KEY, RECORDED_CLASS_INDICES_KEY = "label_names", "class_indices"
+RECORDED_PROMPTS_KEY = "prompt_templates"  # the text each label is encoded through (absent: the bare label)
 # Earlier layouts: training files (format 1) and weights files.
 TRAINING_V1_KEYS = ("lseg_ckpt_format", "epoch", "options_json", "metrics_json")
 WEIGHTS_V1_KEY = "lseg_build_options"

@@ -13,7 +13,14 @@ from typing import Dict, List, Optional, Sequence
 
 import clip_ms
 from clip_ms.convert import ConversionError, load_text_tower
-from foundation.checkpoint_file import RECORD_KEYS, RECORDED_CLASS_INDICES_KEY, RECORDED_LABELS_KEY, is_resumable
+from clip_ms.prompts import RAW_LABEL
+from foundation.checkpoint_file import (
+    RECORD_KEYS,
+    RECORDED_CLASS_INDICES_KEY,
+    RECORDED_LABELS_KEY,
+    RECORDED_PROMPTS_KEY,
+    is_resumable,
+)
 
 from .config import BACKBONES, ArgumentError
 from .convert import build_lseg_from_official
@@ -35,7 +42,8 @@ OFFICIAL, WEIGHTS, TRAINING = "official", "weights", "training"
 
 def build_lseg(backbone: str, labels: Sequence[str], arch_option: int = 0, block_depth: int = 0,
                activation: str = "lrelu", text_config: str = "ViT-B/32", clip_weights: Optional[str] = None,
-               vit_weights: Optional[str] = None, backbone_weights: Optional[str] = None) -> LSegNet:
+               vit_weights: Optional[str] = None, backbone_weights: Optional[str] = None,
+               prompts: Sequence[str] = RAW_LABEL) -> LSegNet:
     """Build an LSegNet and initialise its towers from released weights when given; the labels are encoded once,
     with the final text weights.
 
@@ -49,6 +57,7 @@ def build_lseg(backbone: str, labels: Sequence[str], arch_option: int = 0, block
             a ViT, torchvision's ``.pth`` for a ResNet (``resnet101-63fe2227.pth``,
             :data:`modules.pretrained.TORCHVISION_RESNET101_URL`).
         vit_weights: the older name of ``backbone_weights`` (kept for existing callers); giving both is an error.
+        prompts: the prompt templates labels are encoded through (``clip_ms.prompts``; default the bare label).
 
     Returns:
         the LSegNet, its label features encoded (ready for a compiled training step).
@@ -67,7 +76,7 @@ def build_lseg(backbone: str, labels: Sequence[str], arch_option: int = 0, block
     if text_config not in clip_ms.TEXT_CONFIGS:
         raise ArgumentError("text_config", f"choose from {sorted(clip_ms.TEXT_CONFIGS)} (got {text_config!r})")
     net = LSegNet(backbone, labels=list(labels), arch_option=arch_option, block_depth=block_depth,
-                  activation=activation, text_config=text_config, encode_labels=False)
+                  activation=activation, text_config=text_config, encode_labels=False, prompts=prompts)
     if clip_weights:
         load_text_encoder_weights(net, clip_weights)
     if backbone_weights:
@@ -176,7 +185,8 @@ def load_lseg(path: str, labels: Optional[Sequence[str]] = None, backbone: Optio
     chosen = list(labels) if labels is not None else (stored_labels or default_labels())
     net = LSegNet(build["backbone"], labels=chosen, arch_option=int(build["arch_option"]),
                   block_depth=int(build["block_depth"]), activation=build["activation"],
-                  text_config=build["text_config"], encode_labels=False, initialise=False)
+                  text_config=build["text_config"], encode_labels=False, initialise=False,
+                  prompts=record.get(RECORDED_PROMPTS_KEY) or RAW_LABEL)
     assign_checkpoint_arrays(net, path, record, arrays)  # every parameter, strictly
     return LoadedLSeg(net, kind, stored_labels, record.get(RECORDED_CLASS_INDICES_KEY), record)
 

@@ -31,6 +31,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, ops
 
 import clip_ms
+from clip_ms.prompts import RAW_LABEL, check_templates, fill
 from foundation.labels import ade20k_labels
 from modules import tnn
 
@@ -194,11 +195,14 @@ class LSegNet(tnn.Module):
             :meth:`sync_text_features` (for builders that load the text weights next).
         initialise: draw the ViT's initial values as MindCV does; False for loaders that assign every parameter
             from a file next (see :func:`modules.backbone.build_vit`).
+        prompts: the prompt templates each label is encoded through (``clip_ms.prompts``); default the bare label,
+            as officially.
     """
 
     def __init__(self, backbone="clip_vitl16_384", labels: Optional[Sequence[str]] = None, arch_option: int = 0,
                  block_depth: int = 0, activation: str = "lrelu", text_config="ViT-B/32", text_encoder=None,
-                 tokenizer=None, encode_labels: bool = True, initialise: bool = True):
+                 tokenizer=None, encode_labels: bool = True, initialise: bool = True,
+                 prompts: Sequence[str] = RAW_LABEL):
         super().__init__()
         cfg: AnyBackboneConfig = get_backbone_config(backbone)
         if isinstance(cfg, ResNetConfig) and (arch_option != 0 or block_depth != 0):
@@ -241,6 +245,7 @@ class LSegNet(tnn.Module):
         self.labels: List[str] = [str(label) for label in (default_labels() if labels is None else labels)]
         if not self.labels:
             raise ValueError("label list is empty")
+        self.prompts: List[str] = check_templates(list(prompts), "prompts")
         # Looked up at each encode, so a patched encode_text (tests, instrumentation) is the one used.
         self.label_features = LabelFeatureCache(lambda labels: self.encode_text(labels))
         self._cache_holds: Optional[Tuple[str, ...]] = None  # the labels text_features_cache holds (None: stale)
@@ -257,11 +262,23 @@ class LSegNet(tnn.Module):
             labels: N label strings.
 
         Returns:
-            Tensor (N, out_dim) float32, raw (not normalised) text features.
+            Tensor (N, out_dim) float32: raw (not normalised) text features of the bare labels; with prompt
+            templates, the normalised mean of each template's normalised features.
         """
         if len(labels) == 0:
             raise ValueError("label list is empty")
-        token_ids = Tensor(np.asarray(self._tokenizer(list(labels)), dtype=np.int32))
+        if tuple(self.prompts) == RAW_LABEL:
+            return self._encode_texts(labels)
+        # CLIP's prompt ensemble: each template's features normalised, averaged, normalised again.
+        total = None
+        for template in self.prompts:
+            features = l2_normalize(self._encode_texts([fill(template, label) for label in labels]), axis=1)
+            total = features if total is None else total + features
+        return l2_normalize(total, axis=1)
+
+    def _encode_texts(self, texts: Sequence[str]) -> Tensor:
+        """Args: texts: N strings. Returns: their raw text features, Tensor (N, out_dim) float32, no gradient."""
+        token_ids = Tensor(np.asarray(self._tokenizer(list(texts)), dtype=np.int32))
         return ops.stop_gradient(self.clip_pretrained(token_ids)).astype(ms.float32)
 
     def text_features(self, labels: Optional[Sequence[str]] = None) -> Tensor:
@@ -276,6 +293,16 @@ class LSegNet(tnn.Module):
         if labels is None:
             return self.sync_text_features()
         return self.label_features.get(labels)
+
+    def set_prompts(self, templates: Sequence[str]) -> None:
+        """Encode every label through these prompt templates from now on (``clip_ms.prompts``; ``["{}"]`` = the
+        bare label) and encode the current labels again.
+
+        Args:
+            templates: non-empty list of texts holding ``{}``.
+        """
+        self.prompts = check_templates(list(templates), "prompts")
+        self.text_weights_changed()
 
     def set_labels(self, labels: Sequence[str]) -> None:
         """Make ``labels`` the current label list (what ``net(images)`` segments with) and encode it.

@@ -27,6 +27,7 @@ from foundation.checkpoint_file import (
     RECORD_KEY,
     RECORD_KEYS,
     RECORDED_LABELS_KEY,
+    RECORDED_PROMPTS_KEY,
     CheckpointError,
     checkpoint_entry_names,
     is_resumable,
@@ -292,7 +293,7 @@ def save_lseg_checkpoint(net, path: str, labels: Optional[List[str]] = None, ext
     if not path.endswith(".ckpt"):
         raise WeightsError(f"{path}: a MindSpore checkpoint's name must end in .ckpt (mindspore.load_checkpoint "
                            "refuses other names)")
-    options = dict(net.build_options())
+    options = dict(net.build_options(), **{RECORDED_PROMPTS_KEY: list(net.prompts)})
     if labels is not None:
         options[RECORDED_LABELS_KEY] = [str(label) for label in labels]
     if extra:

@@ -48,7 +48,7 @@ def build_network(args, labels: Sequence[str]):
         return build_lseg(args.backbone, labels, arch_option=args.arch_option, block_depth=args.block_depth,
                           activation=args.activation, text_config=args.text_config,
                           clip_weights=getattr(args, "clip_weights", None),
-                          backbone_weights=getattr(args, "backbone_weights", None))
+                          backbone_weights=getattr(args, "backbone_weights", None), prompts=args.prompt_templates)
     except ArgumentError as err:  # unknown backbone/text config, text weights that do not fit
         raise OptionError(err.describe("--" + err.argument)) from err
     except WeightsError as err:  # --backbone_weights: the message starts with the file
@@ -61,7 +61,7 @@ RECORDED_NETWORK_OPTIONS = ("backbone", "text_config", "arch_option", "block_dep
 
 # What else a resumed run must share with the run it continues: the data it trains on (a zero-shot fold decides the
 # label list and which classes are never seen).
-RESUMED_RUN_OPTIONS = RECORDED_NETWORK_OPTIONS + ("dataset", "fold")
+RESUMED_RUN_OPTIONS = RECORDED_NETWORK_OPTIONS + ("dataset", "fold", "prompt_templates")
 
 
 # Those of them the weight loaders check against a file (the others are read from it or do not apply).
@@ -147,7 +147,17 @@ def training_network(args, labels: Sequence[str], resuming: bool):
     network = _load_weights(args, labels).network
     for key, value in network.build_options().items():
         setattr(args, key, value)
+    take_prompts(args, network)
     return network
+
+
+def take_prompts(args, network) -> None:
+    """``--prompt`` / ``--prompts`` when given, else the prompts the network's file recorded: set on both."""
+    if {"prompt", "prompts"} & set(args.explicit):
+        if network.prompts != args.prompt_templates:
+            network.set_prompts(args.prompt_templates)
+    else:
+        args.prompt_templates = list(network.prompts)
 
 
 # The image sizes a run of train_custom.py records, which an evaluation takes as its defaults.
@@ -192,6 +202,7 @@ def load_network(args, sizes_from_checkpoint: bool = True) -> Tuple[object, List
         labels, indices = resolve_classes(args)
         return build_network(args, labels), labels, indices
     loaded = _load_weights(args)
+    take_prompts(args, loaded.network)
     if loaded.kind == OFFICIAL:
         return loaded.network, ade20k_labels(), None
     apply_recorded_architecture(args, loaded.record, args.weights)

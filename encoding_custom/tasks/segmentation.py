@@ -24,7 +24,12 @@ class SegmentationTask(Task):
 
     A kind says where its files are (:meth:`layout`), which labels it trains (:meth:`label_set`) and which network
     test.py evaluates (:meth:`evaluation_network`).
+
+    Attributes:
+        check_cache_name: the data check's cache in the experiment folder (one per set of a multi-set run).
     """
+
+    check_cache_name = "data_check.json"
 
     def layout(self) -> SegmentationLayout:
         """Returns: the set's layout under ``--data_path``."""
@@ -50,7 +55,7 @@ class SegmentationTask(Task):
         if not args.no_data_check:
             # Every rank checks (the pair lists must agree); each one's share of the CPUs, rank 0 alone speaks.
             report = verify_data(self.layout(), ("train", "val"), skip_bad_samples=args.skip_bad_samples,
-                                 cache_path=os.path.join(exp_dir, "data_check.json"),
+                                 cache_path=os.path.join(exp_dir, self.check_cache_name),
                                  workers=max(1, default_workers() // world_size), quiet=not main_process)
             excluded = {split: report.excluded(split) for split in ("train", "val")}
         return (self.dataset("train", "train", self.class_indices, exclude=excluded.get("train")),
