@@ -13,6 +13,7 @@ if REPO not in sys.path:
 import mindspore as ms  # noqa: E402
 
 from encoding_custom.engine import run_ops_synchronously  # noqa: E402
+from encoding_custom.progress import set_progress  # noqa: E402
 from modules import tnn  # noqa: E402,F401  (before any op: it caps oneDNN's ISA on MindSpore 2.7+, see modules.tnn)
 
 ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
@@ -21,13 +22,15 @@ run_ops_synchronously()  # as configure_runtime does on the CPU
 
 @pytest.fixture(autouse=True)
 def _seed_and_restore_mode():
-    """Every test starts seeded and in PyNative; a test that switches to GRAPH_MODE is undone."""
+    """Every test starts seeded, in PyNative and with progress bars on; a test that switches to GRAPH_MODE, or runs
+    a script in-process with --no-progress (a process-wide switch), is undone."""
     random.seed(0)
     np.random.seed(0)
     ms.set_seed(0)
     yield
     if ms.get_context("mode") != ms.PYNATIVE_MODE:
         ms.set_context(mode=ms.PYNATIVE_MODE)
+    set_progress(True)
 
 
 @pytest.fixture

@@ -253,7 +253,8 @@ def test_a_bad_folder_set_stops_before_training_naming_the_file(tmp_path, capsys
             "--exp_name", "bad", "--no-progress"]
     assert train_custom.main(argv) == 2
     err = capsys.readouterr().err
-    assert named in err and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("train_custom.py: error: ")]
+    assert len(errors) == 1 and named in errors[0] and err.rstrip().endswith(errors[0]), err
     assert not os.path.exists(os.path.join(tmp_path, "ck", "bad", "epoch_001.ckpt"))
 
 

@@ -532,6 +532,13 @@ def verify_data(source, splits: Sequence[str] = ("train", "val"), skip_bad_sampl
     if report.ok:
         return report
     hopeless = [check for check in report.splits.values() if check.fatal or check.n_usable() == 0]
+    entries = [(path, detail) for check in report.splits.values() for found in check.problems.values()
+               for path, detail in found]
+    if not skip_bad_samples and len(entries) == 1 and not any(check.fatal for check in report.splits.values()):
+        path, detail = entries[0]  # one bad file: one line naming it
+        inside = os.path.join(report.folder, "")
+        raise DataCheckError(f"bad data in {report.folder}: {path.replace(inside, '')}: {detail.replace(inside, '')} "
+                             f"(fix or remove it, or pass --skip_bad_samples to train without it)", report)
     if not skip_bad_samples or hopeless:
         if skip_bad_samples:
             reason = ("nothing to train on even with --skip_bad_samples:\n"

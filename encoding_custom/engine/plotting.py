@@ -103,7 +103,7 @@ def _draw_panel(axes, quantity: str, series: List[Series]) -> None:
         colour = COLOURS.get(quantity, "C0") if len(series) == 1 else "C%d" % (index % 10)
         # markers show a lone epoch; smaller ones on a long run keep the line visible under them
         axes.plot([x for x, _ in points], [y for _, y in points], color=colour, marker="o",
-                  markersize=4 if len(points) <= 50 else 2, label=name if name is not None else "validation")
+                  markersize=4 if len(points) <= 50 else 2, label=name if name is not None else "mean of the sets")
     epochs = [x for _, points in series for x, _ in points]
     if min(epochs) == max(epochs):  # one epoch: centre it, so the integer locator shows that epoch only
         axes.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
@@ -148,7 +148,8 @@ def plot_curves(records: List[Dict], path: str) -> str:
             ``FB-IoU``, ``mIoU``; missing, None and non-finite values are skipped. Several validation sets are
             given as flat keys ``<metric>/<set name>`` (e.g. ``{"epoch": 3, "mIoU/ade20k": 0.41, "mIoU/pascal":
             0.52}``): each set is one line of that metric's panel, with a legend of set names when a panel has more
-            than one line. A plain ``mIoU`` and ``mIoU/<set>`` keys may be mixed (the plain one is "validation").
+            than one line. A plain ``mIoU`` and ``mIoU/<set>`` keys may be mixed: the plain one, their mean in a
+            multi-set run, is the line "mean of the sets".
         path: output PNG; written atomically (``foundation.atomic.atomic_output``: readers never see half a
             file; a missing folder is created).
 

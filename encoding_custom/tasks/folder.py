@@ -16,8 +16,8 @@ class FolderTask(SegmentationTask):
     """A plain folder set (``encoding_custom.datasets.folder``): ``labels.txt`` gives the labels, ``--ignore_index``
     the ignored mask value (255), ``--reduce_zero_label`` makes 0 unlabelled.
 
-    test.py evaluates any network on the set's own names: when it was trained with other labels, the report splits
-    the mIoU into the classes it was trained with (seen) and the others (unseen).
+    test.py evaluates any network on the set's own names: when some were not among its training labels, the report
+    splits the mIoU into the classes it was trained with (seen) and the others (unseen).
     """
 
     def layout(self) -> SegmentationLayout:
@@ -46,7 +46,7 @@ class FolderTask(SegmentationTask):
             print("test.py: warning: no --weights, evaluating a randomly initialised network", file=sys.stderr)
             return build_network(self.args, labels), labels, indices, None
         net, trained, _ = load_network(self.args)
-        if trained == labels:
-            return net, labels, indices, None
-        net.set_labels(labels)  # LSeg's labels are text: the set's own names, whatever it was trained with
-        return net, labels, indices, trained
+        if trained != labels:
+            net.set_labels(labels)  # LSeg's labels are text: the set's own names, whatever it was trained with
+        unseen = set(labels) - set(trained)
+        return net, labels, indices, trained if unseen else None
