@@ -24,10 +24,11 @@ MARKER = "both_stacks"
 DECLARATION = "STACK_INDEPENDENT"
 # Names whose import means the module builds or trains a network: the layer, the networks and their builders, the
 # training engine's steps, the script entry points, the test fixtures that are networks or start trainings.
-NETWORK_MODULES = ("modules", "train_custom", "test", "toys", "toy_train", "launchers", "support", "bench.run")
+NETWORK_MODULES = ("modules", "train_custom", "test", "toys", "toy_train", "launchers", "support", "bench.run",
+                   "training_runs")
 NETWORK_NAMES = frozenset({
     "AccumulatingTrainStep", "CLIPTextEncoder", "ChannelLabeller", "EpisodeForward", "ImageSegmenter", "LSegNet",
-    "MultiScaleEvaluator", "Trainer", "TrainOneStepCell", "WithLossCell", "build_lseg", "load_lseg",
+    "MultiScaleEvaluator", "OwnLabelsForward", "Trainer", "TrainOneStepCell", "WithLossCell", "build_lseg", "load_lseg",
     "load_text_tower", "segment_image", "tnn",
 })
 # Modules a test starts with ``python -m`` that build a network; any ``*.py`` string counts too (train_custom.py,

@@ -5,14 +5,11 @@ import json
 import os
 import shlex
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
+from training_runs import assert_same_weights, kill_during_second_epoch
 
 import test as test_script
 import train_custom
@@ -177,32 +174,12 @@ def test_a_folder_set_trains_clearly_above_the_best_constant_guess(trained):
 def test_kill_9_then_resume_gives_the_uninterrupted_weights(trained, tmp_path):
     """A real train_custom.py is SIGKILLed during epoch 2 and resumed; its epoch-2 weights equal the fixture's.
     About 22 s: a real process is started, killed mid-epoch and resumed (two network builds and compiles)."""
-    import mindspore as ms
-
     root, full_dir, argv, _ = trained
     argv = argv + ["--exp_name", "killed", "--stop_after_epoch", "2"]
     exp_dir = os.path.join(os.path.dirname(full_dir), "killed")
-    steps_path = os.path.join(exp_dir, "steps.jsonl")
-    proc = subprocess.Popen([sys.executable, "train_custom.py"] + argv, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            if os.path.isfile(steps_path):
-                with open(steps_path) as handle:
-                    if any(json.loads(line)["epoch"] == 1 for line in handle if line.strip()):
-                        break  # an optimizer step of the second epoch is done
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    assert not os.path.exists(os.path.join(exp_dir, "epoch_002.ckpt")), "the kill came too late"
+    kill_during_second_epoch(argv, exp_dir)
     assert train_custom.main(argv + ["--resume"]) == 0
-    want = ms.load_checkpoint(os.path.join(full_dir, "epoch_002.ckpt"))
-    got = ms.load_checkpoint(os.path.join(exp_dir, "epoch_002.ckpt"))
-    for name, value in want.items():
-        if hasattr(value, "asnumpy") and name != "epoch":
-            np.testing.assert_allclose(got[name].asnumpy(), value.asnumpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+    assert_same_weights(os.path.join(full_dir, "epoch_002.ckpt"), os.path.join(exp_dir, "epoch_002.ckpt"))
 
 
 def test_eval_on_the_set_reproduces_the_validation_figures(trained, tmp_path, capsys):

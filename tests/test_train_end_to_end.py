@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from training_runs import assert_same_weights, kill_during_second_epoch
 
 import options
 import test as test_script
@@ -161,33 +162,11 @@ def test_resume_continues_after_the_last_epoch(trained, capsys):
 def test_sigkill_mid_epoch_then_resume_reproduces_the_uninterrupted_run(trained, tmp_path):
     """A real train_custom.py process is SIGKILLed during epoch 2; --resume finishes it. The lr of every optimizer
     step and the epoch-2 weights equal those of the uninterrupted run (the module fixture, same seed)."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    import mindspore as ms
-
     root, full_dir, argv = trained
     argv = list(argv)
     argv[argv.index("--exp_name") + 1] = "killed"
     exp_dir = os.path.join(os.path.dirname(full_dir), "killed")
-    steps_path = os.path.join(exp_dir, "steps.jsonl")
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "train_custom.py"] + argv, cwd=repo, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            if os.path.isfile(steps_path):
-                with open(steps_path) as handle:
-                    if any(json.loads(line)["epoch"] == 1 for line in handle if line.strip()):
-                        break  # an optimizer step of the second epoch is done: kill mid-epoch
-            time.sleep(0.05)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    assert not os.path.exists(os.path.join(exp_dir, "epoch_002.ckpt")), "the kill came too late"
+    kill_during_second_epoch(argv, exp_dir)
     assert train_custom.main(argv + ["--resume"]) == 0
 
     def steps(folder):
@@ -196,11 +175,7 @@ def test_sigkill_mid_epoch_then_resume_reproduces_the_uninterrupted_run(trained,
         return [(r["global_step"], r["lrs"]) for r in records if r["epoch"] < 2]
 
     assert steps(exp_dir) == steps(full_dir)
-    want = ms.load_checkpoint(os.path.join(full_dir, "epoch_002.ckpt"))
-    got = ms.load_checkpoint(os.path.join(exp_dir, "epoch_002.ckpt"))
-    for name, value in want.items():
-        if hasattr(value, "asnumpy") and name != "epoch":
-            np.testing.assert_allclose(got[name].asnumpy(), value.asnumpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+    assert_same_weights(os.path.join(full_dir, "epoch_002.ckpt"), os.path.join(exp_dir, "epoch_002.ckpt"))
 
 
 def test_output_stems_are_unique():

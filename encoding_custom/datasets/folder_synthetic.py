@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from encoding_custom.datasets.folder import LABELS_FILE, check_class_names, write_class_names
+from encoding_custom.datasets.synthetic import random_shape
 from foundation.atomic import atomic_output
 
 IMAGE_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG"}
@@ -73,23 +74,6 @@ def _texture(name: str, height: int, width: int, phase: float) -> np.ndarray:
     return colour[None, None, :] * (0.75 + 0.25 * stripes[..., None])
 
 
-def _random_shape(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, height: int, value: int,
-                  style: Look) -> None:
-    """Draw one filled shape of ``value``, of a kind and size the look allows, at a random place."""
-    shape_w = max(2, int(rng.uniform(*style.shape_scale) * width))
-    shape_h = max(2, int(rng.uniform(*style.shape_scale) * height))
-    x0 = int(rng.integers(-shape_w // 4, max(1, width - shape_w // 2)))
-    y0 = int(rng.integers(-shape_h // 4, max(1, height - shape_h // 2)))
-    box = [x0, y0, x0 + shape_w, y0 + shape_h]
-    kind = style.shape_kinds[int(rng.integers(len(style.shape_kinds)))]
-    if kind == 0:
-        draw.ellipse(box, fill=value)
-    elif kind == 1:
-        draw.rectangle(box, fill=value)
-    else:
-        draw.polygon([(x0, y0 + shape_h), (x0 + shape_w // 2, y0), (x0 + shape_w, y0 + shape_h)], fill=value)
-
-
 def folder_sample(names: Sequence[str], seed: int, look: int, split: str, index: int,
                   size: Tuple[int, int] = (96, 160), ignore_value: int = 255, max_shapes: int = 4):
     """Make one synthetic image and its index mask in memory.
@@ -118,7 +102,8 @@ def folder_sample(names: Sequence[str], seed: int, look: int, split: str, index:
     # Shapes take other classes than the background so that every image shows at least two classes.
     foreground = [value for value in range(len(names)) if value != background] or [background]
     for _ in range(int(rng.integers(1, max_shapes + 1))):
-        _random_shape(draw, rng, width, height, foreground[int(rng.integers(len(foreground)))], style)
+        random_shape(draw, rng, width, height, foreground[int(rng.integers(len(foreground)))], style.shape_scale,
+                     style.shape_kinds)
     radius = int(rng.uniform(0.04, 0.1) * min(width, height)) + 1
     cx, cy = int(rng.integers(width)), int(rng.integers(height))
     draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=ignore_value)

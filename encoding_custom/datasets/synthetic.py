@@ -52,14 +52,22 @@ def _texture(class_value: int, height: int, width: int, phase: float) -> np.ndar
     return colour[None, None, :] * (0.75 + 0.25 * stripes[..., None])
 
 
-def _random_shape(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, height: int, value: int):
-    """Draw one filled ellipse, rectangle or triangle of ``value`` at a random place and size."""
-    shape_w = int(rng.uniform(0.2, 0.6) * width)
-    shape_h = int(rng.uniform(0.2, 0.6) * height)
+def random_shape(draw: ImageDraw.ImageDraw, rng: np.random.Generator, width: int, height: int, value: int,
+                 scale: Tuple[float, float] = (0.2, 0.6), kinds: Sequence[int] = (0, 1, 2)) -> None:
+    """Draw one filled shape of ``value`` at a random place and size.
+
+    Args:
+        draw: the mask's drawing context; rng: the image's generator; width, height: the image size.
+        value: the mask value drawn.
+        scale: the shape's width and height are drawn from this fraction of the image's.
+        kinds: the shapes allowed: 0 ellipse, 1 rectangle, 2 triangle.
+    """
+    shape_w = max(2, int(rng.uniform(*scale) * width))
+    shape_h = max(2, int(rng.uniform(*scale) * height))
     x0 = int(rng.integers(-shape_w // 4, max(1, width - shape_w // 2)))
     y0 = int(rng.integers(-shape_h // 4, max(1, height - shape_h // 2)))
     box = [x0, y0, x0 + shape_w, y0 + shape_h]
-    kind = int(rng.integers(3))
+    kind = kinds[int(rng.integers(len(kinds)))]
     if kind == 0:
         draw.ellipse(box, fill=value)
     elif kind == 1:
@@ -93,7 +101,7 @@ def synthetic_sample(seed: int, split: str, index: int, size: Tuple[int, int] = 
     # Shapes take other classes than the background so that every image shows at least two classes.
     foreground = [value for value in values if value != background] or values
     for _ in range(int(rng.integers(1, max_shapes + 1))):
-        _random_shape(draw, rng, width, height, foreground[int(rng.integers(len(foreground)))])
+        random_shape(draw, rng, width, height, foreground[int(rng.integers(len(foreground)))])
     # A small unlabelled patch (value 0), like ADE20K's unannotated pixels.
     if rng.random() < 0.7:
         radius = int(rng.uniform(0.04, 0.1) * min(width, height)) + 1
