@@ -83,13 +83,23 @@ class DemoError(Exception):
     """A bad option or start-up failure; main() prints it as one ``python -m scripts.demo: error:`` line."""
 
 
+def default_labels_text(recorded: Optional[Sequence[str]], max_labels: int) -> str:
+    """The label field's starting text: the labels a checkpoint records, when the page can hold and type them (at
+    most ``max_labels``, none with a comma), else the quick-start's."""
+    if recorded and len(recorded) <= max_labels and not any("," in label or "\n" in label for label in recorded):
+        return ", ".join(recorded)
+    return QUICKSTART_LABELS
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Returns: the argument parser of ``python -m scripts.demo``."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("--weights", default=None,
                         help="our .ckpt (training or modules.weights) or an official lang-seg .ckpt "
                              "(default: the quick-start model checkpoints/tiny_synthetic/best.ckpt)")
-    parser.add_argument("--labels", default=QUICKSTART_LABELS, help="the label list the page starts with")
+    parser.add_argument("--labels", default=None,
+                        help="the label list the page starts with (default: the labels --weights was trained with, "
+                             "as the checkpoint records them; else the quick-start's)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only); any other address needs "
                              "--auth, --auth-file or --no-auth")
@@ -338,9 +348,14 @@ def load_segmenter(args) -> ImageSegmenter:
         if getattr(args, option) < 1:
             raise DemoError(f"--{option}: must be >= 1, got {getattr(args, option)}")
     try:
-        labels, _ = typed_labels(args.labels, args.max_labels, source="--labels")
+        labels = None if args.labels is None else typed_labels(args.labels, args.max_labels, source="--labels")[0]
         args.device_target = configure_runtime(args.device_target, args.mode)
-        network = load_lseg(weights, labels).network
+        loaded = load_lseg(weights, labels)
+        if labels is None:
+            args.labels = default_labels_text(loaded.labels if args.weights is not None else None, args.max_labels)
+            labels = typed_labels(args.labels, args.max_labels, source="--labels")[0]
+            loaded.network.set_labels(labels)
+        network = loaded.network
     except DeviceUnavailableError as err:
         raise DemoError("--" + str(err)) from None
     except WeightsOptionError as err:

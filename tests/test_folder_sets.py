@@ -247,3 +247,14 @@ def test_prepare_folder_check_prints_the_statistics_and_fails_on_a_bad_set(tmp_p
     assert "val: 1 masks without an image" in capsys.readouterr().err
     assert prepare_folder.main(["check", str(tmp_path / "none"), "--no-progress"]) == 2
     assert "labels.txt: label file not found" in capsys.readouterr().err
+
+
+def test_the_demo_starts_with_the_labels_the_checkpoint_records(trained):
+    from scripts import demo
+
+    _, exp_dir, _, _ = trained
+    args = demo.build_parser().parse_args(["--weights", os.path.join(exp_dir, "best.ckpt"), "--device_target", "CPU"])
+    segmenter = demo.load_segmenter(args)
+    assert args.labels == ", ".join(NAMES) and segmenter.network.labels == NAMES
+    assert demo.default_labels_text(["a, b", "c"], 10) == demo.QUICKSTART_LABELS  # a name the field cannot type
+    assert demo.default_labels_text(NAMES, 3) == demo.QUICKSTART_LABELS  # more than the page takes
