@@ -258,3 +258,24 @@ def test_the_demo_starts_with_the_labels_the_checkpoint_records(trained):
     assert args.labels == ", ".join(NAMES) and segmenter.network.labels == NAMES
     assert demo.default_labels_text(["a, b", "c"], 10) == demo.QUICKSTART_LABELS  # a name the field cannot type
     assert demo.default_labels_text(NAMES, 3) == demo.QUICKSTART_LABELS  # more than the page takes
+
+
+def test_prepare_folder_convert_turns_palette_masks_into_a_folder_set(tmp_path, capsys):
+    images, masks = tmp_path / "JPEGImages", tmp_path / "SegmentationClass"
+    images.mkdir()
+    masks.mkdir()
+    for number in range(2):
+        Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(images / f"2007_{number}.jpg")
+        palette_mask = Image.fromarray(np.array([[0, 1] * 4, [2, 255] * 4] * 4, np.uint8), mode="P")
+        palette_mask.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [224, 224, 192] * 253)
+        palette_mask.save(masks / f"2007_{number}.png")
+    (tmp_path / "names.txt").write_text("background\naeroplane\nbicycle\n", encoding="utf-8")
+    out = str(tmp_path / "voc")
+    for split in ("train", "val"):
+        assert prepare_folder.main(["convert", "--images", str(images), "--masks", str(masks), "--split", split,
+                                    "--names", str(tmp_path / "names.txt"), "--out", out]) == 0
+    assert "wrote 2 image/mask pairs" in capsys.readouterr().out
+    assert read_class_names(os.path.join(out, "labels.txt")) == ["background", "aeroplane", "bicycle"]
+    dataset = SegmentationSet(folder_layout(out), "val", mode="testval")
+    np.testing.assert_array_equal(dataset[0][1][:2, :2], [[0, 1], [2, -1]])  # palette indices kept, 255 ignored
+    assert prepare_folder.main(["check", out, "--no-progress"]) == 0
