@@ -9,6 +9,8 @@ Numpy only: the scripts check the options before any network is built.
 import os
 from typing import List, Optional, Sequence
 
+from foundation.labels import read_text_lines
+
 from .labels import CLIP_CONTEXT_LENGTH, label_token_ids
 
 LABEL_SLOT = "{}"
@@ -58,15 +60,7 @@ def read_prompt_file(path: str, source: str = "--prompts") -> List[str]:
         ValueError: ``"<source> <path>: ..."`` for a missing, unreadable or non-UTF-8 file and for bad templates.
     """
     where = f"{source} {path}"
-    try:
-        with open(path, encoding="utf-8-sig") as handle:
-            lines = handle.read().splitlines()
-    except FileNotFoundError:
-        raise ValueError(f"{where}: file not found") from None
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{where}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except OSError as error:
-        raise ValueError(f"{where}: cannot read ({error.strerror or error})") from None
+    lines = read_text_lines(path, where)
     # A template may hold commas ("a photo of a {}, seen from above"): one per line, not a label list's commas.
     templates = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     return check_templates(templates, where)

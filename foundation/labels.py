@@ -161,3 +161,28 @@ def display_columns(label: str) -> int:
 def padded(label: str, width: int) -> str:
     """``label`` followed by spaces up to ``width`` terminal columns, so tables of labels stay aligned."""
     return label + " " * max(0, width - display_columns(label))
+
+
+def read_text_lines(path: str, source: str, missing: str = "file not found") -> List[str]:
+    """The lines of a UTF-8 text file (a byte-order mark is accepted), every failure one message naming it.
+
+    Args:
+        path: the file; source: what messages start with (the path, or an option and the path).
+        missing: what the message says of a missing file.
+
+    Returns:
+        the lines, without line endings.
+
+    Raises:
+        ValueError: ``"<source>: <missing>"``, ``"<source>: not UTF-8 text (...)"`` or
+            ``"<source>: cannot read (...)"``.
+    """
+    try:
+        with open(path, encoding="utf-8-sig") as handle:
+            return handle.read().splitlines()
+    except FileNotFoundError:
+        raise ValueError(f"{source}: {missing}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{source}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise ValueError(f"{source}: cannot read ({error.strerror or error})") from None

@@ -23,7 +23,7 @@ from encoding_custom.datasets.check import BadSampleError, DataError, check_mask
 from encoding_custom.datasets.layout import SegmentationLayout, list_pairs
 from encoding_custom.progress import progress_bar
 from foundation.atomic import atomic_output
-from foundation.labels import display_columns, padded
+from foundation.labels import display_columns, padded, read_text_lines
 
 LABELS_FILE = "labels.txt"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -50,15 +50,10 @@ def read_class_names(path: str) -> List[str]:
             (it would shift every later class by one) or names a class twice; the message names the file and line.
     """
     try:
-        with open(path, encoding="utf-8-sig") as handle:
-            lines = handle.read().splitlines()
-    except FileNotFoundError:
-        raise FolderSetError(f"{path}: label file not found (one class name per line; see README.md, 'Your own "
-                             f"data')") from None
-    except UnicodeDecodeError as error:
-        raise FolderSetError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except OSError as error:
-        raise FolderSetError(f"{path}: cannot read ({error.strerror or error})") from None
+        lines = read_text_lines(path, path, "label file not found (one class name per line; see README.md, 'Your "
+                                            "own data')")
+    except ValueError as error:
+        raise FolderSetError(str(error)) from None
     names = [line.strip() for line in lines]
     while names and not names[-1]:
         names.pop()
