@@ -90,10 +90,8 @@ class SegmentationLayout:
             rule = f"0..{self.num_class} (0 = unlabelled, value k = line k of {self.class_source})"
         elif self.class_source:
             rule = f"0..{self.num_class - 1} (value k = line k + 1 of {self.class_source})"
-        elif self.zero_is_unlabelled:
+        else:  # ADE20K's own encoding
             rule = f"0..{self.num_class} (0 = unlabelled, class k = k + 1)"
-        else:
-            rule = f"0..{self.num_class - 1} (one per class)"
         return rule if self.ignore_value is None else f"{rule} or {self.ignore_value} (ignored)"
 
     def outside_values(self, values: np.ndarray) -> np.ndarray:
