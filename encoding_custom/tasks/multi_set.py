@@ -73,8 +73,8 @@ def per_set_validator(parts: Sequence[Tuple[str, object, List[int]]], batch_size
             if metric is None:
                 return None
             figures["pixAcc/" + name], figures["mIoU/" + name] = (float(value) for value in metric.get())
-        means = {key: float(np.mean([figures[key + "/" + name] for name, _, _ in parts])) for key in ("pixAcc",
-                                                                                                     "mIoU")}
+        names = [name for name, _, _ in parts]
+        means = {key: float(np.mean([figures[key + "/" + name] for name in names])) for key in ("pixAcc", "mIoU")}
         return dict(means, **figures)
     return validate
 
