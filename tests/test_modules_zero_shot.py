@@ -76,6 +76,20 @@ def test_pixel_text_logits_with_per_image_features_equal_one_image_at_a_time():
     assert np.abs(batched[0] - batched[1]).max() > 1e-2  # the images really got different label sets
 
 
+@pytest.mark.parametrize("text_rank", [2, 3])
+def test_pixel_text_logits_are_the_scaled_cosines_of_pixels_and_labels(text_rank):
+    rng = np.random.RandomState(4)
+    pixels = rng.randn(2, 8, 4, 5).astype(np.float32) * 3
+    text = rng.randn(*((2, 6, 8) if text_rank == 3 else (6, 8))).astype(np.float32)
+    logits = pixel_text_logits(ms.Tensor(pixels), ms.Tensor(text), logit_scale=14.0).asnumpy()
+    unit_pixels = pixels.astype(np.float64) / np.linalg.norm(pixels.astype(np.float64), axis=1, keepdims=True)
+    unit_text = text.astype(np.float64) / np.linalg.norm(text.astype(np.float64), axis=-1, keepdims=True)
+    unit_text = np.broadcast_to(unit_text, (2, 6, 8))
+    expected = 14.0 * np.einsum("bnd,bdhw->bnhw", unit_text, unit_pixels)
+    assert logits.dtype == np.float32 and logits.shape == (2, 6, 4, 5)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("arch_option", [0, 1])
 def test_episode_logits_equal_the_per_image_two_label_logits(arch_option):
     net = tiny_net(arch_option=arch_option, block_depth=2 if arch_option else 0)
