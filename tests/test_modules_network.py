@@ -1,11 +1,14 @@
 """LSegNet on tiny configurations: architecture facts, shapes, every arch_option/activation, pixel embeddings,
 zero-shot labels, the text-feature cache, gradient flow, parameter groups and training in PyNative and GRAPH_MODE."""
+import math
+
 import mindspore as ms
 import numpy as np
 import pytest
 from mindspore import nn, ops
 
 from modules import BACKBONES, BackboneConfig, LevelResample, LSegNet, get_backbone_config
+from modules.backbone import exact_gelu
 from modules.head import LOGIT_SCALE
 
 pytestmark = pytest.mark.both_stacks
@@ -314,3 +317,16 @@ def test_training_in_pynative_and_graph_mode_gives_the_same_saved_weights(tmp_pa
         np.testing.assert_allclose(saved["graph"][name], value, atol=2e-4, err_msg=name)
 
 
+
+
+def test_exact_gelu_and_its_gradient_are_pytorchs_erf_gelu():
+    x = np.linspace(-6.0, 6.0, 241).astype(np.float32)
+    grid = x.astype(np.float64)
+    cdf = 0.5 * (1.0 + np.array([math.erf(v / math.sqrt(2.0)) for v in grid]))
+    density = np.exp(-grid * grid / 2.0) / math.sqrt(2.0 * math.pi)
+    gelu = exact_gelu()
+    _, grad = ms.value_and_grad(lambda t: gelu(t).sum())(ms.Tensor(x))
+    np.testing.assert_allclose(gelu(ms.Tensor(x)).asnumpy(), grid * cdf, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(grad.asnumpy(), cdf + grid * density, rtol=1e-5, atol=1e-6)
+    tanh_gelu = 0.5 * grid * (1 + np.tanh(math.sqrt(2 / math.pi) * (grid + 0.044715 * grid ** 3)))
+    assert np.abs(tanh_gelu - grid * cdf).max() > 1e-4  # the test tells the two apart
