@@ -135,12 +135,12 @@ VARIANTS: Dict[str, Variant] = {v.name: v for v in _variants()}
 RUN_ORDER = (
     "matmul/pynative",
     "forward/pynative/cached", "forward/pynative/text_in_call", "forward/graph/cached", "forward/graph/text_in_call",
-    "train/graph/cached", "train/graph/recompute",
+    "train/graph/cached", "train/graph/recompute", "train/pynative/cached",
     "data/engine/workers0", "data/engine/workers2",
     "text/tokenize", "text/pynative/encode", "text/pynative/encode_full_context", "text/graph/encode",
     "eval/pynative/single_scale", "forward/pynative/stages", "forward/pynative/vit_block_ops",
     "eval/pynative/multiscale_flip", "eval/pynative/photo_12mp",
-    "train/graph/profile", "train/pynative/cached", "train/graph/text_in_step", "train/pynative/text_in_step",
+    "train/graph/profile", "train/graph/text_in_step", "train/pynative/text_in_step",
     "export/graph/static_labels", "export/graph/dynamic_labels",
     "zero_shot/pynative/rn101", "zero_shot/graph/rn101",
 )
