@@ -45,9 +45,9 @@ def pixel_text_logits(pixel_embeddings, text_features, logit_scale: float = LOGI
     batch, dim, height, width = pixel_embeddings.shape
     pixels = ops.reshape(pixel_embeddings, (batch, dim, height * width))
     # Dividing the (B, N, hw) products by the pixel norms equals normalising the (B, D, hw) pixels first, without
-    # the NHWC transposes and the pass over the D-times larger tensor (3.5x faster at ViT-L's 240x240, 512 channels;
-    # bench/PERFORMANCE.md, "The pixel-text stage"). The norms come out of a product with ones: the CPU's reduction
-    # over a non-last axis is slower.
+    # the NHWC transposes and the pass over the D-times larger tensor: 3.5x faster at ViT-L's 240x240x512
+    # (bench/PERFORMANCE.md, "Exact GELU and the pixel-text stage"). The norms are a product with ones: the CPU's
+    # sum over a middle axis is slower.
     squared_norms = _BATCH_MATMUL(ops.ones((batch, 1, dim), pixels.dtype), pixels * pixels)
     # Under O2/O3 mixed precision the pixels arrive in float16 while the cached text features stay float32.
     text = (l2_normalize(text_features) * logit_scale).astype(pixels.dtype)
