@@ -317,8 +317,6 @@ def test_training_in_pynative_and_graph_mode_gives_the_same_saved_weights(tmp_pa
         np.testing.assert_allclose(saved["graph"][name], value, atol=2e-4, err_msg=name)
 
 
-
-
 def test_exact_gelu_and_its_gradient_are_pytorchs_erf_gelu():
     x = np.linspace(-6.0, 6.0, 241).astype(np.float32)
     grid = x.astype(np.float64)
