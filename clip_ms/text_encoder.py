@@ -146,11 +146,13 @@ class _Linear(nn.Cell):
         self.weight = _frozen("weight", np.random.normal(0.0, std, (out_features, in_features)))
         self.bias = _frozen("bias", np.zeros(out_features))
         self.matmul = ops.MatMul(transpose_b=True)
+        # BiasAdd, not a broadcast "+": 1 ms against 8-9 ms on 750x1536 with MindSpore 2.10's CPU kernels.
+        self.bias_add = ops.BiasAdd()
 
     def construct(self, x):
         """x (..., in) -> (..., out)."""
         lead = x.shape[:-1]
-        y = self.matmul(x.reshape(-1, x.shape[-1]), self.weight) + self.bias
+        y = self.bias_add(self.matmul(x.reshape(-1, x.shape[-1]), self.weight), self.bias)
         return y.reshape(lead + (self.weight.shape[0],))
 
 
@@ -178,6 +180,7 @@ class _MultiheadAttention(nn.Cell):
         self.in_proj_bias = _frozen("in_proj_bias", np.zeros(3 * width))
         self.out_proj = _Linear(width, width, std_out)
         self.matmul_t = ops.MatMul(transpose_b=True)
+        self.bias_add = ops.BiasAdd()
         self.scores_matmul = ops.BatchMatMul(transpose_b=True)
         self.values_matmul = ops.BatchMatMul()
         self.softmax = ops.Softmax(axis=-1)
@@ -185,10 +188,12 @@ class _MultiheadAttention(nn.Cell):
     def construct(self, x, mask):
         """x (N, L, W), additive mask (L, L) -> (N, L, W)."""
         n, length, width = x.shape
-        qkv = self.matmul_t(x.reshape(-1, width), self.in_proj_weight) + self.in_proj_bias
-        qkv = qkv.reshape(n, length, 3, self.heads, self.head_dim).transpose(2, 0, 3, 1, 4)
-        query, key, value = qkv[0] * self.scale, qkv[1], qkv[2]
-        weights = self.softmax(self.scores_matmul(query, key) + mask)
+        qkv = self.bias_add(self.matmul_t(x.reshape(-1, width), self.in_proj_weight), self.in_proj_bias)
+        # Three 4-D transposes of the split take 4.5 ms where one 5-D transpose of the packed qkv takes 12 ms (150
+        # labels, 5 positions, MindSpore 2.10 CPU); the scale goes on the (N, heads, L, L) scores, the smaller side.
+        query, key, value = (part.reshape(n, length, self.heads, self.head_dim).transpose(0, 2, 1, 3)
+                             for part in ops.split(qkv, width, 1))
+        weights = self.softmax(self.scores_matmul(query, key) * self.scale + mask)
         out = self.values_matmul(weights, value).transpose(0, 2, 1, 3).reshape(n, length, width)
         return self.out_proj(out)
 
