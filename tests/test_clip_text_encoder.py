@@ -96,7 +96,8 @@ def test_trimmed_encoding_matches_full(tiny_encoder, tiny_fixture):
     assert max_relative_error(tiny_encoder.encode_text(short).asnumpy(), expected[[1, 2, 3]]) < 1e-5
 
 
-def test_python_calls_run_only_the_needed_columns(tiny_fixture):
+def test_python_calls_run_each_row_only_up_to_its_end_token(tiny_fixture):
+    """PyNative runs the rows of each end-token position at that length and returns them in the given order."""
     seen = []
 
     class Spy(CLIPTextEncoder):
@@ -106,11 +107,16 @@ def test_python_calls_run_only_the_needed_columns(tiny_fixture):
 
     encoder = Spy("tiny")
     load_text_tower(encoder, tiny_fixture[0])
-    ids = make_ids([[320, 1125], [5, 6, 7, 8]])
-    trimmed = encoder(Tensor(ids)).asnumpy()
-    full = encoder.construct(Tensor(ids)).asnumpy()  # bypasses __call__: all 77 columns
-    assert seen == [(2, 6), (2, 77)]
-    np.testing.assert_allclose(trimmed, full, rtol=1e-5, atol=1e-6)
+    ids = make_ids([[5, 6, 7, 8], [320, 1125], [1125, 320, 1125, 320], [320]])  # end tokens at 5, 3, 5, 2
+    by_end = encoder(Tensor(ids)).asnumpy()
+    assert seen == [(1, 3), (1, 4), (2, 6)]
+    full = encoder.construct(Tensor(ids)).asnumpy()  # bypasses __call__: all 77 columns, one batch
+    assert seen[-1] == (4, 77)
+    np.testing.assert_allclose(by_end, full, rtol=1e-5, atol=1e-6)
+    gaps = np.abs(by_end[:, None] - by_end[None]).max(-1)
+    assert gaps[np.triu_indices(4, 1)].min() > 1e-2  # every row differs, so a wrong order would show
+    encoder(Tensor(ids[[0, 2]]))  # one end position: one run, trimmed
+    assert seen[-1] == (2, 6)
     all_long = tiny_fixture[1][-8:-7]  # a 77-token row: nothing to trim
     encoder(Tensor(all_long))
     assert seen[-1] == (1, 77)

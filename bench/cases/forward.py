@@ -8,20 +8,19 @@ import numpy as np
 
 import clip_ms
 from bench.cases.random_network import build_random_network, image_tensor, parameter_counts
-from bench.cases.text import label_context_length
+from bench.cases.text import port_text_flops, port_text_runs
 from bench.cases.variant import CaseContext
 from bench.flops import LSegFlopConfig, TextFlopConfig, lseg_forward_flops
 from bench.timing import measure, wait_until_computed
 
 
-def flop_config_from_params(params: Dict[str, object], with_text: bool, text_context: Optional[int] = None):
+def flop_config_from_params(params: Dict[str, object], with_text: bool):
     """The :class:`bench.flops.LSegFlopConfig` of a forward variant, read from ``modules.BACKBONES`` and
     ``clip_ms.TEXT_CONFIGS`` so that the count follows the code being measured.
 
     Args:
         params: a forward variant's parameters (backbone, text_config, image_hw, n_labels).
-        with_text: count the text encoder (text encoded in the call) or not (cached).
-        text_context: token positions the text encoder runs (None: the config's full context, 77).
+        with_text: count the text encoder as the official code runs it (all 77 positions), or not at all.
 
     Returns:
         LSegFlopConfig.
@@ -33,11 +32,30 @@ def flop_config_from_params(params: Dict[str, object], with_text: bool, text_con
     if with_text:
         tcfg = clip_ms.TEXT_CONFIGS[params["text_config"]]
         text = TextFlopConfig(width=tcfg.width, layers=tcfg.layers,
-                              context_length=text_context or tcfg.context_length, embed_dim=tcfg.embed_dim)
+                              context_length=tcfg.context_length, embed_dim=tcfg.embed_dim)
     return LSegFlopConfig(image_hw=tuple(params["image_hw"]), patch_size=cfg.patch_size, vit_width=cfg.width,
                           vit_mlp_ratio=cfg.mlp_ratio, hooks=tuple(cfg.hooks),
                           reassemble_channels=tuple(cfg.level_widths), features=cfg.features,
                           embed_dim=cfg.out_dim, n_labels=int(params["n_labels"]), text=text)
+
+
+def with_port_text_flops(flops: Dict[str, int], labels, text_config: str, mode: Optional[str]) -> Dict[str, int]:
+    """``flops`` (:func:`bench.flops.lseg_forward_flops` without text) with the port's text-tower work added.
+
+    Args:
+        flops: stage counts with ``text_encoder`` 0.
+        labels: the label strings encoded.
+        text_config: key of ``clip_ms.TEXT_CONFIGS``.
+        mode: "pynative"/"graph" (:func:`bench.cases.text.port_text_runs`), or None when the text is not encoded.
+
+    Returns:
+        a new dict; ``text_encoder`` and ``total`` updated.
+    """
+    out = dict(flops)
+    if mode is not None:
+        out["text_encoder"] = port_text_flops(labels, text_config, mode)
+        out["total"] = out["image_total"] + out["text_encoder"]
+    return out
 
 
 def case_matmul(ctx: CaseContext) -> Dict[str, object]:
@@ -81,11 +99,11 @@ def case_forward(ctx: CaseContext) -> Dict[str, object]:
         shapes.append(list(logits.shape))
 
     timing = measure(run_once, ctx.warmup, ctx.repeats)
-    context = label_context_length(labels)
-    flops = lseg_forward_flops(flop_config_from_params(params, with_text=text_in_call, text_context=context))
+    flops = with_port_text_flops(lseg_forward_flops(flop_config_from_params(params, with_text=False)),
+                                 labels, params["text_config"], ctx.mode if text_in_call else None)
     official = lseg_forward_flops(flop_config_from_params(params, with_text=text_in_call))
     result = {"timing": timing, "build_s": build_s, "flop": flops["total"], "flop_by_stage": flops,
-              "text_context_length": context if text_in_call else None,
+              "text_runs": [list(run) for run in port_text_runs(labels, ctx.mode)] if text_in_call else None,
               "official_flop": official["total"],  # the official code runs the text tower on all 77 positions
               "gflops_per_s": flops["total"] / timing["median_s"] / 1e9}
     result.update(parameter_counts(net))
@@ -188,8 +206,8 @@ def case_forward_stages(ctx: CaseContext) -> Dict[str, object]:
                                                                 align_corners=True)),
         "whole_cached": lambda: wait_until_computed(net(images)),
     }
-    flop = lseg_forward_flops(flop_config_from_params(params, with_text=True,
-                                                      text_context=label_context_length(labels)))
+    flop = with_port_text_flops(lseg_forward_flops(flop_config_from_params(params, with_text=False)),
+                                labels, params["text_config"], ctx.mode)
     n_blocks = max(net.cfg.hooks) + 1
     stage_flop = {"text_encoder": flop["text_encoder"], "vit": flop["patch_embed"] + flop["vit_blocks"],
                   "one_vit_block": flop["vit_blocks"] // n_blocks, "reassemble": flop["readout"] + flop["reassemble"],

@@ -1,5 +1,5 @@
 """Case 5: tokenising the labels and encoding them with the CLIP text tower."""
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -10,20 +10,32 @@ from bench.flops import TextFlopConfig, text_encoder_flops
 from bench.timing import measure, wait_until_computed
 
 
-def label_context_length(labels: List[str]) -> int:
-    """Token positions the port's text encoder actually runs for ``labels``.
+def port_text_runs(labels: List[str], mode: str) -> List[Tuple[int, int]]:
+    """The text-tower runs the port makes for ``labels``, as ``(rows, token positions)`` pairs.
 
-    ``clip_ms.CLIPTextEncoder.__call__`` drops the columns after the batch's last end-of-text token (exact under
-    the causal mask; see ``clip_ms.trim_token_ids``): 5 of the 77 positions for the 150 ADE20K names. The official
-    code always runs all 77.
+    ``clip_ms.CLIPTextEncoder.__call__`` runs no column after a row's end-of-text token (exact under the causal
+    mask): in PyNative each end position's rows at their own length (the 150 ADE20K names: 133 rows of 3 positions,
+    16 of 4, one of 5), in GRAPH_MODE the whole batch at its longest row's length. The official code runs all 77.
 
     Args:
         labels: label strings.
+        mode: "pynative" or "graph".
 
     Returns:
-        int context length.
+        list of (rows, positions).
     """
-    return int(clip_ms.trim_token_ids(np.asarray(clip_ms.tokenize(labels))).shape[1])
+    ends = np.asarray(clip_ms.tokenize(labels)).argmax(axis=1)
+    if mode == "pynative":
+        return [(int((ends == end).sum()), int(end) + 1) for end in np.unique(ends)]
+    return [(len(labels), int(ends.max()) + 1)]
+
+
+def port_text_flops(labels: List[str], text_config: str, mode: str) -> int:
+    """FLOP of the port's text-tower runs (:func:`port_text_runs`) for ``labels`` with ``TEXT_CONFIGS[text_config]``."""
+    tcfg = clip_ms.TEXT_CONFIGS[text_config]
+    return sum(text_encoder_flops(TextFlopConfig(width=tcfg.width, layers=tcfg.layers, context_length=positions,
+                                                 embed_dim=tcfg.embed_dim), rows)
+               for rows, positions in port_text_runs(labels, mode))
 
 
 def case_text_tokenize(ctx: CaseContext) -> Dict[str, object]:
@@ -41,7 +53,7 @@ def case_text_encode(ctx: CaseContext) -> Dict[str, object]:
     ``__call__`` drops the columns after the last end-of-text token); ``"full"`` runs ``construct`` on all 77
     positions, which is the work the official code does (PyNative only: it bypasses ``__call__``).
 
-    Returns: timing, the context length run, analytic FLOP and achieved GFLOP/s, output shape.
+    Returns: timing, the (rows, positions) runs, analytic FLOP and achieved GFLOP/s, output shape.
     """
     import mindspore as ms
 
@@ -53,7 +65,6 @@ def case_text_encode(ctx: CaseContext) -> Dict[str, object]:
     full = ctx.params["context"] == "full"
     if full and ctx.mode != "pynative":
         raise ValueError(f"{ctx.variant}: context 'full' calls construct directly, which only PyNative executes")
-    context = int(token_ids.shape[1]) if full else label_context_length(labels)
     shapes = []
 
     def run_once():
@@ -62,7 +73,12 @@ def case_text_encode(ctx: CaseContext) -> Dict[str, object]:
         shapes.append(tuple(features.shape))
 
     timing = measure(run_once, ctx.warmup, ctx.repeats)
-    flop = text_encoder_flops(TextFlopConfig(width=tcfg.width, layers=tcfg.layers, context_length=context,
-                                             embed_dim=tcfg.embed_dim), len(labels))
-    return {"timing": timing, "output_shape": list(shapes[-1]), "context_length": context, "flop": flop,
+    if full:
+        runs = [(len(labels), int(token_ids.shape[1]))]
+        flop = text_encoder_flops(TextFlopConfig(width=tcfg.width, layers=tcfg.layers, context_length=runs[0][1],
+                                                 embed_dim=tcfg.embed_dim), len(labels))
+    else:
+        runs = port_text_runs(labels, ctx.mode)
+        flop = port_text_flops(labels, ctx.params["text_config"], ctx.mode)
+    return {"timing": timing, "output_shape": list(shapes[-1]), "runs": [list(run) for run in runs], "flop": flop,
             "gflops_per_s": flop / timing["median_s"] / 1e9}
