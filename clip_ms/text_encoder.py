@@ -13,6 +13,7 @@ Parameter names equal OpenAI's text-tower ``state_dict`` names (``token_embeddin
 ``transformer.resblocks.0.attn.in_proj_weight``, ..., ``ln_final.weight``, ``text_projection``), so importing OpenAI
 weights is a copy without renaming.
 """
+import contextlib
 from dataclasses import dataclass
 
 import mindspore as ms
@@ -117,6 +118,20 @@ def trim_token_ids(token_ids):
         raise ValueError("token_ids must be a non-empty (N, L) array, got shape %s" % (token_ids.shape,))
     keep = int(token_ids.argmax(axis=1).max()) + 1
     return token_ids[:, :keep].astype(np.int32, copy=False)
+
+
+@contextlib.contextmanager
+def _op_by_op():
+    """Run the body in PyNative mode, then restore the session's mode (compiled graphs stay cached)."""
+    mode = ms.get_context("mode")
+    if mode == ms.PYNATIVE_MODE:
+        yield
+        return
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        yield
+    finally:
+        ms.set_context(mode=mode)
 
 
 def _frozen(name, array):
@@ -289,20 +304,17 @@ class CLIPTextEncoder(nn.Cell):
         self.matmul = ops.MatMul()
 
     def __call__(self, *args, **kwargs):
-        # A call from Python (PyNative anywhere, or the top-level call in GRAPH_MODE) has concrete ids, so the columns
-        # after an end token - which cannot change the pooled output under the causal mask - need not run. PyNative
-        # runs each end position's rows at their own length (the 150 ADE20K names: 133 rows of 3 columns, 16 of 4,
-        # one of 5; 0.59 s -> 0.47 s); GRAPH_MODE runs the batch at its longest row's length, since every new shape
-        # compiles a graph. Inside a compiled parent graph this method is not used and the full length runs.
+        # A call from Python has concrete ids: it runs op by op (PyNative, even in a GRAPH_MODE session) with the rows
+        # of each end-token position at their own length, since the columns after a row's end token cannot change
+        # its pooled output under the causal mask. The 150 ADE20K names become 133 rows of 3 columns, 16 of 4 and
+        # one of 5 instead of 77 each; compiling instead would cost 2.6 s and 0.3 GiB more for each new label set
+        # (bench/PERFORMANCE.md, "Label encoding"). Inside a compiled parent graph this method is not used and
+        # the given length runs as is.
         if len(args) == 1 and not kwargs:
             host = self._concrete_ids(args[0])
             if host is not None:
-                ends = host.argmax(axis=1)
-                if ms.get_context("mode") == ms.PYNATIVE_MODE and len(np.unique(ends)) > 1:
-                    return self._encode_by_end_position(host, ends)
-                trimmed = trim_token_ids(host).astype(host.dtype, copy=False)
-                if trimmed.shape[1] != host.shape[1]:
-                    args = (Tensor(trimmed),)
+                with _op_by_op():
+                    return self._encode_by_end_position(host)
         return super().__call__(*args, **kwargs)
 
     @staticmethod
@@ -315,16 +327,18 @@ class CLIPTextEncoder(nn.Cell):
         except (RuntimeError, TypeError, ValueError):  # not concrete (e.g. traced)
             return None
 
-    def _encode_by_end_position(self, host, ends):
+    def _encode_by_end_position(self, host):
         """Encode the rows of each end-token position ``p`` on columns ``0..p`` only, then restore the row order.
 
         Args:
             host: int numpy array (N, L) of token ids.
-            ends: int numpy array (N,), each row's end-token position (its argmax).
 
         Returns:
             float32 Tensor (N, embed_dim), row ``i`` the features of ``host[i]``.
         """
+        ends = host.argmax(axis=1)
+        if len(np.unique(ends)) == 1:
+            return super().__call__(Tensor(trim_token_ids(host)))
         parts, order = [], []
         for end in np.unique(ends):
             rows = np.flatnonzero(ends == end)
@@ -336,11 +350,9 @@ class CLIPTextEncoder(nn.Cell):
     def encode_text(self, token_ids):
         """Encode a batch of token ids given as numpy (or a Tensor); same as calling the cell.
 
-        Calling the cell from Python runs no column after a row's end-of-text token (:meth:`__call__`,
-        :func:`trim_token_ids`; exact, since later positions are masked out for every pooled position). That
-        matters: the 150 ADE20K labels use 5 of 77 columns, and MindSpore's CPU graph runtime keeps every
-        intermediate, about 80 MB per 77-token label for the ViT-B/32 tower (150 full-length labels: ~14 GB, killed
-        here), against ~1.7 GB in total trimmed. In GRAPH_MODE each distinct trimmed length compiles once.
+        Calling the cell from Python runs it op by op, and no column after a row's end-of-text token
+        (:meth:`__call__`; exact, since later positions are masked out for every pooled position). The 150 ADE20K
+        labels need 3 to 5 of the 77 columns.
 
         Args:
             token_ids: int array or Tensor (N, L).

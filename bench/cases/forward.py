@@ -2,7 +2,7 @@
 block split into operations; and the float32 matmul reference its GFLOP/s are compared with."""
 import functools
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 
@@ -39,21 +39,21 @@ def flop_config_from_params(params: Dict[str, object], with_text: bool):
                           embed_dim=cfg.out_dim, n_labels=int(params["n_labels"]), text=text)
 
 
-def with_port_text_flops(flops: Dict[str, int], labels, text_config: str, mode: Optional[str]) -> Dict[str, int]:
+def with_port_text_flops(flops: Dict[str, int], labels, text_config: str, encoded: bool) -> Dict[str, int]:
     """``flops`` (:func:`bench.flops.lseg_forward_flops` without text) with the port's text-tower work added.
 
     Args:
         flops: stage counts with ``text_encoder`` 0.
         labels: the label strings encoded.
         text_config: key of ``clip_ms.TEXT_CONFIGS``.
-        mode: "pynative"/"graph" (:func:`bench.cases.text.port_text_runs`), or None when the text is not encoded.
+        encoded: whether the labels are encoded (:func:`bench.cases.text.port_text_runs`).
 
     Returns:
         a new dict; ``text_encoder`` and ``total`` updated.
     """
     out = dict(flops)
-    if mode is not None:
-        out["text_encoder"] = port_text_flops(labels, text_config, mode)
+    if encoded:
+        out["text_encoder"] = port_text_flops(labels, text_config)
         out["total"] = out["image_total"] + out["text_encoder"]
     return out
 
@@ -100,10 +100,10 @@ def case_forward(ctx: CaseContext) -> Dict[str, object]:
 
     timing = measure(run_once, ctx.warmup, ctx.repeats)
     flops = with_port_text_flops(lseg_forward_flops(flop_config_from_params(params, with_text=False)),
-                                 labels, params["text_config"], ctx.mode if text_in_call else None)
+                                 labels, params["text_config"], text_in_call)
     official = lseg_forward_flops(flop_config_from_params(params, with_text=text_in_call))
     result = {"timing": timing, "build_s": build_s, "flop": flops["total"], "flop_by_stage": flops,
-              "text_runs": [list(run) for run in port_text_runs(labels, ctx.mode)] if text_in_call else None,
+              "text_runs": [list(run) for run in port_text_runs(labels)] if text_in_call else None,
               "official_flop": official["total"],  # the official code runs the text tower on all 77 positions
               "gflops_per_s": flops["total"] / timing["median_s"] / 1e9}
     result.update(parameter_counts(net))
@@ -207,7 +207,7 @@ def case_forward_stages(ctx: CaseContext) -> Dict[str, object]:
         "whole_cached": lambda: wait_until_computed(net(images)),
     }
     flop = with_port_text_flops(lseg_forward_flops(flop_config_from_params(params, with_text=False)),
-                                labels, params["text_config"], ctx.mode)
+                                labels, params["text_config"], True)
     n_blocks = max(net.cfg.hooks) + 1
     stage_flop = {"text_encoder": flop["text_encoder"], "vit": flop["patch_embed"] + flop["vit_blocks"],
                   "one_vit_block": flop["vit_blocks"] // n_blocks, "reassemble": flop["readout"] + flop["reassemble"],

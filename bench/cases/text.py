@@ -10,32 +10,29 @@ from bench.flops import TextFlopConfig, text_encoder_flops
 from bench.timing import measure, wait_until_computed
 
 
-def port_text_runs(labels: List[str], mode: str) -> List[Tuple[int, int]]:
-    """The text-tower runs the port makes for ``labels``, as ``(rows, token positions)`` pairs.
+def port_text_runs(labels: List[str]) -> List[Tuple[int, int]]:
+    """The text-tower runs the port makes for ``labels`` called from Python, as ``(rows, token positions)`` pairs.
 
-    ``clip_ms.CLIPTextEncoder.__call__`` runs no column after a row's end-of-text token (exact under the causal
-    mask): in PyNative each end position's rows at their own length (the 150 ADE20K names: 133 rows of 3 positions,
-    16 of 4, one of 5), in GRAPH_MODE the whole batch at its longest row's length. The official code runs all 77.
+    ``clip_ms.CLIPTextEncoder.__call__`` runs op by op in either mode and no column after a row's end-of-text token
+    (exact under the causal mask): each end position's rows at their own length. The 150 ADE20K names: 133 rows of
+    3 positions, 16 of 4, one of 5. The official code runs all 77.
 
     Args:
         labels: label strings.
-        mode: "pynative" or "graph".
 
     Returns:
         list of (rows, positions).
     """
     ends = np.asarray(clip_ms.tokenize(labels)).argmax(axis=1)
-    if mode == "pynative":
-        return [(int((ends == end).sum()), int(end) + 1) for end in np.unique(ends)]
-    return [(len(labels), int(ends.max()) + 1)]
+    return [(int((ends == end).sum()), int(end) + 1) for end in np.unique(ends)]
 
 
-def port_text_flops(labels: List[str], text_config: str, mode: str) -> int:
+def port_text_flops(labels: List[str], text_config: str) -> int:
     """FLOP of the port's text-tower runs (:func:`port_text_runs`) for ``labels`` with ``TEXT_CONFIGS[text_config]``."""
     tcfg = clip_ms.TEXT_CONFIGS[text_config]
     return sum(text_encoder_flops(TextFlopConfig(width=tcfg.width, layers=tcfg.layers, context_length=positions,
                                                  embed_dim=tcfg.embed_dim), rows)
-               for rows, positions in port_text_runs(labels, mode))
+               for rows, positions in port_text_runs(labels))
 
 
 def case_text_tokenize(ctx: CaseContext) -> Dict[str, object]:
@@ -78,7 +75,7 @@ def case_text_encode(ctx: CaseContext) -> Dict[str, object]:
         flop = text_encoder_flops(TextFlopConfig(width=tcfg.width, layers=tcfg.layers, context_length=runs[0][1],
                                                  embed_dim=tcfg.embed_dim), len(labels))
     else:
-        runs = port_text_runs(labels, ctx.mode)
-        flop = port_text_flops(labels, ctx.params["text_config"], ctx.mode)
+        runs = port_text_runs(labels)
+        flop = port_text_flops(labels, ctx.params["text_config"])
     return {"timing": timing, "output_shape": list(shapes[-1]), "runs": [list(run) for run in runs], "flop": flop,
             "gflops_per_s": flop / timing["median_s"] / 1e9}
