@@ -110,8 +110,10 @@ def test_trimmed_encoding_matches_full(tiny_encoder, tiny_fixture):
     assert max_relative_error(tiny_encoder.encode_text(short).asnumpy(), expected[[1, 2, 3]]) < 1e-5
 
 
-def test_python_calls_run_each_row_only_up_to_its_end_token(tiny_fixture):
-    """PyNative runs the rows of each end-token position at that length and returns them in the given order."""
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+def test_python_calls_run_each_row_only_up_to_its_end_token_op_by_op(mode, tiny_fixture):
+    """A call from Python runs op by op in either mode (the spy's Python body runs at every call), the rows of each
+    end-token position at that length, and returns them in the given order."""
     seen = []
 
     class Spy(CLIPTextEncoder):
@@ -122,8 +124,13 @@ def test_python_calls_run_each_row_only_up_to_its_end_token(tiny_fixture):
     encoder = Spy("tiny")
     load_text_tower(encoder, tiny_fixture[0])
     ids = make_ids([[5, 6, 7, 8], [320, 1125], [1125, 320, 1125, 320], [320]])  # end tokens at 5, 3, 5, 2
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
     by_end = encoder(Tensor(ids)).asnumpy()
-    assert seen == [(1, 3), (1, 4), (2, 6)]
+    by_end_again = encoder(Tensor(ids)).asnumpy()
+    assert seen == [(1, 3), (1, 4), (2, 6)] * 2
+    assert ms.get_context("mode") == (ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    np.testing.assert_array_equal(by_end_again, by_end)
+    ms.set_context(mode=ms.PYNATIVE_MODE)
     full = encoder.construct(Tensor(ids)).asnumpy()  # bypasses __call__: all 77 columns, one batch
     assert seen[-1] == (4, 77)
     np.testing.assert_allclose(by_end, full, rtol=1e-5, atol=1e-6)

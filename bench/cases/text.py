@@ -47,7 +47,7 @@ def case_text_encode(ctx: CaseContext) -> Dict[str, object]:
     """Case 5b: ``CLIPTextEncoder`` on the tokenised label list (tokenising not timed).
 
     ``params["context"]``: ``"port"`` calls the encoder as the network does (``encoder(token_ids)``, whose
-    ``__call__`` drops the columns after the last end-of-text token); ``"full"`` runs ``construct`` on all 77
+    ``__call__`` runs each row only up to its end-of-text token); ``"full"`` runs ``construct`` on all 77
     positions, which is the work the official code does (PyNative only: it bypasses ``__call__``).
 
     Returns: timing, the (rows, positions) runs, analytic FLOP and achieved GFLOP/s, output shape.
