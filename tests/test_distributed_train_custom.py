@@ -5,6 +5,7 @@ single-process ``test.py --eval --eval_mode val`` of the checkpoint reproduces t
 
 About a minute on a 2-core machine.
 """
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -20,6 +21,7 @@ pytestmark = pytest.mark.both_stacks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB_TIMEOUT_S = 600
+MINDSPORE_2_0 = importlib.metadata.version("mindspore").startswith("2.0.")
 
 
 def _records(path):
@@ -27,17 +29,20 @@ def _records(path):
         return [json.loads(line) for line in handle if line.strip()]
 
 
+class _WorkerKilledBySignal(Exception):
+    """A worker of the launched job died of a signal (the launcher exits with 128 + the signal number)."""
+
+
 def _launch(tmp_path, log_name, train_args):
     result = run_data_parallel(2, str(tmp_path / log_name), ["train_custom.py", *train_args], JOB_TIMEOUT_S)
-    assert result.returncode == 0, result.stderr[-3000:] + all_logs(str(tmp_path / log_name))
+    failure = result.stderr[-3000:] + all_logs(str(tmp_path / log_name))
+    if result.returncode > 128 and "was killed by" in result.stderr:
+        raise _WorkerKilledBySignal(failure)
+    assert result.returncode == 0, failure
     return result
 
 
-@pytest.fixture(scope="module")
-def distributed_run(tmp_path_factory):
-    """One epoch on 2 workers (batch 2 each), then ``--resume`` to a second epoch. Over 20 s (30-45 s in CI on 2
-    cores): two cluster starts of a scheduler and two workers, each importing MindSpore and compiling the step."""
-    tmp_path = tmp_path_factory.mktemp("dist_train")
+def _train_then_resume(tmp_path):
     root = str(tmp_path / "data")
     # 5 val images on 2 ranks: uneven shards, so a duplicated or dropped image would change the figures.
     write_synthetic_ade20k(root, n_train=16, n_val=5, seed=3, size=(64, 96))
@@ -48,6 +53,26 @@ def distributed_run(tmp_path_factory):
     after_first = _records(tmp_path / "ck" / "dist" / "metrics.jsonl")
     _launch(tmp_path, "logs2", common + ["--max_epochs", "2", "--resume"])
     return tmp_path, root, after_first
+
+
+@pytest.fixture(scope="module")
+def distributed_run(tmp_path_factory):
+    """One epoch on 2 workers (batch 2 each), then ``--resume`` to a second epoch. Over 20 s (30-45 s in CI on 2
+    cores): two cluster starts of a scheduler and two workers, each importing MindSpore and compiling the step.
+
+    MindSpore 2.0.0 once killed a PyNative worker by SIGSEGV inside its gradient in a full CI run (the same test
+    passed in 10 other CI runs and 4 runs alone); as for the other 2.0 children (tests/mindspore_crashes.py), the
+    whole run then starts once more in a fresh folder. A crash on 2.10, or a second one, fails the test."""
+    try:
+        return _train_then_resume(tmp_path_factory.mktemp("dist_train"))
+    except _WorkerKilledBySignal as crash:
+        if not MINDSPORE_2_0:
+            pytest.fail(str(crash))
+        first_crash = str(crash)
+    try:
+        return _train_then_resume(tmp_path_factory.mktemp("dist_train_again"))
+    except _WorkerKilledBySignal as crash:
+        pytest.fail(f"crashed twice; the first time:\n{first_crash}\nthe second time:\n{crash}")
 
 
 def test_rank0_alone_writes_and_the_lr_follows_the_global_batch(distributed_run):
