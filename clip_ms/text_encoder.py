@@ -337,13 +337,13 @@ class CLIPTextEncoder(nn.Cell):
             float32 Tensor (N, embed_dim), row ``i`` the features of ``host[i]``.
         """
         ends = host.argmax(axis=1)
-        if len(np.unique(ends)) == 1:
-            return super().__call__(Tensor(trim_token_ids(host)))
         parts, order = [], []
         for end in np.unique(ends):
             rows = np.flatnonzero(ends == end)
             parts.append(super().__call__(Tensor(host[rows, :end + 1])))
             order.append(rows)
+        if len(parts) == 1:
+            return parts[0]
         inverse = np.argsort(np.concatenate(order)).astype(np.int32)
         return ops.gather(ops.concat(parts, 0), Tensor(inverse), 0)
 

@@ -63,16 +63,13 @@ def distributed_run(tmp_path_factory):
     MindSpore 2.0.0 once killed a PyNative worker by SIGSEGV inside its gradient in a full CI run (the same test
     passed in 10 other CI runs and 4 runs alone); as for the other 2.0 children (tests/mindspore_crashes.py), the
     whole run then starts once more in a fresh folder. A crash on 2.10, or a second one, fails the test."""
-    try:
-        return _train_then_resume(tmp_path_factory.mktemp("dist_train"))
-    except _WorkerKilledBySignal as crash:
-        if not MINDSPORE_2_0:
-            pytest.fail(str(crash))
-        first_crash = str(crash)
-    try:
-        return _train_then_resume(tmp_path_factory.mktemp("dist_train_again"))
-    except _WorkerKilledBySignal as crash:
-        pytest.fail(f"crashed twice; the first time:\n{first_crash}\nthe second time:\n{crash}")
+    crashes = []
+    for folder in ("dist_train", "dist_train_again")[:2 if MINDSPORE_2_0 else 1]:
+        try:
+            return _train_then_resume(tmp_path_factory.mktemp(folder))
+        except _WorkerKilledBySignal as crash:
+            crashes.append(str(crash))
+    pytest.fail("\n--- and again:\n".join(crashes))
 
 
 def test_rank0_alone_writes_and_the_lr_follows_the_global_batch(distributed_run):
