@@ -1,6 +1,7 @@
 """AccumulatingTrainStep on the toy network: under a dynamic loss scale an overflow in any micro-batch skips the
 whole group, the scale moves once per group exactly as MindSpore's DynamicLossScaleUpdateCell, clipping bounds the
-applied gradient; and the MindSpore cell it replaces still has no CPU overflow check (why ours has one)."""
+applied gradient; and the MindSpore cell it replaces still has no CPU overflow check (why ours has one). Also
+``refresh_parameters``, which the Trainer runs on msadapter's layers before building this cell."""
 import os
 import sys
 
@@ -121,6 +122,28 @@ def test_bad_arguments_name_themselves():
         AccumulatingTrainStep(nn.WithLossCell(net, SegmentationLoss()), optimizer, accumulate=0)
     with pytest.raises(ValueError, match="clip_grad_norm must be positive"):
         AccumulatingTrainStep(nn.WithLossCell(net, SegmentationLoss()), optimizer, clip_grad_norm=0.0)
+
+
+def test_refresh_parameters_keeps_values_and_sharing_and_empties_the_replaced_ones():
+    net = ToySegNet(width=3)  # head and skip then have weights of one shape: share one Parameter
+    shared = net.skip.weight = net.head.weight
+    shape = tuple(net.conv1.weight.shape)
+    net.conv1.weight.set_data(ms.Tensor(np.arange(np.prod(shape), dtype=np.float32).reshape(shape)))
+    before = {p.name: (p.asnumpy().copy(), p.requires_grad) for p in net.get_parameters()}
+    held = net.backbone_params() + net.head_params()  # a caller's list taken before the refresh
+
+    mapping = refresh_parameters(net)
+
+    after = {p.name: (p.asnumpy(), p.requires_grad) for p in net.get_parameters()}
+    assert sorted(after) == sorted(before)
+    for name, (value, requires_grad) in before.items():
+        np.testing.assert_array_equal(after[name][0], value, err_msg=name)
+        assert after[name][1] == requires_grad, name
+    assert all(id(p) in mapping and mapping[id(p)] is not p for p in held)
+    assert all(tuple(p.shape) == (0,) for p in held)  # the stale copies hold no memory and cannot be read as weights
+    fresh = {id(p) for p in net.get_parameters()}
+    assert all(id(mapping[id(p)]) in fresh for p in held)
+    assert mapping[id(shared)] is net.head.weight
 
 
 def test_mindspores_loss_scale_cell_still_has_no_cpu_overflow_check():

@@ -9,6 +9,7 @@ not affected, so the Trainer calls this only where ``modules.tnn.STALE_GRAPH_REA
 from typing import Dict
 
 import mindspore as ms
+import numpy as np
 from mindspore import nn
 
 
@@ -16,7 +17,10 @@ def refresh_parameters(network: nn.Cell) -> Dict[int, ms.Parameter]:
     """Replace every Parameter of ``network`` (recursively) by a fresh one with the same name, value and
     ``requires_grad``; a Parameter shared by several cells stays shared.
 
-    Call it once after building the network and before building the optimizer or any training cell.
+    Call it once after building the network and before building the optimizer or any training cell. Each replaced
+    Parameter is emptied (0 elements): a caller's parameter list taken before the call would otherwise keep a second
+    copy of every weight alive (1.4 GiB for ViT-L, which the optimizer and the compile build on), and a stale
+    Parameter used by mistake fails on its shape instead of reading old values.
 
     Args:
         network: any Cell (msadapter modules and plain MindSpore cells alike).
@@ -35,5 +39,6 @@ def refresh_parameters(network: nn.Cell) -> Dict[int, ms.Parameter]:
             if new is None:
                 new = ms.Parameter(ms.Tensor(old.asnumpy()), name=old.name, requires_grad=old.requires_grad)
                 replaced[id(old)] = new
+                old.set_data(ms.Tensor(np.zeros((0,)), old.dtype), slice_shape=True)
             params[key] = new
     return replaced
