@@ -19,8 +19,8 @@ def refresh_parameters(network: nn.Cell) -> Dict[int, ms.Parameter]:
 
     Call it once after building the network and before building the optimizer or any training cell. Each replaced
     Parameter is emptied (0 elements): a caller's parameter list taken before the call would otherwise keep a second
-    copy of every weight alive (1.4 GiB for ViT-L, which the optimizer and the compile build on), and a stale
-    Parameter used by mistake fails on its shape instead of reading old values.
+    copy of every weight alive while the optimizer is built (1.5 GiB for ViT-L, then held by the C allocator), and a
+    stale Parameter used by mistake fails on its shape instead of reading old values.
 
     Args:
         network: any Cell (msadapter modules and plain MindSpore cells alike).
