@@ -5,7 +5,6 @@ single-process ``test.py --eval --eval_mode val`` of the checkpoint reproduces t
 
 About a minute on a 2-core machine.
 """
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -15,13 +14,13 @@ import pytest
 from launchers import all_logs, rank_logs, run_data_parallel
 
 from encoding_custom.datasets.synthetic import write_synthetic_ade20k
+from foundation.platform import MINDSPORE_VERSION
 from options import PRESETS
 
 pytestmark = pytest.mark.both_stacks
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOB_TIMEOUT_S = 600
-MINDSPORE_2_0 = importlib.metadata.version("mindspore").startswith("2.0.")
 
 
 def _records(path):
@@ -64,7 +63,7 @@ def distributed_run(tmp_path_factory):
     passed in 10 other CI runs and 4 runs alone); as for the other 2.0 children (tests/mindspore_crashes.py), the
     whole run then starts once more in a fresh folder. A crash on 2.10, or a second one, fails the test."""
     crashes = []
-    for folder in ("dist_train", "dist_train_again")[:2 if MINDSPORE_2_0 else 1]:
+    for folder in ("dist_train", "dist_train_again")[:2 if MINDSPORE_VERSION < (2, 10) else 1]:
         try:
             return _train_then_resume(tmp_path_factory.mktemp(folder))
         except _WorkerKilledBySignal as crash:
