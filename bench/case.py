@@ -4,7 +4,8 @@ Called by :mod:`bench.run` in a fresh subprocess per variant, so that peak RSS, 
 of one variant never leak into another. Writes a JSON object to ``--out``:
 ``{"variant", "status": "ok" | "error" | "missing", "mode", "device_target", "warmup", "repeats", "params",
 "result" (the case's dict), "error" (message), "traceback", "threads" (OS threads at the end),
-"runtime_num_threads" (MindSpore's CPU kernel pool), "self_peak_rss_mib" (ru_maxrss of this process),
+"runtime_num_threads" (MindSpore's CPU kernel pool), "kernel_threads_bound" (pool threads bound to a CPU each,
+``encoding_custom.engine.bind_kernel_threads``), "self_peak_rss_mib" (ru_maxrss of this process),
 "self_vm_hwm_mib" (VmHWM at the end), "setup_peak_rss_mib" (peak before the first warm-up call: imports,
 build, data generation), "warmup_peak_rss_mib" (peak during the warm-up calls, incl. GRAPH_MODE compilation),
 "timed_peak_rss_mib" (peak during the timed repetitions), "wall_s"}``.
@@ -121,12 +122,16 @@ def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats
 
             ms_mode = ms.GRAPH_MODE if variant.mode == "graph" else ms.PYNATIVE_MODE
             ms.set_context(mode=ms_mode, device_target=device_target)
-            if device_target == "CPU":  # as the product's configure_runtime does
+            if device_target == "CPU":  # as the product's configure_runtime does in a single process
                 from encoding_custom.engine import run_ops_synchronously
 
                 run_ops_synchronously()
             if context:
                 ms.set_context(**context)
+            if device_target == "CPU":  # after the context: its thread settings must reach the pool first
+                from encoding_custom.engine import bind_kernel_threads
+
+                record["kernel_threads_bound"] = len(bind_kernel_threads())
             ms.set_seed(0)
             record["runtime_num_threads"] = ms.get_context("runtime_num_threads")
         record["torch_style_layer"] = tnn.BACKEND

@@ -1,4 +1,5 @@
 """encoding_custom.engine.configure_runtime: mode, device and seeds of a process (single device here)."""
+import os
 import random
 
 import mindspore as ms
@@ -25,3 +26,56 @@ def test_sets_the_mode_and_seeds_every_generator():
 def test_unknown_mode_is_named():
     with pytest.raises(ValueError, match="'eager'"):
         configure_runtime("CPU", "eager")
+
+
+def test_kernel_thread_cpus_binds_only_a_pool_of_one_thread_per_cpu():
+    from encoding_custom.engine.runtime import kernel_thread_cpus
+
+    pool = [("KernelThread_0", 12), ("ActorThread_0", 11)]
+    assert kernel_thread_cpus(pool, {5, 3}) == {11: 3, 12: 5}  # names in order onto CPUs in order
+    assert kernel_thread_cpus(pool, {0, 1, 2, 3}) == {}  # a smaller pool would crowd the first CPUs
+    assert kernel_thread_cpus(pool + [("KernelThread_1", 13)], {0, 1}) == {}
+    assert kernel_thread_cpus([], set()) == {}
+
+
+@pytest.fixture
+def unbound_kernel_threads():
+    """The kernel pool's threads free to run on every allowed CPU (conftest bound them), re-bound afterwards."""
+    from encoding_custom.engine.runtime import _kernel_threads, bind_kernel_threads
+
+    allowed = os.sched_getaffinity(0)
+    for _, tid in _kernel_threads():
+        os.sched_setaffinity(tid, allowed)
+    yield allowed
+    bind_kernel_threads()
+
+
+def _pool_affinities():
+    from encoding_custom.engine.runtime import _kernel_threads
+
+    return {name: os.sched_getaffinity(tid) for name, tid in _kernel_threads()}
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="thread affinity is a Linux API")
+def test_configure_runtime_binds_each_kernel_thread_to_a_cpu_of_its_own(unbound_kernel_threads):
+    allowed = unbound_kernel_threads
+    configure_runtime("CPU", "pynative")
+    pool = _pool_affinities()
+    assert pool, "MindSpore's kernel pool threads were not found by name"
+    if len(pool) == len(allowed):
+        assert all(len(cpus) == 1 for cpus in pool.values()), pool
+        assert set().union(*pool.values()) == allowed, pool
+    else:  # a pool not sized one thread per CPU stays free
+        assert all(cpus == allowed for cpus in pool.values()), pool
+    assert os.sched_getaffinity(0) == allowed  # the calling thread is never bound
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="thread affinity is a Linux API")
+def test_a_data_parallel_process_leaves_its_kernel_threads_free(unbound_kernel_threads, monkeypatch):
+    from encoding_custom.engine import runtime
+    from encoding_custom.engine.distributed import DistributedContext
+
+    monkeypatch.setattr(runtime, "init_distributed",
+                        lambda *args, **kwargs: DistributedContext(rank=0, world_size=2, distributed=True))
+    configure_runtime("CPU", "graph")
+    assert all(cpus == unbound_kernel_threads for cpus in _pool_affinities().values())

@@ -13,8 +13,8 @@ Takes an already built network (it never imports ``modules``). Public API:
 - :func:`refresh_parameters` — works around stale graph-mode parameter read-back of msadapter modules (legacy stack).
 - :func:`get_rank`, :func:`get_world_size`, :func:`is_main_process`, :func:`epoch_indices`.
 - :func:`plot_curves`.
-- :func:`configure_runtime`, :func:`select_device`, :class:`DeviceUnavailableError`, :func:`run_ops_synchronously`
-  — device, mode, data-parallel group and seeds of a process.
+- :func:`configure_runtime`, :func:`select_device`, :class:`DeviceUnavailableError`, :func:`run_ops_synchronously`,
+  :func:`bind_kernel_threads` — device, mode, data-parallel group, CPU threads and seeds of a process.
 - :class:`ExperimentLock`, :class:`ExperimentBusyError`, :func:`remove_stale_temp_files` — one run per experiment
   folder; :class:`StopSignals`, :class:`TrainingInterrupted` — SIGINT/SIGTERM end a run between steps.
 """
@@ -29,6 +29,7 @@ from encoding_custom.engine.params import refresh_parameters  # noqa: F401
 from encoding_custom.engine.plotting import plot_curves  # noqa: F401
 from encoding_custom.engine.runtime import (  # noqa: F401
     DeviceUnavailableError,
+    bind_kernel_threads,
     configure_runtime,
     run_ops_synchronously,
     select_device,

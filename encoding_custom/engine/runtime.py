@@ -1,8 +1,9 @@
 """Process set-up shared by training and evaluation: device, execution mode, data-parallel group, seeds."""
 import logging
+import os
 import random
 import re
-from typing import Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import mindspore as ms
 import numpy as np
@@ -11,6 +12,8 @@ from mindspore import log as ms_log
 from encoding_custom.engine.distributed import init_distributed
 
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
+# Names of MindSpore's CPU kernel-pool threads (mindrt's pool, 2.0 and 2.10); the pool starts at the first op.
+KERNEL_THREAD_PREFIXES = ("ActorThread_", "KernelThread_")
 # "auto" takes the first of the others that this MindSpore build and machine offer, in this order.
 DEVICE_TARGETS = ("auto", "Ascend", "GPU", "CPU")
 
@@ -91,9 +94,71 @@ def run_ops_synchronously() -> None:
         ms.set_context(pynative_synchronize=True)
 
 
+def kernel_thread_cpus(threads: Iterable[Tuple[str, int]], allowed_cpus: Iterable[int]) -> Dict[int, int]:
+    """The CPU each kernel-pool thread is bound to: the threads in name order onto the allowed CPUs in number order,
+    or nothing when the pool does not have exactly one thread per allowed CPU.
+
+    Only a pool of one thread per CPU is bound: a smaller pool (MindSpore caps its default size) would be crowded
+    onto the first CPUs while the others stay idle.
+
+    Args:
+        threads: ``(name, thread id)`` of the pool's threads.
+        allowed_cpus: the CPUs this process may run on.
+
+    Returns:
+        ``{thread id: CPU}``, empty when the counts differ.
+    """
+    threads = sorted(threads)
+    cpus = sorted(allowed_cpus)
+    if not threads or len(threads) != len(cpus):
+        return {}
+    return {tid: cpu for (_, tid), cpu in zip(threads, cpus)}
+
+
+def _kernel_threads() -> List[Tuple[str, int]]:
+    """``(name, thread id)`` of MindSpore's kernel-pool threads in this process (Linux ``/proc``)."""
+    task_dir = "/proc/self/task"
+    found = []
+    for tid in os.listdir(task_dir):
+        try:
+            with open(os.path.join(task_dir, tid, "comm"), encoding="utf-8") as handle:
+                name = handle.read().strip()
+        except OSError:  # the thread ended while being listed
+            continue
+        if name.startswith(KERNEL_THREAD_PREFIXES):
+            found.append((name, int(tid)))
+    return found
+
+
+def bind_kernel_threads() -> Dict[int, int]:
+    """Bind each thread of MindSpore's CPU kernel pool to a CPU of its own (Linux; one pool thread per allowed CPU).
+
+    Why: a kernel called from a thread outside the pool (Python's, in PyNative) is split over the pool's threads
+    while the caller spins on ``sched_yield`` until they finish, so a pool of one thread per CPU shares the CPUs
+    with the spinning caller and the scheduler moves its threads around. Bound, ViT-L/16's PyNative forward on
+    2 CPUs took 5.6-5.9 s instead of 7.0-7.4 s on both stacks, its PyNative training step 28.4 s instead of
+    34-38 s; compiled runs were unchanged (bench/PERFORMANCE.md, "PyNative on the CPU").
+
+    Returns:
+        ``{thread id: CPU}`` of the threads bound; empty when nothing was (no affinity API, a pool not sized one per
+        CPU, or the system refused).
+    """
+    if not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"):
+        return {}
+    (ms.Tensor(np.zeros(2, np.float32)) + 1).asnumpy()  # the pool starts with the first op
+    binding = kernel_thread_cpus(_kernel_threads(), os.sched_getaffinity(0))
+    try:
+        for tid, cpu in binding.items():
+            os.sched_setaffinity(tid, {cpu})
+    except OSError:  # a sandbox that forbids affinity changes: the run goes on unbound
+        return {}
+    return binding
+
+
 def configure_runtime(device_target: str, mode: str, device_id: Optional[int] = None, seed: int = 0) -> str:
-    """Set MindSpore's device and execution mode (PyNative ops synchronous on the CPU), join a data-parallel job if
-    a launcher started this process, and seed ``random``, numpy and MindSpore.
+    """Set MindSpore's device and execution mode (on the CPU: PyNative ops synchronous, and the kernel threads bound
+    to CPUs in a single process), join a data-parallel job if a launcher started this process, and seed ``random``,
+    numpy and MindSpore.
 
     Args:
         device_target: ``"auto"``, ``"Ascend"``, ``"GPU"`` or ``"CPU"`` (:func:`select_device`).
@@ -113,11 +178,14 @@ def configure_runtime(device_target: str, mode: str, device_id: Optional[int] = 
     ms.set_context(mode=MODES[mode])
     if target == "CPU":
         run_ops_synchronously()
-    init_distributed(target, mode=MODES[mode])
+    job = init_distributed(target, mode=MODES[mode])
+    if target == "CPU" and not job.distributed:  # a job's processes would all bind their threads to the same CPUs
+        bind_kernel_threads()
     random.seed(seed)
     np.random.seed(seed)
     ms.set_seed(seed)
     return target
 
 
-__all__ = ["DEVICE_TARGETS", "DeviceUnavailableError", "configure_runtime", "run_ops_synchronously", "select_device"]
+__all__ = ["DEVICE_TARGETS", "DeviceUnavailableError", "bind_kernel_threads", "configure_runtime", "kernel_thread_cpus",
+           "run_ops_synchronously", "select_device"]
