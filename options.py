@@ -147,7 +147,8 @@ def build_parser(purpose: str = "train") -> argparse.ArgumentParser:
     g.add_argument("--device_target", choices=DEVICE_TARGETS, default="auto",
                    help="MindSpore device; auto = the first of Ascend, GPU, CPU this machine offers")
     g.add_argument("--device_id", type=int, default=None, help="device index (single-device runs)")
-    g.add_argument("--mode", choices=MODES, default="graph", help="MindSpore execution mode")
+    g.add_argument("--mode", choices=MODES, default=None,
+                   help="MindSpore execution mode (default: graph; pynative for test.py --image)")
     g.add_argument("--seed", type=int, default=1, help="random seed (data order, augmentation, init)")
     g.add_argument("--no-progress", "--no_progress", dest="no_progress", action="store_true",
                    help="no progress bars (in a file or pipe they are already one line per 5 %%)")
@@ -550,6 +551,17 @@ class _Presets(Mapping):
 PRESETS = _Presets()
 
 
+def default_mode(args: argparse.Namespace) -> str:
+    """``--mode`` when nothing sets it: PyNative for test.py ``--image``, GRAPH_MODE for everything else.
+
+    Why: ``--image`` segments a few photos, two 480x480 windows each at the default sizes. On 2 CPU cores the
+    compiled ViT-L/16 forward costs about 6.6 s more at its first call and then saves 0.3 s a window, so PyNative is
+    the faster up to about 20 windows, with 0.9 GiB less memory (bench/PERFORMANCE.md, "The demo's forward").
+    Training and ``--eval`` run many batches of one shape, where the compile pays.
+    """
+    return "pynative" if getattr(args, "image", None) else "graph"
+
+
 def parse_options(argv: Optional[Sequence[str]] = None, purpose: str = "train",
                   for_training: bool = False) -> argparse.Namespace:
     """Parse, apply the config file (``--config FILE`` or ``--preset NAME``), validate.
@@ -580,6 +592,8 @@ def parse_options(argv: Optional[Sequence[str]] = None, purpose: str = "train",
         known = {action.dest for action in parser._actions}
         parser.set_defaults(**{k: v for k, v in values.items() if k in known})
     args = parser.parse_args(argv)
+    if args.mode is None:  # neither the command line nor the config file chose
+        args.mode = default_mode(args)
     explicit = explicit_options(purpose, argv)
     try:
         validate_options(args, for_training=for_training)

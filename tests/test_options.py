@@ -158,6 +158,19 @@ def test_image_and_eval_are_either_or(tmp_path, capsys):
     assert "test.py: error: --eval: evaluates the val split; --image segments files" in capsys.readouterr().err
 
 
+def test_image_runs_pynative_unless_the_command_line_or_config_says_otherwise(tmp_path):
+    image = tmp_path / "x.png"
+    image.write_bytes(b"not checked here")
+    segment = ["--image", str(image), "--labels", "a,b"]
+    assert options.parse_options(segment, purpose="test").mode == "pynative"
+    assert options.parse_options(segment + ["--mode", "graph"], purpose="test").mode == "graph"
+    config = tmp_path / "recipe.yaml"
+    config.write_text("mode: graph\n")
+    assert options.parse_options(segment + ["--config", str(config)], purpose="test").mode == "graph"
+    assert options.parse_options(["--eval"], purpose="test").mode == "graph"
+    assert options.parse_options([], purpose="test").mode == "graph"
+
+
 def test_image_needs_labels(tmp_path, capsys):
     image = tmp_path / "x.png"
     image.write_bytes(b"not checked here")
