@@ -1,4 +1,4 @@
-"""Process set-up shared by training and evaluation: device, execution mode, data-parallel group, seeds."""
+"""Process set-up shared by training and evaluation: device, execution mode, data-parallel group, CPU threads, seeds."""
 import logging
 import os
 import random
