@@ -555,8 +555,9 @@ def default_mode(args: argparse.Namespace) -> str:
     """``--mode`` when nothing sets it: PyNative for test.py ``--image``, GRAPH_MODE for everything else.
 
     Why: ``--image`` segments a few photos, two 480x480 windows each at the default sizes. On 2 CPU cores the
-    compiled ViT-L/16 forward costs about 6.6 s more at its first call and then saves 0.3 s a window, so PyNative is
-    the faster up to about 20 windows, with 0.9 GiB less memory (bench/PERFORMANCE.md, "The demo's forward").
+    compiled ViT-L/16 forward's first call takes 11.5 s against PyNative's 6.3 s, and each later window 5.4 s
+    against 5.75 s, so PyNative is the faster up to about 16 windows (8 photos), with 0.9 GiB less memory
+    (bench/PERFORMANCE.md, "The demo's forward").
     Training and ``--eval`` run many batches of one shape, where the compile pays.
     """
     return "pynative" if getattr(args, "image", None) else "graph"
