@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", default="pynative", choices=("pynative", "graph"),
                         help="pynative (default): no compile; graph: the first request of a label-count bucket (1-8, "
                              "9-16, ...) compiles its forward, later ones reuse it. ViT-L on 2 CPU cores: pynative "
-                             "7.6-8.5 s a request, 3.0 GiB; graph 16.7 s for a compiling request, then 5.7 s, 8.4 GiB, "
-                             "ahead from the 5th request of a bucket (a long-running server)")
+                             "5.6-6.3 s a request, 2.6 GiB; graph 16.7 s for a compiling request, then 5.7 s, 8.4 GiB, "
+                             "ahead after about 50 requests of a bucket (a long-running server)")
     parser.add_argument("--base_size", type=int, default=520, help="long side the picture is resized to")
     parser.add_argument("--crop_size", type=int, default=480, help="network input side (sliding windows)")
     parser.add_argument("--max_side", type=int, default=DEFAULT_MAX_SIDE,
