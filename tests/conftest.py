@@ -17,8 +17,8 @@ from encoding_custom.progress import set_progress  # noqa: E402
 from modules import tnn  # noqa: E402,F401  (before any op: it caps oneDNN's ISA on MindSpore 2.7+, see modules.tnn)
 
 ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
-run_ops_synchronously()  # as configure_runtime does on the CPU
-bind_kernel_threads()
+run_ops_synchronously()  # as configure_runtime does on the CPU,
+bind_kernel_threads()  # and in a single process
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""encoding_custom.engine.configure_runtime: mode, device and seeds of a process (single device here)."""
+"""encoding_custom.engine.configure_runtime: mode, device, CPU threads and seeds of a process (single device here)."""
 import os
 import random
 

@@ -136,8 +136,8 @@ def bind_kernel_threads() -> Dict[int, int]:
     Why: a kernel called from a thread outside the pool (Python's, in PyNative) is split over the pool's threads
     while the caller spins on ``sched_yield`` until they finish, so a pool of one thread per CPU shares the CPUs
     with the spinning caller and the scheduler moves its threads around. Bound, ViT-L/16's PyNative forward on
-    2 CPUs took 5.6-5.9 s instead of 7.0-7.4 s on both stacks, its PyNative training step 28.4 s instead of
-    34-38 s; compiled runs were unchanged (bench/PERFORMANCE.md, "PyNative on the CPU").
+    2 CPUs took 5.6-5.9 s instead of 7.0-7.4 s (MindSpore 2.0: 5.7-5.9 s instead of 7.0 s), its PyNative training
+    step 28.4 s instead of 34-38 s; compiled runs were unchanged (bench/PERFORMANCE.md, "PyNative on the CPU").
 
     Returns:
         ``{thread id: CPU}`` of the threads bound; empty when nothing was (no affinity API, a pool not sized one per
