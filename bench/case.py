@@ -122,16 +122,12 @@ def run_variant(name: str, quick: bool, device_target: str, warmup=None, repeats
 
             ms_mode = ms.GRAPH_MODE if variant.mode == "graph" else ms.PYNATIVE_MODE
             ms.set_context(mode=ms_mode, device_target=device_target)
-            if device_target == "CPU":  # as the product's configure_runtime does in a single process
-                from encoding_custom.engine import run_ops_synchronously
-
-                run_ops_synchronously()
             if context:
                 ms.set_context(**context)
-            if device_target == "CPU":  # after the context: its thread settings must reach the pool first
-                from encoding_custom.engine import bind_kernel_threads
+            if device_target == "CPU":  # as the product's configure_runtime does
+                from encoding_custom.engine import prepare_cpu_process
 
-                record["kernel_threads_bound"] = len(bind_kernel_threads())
+                record["kernel_threads_bound"] = len(prepare_cpu_process())
             ms.set_seed(0)
             record["runtime_num_threads"] = ms.get_context("runtime_num_threads")
         record["torch_style_layer"] = tnn.BACKEND

@@ -12,13 +12,12 @@ if REPO not in sys.path:
 
 import mindspore as ms  # noqa: E402
 
-from encoding_custom.engine import bind_kernel_threads, run_ops_synchronously  # noqa: E402
+from encoding_custom.engine import prepare_cpu_process  # noqa: E402
 from encoding_custom.progress import set_progress  # noqa: E402
 from modules import tnn  # noqa: E402,F401  (before any op: it caps oneDNN's ISA on MindSpore 2.7+, see modules.tnn)
 
 ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
-run_ops_synchronously()  # as configure_runtime does on the CPU,
-bind_kernel_threads()  # and in a single process
+prepare_cpu_process()  # as configure_runtime does on the CPU
 
 
 @pytest.fixture(autouse=True)

@@ -72,10 +72,8 @@ def test_configure_runtime_binds_each_kernel_thread_to_a_cpu_of_its_own(unbound_
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="thread affinity is a Linux API")
 def test_a_data_parallel_process_leaves_its_kernel_threads_free(unbound_kernel_threads, monkeypatch):
-    from encoding_custom.engine import runtime
-    from encoding_custom.engine.distributed import DistributedContext
+    from encoding_custom.engine import prepare_cpu_process, runtime
 
-    monkeypatch.setattr(runtime, "init_distributed",
-                        lambda *args, **kwargs: DistributedContext(rank=0, world_size=2, distributed=True))
-    configure_runtime("CPU", "graph")
+    monkeypatch.setattr(runtime, "launched_distributed", lambda *args, **kwargs: True)
+    assert prepare_cpu_process() == {}
     assert all(cpus == unbound_kernel_threads for cpus in _pool_affinities().values())

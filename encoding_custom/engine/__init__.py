@@ -13,8 +13,9 @@ Takes an already built network (it never imports ``modules``). Public API:
 - :func:`refresh_parameters` — works around stale graph-mode parameter read-back of msadapter modules (legacy stack).
 - :func:`get_rank`, :func:`get_world_size`, :func:`is_main_process`, :func:`epoch_indices`.
 - :func:`plot_curves`.
-- :func:`configure_runtime`, :func:`select_device`, :class:`DeviceUnavailableError`, :func:`run_ops_synchronously`,
-  :func:`bind_kernel_threads` — device, mode, data-parallel group, CPU threads and seeds of a process.
+- :func:`configure_runtime`, :func:`select_device`, :class:`DeviceUnavailableError`, :func:`prepare_cpu_process`
+  (:func:`run_ops_synchronously`, :func:`bind_kernel_threads`) — device, mode, data-parallel group, CPU threads and
+  seeds of a process.
 - :class:`ExperimentLock`, :class:`ExperimentBusyError`, :func:`remove_stale_temp_files` — one run per experiment
   folder; :class:`StopSignals`, :class:`TrainingInterrupted` — SIGINT/SIGTERM end a run between steps.
 """
@@ -31,6 +32,7 @@ from encoding_custom.engine.runtime import (  # noqa: F401
     DeviceUnavailableError,
     bind_kernel_threads,
     configure_runtime,
+    prepare_cpu_process,
     run_ops_synchronously,
     select_device,
 )

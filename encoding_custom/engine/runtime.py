@@ -9,7 +9,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import log as ms_log
 
-from encoding_custom.engine.distributed import init_distributed
+from encoding_custom.engine.distributed import init_distributed, launched_distributed
 
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 # Names of MindSpore's CPU kernel-pool threads (mindrt's pool, 2.0 and 2.10); the pool starts at the first op.
@@ -155,6 +155,19 @@ def bind_kernel_threads() -> Dict[int, int]:
     return binding
 
 
+def prepare_cpu_process() -> Dict[int, int]:
+    """What a process on the CPU sets before its work: PyNative ops launched synchronously
+    (:func:`run_ops_synchronously`) and, unless it is one process of a data-parallel job (they would all bind their
+    threads to the same CPUs), the kernel threads bound (:func:`bind_kernel_threads`). Thread settings of
+    ``mindspore.set_context`` must come first: the kernel pool starts here.
+
+    Returns:
+        the binding of :func:`bind_kernel_threads` (``{thread id: CPU}``; empty when nothing was bound).
+    """
+    run_ops_synchronously()
+    return {} if launched_distributed() else bind_kernel_threads()
+
+
 def configure_runtime(device_target: str, mode: str, device_id: Optional[int] = None, seed: int = 0) -> str:
     """Set MindSpore's device and execution mode (on the CPU: PyNative ops synchronous, and the kernel threads bound
     to CPUs in a single process), join a data-parallel job if a launcher started this process, and seed ``random``,
@@ -177,10 +190,8 @@ def configure_runtime(device_target: str, mode: str, device_id: Optional[int] = 
     target = select_device(device_target, device_id)
     ms.set_context(mode=MODES[mode])
     if target == "CPU":
-        run_ops_synchronously()
-    job = init_distributed(target, mode=MODES[mode])
-    if target == "CPU" and not job.distributed:  # a job's processes would all bind their threads to the same CPUs
-        bind_kernel_threads()
+        prepare_cpu_process()
+    init_distributed(target, mode=MODES[mode])
     random.seed(seed)
     np.random.seed(seed)
     ms.set_seed(seed)
@@ -188,4 +199,4 @@ def configure_runtime(device_target: str, mode: str, device_id: Optional[int] = 
 
 
 __all__ = ["DEVICE_TARGETS", "DeviceUnavailableError", "bind_kernel_threads", "configure_runtime", "kernel_thread_cpus",
-           "run_ops_synchronously", "select_device"]
+           "prepare_cpu_process", "run_ops_synchronously", "select_device"]
