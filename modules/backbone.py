@@ -5,9 +5,11 @@ factory :func:`build_vit`.
 """
 import functools
 
-from mindcv.models.vit import VisionTransformer
+import mindspore as ms
+from mindcv.models.vit import Attention, VisionTransformer
 from mindspore import nn as msnn
 from mindspore import ops
+from mindspore.ops import constexpr
 
 from modules import tnn
 
@@ -35,6 +37,101 @@ class ErfGELU(msnn.Cell):
 def exact_gelu() -> msnn.Cell:
     """Returns: a GELU cell using erf (PyTorch ``nn.GELU()`` semantics), not MindSpore's default tanh approximation."""
     return ErfGELU()
+
+
+@constexpr
+def _runs_op_by_op() -> bool:
+    """True in PyNative; evaluated once when a graph compiles, so a compiled graph takes the other branch."""
+    return ms.get_context("mode") == ms.PYNATIVE_MODE
+
+
+class AttentionCore(msnn.Cell):
+    """``softmax(q kᵀ) v`` over the heads, differentiated by MindSpore.
+
+    Args (construct):
+        q: (B, heads, N, d), already scaled; k, v: (B, heads, N, d).
+
+    Returns:
+        O (B, heads, N, d).
+    """
+
+    def __init__(self):
+        super().__init__()
+        # Primitives held as attributes, so that mixed precision O1 finds and casts every product, the backward's of
+        # the subclass too (modules.mixed_precision).
+        self.scores = ops.BatchMatMul(transpose_b=True)
+        self.weighted = ops.BatchMatMul()
+        self.softmax = ops.Softmax(axis=-1)  # the primitive: a bprop's graph cannot parse ops.softmax
+
+    def construct(self, q, k, v):
+        # The softmax in float32; under O2 (v in float16) its output is cast to v's type for the product, which
+        # GRAPH_MODE requires.
+        probabilities = self.softmax(self.scores(q, k).astype(ms.float32))
+        return self.weighted(probabilities.astype(v.dtype), v)
+
+
+class AttentionCoreOpByOp(AttentionCore):
+    """:class:`AttentionCore` with its backward written out, for PyNative.
+
+    MindSpore differentiates the softmax as ``P ∘ (dP − rowsum(dP ∘ P))``, a last-axis sum over the (B, heads, N, N)
+    probabilities that its CPU kernels run slowly. Since ``dP = dO vᵀ``, those row sums equal ``rowsum(dO ∘ O)`` over
+    (B, heads, N, d) (FlashAttention's identity), and the probabilities are recomputed rather than kept. The ViT-L
+    training step in PyNative: 27.0 → 21.4 s and 11.05 → 9.86 GiB. Compiled, the same backward made the step faster
+    but kept 1 GiB more (3 GiB more with recompute), so a compiled graph uses :class:`AttentionCore`
+    (bench/PERFORMANCE.md, "The attention's backward").
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.transposed_weighted = ops.BatchMatMul(transpose_a=True)
+        # The primitive: in PyNative on MindSpore 2.10, the Tensor's ``-`` with broadcasting (``SubExt``) takes 65 ms
+        # on (1, 16, 901, 901) − (1, 16, 901, 1), ``Sub`` 14 ms.
+        self.subtract = ops.Sub()
+
+    def bprop(self, q, k, v, out, dout):
+        # In float32, as the forward's softmax (under O2 the inputs and outputs arrive in float16).
+        q32, k32, v32 = q.astype(ms.float32), k.astype(ms.float32), v.astype(ms.float32)
+        probabilities = self.softmax(self.scores(q32, k32))
+        grad_out = dout.astype(ms.float32)
+        grad_v = self.transposed_weighted(probabilities, grad_out)
+        row_sums = ops.sum(grad_out * out.astype(ms.float32), dim=-1, keepdim=True)
+        grad_scores = probabilities * self.subtract(self.scores(grad_out, v32), row_sums)
+        grad_q = self.weighted(grad_scores, k32)
+        grad_k = self.transposed_weighted(grad_scores, q32)
+        return grad_q.astype(q.dtype), grad_k.astype(k.dtype), grad_v.astype(v.dtype)
+
+
+class ViTAttention(Attention):
+    """MindCV's ViT attention (same parameters and names, timm's layout) computing the same function faster: q is
+    scaled before the product, not the (B, heads, N, N) scores, and :class:`AttentionCore` (compiled) or
+    :class:`AttentionCoreOpByOp` (PyNative) does the rest. With a power-of-two scale (head width 64, as in ViT-B and
+    ViT-L) the forward is bit-identical to MindCV's.
+
+    :func:`build_vit` gives each block's ``attn`` this class (:func:`as_vit_attention`) after MindCV built it
+    (MindCV's ``Block`` builds its attention itself). No attention dropout: LSeg's ViTs have none.
+    """
+
+    def construct(self, x):
+        batch, tokens, width = x.shape
+        qkv = self.transpose(self.reshape(self.qkv(x), (batch, tokens, 3, self.num_heads, self.head_dim)),
+                             (2, 0, 3, 1, 4))
+        q, k, v = self.unstack(qkv)
+        q = self.q_norm(q) * self.scale
+        k = self.k_norm(k)
+        if _runs_op_by_op():
+            out = self.core_op_by_op(q, k, v)
+        else:
+            out = self.core(q, k, v)
+        out = self.reshape(self.transpose(out, (0, 2, 1, 3)), (batch, tokens, width))
+        return self.proj_drop(self.proj(out))
+
+
+def as_vit_attention(attention: Attention) -> ViTAttention:
+    """Turn MindCV's ``attention`` into :class:`ViTAttention` in place (its parameters stay where they are)."""
+    attention.__class__ = ViTAttention
+    attention.core = AttentionCore()
+    attention.core_op_by_op = AttentionCoreOpByOp()
+    return attention
 
 
 def check_image_size(images):
@@ -200,14 +297,17 @@ def build_vit(cfg: BackboneConfig, initialise: bool = True) -> VisionTransformer
         mindcv ``VisionTransformer`` with ``depth`` blocks, cls token, pos_embed (1, 1+G*G, C) and a
         1000-class head (unused by LSeg; kept so timm/official checkpoints load strictly).
     """
-    return VisionTransformer(
+    vit = VisionTransformer(
         image_size=cfg.image_size, patch_size=cfg.patch_size, in_channels=3, embed_dim=cfg.width,
         depth=cfg.depth, num_heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True,
         act_layer=exact_gelu,
         norm_layer=functools.partial(msnn.LayerNorm, epsilon=VIT_LAYER_NORM_EPS),
         num_classes=TIMM_NUM_CLASSES, weight_init=initialise,
     )
+    for block in vit.blocks:
+        as_vit_attention(block.attn)
+    return vit
 
 
-__all__ = ["ErfGELU", "check_image_size", "ViTBackbone", "ReassembleLevel", "resize_pos_embed", "build_vit",
-           "exact_gelu"]
+__all__ = ["AttentionCore", "AttentionCoreOpByOp", "ViTAttention", "as_vit_attention", "ErfGELU", "check_image_size",
+           "ViTBackbone", "ReassembleLevel", "resize_pos_embed", "build_vit", "exact_gelu"]
