@@ -76,9 +76,9 @@ class AttentionCoreOpByOp(AttentionCore):
     MindSpore differentiates the softmax as ``P ∘ (dP − rowsum(dP ∘ P))``, a last-axis sum over the (B, heads, N, N)
     probabilities that its CPU kernels run slowly. Since ``dP = dO vᵀ``, those row sums equal ``rowsum(dO ∘ O)`` over
     (B, heads, N, d) (FlashAttention's identity), and the probabilities are recomputed rather than kept. The ViT-L
-    training step in PyNative: 27.0 → 21.4 s and 11.05 → 9.86 GiB. Compiled, the same backward made the step faster
-    but kept 1 GiB more (3 GiB more with recompute), so a compiled graph uses :class:`AttentionCore`
-    (bench/PERFORMANCE.md, "The attention's backward").
+    training step in PyNative: median 27.5 → 20.4-21.4 s, peak 11.05 → 10.1 GiB (one step). Compiled, the same
+    backward made the step faster but kept 1 GiB more (3 GiB more with recompute), so a compiled graph uses
+    :class:`AttentionCore` (bench/PERFORMANCE.md, "The attention's backward").
     """
 
     def __init__(self):
