@@ -1,7 +1,7 @@
 """Image side of LSeg up to the four reassembled feature maps: MindCV ViT walked by hand + DPT reassembly.
 
-Layer classes first (position-embedding resizing, one reassembly level, the whole backbone), then the
-factory :func:`build_vit`.
+Layer classes first (exact GELU, the ViT attention, position-embedding resizing, one reassembly level, the whole
+backbone), then the factory :func:`build_vit`.
 """
 import functools
 
