@@ -45,7 +45,11 @@ CLUSTER_CLIENT_LOSES_FAST_REPLIES = MINDSPORE_VERSION < (2, 10)
 # Before 2.10 a MindIR exported with the label count as an input segfaults when it is called with another count than
 # at its first call and the network has the spatial regularisation block.
 DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES = MINDSPORE_VERSION < (2, 10)
+# Before 2.10, PyNative passes a Cell's own ``bprop`` the output of the Cell's first call as ``out`` in every later
+# call (its inputs and ``dout`` are the call's own).
+PYNATIVE_BPROP_GETS_FIRST_OUTPUT = MINDSPORE_VERSION < (2, 10)
 
 
 __all__ = ["version_tuple", "MINDSPORE_VERSION", "BN_CPU_BIASED_RUNNING_VAR", "ONEDNN_ISA_CAPPED", "HAS_MSRUN",
-           "CLUSTER_CLIENT_LOSES_FAST_REPLIES", "DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES"]
+           "CLUSTER_CLIENT_LOSES_FAST_REPLIES", "DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES",
+           "PYNATIVE_BPROP_GETS_FIRST_OUTPUT"]

@@ -11,6 +11,7 @@ from mindspore import nn as msnn
 from mindspore import ops
 from mindspore.ops import constexpr
 
+from foundation.platform import PYNATIVE_BPROP_GETS_FIRST_OUTPUT
 from modules import tnn
 
 from .config import BackboneConfig
@@ -94,7 +95,8 @@ class AttentionCoreOpByOp(AttentionCore):
         probabilities = self.softmax(self.scores(q32, k32))
         grad_out = dout.astype(ms.float32)
         grad_v = self.transposed_weighted(probabilities, grad_out)
-        row_sums = ops.sum(grad_out * out.astype(ms.float32), dim=-1, keepdim=True)
+        output = self.weighted(probabilities, v32) if PYNATIVE_BPROP_GETS_FIRST_OUTPUT else out.astype(ms.float32)
+        row_sums = ops.sum(grad_out * output, dim=-1, keepdim=True)
         grad_scores = probabilities * self.subtract(self.scores(grad_out, v32), row_sums)
         grad_q = self.weighted(grad_scores, k32)
         grad_k = self.transposed_weighted(grad_scores, q32)

@@ -24,11 +24,16 @@ class Residual(nn.Cell):
         return (x * x * x).mean()
 
 
-def loss_and_gradients(layer, width, heads, x):
+def losses_and_gradients(layer, width, heads, inputs):
+    """One network differentiated at each of ``inputs`` in turn (a later call must not see an earlier one's values)."""
     ms.set_seed(0)
     net = Residual(layer, width, heads)
-    loss, (grad_x, grad_weights) = ms.value_and_grad(net, 0, net.trainable_params())(x)
-    return loss.asnumpy(), grad_x.asnumpy(), [g.asnumpy() for g in grad_weights]
+    step = ms.value_and_grad(net, 0, net.trainable_params())
+    results = []
+    for x in inputs:
+        loss, (grad_x, grad_weights) = step(x)
+        results.append((loss.asnumpy(), grad_x.asnumpy(), [g.asnumpy() for g in grad_weights]))
+    return results
 
 
 def vit_attention(*args):
@@ -40,16 +45,17 @@ def vit_attention(*args):
 def test_vit_attention_has_mindcvs_value_and_gradients(mode, width, heads):
     if mode == "graph":
         ms.set_context(mode=ms.GRAPH_MODE)
-    x = ms.Tensor(np.random.RandomState(1).standard_normal((2, 17, width)).astype(np.float32))
-    expected = loss_and_gradients(Attention, width, heads, x)
-    got = loss_and_gradients(vit_attention, width, heads, x)
-    if width // heads == 64:  # a power-of-two scale: scaling q or the scores rounds alike
-        np.testing.assert_array_equal(got[0], expected[0])
-    np.testing.assert_allclose(got[0], expected[0], rtol=1e-6)
-    np.testing.assert_allclose(got[1], expected[1], rtol=1e-5, atol=1e-6 * np.abs(expected[1]).max())
-    assert len(got[2]) == len(expected[2]) == 8
-    for grad, reference in zip(got[2], expected[2]):
-        np.testing.assert_allclose(grad, reference, rtol=1e-5, atol=1e-6 * np.abs(reference).max())
+    inputs = [ms.Tensor(np.random.RandomState(seed).standard_normal((2, 17, width)).astype(np.float32))
+              for seed in (1, 2, 3)]
+    for got, expected in zip(losses_and_gradients(vit_attention, width, heads, inputs),
+                             losses_and_gradients(Attention, width, heads, inputs)):
+        if width // heads == 64:  # a power-of-two scale: scaling q or the scores rounds alike
+            np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_allclose(got[0], expected[0], rtol=1e-5)
+        np.testing.assert_allclose(got[1], expected[1], rtol=1e-5, atol=1e-6 * np.abs(expected[1]).max())
+        assert len(got[2]) == len(expected[2]) == 8
+        for grad, reference in zip(got[2], expected[2]):
+            np.testing.assert_allclose(grad, reference, rtol=1e-5, atol=1e-6 * np.abs(reference).max())
 
 
 def test_every_block_of_a_built_vit_uses_it_with_timms_parameter_names_only():
