@@ -104,8 +104,9 @@ def _argv(two_sets, checkpoints, name):
 
 
 def test_two_sets_train_together_validate_apart_and_resume_exactly(two_sets, tmp_path, capsys):
-    """Three short runs of the tiny preset in PyNative (about 17 s in all): the whole run, then one stopped after
-    epoch 1 and resumed, whose epoch-2 weights must equal the whole run's."""
+    """Three short runs of the tiny preset in PyNative (12 s in all on the current stack, 20-24 s on the legacy one,
+    whose PyNative is slower): the whole run, then one stopped after epoch 1 and resumed, whose epoch-2 weights must
+    equal the whole run's."""
     checkpoints = str(tmp_path / "ck")
     assert train_custom.main(_argv(two_sets, checkpoints, "whole")) == 0
     assert "6 labels from 2 sets: first 4, second 4" in capsys.readouterr().out
