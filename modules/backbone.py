@@ -13,6 +13,7 @@ from mindspore.ops import constexpr
 
 from foundation.platform import PYNATIVE_BPROP_GETS_FIRST_OUTPUT
 from modules import tnn
+from modules.kernels import softmax_grad_op
 
 from .config import BackboneConfig
 
@@ -46,8 +47,31 @@ def _runs_op_by_op() -> bool:
     return ms.get_context("mode") == ms.PYNATIVE_MODE
 
 
+class SoftmaxFusedGrad(msnn.Cell):
+    """Softmax over the last axis whose gradient is one fused CPU kernel (:func:`modules.kernels.softmax_grad_op`).
+
+    MindSpore runs the softmax's gradient as a reduction, a subtraction and a product over the (B, heads, N, N)
+    probabilities: 72 ms a ViT-L layer on the CPU, and the compiled training graph keeps their transients (0.19 GiB a
+    layer on 2.10). The kernel takes 5 ms and keeps nothing: the ViT-L step compiled on 2.10 (bench/PERFORMANCE.md,
+    "The attention's backward"). Compiled graphs only: MindSpore 2.0's PyNative would hand ``bprop`` a stale ``out``
+    (:data:`foundation.platform.PYNATIVE_BPROP_GETS_FIRST_OUTPUT`); PyNative runs :class:`AttentionCoreOpByOp`.
+    """
+
+    def __init__(self, grad_op):
+        super().__init__()
+        self.softmax = ops.Softmax(axis=-1)
+        self.grad_op = grad_op
+
+    def construct(self, scores):
+        return self.softmax(scores)
+
+    def bprop(self, scores, out, dout):
+        return (self.grad_op(out, dout),)
+
+
 class AttentionCore(msnn.Cell):
-    """``softmax(q kᵀ) v`` over the heads, differentiated by MindSpore.
+    """``softmax(q kᵀ) v`` over the heads, differentiated by MindSpore; the softmax's gradient is the fused CPU
+    kernel where there is one (:class:`SoftmaxFusedGrad`).
 
     Args (construct):
         q: (B, heads, N, d), already scaled; k, v: (B, heads, N, d).
@@ -63,23 +87,25 @@ class AttentionCore(msnn.Cell):
         self.scores = ops.BatchMatMul(transpose_b=True)
         self.weighted = ops.BatchMatMul()
         self.softmax = ops.Softmax(axis=-1)  # the primitive: a bprop's graph cannot parse ops.softmax
+        self.softmax_grad = softmax_grad_op()  # None off a CPU or without a C++ compiler
+        self.fused_softmax = None if self.softmax_grad is None else SoftmaxFusedGrad(self.softmax_grad)
 
     def construct(self, q, k, v):
         # The softmax in float32; under O2 (v in float16) its output is cast to v's type for the product, which
         # GRAPH_MODE requires.
-        probabilities = self.softmax(self.scores(q, k).astype(ms.float32))
+        scores = self.scores(q, k).astype(ms.float32)
+        probabilities = self.softmax(scores) if self.fused_softmax is None else self.fused_softmax(scores)
         return self.weighted(probabilities.astype(v.dtype), v)
 
 
 class AttentionCoreOpByOp(AttentionCore):
     """:class:`AttentionCore` with its backward written out, for PyNative.
 
-    MindSpore differentiates the softmax as ``P ∘ (dP − rowsum(dP ∘ P))``, a last-axis sum over the (B, heads, N, N)
-    probabilities that its CPU kernels run slowly. Since ``dP = dO vᵀ``, those row sums equal ``rowsum(dO ∘ O)`` over
-    (B, heads, N, d) (FlashAttention's identity), and the probabilities are recomputed rather than kept. The ViT-L
-    training step in PyNative: median 27.5 → 20.4-21.4 s, peak 11.05 → 10.1 GiB (one step). Compiled, the same
-    backward made the step faster but kept 1 GiB more (3 GiB more with recompute), so a compiled graph uses
-    :class:`AttentionCore` (bench/PERFORMANCE.md, "The attention's backward").
+    The probabilities are recomputed rather than kept. The softmax's gradient ``P ∘ (dP − rowsum(dP ∘ P))`` is the
+    fused CPU kernel where there is one; else its row sums are taken as ``rowsum(dO ∘ O)`` over (B, heads, N, d)
+    (FlashAttention's identity, since ``dP = dO vᵀ``), avoiding MindSpore's slow last-axis sum over (B, heads, N, N).
+    The ViT-L training step in PyNative: median 27.5 → 20.4-21.4 s, peak 11.05 → 10.1 GiB (one step) with the
+    identity (bench/PERFORMANCE.md, "The attention's backward").
     """
 
     def __init__(self):
@@ -95,9 +121,13 @@ class AttentionCoreOpByOp(AttentionCore):
         probabilities = self.softmax(self.scores(q32, k32))
         grad_out = dout.astype(ms.float32)
         grad_v = self.transposed_weighted(probabilities, grad_out)
-        output = self.weighted(probabilities, v32) if PYNATIVE_BPROP_GETS_FIRST_OUTPUT else out.astype(ms.float32)
-        row_sums = ops.sum(grad_out * output, dim=-1, keepdim=True)
-        grad_scores = probabilities * self.subtract(self.scores(grad_out, v32), row_sums)
+        grad_probabilities = self.scores(grad_out, v32)
+        if self.softmax_grad is not None:
+            grad_scores = self.softmax_grad(probabilities, grad_probabilities)
+        else:
+            output = self.weighted(probabilities, v32) if PYNATIVE_BPROP_GETS_FIRST_OUTPUT else out.astype(ms.float32)
+            row_sums = ops.sum(grad_out * output, dim=-1, keepdim=True)
+            grad_scores = probabilities * self.subtract(grad_probabilities, row_sums)
         grad_q = self.weighted(grad_scores, k32)
         grad_k = self.transposed_weighted(grad_scores, q32)
         return grad_q.astype(q.dtype), grad_k.astype(k.dtype), grad_v.astype(v.dtype)
@@ -311,5 +341,5 @@ def build_vit(cfg: BackboneConfig, initialise: bool = True) -> VisionTransformer
     return vit
 
 
-__all__ = ["AttentionCore", "AttentionCoreOpByOp", "ViTAttention", "as_vit_attention", "ErfGELU", "check_image_size",
-           "ViTBackbone", "ReassembleLevel", "resize_pos_embed", "build_vit", "exact_gelu"]
+__all__ = ["AttentionCore", "AttentionCoreOpByOp", "SoftmaxFusedGrad", "ViTAttention", "as_vit_attention", "ErfGELU",
+           "check_image_size", "ViTBackbone", "ReassembleLevel", "resize_pos_embed", "build_vit", "exact_gelu"]

@@ -1,11 +1,13 @@
 """modules.backbone.ViTAttention: the same function and gradients as MindCV's attention it replaces (q scaled first,
-the softmax's backward written out), in PyNative and GRAPH_MODE, and every block of a built ViT uses it."""
+the softmax's backward written out), in PyNative and GRAPH_MODE, with the fused CPU kernel for the softmax's gradient
+and with MindSpore's ops, and every block of a built ViT uses it."""
 import mindspore as ms
 import numpy as np
 import pytest
 from mindcv.models.vit import Attention
 from mindspore import nn
 
+from modules import backbone
 from modules.backbone import ViTAttention, as_vit_attention
 
 pytestmark = pytest.mark.both_stacks
@@ -40,9 +42,16 @@ def vit_attention(*args):
     return as_vit_attention(Attention(*args))
 
 
+@pytest.mark.parametrize("softmax_grad", ["fused kernel", "mindspore ops"])
 @pytest.mark.parametrize("mode", ["pynative", "graph"])
 @pytest.mark.parametrize("width,heads", [(64, 1), (96, 4)])  # head widths 64 (scale 1/8) and 24 (not a power of 2)
-def test_vit_attention_has_mindcvs_value_and_gradients(mode, width, heads):
+def test_vit_attention_has_mindcvs_value_and_gradients(mode, width, heads, softmax_grad, monkeypatch):
+    if softmax_grad == "mindspore ops":
+        monkeypatch.setattr(backbone, "softmax_grad_op", lambda: None)
+    elif backbone.softmax_grad_op() is None:
+        pytest.skip("the fused kernel does not run here: before MindSpore 2.10 or no C++ compiler (modules.kernels)")
+    uses_kernel = vit_attention(width, heads, True).core.fused_softmax is not None
+    assert uses_kernel == (softmax_grad == "fused kernel")
     if mode == "graph":
         ms.set_context(mode=ms.GRAPH_MODE)
     inputs = [ms.Tensor(np.random.RandomState(seed).standard_normal((2, 17, width)).astype(np.float32))
