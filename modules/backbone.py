@@ -51,9 +51,10 @@ class SoftmaxFusedGrad(msnn.Cell):
     """Softmax over the last axis whose gradient is one fused CPU kernel (:func:`modules.kernels.softmax_grad_op`).
 
     MindSpore runs the softmax's gradient as a reduction, a subtraction and a product over the (B, heads, N, N)
-    probabilities: 72 ms a ViT-L layer on the CPU, and the compiled training graph keeps their transients (0.19 GiB a
-    layer on 2.10). The kernel takes 5 ms and keeps nothing: the ViT-L step compiled on 2.10 (bench/PERFORMANCE.md,
-    "The attention's backward"). Compiled graphs only: MindSpore 2.0's PyNative would hand ``bprop`` a stale ``out``
+    probabilities: 72 ms a ViT-L layer on the CPU, and the compiled training graph of MindSpore 2.10 keeps their
+    transients (0.19 GiB a layer). The kernel takes 5 ms and keeps nothing: the compiled ViT-L step takes 15.1 GiB
+    instead of 18.8 (bench/PERFORMANCE.md, "The softmax's gradient as a CPU kernel of our own"). Compiled graphs
+    only: MindSpore 2.0's PyNative would hand ``bprop`` a stale ``out``
     (:data:`foundation.platform.PYNATIVE_BPROP_GETS_FIRST_OUTPUT`); PyNative runs :class:`AttentionCoreOpByOp`.
     """
 
@@ -87,7 +88,7 @@ class AttentionCore(msnn.Cell):
         self.scores = ops.BatchMatMul(transpose_b=True)
         self.weighted = ops.BatchMatMul()
         self.softmax = ops.Softmax(axis=-1)  # the primitive: a bprop's graph cannot parse ops.softmax
-        self.softmax_grad = softmax_grad_op()  # None off a CPU or without a C++ compiler
+        self.softmax_grad = softmax_grad_op()  # None off a CPU, before MindSpore 2.10 or without a compiler
         self.fused_softmax = None if self.softmax_grad is None else SoftmaxFusedGrad(self.softmax_grad)
 
     def construct(self, q, k, v):
