@@ -52,7 +52,7 @@ class SoftmaxFusedGrad(msnn.Cell):
 
     MindSpore runs the softmax's gradient as a reduction, a subtraction and a product over the (B, heads, N, N)
     probabilities: 72 ms a ViT-L layer on the CPU, and the compiled training graph of MindSpore 2.10 keeps their
-    transients (0.19 GiB a layer). The kernel takes 5 ms and keeps nothing: the compiled ViT-L step takes 15.1 GiB
+    transients (0.19 GiB a layer). The kernel takes 7.6 ms and keeps nothing: the compiled ViT-L step takes 15.1 GiB
     instead of 18.8 (bench/PERFORMANCE.md, "The softmax's gradient as a CPU kernel of our own"). Compiled graphs
     only: MindSpore 2.0's PyNative would hand ``bprop`` a stale ``out``
     (:data:`foundation.platform.PYNATIVE_BPROP_GETS_FIRST_OUTPUT`); PyNative runs :class:`AttentionCoreOpByOp`.

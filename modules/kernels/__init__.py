@@ -22,9 +22,10 @@ from foundation.atomic import atomic_output
 from foundation.platform import OWN_CPU_KERNELS_PAY
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-# -fopenmp: the rows are split over the cores and `omp simd` vectorises each row's sum (13 ms single-threaded
-# without it, 5 ms with it, on 16x901x901). No -march: the cached library must run on any CPU of its architecture.
-_FLAGS = ("-O3", "-fopenmp", "-shared", "-fPIC", "-std=c++11")
+# -fopenmp-simd: `omp simd` vectorises each row's sum (16x901x901: 13 ms without it, 7.6 ms with it) without
+# OpenMP's threads, which would contend with MindSpore's kernel pool (rows over 2 threads: 5.8 ms, and the ViT-L
+# step no faster). No -march: the cached library must run on any CPU of its architecture.
+_FLAGS = ("-O3", "-fopenmp-simd", "-shared", "-fPIC", "-std=c++11")
 _log = logging.getLogger("lseg.kernels")
 
 

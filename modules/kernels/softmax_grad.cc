@@ -1,9 +1,8 @@
 // The softmax's gradient over the last axis in one pass per row: dS = P * (dP - sum_j(dP_j * P_j)).
 // MindSpore's CPU backend runs it as a reduction, a subtraction and a product (72 ms on 16x901x901 float32 against
-// 5 ms here), and its compiled training graph keeps their transients alive (bench/PERFORMANCE.md).
+// 7.6 ms here), and its compiled training graph keeps their transients alive (bench/PERFORMANCE.md).
 // Built by modules/kernels/__init__.py; called through mindspore.ops.Custom(func_type="aot"): inputs P and dP,
-// output dS, all float32 of one shape. Each row is summed in a fixed order by one thread, so results are
-// reproducible whatever the thread count.
+// output dS, all float32 of one shape. One thread, each row summed in a fixed order: reproducible results.
 #include <cstdint>
 #include <cstring>
 
@@ -22,7 +21,6 @@ extern "C" int SoftmaxGrad(int nparam, void **params, int *ndims, int64_t **shap
   const int64_t width = last >= 0 ? shapes[0][last] : 1;
   int64_t rows = 1;
   for (int i = 0; i < last; ++i) rows *= shapes[0][i];
-#pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < rows; ++row) {
     const float *p = probabilities + row * width;
     const float *dp = grad_probabilities + row * width;
