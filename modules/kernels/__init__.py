@@ -61,8 +61,8 @@ def build_kernel(name: str) -> Optional[str]:
     source = os.path.join(_HERE, name + ".cc")
     identity = _compiler_identity(compiler_path) if compiler_path else ""
     if not identity:
-        _log.warning("no C++ compiler (%s) to build %s: MindSpore's own ops run instead (slower on a CPU; set CXX "
-                     "to a compiler's name)", compiler, source)
+        _log.warning("no C++ compiler (%s) to build %s: MindSpore's own ops run instead (a CPU training step is "
+                     "slower and, compiled, heavier; set CXX to a compiler's name)", compiler, source)
         return None
     with open(source, "rb") as handle:
         digest = hashlib.sha256(handle.read() + " ".join(_FLAGS).encode() + identity.encode()).hexdigest()[:16]
@@ -73,12 +73,12 @@ def build_kernel(name: str) -> Optional[str]:
         with atomic_output(library) as temporary:
             result = subprocess.run([compiler_path, *_FLAGS, "-o", temporary, source], capture_output=True,
                                     text=True, timeout=300)
-            if result.returncode != 0:
+            if result.returncode != 0:  # the compiler's first error line names the cause
                 lines = (result.stderr or result.stdout or "exit status %d" % result.returncode).strip().splitlines()
-                raise RuntimeError(lines[-1])
+                raise RuntimeError(next((line for line in lines if "error" in line), lines[-1]))
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:
-        _log.warning("could not build %s into %s (%s): MindSpore's own ops run instead (slower on a CPU)",
-                     source, library, error)
+        _log.warning("could not build %s into %s (%s): MindSpore's own ops run instead (a CPU training step is "
+                     "slower and, compiled, heavier)", source, library, error)
         return None
     return library
 
