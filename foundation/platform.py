@@ -49,8 +49,8 @@ DYNAMIC_LABEL_COUNT_WITH_BLOCK_CRASHES = MINDSPORE_VERSION < (2, 10)
 # call (its inputs and ``dout`` are the call's own).
 PYNATIVE_BPROP_GETS_FIRST_OUTPUT = MINDSPORE_VERSION < (2, 10)
 # On 2.10 the CPU backend's compiled training graph keeps the transients of the softmax's gradient as it expands it;
-# a kernel of our own (modules.kernels) takes the ViT-L step from 18.8 to 15.1 GiB and makes it 0.5-1 s faster. On 2.0
-# the same step kept 1 GiB more with it (15.2 against 14.2 GiB) and ran no faster, so it runs from 2.10 on.
+# a kernel of our own (modules.kernels) takes the ViT-L step from 18.8 to 15.1 GiB and makes it about 1 s faster. On
+# 2.0 the same step kept 1 GiB more with it (15.2 against 14.2 GiB) and ran no faster, so it runs from 2.10 on.
 OWN_CPU_KERNELS_PAY = MINDSPORE_VERSION >= (2, 10)
 
 
