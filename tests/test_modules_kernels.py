@@ -23,19 +23,13 @@ def softmax_rows(scores):
     return exp / exp.sum(-1, keepdims=True)
 
 
-def kernel_op(source, function):
-    """The kernel as a primitive on any stack (the network uses it from 2.10 on only)."""
-    return ms.ops.Custom(kernels.build_kernel(source) + ":" + function, out_shape=lambda first, second: first,
-                         out_dtype=lambda first, second: first, func_type="aot")
-
-
 @pytest.mark.parametrize("shape", [(7, 5), (2, 3, 17, 17), (1, 16, 33, 901)])
 def test_the_softmax_kernel_is_the_softmax_gradient(shape):
     rng = np.random.RandomState(len(shape))
     probabilities = softmax_rows(rng.standard_normal(shape) * 3)
     grad = rng.standard_normal(shape)
     expected = probabilities * (grad - (grad * probabilities).sum(-1, keepdims=True))
-    op = kernel_op("softmax_grad", "SoftmaxGrad")
+    op = kernels.custom_op("softmax_grad", "SoftmaxGrad")  # on any stack
     got = op(ms.Tensor(probabilities.astype(np.float32)), ms.Tensor(grad.astype(np.float32))).asnumpy()
     assert got.shape == shape and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())

@@ -93,12 +93,9 @@ def softmax_grad_op() -> Optional[ops.Custom]:
     return _custom_op(ms.get_context("device_target"), "softmax_grad", "SoftmaxGrad")
 
 
-@functools.lru_cache(maxsize=None)
-def _custom_op(device_target: str, source: str, function: str) -> Optional[ops.Custom]:
-    """One ``aot`` primitive per kernel and device: ``function`` of ``<source>.cc``, output shaped and typed as the
-    first input."""
-    if device_target != "CPU" or not OWN_CPU_KERNELS_PAY:
-        return None
+def custom_op(source: str, function: str) -> Optional[ops.Custom]:
+    """``function`` of ``<source>.cc`` as an ``aot`` primitive whose output is shaped and typed as its first input,
+    on any MindSpore version (the network asks through :func:`softmax_grad_op`); None when it cannot be built."""
     library = build_kernel(source)
     if library is None:
         return None
@@ -106,4 +103,12 @@ def _custom_op(device_target: str, source: str, function: str) -> Optional[ops.C
                       out_dtype=lambda first, second: first, func_type="aot")
 
 
-__all__ = ["kernel_cache_dir", "build_kernel", "softmax_grad_op"]
+@functools.lru_cache(maxsize=None)
+def _custom_op(device_target: str, source: str, function: str) -> Optional[ops.Custom]:
+    """One primitive per kernel and device, where the kernels pay."""
+    if device_target != "CPU" or not OWN_CPU_KERNELS_PAY:
+        return None
+    return custom_op(source, function)
+
+
+__all__ = ["kernel_cache_dir", "build_kernel", "custom_op", "softmax_grad_op"]
